@@ -1,0 +1,1 @@
+/* archive_reader: being written. */

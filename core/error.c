@@ -1,0 +1,129 @@
+/* The error struct and its helpers: one place formats messages so every
+ * module reports "thing: reason" the same way. */
+#include "fb_error.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+void fb_error_clear(fb_error *err)
+{
+    if (!err)
+        return;
+    err->code = 0;
+    err->sys_errno = 0;
+    err->message[0] = '\0';
+}
+
+static void set_message(fb_error *err, const char *fmt, va_list ap)
+{
+    vsnprintf(err->message, sizeof err->message, fmt, ap);
+}
+
+int fb_error_set(fb_error *err, int code, const char *fmt, ...)
+{
+    if (!err)
+        return code;
+    va_list ap;
+    va_start(ap, fmt);
+    set_message(err, fmt, ap);
+    va_end(ap);
+    err->code = code;
+    err->sys_errno = 0;
+    return code;
+}
+
+static void append_strerror(fb_error *err, int errnum)
+{
+    size_t used = strlen(err->message);
+    if (used < sizeof err->message)
+        snprintf(err->message + used, sizeof err->message - used, ": %s", strerror(errnum));
+}
+
+int fb_error_set_errno(fb_error *err, int errnum, const char *fmt, ...)
+{
+    if (!err)
+        return FB_EIO;
+    va_list ap;
+    va_start(ap, fmt);
+    set_message(err, fmt, ap);
+    va_end(ap);
+    append_strerror(err, errnum);
+    err->code = FB_EIO;
+    err->sys_errno = errnum;
+    return FB_EIO;
+}
+
+static int code_for_errno(int errnum)
+{
+    switch (errnum) {
+    case ENOENT:
+        return FB_ENOTFOUND;
+    case ENOMEM:
+        return FB_ENOMEM;
+    case EEXIST:
+    case ENOTEMPTY:
+        return FB_EEXIST;
+    default:
+        return FB_EIO;
+    }
+}
+
+int fb_error_from_errno(fb_error *err, int errnum, const char *fmt, ...)
+{
+    int code = code_for_errno(errnum);
+    if (!err)
+        return code;
+    va_list ap;
+    va_start(ap, fmt);
+    set_message(err, fmt, ap);
+    va_end(ap);
+    append_strerror(err, errnum);
+    err->code = code;
+    err->sys_errno = errnum;
+    return code;
+}
+
+void fb_error_prefix(fb_error *err, const char *fmt, ...)
+{
+    if (!err)
+        return;
+    char prefix[FB_ERROR_MESSAGE_MAX];
+    char old[FB_ERROR_MESSAGE_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    va_end(ap);
+    memcpy(old, err->message, sizeof old);
+    snprintf(err->message, sizeof err->message, "%s: %s", prefix, old);
+}
+
+const char *fb_error_code_name(int code)
+{
+    switch (code) {
+    case FB_OK: return "ok";
+    case FB_ECORRUPT: return "corrupt";
+    case FB_EIO: return "I/O error";
+    case FB_ENOMEM: return "out of memory";
+    case FB_ENOTFOUND: return "not found";
+    case FB_EUNSUPPORTED: return "unsupported";
+    case FB_EMISUSE: return "misuse";
+    case FB_EINVAL: return "invalid input";
+    case FB_EBUSY: return "busy";
+    case FB_EEXIST: return "already exists";
+    case FB_ECHANGED: return "changed during backup";
+    default: return "unknown error";
+    }
+}
+
+void fb_warnf(fb_warn_fn warn, void *ctx, const char *fmt, ...)
+{
+    if (!warn)
+        return;
+    char buf[FB_ERROR_MESSAGE_MAX * 2];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    warn(ctx, buf);
+}

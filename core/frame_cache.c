@@ -1,0 +1,1 @@
+/* frame_cache: being written. */

@@ -1,0 +1,82 @@
+/* SHA-256 through OpenSSL EVP, plus the hex form used in manifests. */
+#include "fb_hash.h"
+
+#include <openssl/evp.h>
+#include <string.h>
+
+int fb_sha256_init(fb_sha256 *h, fb_error *err)
+{
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (!ctx)
+        return fb_error_set(err, FB_ENOMEM, "sha256: out of memory");
+    if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
+        EVP_MD_CTX_free(ctx);
+        return fb_error_set(err, FB_EIO, "sha256: EVP_DigestInit_ex failed");
+    }
+    h->ctx = ctx;
+    return 0;
+}
+
+void fb_sha256_update(fb_sha256 *h, const void *data, size_t len)
+{
+    if (len)
+        EVP_DigestUpdate((EVP_MD_CTX *)h->ctx, data, len);
+}
+
+void fb_sha256_final(fb_sha256 *h, uint8_t out[FB_SHA256_LEN])
+{
+    unsigned int n = 0;
+    EVP_DigestFinal_ex((EVP_MD_CTX *)h->ctx, out, &n);
+}
+
+void fb_sha256_fini(fb_sha256 *h)
+{
+    if (h && h->ctx) {
+        EVP_MD_CTX_free((EVP_MD_CTX *)h->ctx);
+        h->ctx = NULL;
+    }
+}
+
+int fb_sha256_buffer(const void *data, size_t len, uint8_t out[FB_SHA256_LEN], fb_error *err)
+{
+    fb_sha256 h;
+    int rc = fb_sha256_init(&h, err);
+    if (rc)
+        return rc;
+    fb_sha256_update(&h, data, len);
+    fb_sha256_final(&h, out);
+    fb_sha256_fini(&h);
+    return 0;
+}
+
+void fb_hex_encode(const uint8_t *in, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[in[i] >> 4];
+        out[2 * i + 1] = digits[in[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+int fb_sha256_from_hex(const char *hex, uint8_t out[FB_SHA256_LEN])
+{
+    if (!hex || strlen(hex) != FB_SHA256_HEX_LEN)
+        return FB_ECORRUPT;
+    for (size_t i = 0; i < FB_SHA256_LEN; i++) {
+        int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return FB_ECORRUPT;
+        out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return 0;
+}

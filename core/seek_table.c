@@ -1,0 +1,1 @@
+/* seek_table: being written. */

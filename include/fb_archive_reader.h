@@ -1,0 +1,63 @@
+/* Reads archive.tar.zst by frames: any byte range of the uncompressed tar
+ * stream is served by decompressing only the frames that cover it (seek
+ * table, binary search), through a shared fb_frame_cache.
+ *
+ * The archive is hostile input: the seek table is validated against the file
+ * size, the window size is capped (ZSTD_d_windowLogMax 27), every frame must
+ * be exactly one zstd frame of exactly its compressed size that decompresses
+ * to exactly its declared size with a good content checksum. Any failure is
+ * FB_ECORRUPT; wrong bytes are never returned.
+ *
+ * Threads: fb_archive_reader_pread and the getters are safe to call from any
+ * number of threads at once on one reader. A fb_archive_stream is used by one
+ * thread. */
+#ifndef FB_ARCHIVE_READER_H
+#define FB_ARCHIVE_READER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fb_error.h"
+#include "fb_frame_cache.h"
+#include "fb_seek_table.h"
+#include "fb_types.h"
+
+typedef struct fb_archive_reader fb_archive_reader;
+
+/* fd: an open archive; on success the reader owns it (closed by _free), on
+ * failure the caller still does. cache: borrowed, may be NULL (no caching),
+ * must outlive the reader. name is used in messages (copied).
+ * Returns 0, FB_ECORRUPT, FB_EIO, FB_ENOMEM. */
+int fb_archive_reader_open(int fd, fb_frame_cache *cache, const char *name,
+                           fb_archive_reader **out, fb_error *err);
+/* Accepts NULL. */
+void fb_archive_reader_free(fb_archive_reader *r);
+
+/* Copies up to len bytes of the uncompressed stream starting at offset into
+ * buf; *out_len is len clipped at the end of the stream (0 past the end).
+ * Returns 0, FB_ECORRUPT, FB_EIO, FB_ENOMEM. */
+int fb_archive_reader_pread(fb_archive_reader *r, void *buf, size_t len, uint64_t offset,
+                            size_t *out_len, fb_error *err);
+
+uint64_t fb_archive_reader_uncompressed_size(const fb_archive_reader *r);
+uint64_t fb_archive_reader_file_size(const fb_archive_reader *r);
+const fb_seek_table *fb_archive_reader_seek_table(const fb_archive_reader *r);
+
+/* Sequential pass over the whole archive for verify and restore: returns the
+ * frames in order (each checked as above, bypassing the cache) and hashes
+ * every byte of the archive file on the way, seek table included. */
+typedef struct fb_archive_stream fb_archive_stream;
+
+/* r: borrowed, must outlive the stream. */
+int fb_archive_stream_new(fb_archive_reader *r, fb_archive_stream **out, fb_error *err);
+/* Next frame's decompressed bytes: *data valid until the next call or _free.
+ * At the end returns 0 with *len == 0. */
+int fb_archive_stream_next(fb_archive_stream *s, const uint8_t **data, size_t *len,
+                           fb_error *err);
+/* After the end was reached: SHA-256 of the entire archive file. Returns
+ * FB_EMISUSE before the end. */
+int fb_archive_stream_file_sha256(fb_archive_stream *s, uint8_t out[FB_SHA256_LEN],
+                                  fb_error *err);
+void fb_archive_stream_free(fb_archive_stream *s);
+
+#endif

@@ -1,0 +1,57 @@
+/* Taking a backup (SPEC "Backup"): lock, clear leftovers, scan the session
+ * directory, write archive + manifest into .tmp-*, validate, publish
+ * (fsync, rename), update the index, apply retention. */
+#ifndef FB_BACKUP_H
+#define FB_BACKUP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fb_config.h"
+#include "fb_error.h"
+#include "fb_manifest.h"
+#include "fb_retention.h"
+#include "fb_store.h"
+
+/* Progress: called from the backup thread after each file and at phase
+ * changes; phase is "scan", "write", "validate", "publish". */
+typedef void (*fb_progress_fn)(void *ctx, const char *phase, uint64_t done_bytes,
+                               uint64_t total_bytes);
+
+typedef struct fb_backup_request {
+    const char *session_id;
+    fb_backup_type type;
+    const char *note;          /* NULL = none */
+    int64_t now;               /* seconds since the epoch */
+    const fb_config *config;   /* borrowed */
+    double lock_wait_seconds;
+    bool verify;               /* validate before publishing (default true) */
+    bool cleanup;              /* apply retention after publishing */
+    fb_warn_fn warn;
+    void *warn_ctx;
+    fb_progress_fn progress;   /* may be NULL */
+    void *progress_ctx;
+} fb_backup_request;
+
+typedef struct fb_backup_result {
+    fb_manifest manifest;      /* the published manifest */
+    bool verified;
+    bool index_rebuilt;
+    double seconds;
+    fb_retention_decision *retention; /* malloc'd plan applied, NULL if no cleanup */
+    size_t n_retention;
+    uint64_t changed_files;    /* files that changed while read (warned) */
+} fb_backup_result;
+
+void fb_backup_result_init(fb_backup_result *r);
+void fb_backup_result_fini(fb_backup_result *r);
+
+/* Returns 0 or: FB_EINVAL (bad session id), FB_ENOTFOUND (no session source
+ * dir), FB_EBUSY (lock), FB_EIO / FB_ECHANGED (reading a source file; the
+ * message names it), FB_ECORRUPT (validation failed). On any error nothing
+ * new is visible in the store. */
+int fb_backup_run(fb_store *store, const fb_backup_request *req, fb_backup_result *out,
+                  fb_error *err);
+
+#endif

@@ -1,0 +1,51 @@
+/* Small file-system helpers every writer of the store shares, so that the
+ * crash-safe sequence (temp name, fsync, rename, fsync dir) and the
+ * no-symlink-following rules live in one place. See docs/crash-safety.md. */
+#ifndef FB_FSUTIL_H
+#define FB_FSUTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "fb_error.h"
+
+/* Creates `name` in dirfd with content data atomically: writes a temp file
+ * ".tmp-<name>-<random>" (O_CREAT|O_EXCL|O_NOFOLLOW, mode 0600), fsyncs it,
+ * renames it over name, fsyncs dirfd. On error the temp file is removed and
+ * name is untouched. dir_name is used in messages. */
+int fb_atomic_write_at(int dirfd, const char *dir_name, const char *name, const void *data,
+                       size_t len, fb_error *err);
+
+/* fsync(dirfd); the error names dir_name. */
+int fb_fsync_dir(int dirfd, const char *dir_name, fb_error *err);
+
+/* Reads a whole regular file (O_NOFOLLOW; refuses non-regular files and files
+ * over cap bytes as FB_ECORRUPT). *out is malloc'd and NUL-terminated.
+ * Missing file is FB_ENOTFOUND. */
+int fb_read_file_at(int dirfd, const char *dir_name, const char *name, size_t cap, char **out,
+                    size_t *out_len, fb_error *err);
+
+/* write() all of buf, retrying on EINTR and short writes. Returns 0 or -errno. */
+int fb_write_all(int fd, const void *buf, size_t len);
+/* pread() exactly len bytes; short read (EOF) gives -EIO-like FB_ECORRUPT
+ * upstream: returns 0, -errno, or 1 on a short read. */
+int fb_pread_all(int fd, void *buf, size_t len, uint64_t offset);
+
+/* Removes dirfd/name recursively without ever following a symlink. Missing
+ * is not an error. */
+int fb_remove_tree_at(int dirfd, const char *dir_name, const char *name, fb_error *err);
+
+/* Makes a directory dirfd/<prefix><random hex> with mode 0700 and returns its
+ * name (in name_out, size >= strlen(prefix)+17) and an O_DIRECTORY fd. */
+int fb_make_temp_dir_at(int dirfd, const char *dir_name, const char *prefix, char *name_out,
+                        size_t name_out_size, int *fd_out, fb_error *err);
+
+/* Random bytes from getrandom(). Returns 0 or FB_EIO. */
+int fb_random_bytes(void *buf, size_t len, fb_error *err);
+
+/* Joins a and b with '/' into a malloc'd string (NULL on ENOMEM). */
+char *fb_path_join(const char *a, const char *b);
+
+#endif

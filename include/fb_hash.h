@@ -1,0 +1,31 @@
+/* SHA-256 over OpenSSL's EVP (hardware accelerated) and hex helpers.
+ * A fb_sha256 is used by one thread at a time. */
+#ifndef FB_HASH_H
+#define FB_HASH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fb_error.h"
+#include "fb_types.h"
+
+typedef struct fb_sha256 {
+    void *ctx; /* EVP_MD_CTX, hidden so callers need no OpenSSL headers */
+} fb_sha256;
+
+/* Returns 0 or FB_ENOMEM. Pair with fb_sha256_fini. */
+int fb_sha256_init(fb_sha256 *h, fb_error *err);
+void fb_sha256_update(fb_sha256 *h, const void *data, size_t len);
+/* Writes the digest; the context can then only be fini'd. */
+void fb_sha256_final(fb_sha256 *h, uint8_t out[FB_SHA256_LEN]);
+void fb_sha256_fini(fb_sha256 *h);
+
+/* One-shot digest of a buffer. */
+int fb_sha256_buffer(const void *data, size_t len, uint8_t out[FB_SHA256_LEN], fb_error *err);
+
+/* Lowercase hex of n bytes into out (2n+1 bytes, NUL-terminated). */
+void fb_hex_encode(const uint8_t *in, size_t n, char *out);
+/* Parses exactly 64 lowercase hex digits; returns 0 or FB_ECORRUPT. */
+int fb_sha256_from_hex(const char *hex, uint8_t out[FB_SHA256_LEN]);
+
+#endif

@@ -1,0 +1,101 @@
+/* manifest.json: what a backup holds, the source of truth (SPEC "Storage
+ * layout"). In-memory form, strict parsing and serialisation.
+ *
+ * Names are raw bytes. JSON strings must be UTF-8, so a path, target or link
+ * that is not valid UTF-8 is written as `path` with each invalid byte replaced
+ * by U+FFFD plus `path_b64` holding the exact bytes (base64); readers prefer
+ * the _b64 field. Integers must be exact in a double (<= 2^53).
+ *
+ * Not thread-safe; a parsed manifest is immutable and may then be read by
+ * many threads. */
+#ifndef FB_MANIFEST_H
+#define FB_MANIFEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fb_error.h"
+#include "fb_types.h"
+
+#define FB_MANIFEST_FORMAT 1
+/* Manifests and indexes larger than this are refused as corrupt. */
+#define FB_MANIFEST_SIZE_MAX (256u * 1024 * 1024)
+
+typedef struct fb_manifest_entry {
+    char *path;   /* owned, raw bytes */
+    fb_entry_meta meta;
+    uint8_t sha256[FB_SHA256_LEN]; /* files only */
+    uint64_t offset;               /* files only: data offset in the tar stream */
+    char *target; /* owned: symlink target or hardlink `link`; NULL otherwise */
+} fb_manifest_entry;
+
+typedef struct fb_manifest_archive {
+    uint64_t size;
+    uint8_t sha256[FB_SHA256_LEN];
+    uint64_t frame_size;
+    uint64_t frames;
+    int level;
+} fb_manifest_archive;
+
+typedef struct fb_manifest_totals {
+    uint64_t files;    /* file + hardlink entries */
+    uint64_t dirs;
+    uint64_t symlinks;
+    uint64_t bytes;    /* sum of file entry sizes */
+} fb_manifest_totals;
+
+typedef struct fb_manifest {
+    int format;
+    char backup_id[FB_BACKUP_ID_LEN + 1];
+    uint64_t seq;
+    char session_id[FB_SESSION_ID_MAX + 1];
+    fb_backup_type type;
+    int64_t created_at;   /* seconds since the epoch, UTC */
+    char *note;           /* owned, NULL = null */
+    char base[FB_BACKUP_ID_LEN + 1]; /* "" = null */
+    char *tool_version;   /* owned */
+    fb_manifest_archive archive;
+    fb_manifest_totals totals;
+    fb_manifest_entry *entries; /* owned, in archive order */
+    size_t n_entries;
+    size_t cap_entries;
+} fb_manifest;
+
+void fb_manifest_init(fb_manifest *m);
+void fb_manifest_fini(fb_manifest *m);
+
+/* Copies note (NULL clears it). */
+int fb_manifest_set_note(fb_manifest *m, const char *note, fb_error *err);
+int fb_manifest_set_tool_version(fb_manifest *m, const char *version, fb_error *err);
+
+/* Appends an entry, copying path and target, and updates totals.
+ * sha256 is required for files (NULL otherwise); target for symlinks and
+ * hardlinks. Returns 0, FB_ENOMEM, FB_EMISUSE. */
+int fb_manifest_add_entry(fb_manifest *m, const char *path, const fb_entry_meta *meta,
+                          const uint8_t *sha256, uint64_t offset, const char *target,
+                          fb_error *err);
+
+/* Pretty-printed JSON (2-space indent, trailing newline), malloc'd. */
+int fb_manifest_to_json(const fb_manifest *m, char **out, size_t *out_len, fb_error *err);
+
+/* Strict parse (see json_strict): no duplicate or case-twin keys, no trailing
+ * data, integers exact, every required field present with the right type,
+ * format == 1, ids valid, paths relative without "." / ".." / empty
+ * components and unique, sha256 64 lowercase hex, modes <= 07777, file
+ * offsets increasing without overlap, hardlinks pointing to an earlier file,
+ * totals equal to the entries. source names the file in messages.
+ * Returns 0, FB_ECORRUPT (names source and field), FB_EUNSUPPORTED (format),
+ * FB_ENOMEM. On error *out is left initialised and empty. */
+int fb_manifest_parse(const char *json, size_t len, const char *source, fb_manifest *out,
+                      fb_error *err);
+
+/* RFC 3339 UTC with seconds: "2026-12-01T03:15:00Z" (out >= 21 bytes). */
+void fb_rfc3339_format(int64_t t, char out[32]);
+/* Accepts only that exact form. Returns 0 or FB_ECORRUPT. */
+int fb_rfc3339_parse(const char *s, int64_t *out);
+
+/* The "file"/"dir"/... names and their parse. */
+int fb_entry_type_parse(const char *s, fb_entry_type *out);
+int fb_backup_type_parse(const char *s, fb_backup_type *out);
+
+#endif

@@ -1,0 +1,46 @@
+/* Small types shared by the archive, manifest and backup modules. */
+#ifndef FB_TYPES_H
+#define FB_TYPES_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define FB_SHA256_LEN 32
+#define FB_SHA256_HEX_LEN 64
+#define FB_SESSION_ID_MAX 128
+/* "YYYYMMDDTHHMMSSZ-full-xxxxxx" */
+#define FB_BACKUP_ID_LEN 28
+/* Longest relative path we store or accept in a manifest. */
+#define FB_PATH_MAX 4096
+
+typedef enum fb_entry_type {
+    FB_ENTRY_FILE = 0,
+    FB_ENTRY_DIR,
+    FB_ENTRY_SYMLINK,
+    FB_ENTRY_HARDLINK,
+} fb_entry_type;
+
+typedef enum fb_backup_type {
+    FB_BACKUP_FULL = 0,
+    FB_BACKUP_INCREMENTAL,
+} fb_backup_type;
+
+/* Metadata of one stored entry, as the manifest and the tar header carry it.
+ * mode holds permission bits only (st_mode & 07777). For a hardlink, size is
+ * the size of the file it links to. */
+typedef struct fb_entry_meta {
+    fb_entry_type type;
+    uint32_t mode;
+    uint32_t uid;
+    uint32_t gid;
+    int64_t mtime;
+    uint32_t mtime_nsec;
+    uint64_t size;
+} fb_entry_meta;
+
+/* "file", "dir", "symlink", "hardlink" */
+const char *fb_entry_type_name(fb_entry_type type);
+/* "full", "incremental" */
+const char *fb_backup_type_name(fb_backup_type type);
+
+#endif
