@@ -89,13 +89,26 @@ void fb_error_prefix(fb_error *err, const char *fmt, ...)
     if (!err)
         return;
     char prefix[FB_ERROR_MESSAGE_MAX];
-    char old[FB_ERROR_MESSAGE_MAX];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    int n = vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
-    memcpy(old, err->message, sizeof old);
-    snprintf(err->message, sizeof err->message, "%s: %s", prefix, old);
+    if (n < 0)
+        return;
+    /* Shift the old message right and put "prefix: " in front, truncating
+     * the tail when the whole does not fit. */
+    size_t plen = strlen(prefix);
+    size_t cap = sizeof err->message - 1;
+    size_t head = plen + 2 < cap ? plen + 2 : cap;
+    size_t old_len = strlen(err->message);
+    size_t keep = old_len < cap - head ? old_len : cap - head;
+    memmove(err->message + head, err->message, keep);
+    err->message[head + keep] = '\0';
+    memcpy(err->message, prefix, head < plen ? head : plen);
+    if (head >= plen + 2) {
+        err->message[plen] = ':';
+        err->message[plen + 1] = ' ';
+    }
 }
 
 const char *fb_error_code_name(int code)
