@@ -21,6 +21,8 @@ typedef struct fb_archive_writer_options {
     int level;           /* zstd level, 1..19 */
     uint64_t frame_size; /* max uncompressed bytes per frame, 64 KiB..64 MiB */
     unsigned threads;    /* compression workers; 0 = one per online core */
+    const char *name;    /* the archive as error messages name it (copied);
+                          * NULL = "archive" */
 } fb_archive_writer_options;
 
 typedef struct fb_archive_file_result {
