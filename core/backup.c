@@ -1,1 +1,726 @@
-/* backup: being written. */
+/* Taking a backup: the SPEC's steps in order (identify the session, lock,
+ * clear leftovers, scan, write archive + manifest into .tmp-*, validate,
+ * publish with fsync + RENAME_NOREPLACE, update the index, retention).
+ * Until the rename nothing is visible; a failure removes the temp dir. A
+ * failure after the rename takes the new dir back out of view (renamed to a
+ * .tmp-* name, which the next locked run clears anyway) so that a backup
+ * that reports failure is never left behind looking valid. */
+#include "fb_backup.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fb_archive_writer.h"
+#include "fb_fsutil.h"
+#include "fb_index.h"
+#include "fb_lock.h"
+#include "fb_verify.h"
+#include "scan_i.h"
+
+#ifndef FB_VERSION
+#define FB_VERSION "unknown"
+#endif
+
+#define MANIFEST_NAME "manifest.json"
+#define ARCHIVE_NAME "archive.tar.zst"
+
+void fb_backup_result_init(fb_backup_result *r)
+{
+    memset(r, 0, sizeof *r);
+    fb_manifest_init(&r->manifest);
+    fb_error_clear(&r->retention_error);
+}
+
+void fb_backup_result_fini(fb_backup_result *r)
+{
+    if (!r)
+        return;
+    fb_manifest_fini(&r->manifest);
+    free(r->retention);
+    r->retention = NULL;
+    r->n_retention = 0;
+}
+
+/* ---- opening source files again, by directory fds, never through a symlink ---- */
+
+typedef struct src_cursor {
+    int root_fd;          /* the session source dir (borrowed) */
+    int *fds;             /* fds[i]: O_PATH fd of the first i+1 components of cur */
+    size_t *ends;         /* ends[i]: end offset of component i in cur */
+    size_t depth;
+    size_t cap;
+    char cur[FB_PATH_MAX + 1];
+} src_cursor;
+
+static void cursor_init(src_cursor *c, int root_fd)
+{
+    memset(c, 0, sizeof *c);
+    c->root_fd = root_fd;
+}
+
+static void cursor_truncate(src_cursor *c, size_t depth)
+{
+    while (c->depth > depth) {
+        c->depth--;
+        close(c->fds[c->depth]);
+    }
+    c->cur[c->depth ? c->ends[c->depth - 1] : 0] = '\0';
+}
+
+static void cursor_fini(src_cursor *c)
+{
+    cursor_truncate(c, 0);
+    free(c->fds);
+    free(c->ends);
+}
+
+/* Makes the parent dir of path current. Returns 0 (*dirfd, *base set), 1
+ * when a parent vanished or is no longer a directory (errno-like reason in
+ * *why), or a negative FB code. */
+static int cursor_parent(src_cursor *c, const char *path, int *dirfd, const char **base,
+                         int *why, fb_error *err)
+{
+    const char *slash = strrchr(path, '/');
+    size_t dlen = slash ? (size_t)(slash - path) : 0;
+    *base = slash ? slash + 1 : path;
+    if (dlen > FB_PATH_MAX)
+        return fb_error_set(err, FB_EMISUSE, "path too long");
+
+    /* Keep the open components that path shares with cur. */
+    size_t k = 0, start = 0;
+    while (k < c->depth) {
+        size_t end = c->ends[k];
+        if (end > dlen || memcmp(c->cur + start, path + start, end - start) != 0 ||
+            (end < dlen && path[end] != '/'))
+            break;
+        start = end + 1;
+        k++;
+    }
+    cursor_truncate(c, k);
+
+    size_t pos = k ? c->ends[k - 1] + 1 : 0;
+    while (pos < dlen) {
+        const char *e = memchr(path + pos, '/', dlen - pos);
+        size_t end = e ? (size_t)(e - path) : dlen;
+        char name[NAME_MAX + 2];
+        size_t nl = end - pos;
+        if (nl == 0 || nl > NAME_MAX) {
+            *why = ENOENT;
+            return 1;
+        }
+        memcpy(name, path + pos, nl);
+        name[nl] = '\0';
+        int parent = c->depth ? c->fds[c->depth - 1] : c->root_fd;
+        int fd = openat(parent, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0) {
+            int e2 = errno;
+            if (e2 == ENOENT || e2 == ENOTDIR || e2 == ELOOP) {
+                *why = e2;
+                return 1;
+            }
+            char esc[600];
+            memcpy(c->cur, path, end);
+            c->cur[end] = '\0';
+            fb_path_escape(c->cur, esc, sizeof esc);
+            cursor_truncate(c, c->depth);
+            return fb_error_set_errno(err, e2, "cannot open directory %s", esc);
+        }
+        if (c->depth == c->cap) {
+            size_t ncap = c->cap ? c->cap * 2 : 16;
+            int *nf = realloc(c->fds, ncap * sizeof *nf);
+            if (nf)
+                c->fds = nf;
+            size_t *ne = nf ? realloc(c->ends, ncap * sizeof *ne) : NULL;
+            if (!nf || !ne) {
+                close(fd);
+                return fb_error_set(err, FB_ENOMEM, "out of memory");
+            }
+            c->ends = ne;
+            c->cap = ncap;
+        }
+        if (pos)
+            c->cur[pos - 1] = '/';
+        memcpy(c->cur + pos, name, nl + 1);
+        c->fds[c->depth] = fd;
+        c->ends[c->depth] = end;
+        c->depth++;
+        pos = end + 1;
+    }
+    *dirfd = c->depth ? c->fds[c->depth - 1] : c->root_fd;
+    return 0;
+}
+
+/* ---- one run ---- */
+
+typedef struct run {
+    fb_store *store;
+    const fb_backup_request *req;
+    fb_backup_result *out;
+    fb_error *err;
+    char *sess_name;  /* <backups>/<sid>, for messages */
+    char *src_name;   /* <root>/.flowloom/sessions/<sid> */
+    char label[FB_SESSION_ID_MAX + FB_BACKUP_ID_LEN + 2]; /* "<sid>/<id>" */
+    int session_fd;
+    int source_fd;
+    int tmp_fd;
+    int archive_fd;
+    char tmpname[64];
+    bool tmp_made;
+    fb_lock lock;
+    fb_index idx;
+    fb_scan_result scan;
+    fb_manifest m;
+    char id[FB_BACKUP_ID_LEN + 1];
+    uint64_t done_bytes;
+} run;
+
+static void progress(run *r, const char *phase, uint64_t done, uint64_t total)
+{
+    if (r->req->progress)
+        r->req->progress(r->req->progress_ctx, phase, done > total ? total : done, total);
+}
+
+static void warn_entry(run *r, const char *what, const char *path)
+{
+    char esc[600];
+    fb_path_escape(path, esc, sizeof esc);
+    r->out->skipped_entries++;
+    fb_warnf(r->req->warn, r->req->warn_ctx, "%s: %s", what, esc);
+}
+
+static void meta_from_scan(fb_entry_meta *meta, fb_entry_type type, const fb_scan_stat *st)
+{
+    meta->type = type;
+    meta->mode = (uint32_t)(st->mode & 07777);
+    meta->uid = (uint32_t)st->uid;
+    meta->gid = (uint32_t)st->gid;
+    meta->mtime = st->mtime;
+    meta->mtime_nsec = st->mtime_nsec;
+    meta->size = 0;
+}
+
+static bool stat_same_content(const struct stat *a, const struct stat *b)
+{
+    return a->st_size == b->st_size && a->st_mtim.tv_sec == b->st_mtim.tv_sec &&
+           a->st_mtim.tv_nsec == b->st_mtim.tv_nsec && a->st_ctim.tv_sec == b->st_ctim.tv_sec &&
+           a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+/* Stores one regular file whose scan stat is expect. Returns 0 (stored, its
+ * manifest entry appended), 1 (skipped with a warning), or an error. */
+static int store_file(run *r, src_cursor *cur, fb_archive_writer *w, const char *path,
+                      const fb_scan_stat *expect)
+{
+    int dirfd, why = 0;
+    const char *base;
+    int rc = cursor_parent(cur, path, &dirfd, &base, &why, r->err);
+    if (rc < 0) {
+        fb_error_prefix(r->err, "%s", r->src_name);
+        return rc;
+    }
+    if (rc > 0) {
+        warn_entry(r, "skipped, its directory vanished or was replaced before it was read",
+                   path);
+        return 1;
+    }
+    /* O_NONBLOCK: if a FIFO was swapped in since the scan, open must not hang. */
+    int fd = openat(dirfd, base, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        if (e == ENOENT || e == ENOTDIR) {
+            warn_entry(r, "skipped, vanished before it was read", path);
+            return 1;
+        }
+        if (e == ELOOP || e == ENXIO || e == EISDIR) {
+            warn_entry(r, "skipped, replaced by something else than a file before it was read",
+                       path);
+            return 1;
+        }
+        char esc[600];
+        fb_path_escape(path, esc, sizeof esc);
+        return fb_error_set_errno(r->err, e, "%s: cannot read %s", r->src_name, esc);
+    }
+    struct stat before, after;
+    if (fstat(fd, &before) != 0) {
+        int e = errno;
+        close(fd);
+        char esc[600];
+        fb_path_escape(path, esc, sizeof esc);
+        return fb_error_set_errno(r->err, e, "%s: cannot stat %s", r->src_name, esc);
+    }
+    if (!S_ISREG(before.st_mode) || before.st_dev != expect->dev ||
+        before.st_ino != expect->ino) {
+        close(fd);
+        warn_entry(r, "skipped, replaced by another file or type before it was read", path);
+        return 1;
+    }
+    /* The metadata of what is read now, not of the scan: size especially,
+     * since exactly meta.size bytes are stored. */
+    fb_entry_meta meta = {
+        .type = FB_ENTRY_FILE,
+        .mode = (uint32_t)(before.st_mode & 07777),
+        .uid = (uint32_t)before.st_uid,
+        .gid = (uint32_t)before.st_gid,
+        .mtime = (int64_t)before.st_mtim.tv_sec,
+        .mtime_nsec = (uint32_t)before.st_mtim.tv_nsec,
+        .size = before.st_size > 0 ? (uint64_t)before.st_size : 0,
+    };
+
+    fb_archive_file_result res;
+    rc = fb_archive_writer_add_file(w, path, &meta, fd, &res, r->err);
+    if (rc < 0) {
+        close(fd);
+        return rc;
+    }
+    if (fstat(fd, &after) == 0 && !stat_same_content(&before, &after)) {
+        char esc[600];
+        fb_path_escape(path, esc, sizeof esc);
+        r->out->changed_files++;
+        fb_warnf(r->req->warn, r->req->warn_ctx, "file changed while being read: %s", esc);
+    }
+    close(fd);
+    rc = fb_manifest_add_entry(&r->m, path, &meta, res.sha256, res.offset, NULL, r->err);
+    if (rc < 0)
+        return rc;
+    r->done_bytes += meta.size;
+    progress(r, "write", r->done_bytes, r->scan.file_bytes);
+    return 0;
+}
+
+/* Is the hardlink at path still a link to the inode of holder? 0 yes, 1 no (warned). */
+static int hardlink_still_same(run *r, src_cursor *cur, const char *path,
+                               const fb_scan_stat *expect)
+{
+    int dirfd, why = 0;
+    const char *base;
+    int rc = cursor_parent(cur, path, &dirfd, &base, &why, r->err);
+    if (rc < 0) {
+        fb_error_prefix(r->err, "%s", r->src_name);
+        return rc;
+    }
+    struct stat st;
+    if (rc > 0 || fstatat(dirfd, base, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        if (rc == 0 && errno != ENOENT && errno != ENOTDIR) {
+            char esc[600];
+            fb_path_escape(path, esc, sizeof esc);
+            return fb_error_set_errno(r->err, errno, "%s: cannot stat %s", r->src_name, esc);
+        }
+        warn_entry(r, "skipped, vanished before it was read", path);
+        return 1;
+    }
+    if (!S_ISREG(st.st_mode) || st.st_dev != expect->dev || st.st_ino != expect->ino) {
+        warn_entry(r, "skipped, replaced by another file or type before it was read", path);
+        return 1;
+    }
+    return 0;
+}
+
+static int write_entries(run *r, fb_archive_writer *w)
+{
+    size_t n = r->scan.n;
+    /* holder[i] for a FILE entry i: manifest index of the entry holding the
+     * inode's data, or SIZE_MAX while none does (the file was skipped; the
+     * next link of the same inode then becomes the file). */
+    size_t *holder = malloc((n ? n : 1) * sizeof *holder);
+    if (!holder)
+        return fb_error_set(r->err, FB_ENOMEM, "out of memory");
+    src_cursor cur;
+    cursor_init(&cur, r->source_fd);
+    int rc = 0;
+    for (size_t i = 0; i < n && rc >= 0; i++) {
+        const fb_scan_entry *e = &r->scan.entries[i];
+        fb_entry_meta meta;
+        holder[i] = SIZE_MAX;
+        switch (e->type) {
+        case FB_ENTRY_DIR:
+            meta_from_scan(&meta, FB_ENTRY_DIR, &e->st);
+            rc = fb_archive_writer_add_dir(w, e->path, &meta, r->err);
+            if (rc >= 0)
+                rc = fb_manifest_add_entry(&r->m, e->path, &meta, NULL, 0, NULL, r->err);
+            break;
+        case FB_ENTRY_SYMLINK:
+            meta_from_scan(&meta, FB_ENTRY_SYMLINK, &e->st);
+            /* like lstat: a symlink's size is its target's length */
+            meta.size = strlen(e->target);
+            rc = fb_archive_writer_add_symlink(w, e->path, &meta, e->target, r->err);
+            if (rc >= 0)
+                rc = fb_manifest_add_entry(&r->m, e->path, &meta, NULL, 0, e->target, r->err);
+            break;
+        case FB_ENTRY_FILE:
+            rc = store_file(r, &cur, w, e->path, &e->st);
+            if (rc == 0)
+                holder[i] = r->m.n_entries - 1;
+            break;
+        case FB_ENTRY_HARDLINK: {
+            size_t k = e->link_index;
+            if (holder[k] == SIZE_MAX) {
+                rc = store_file(r, &cur, w, e->path, &e->st);
+                if (rc == 0)
+                    holder[k] = r->m.n_entries - 1;
+                break;
+            }
+            rc = hardlink_still_same(r, &cur, e->path, &e->st);
+            if (rc != 0)
+                break;
+            const fb_manifest_entry *h = &r->m.entries[holder[k]];
+            meta = h->meta;
+            meta.type = FB_ENTRY_HARDLINK;
+            rc = fb_archive_writer_add_hardlink(w, e->path, &meta, h->path, r->err);
+            if (rc >= 0)
+                rc = fb_manifest_add_entry(&r->m, e->path, &meta, NULL, 0, h->path, r->err);
+            break;
+        }
+        }
+    }
+    cursor_fini(&cur);
+    free(holder);
+    return rc < 0 ? rc : 0;
+}
+
+static int write_file_in(run *r, int dirfd, const char *name, const void *data, size_t len)
+{
+    int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return fb_error_set_errno(r->err, errno, "%s/%s/%s: cannot create", r->sess_name,
+                                  r->tmpname, name);
+    int e = -fb_write_all(fd, data, len);
+    if (!e && fsync(fd) != 0)
+        e = errno;
+    if (close(fd) != 0 && !e)
+        e = errno;
+    if (e)
+        return fb_error_set_errno(r->err, e, "%s/%s/%s: cannot write", r->sess_name, r->tmpname,
+                                  name);
+    return 0;
+}
+
+/* Scan + archive + manifest, all inside the temp dir. */
+static int build(run *r)
+{
+    const fb_backup_request *req = r->req;
+    progress(r, "scan", 0, 0);
+    fb_scan_options so = {
+        .include = req->type == FB_BACKUP_INCREMENTAL ? req->config : NULL,
+        .warn = req->warn,
+        .warn_ctx = req->warn_ctx,
+    };
+    int rc = fb_scan_dir(r->source_fd, r->src_name, &so, &r->scan, r->err);
+    if (rc < 0)
+        return rc;
+    r->out->skipped_entries += r->scan.skipped;
+    if (req->after_scan)
+        req->after_scan(req->after_scan_ctx);
+
+    r->archive_fd = openat(r->tmp_fd, ARCHIVE_NAME,
+                           O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (r->archive_fd < 0)
+        return fb_error_set_errno(r->err, errno, "%s/%s/%s: cannot create", r->sess_name,
+                                  r->tmpname, ARCHIVE_NAME);
+    fb_archive_writer_options wo = {
+        .level = req->config->level,
+        .frame_size = req->config->frame_size,
+        .threads = req->config->threads,
+    };
+    fb_archive_writer *w = NULL;
+    rc = fb_archive_writer_new(r->archive_fd, &wo, &w, r->err);
+    if (rc < 0)
+        return rc;
+    progress(r, "write", 0, r->scan.file_bytes);
+    rc = write_entries(r, w);
+    fb_archive_summary sum;
+    memset(&sum, 0, sizeof sum);
+    if (rc >= 0)
+        rc = fb_archive_writer_finish(w, &sum, r->err);
+    fb_archive_writer_free(w);
+    if (rc < 0)
+        return rc;
+    /* Never retried: after a failed fsync the page cache may already have
+     * dropped the dirty pages (fsyncgate), so the backup just fails. */
+    if (fsync(r->archive_fd) != 0)
+        return fb_error_set_errno(r->err, errno, "%s/%s/%s: fsync", r->sess_name, r->tmpname,
+                                  ARCHIVE_NAME);
+    int cr = close(r->archive_fd);
+    r->archive_fd = -1;
+    if (cr != 0)
+        return fb_error_set_errno(r->err, errno, "%s/%s/%s: close", r->sess_name, r->tmpname,
+                                  ARCHIVE_NAME);
+
+    fb_manifest *m = &r->m;
+    m->format = FB_MANIFEST_FORMAT;
+    memcpy(m->backup_id, r->id, sizeof m->backup_id);
+    snprintf(m->session_id, sizeof m->session_id, "%s", req->session_id);
+    m->type = req->type;
+    m->created_at = req->now;
+    m->archive.size = sum.compressed_size;
+    memcpy(m->archive.sha256, sum.sha256, FB_SHA256_LEN);
+    m->archive.frame_size = req->config->frame_size;
+    m->archive.frames = sum.frames;
+    m->archive.level = req->config->level;
+    if ((rc = fb_manifest_set_note(m, req->note, r->err)) < 0 ||
+        (rc = fb_manifest_set_tool_version(m, FB_VERSION, r->err)) < 0)
+        return rc;
+
+    char *json = NULL;
+    size_t json_len = 0;
+    rc = fb_manifest_to_json(m, &json, &json_len, r->err);
+    if (rc < 0)
+        return rc;
+    rc = write_file_in(r, r->tmp_fd, MANIFEST_NAME, json, json_len);
+    free(json);
+    if (rc < 0)
+        return rc;
+    char tmp_label[PATH_MAX];
+    snprintf(tmp_label, sizeof tmp_label, "%s/%s", r->sess_name, r->tmpname);
+    return fb_fsync_dir(r->tmp_fd, tmp_label, r->err);
+}
+
+/* Re-reads what is on disk: the manifest strictly parsed must serialise to
+ * the same bytes, and the archive must pass the full verify against it. */
+static int validate(run *r)
+{
+    progress(r, "validate", r->scan.file_bytes, r->scan.file_bytes);
+    char tmp_label[PATH_MAX];
+    snprintf(tmp_label, sizeof tmp_label, "%s/%s", r->sess_name, r->tmpname);
+    char *json = NULL, *again = NULL;
+    size_t len = 0, again_len = 0;
+    int rc = fb_read_file_at(r->tmp_fd, tmp_label, MANIFEST_NAME, FB_MANIFEST_SIZE_MAX, &json,
+                             &len, r->err);
+    if (rc < 0)
+        return rc;
+    fb_manifest parsed;
+    fb_manifest_init(&parsed);
+    char source[PATH_MAX];
+    snprintf(source, sizeof source, "%s/%s", r->label, MANIFEST_NAME);
+    rc = fb_manifest_parse(json, len, source, &parsed, r->err);
+    if (rc >= 0)
+        rc = fb_manifest_to_json(&parsed, &again, &again_len, r->err);
+    if (rc >= 0 && (again_len != len || memcmp(again, json, len) != 0))
+        rc = fb_error_set(r->err, FB_ECORRUPT, "%s: manifest.json does not read back as written",
+                          r->label);
+    if (rc >= 0)
+        rc = fb_verify_backup_dir(r->tmp_fd, &parsed, r->label, r->err);
+    fb_manifest_fini(&parsed);
+    free(json);
+    free(again);
+    if (rc < 0)
+        fb_error_prefix(r->err, "validation failed");
+    return rc;
+}
+
+/* Takes a just-published backup dir back out of view after a later step
+ * failed. Best effort: if this fails too the dir stays, and the next index
+ * load finds and indexes it (it is complete and validated). */
+static void unpublish(run *r)
+{
+    if (renameat2(r->session_fd, r->id, r->session_fd, r->tmpname, RENAME_NOREPLACE) != 0)
+        return;
+    r->tmp_made = true;
+    if (fsync(r->session_fd) != 0)
+        return;
+}
+
+static int publish(run *r)
+{
+    progress(r, "publish", r->scan.file_bytes, r->scan.file_bytes);
+    /* The temp dir's fd is closed first: nothing may write into the backup
+     * once it has its final name. */
+    close(r->tmp_fd);
+    r->tmp_fd = -1;
+    if (renameat2(r->session_fd, r->tmpname, r->session_fd, r->id, RENAME_NOREPLACE) != 0) {
+        int e = errno;
+        if (e != EINVAL && e != ENOSYS)
+            return fb_error_set_errno(r->err, e, "%s: cannot publish %s as %s", r->sess_name,
+                                      r->tmpname, r->id);
+        /* A file system without RENAME_NOREPLACE: we hold the lock, so a
+         * check just before the plain rename is enough. */
+        struct stat st;
+        if (fstatat(r->session_fd, r->id, &st, AT_SYMLINK_NOFOLLOW) == 0)
+            return fb_error_set(r->err, FB_EEXIST, "%s: cannot publish %s: already exists",
+                                r->sess_name, r->id);
+        if (renameat(r->session_fd, r->tmpname, r->session_fd, r->id) != 0)
+            return fb_error_set_errno(r->err, errno, "%s: cannot publish %s as %s",
+                                      r->sess_name, r->tmpname, r->id);
+    }
+    r->tmp_made = false;
+    int rc = fb_fsync_dir(r->session_fd, r->sess_name, r->err);
+    if (rc < 0) {
+        unpublish(r);
+        return rc;
+    }
+    rc = fb_index_add_from_manifest(&r->idx, &r->m, r->err);
+    if (rc >= 0)
+        rc = fb_store_save_index(r->session_fd, r->req->session_id, &r->idx, r->err);
+    if (rc < 0) {
+        fb_error_prefix(r->err, "%s: backup %s not recorded in the index", r->sess_name, r->id);
+        unpublish(r);
+        return rc;
+    }
+    return 0;
+}
+
+static void apply_retention(run *r)
+{
+    const fb_backup_request *req = r->req;
+    fb_error *rerr = &r->out->retention_error;
+    fb_retention_decision *plan = NULL;
+    size_t n = 0;
+    int rc = fb_retention_plan(&r->idx, &req->config->retention, req->now, &plan, &n, rerr);
+    if (rc >= 0)
+        rc = fb_retention_apply(r->session_fd, req->session_id, &r->idx, plan, n, rerr);
+    if (rc < 0) {
+        fb_warnf(req->warn, req->warn_ctx, "retention failed (backup %s is kept): %s", r->id,
+                 rerr->message);
+        free(plan);
+        return;
+    }
+    r->out->retention = plan;
+    r->out->n_retention = n;
+}
+
+static int pick_backup_id(run *r)
+{
+    for (int tries = 0; tries < 64; tries++) {
+        int rc = fb_backup_id_generate(r->req->now, r->req->type, r->id, r->err);
+        if (rc < 0)
+            return rc;
+        struct stat st;
+        if (fstatat(r->session_fd, r->id, &st, AT_SYMLINK_NOFOLLOW) != 0 && errno == ENOENT &&
+            fb_index_find(&r->idx, r->id) < 0)
+            return 0;
+    }
+    return fb_error_set(r->err, FB_EEXIST, "%s: could not find an unused backup id",
+                        r->sess_name);
+}
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int open_source(run *r)
+{
+    int rc = fb_store_open_source(r->store, r->req->session_id, &r->source_fd, r->err);
+    if (rc == FB_ENOTFOUND)
+        fb_error_set(r->err, FB_ENOTFOUND, "session %s not found: no directory %s",
+                     r->req->session_id, r->src_name);
+    return rc;
+}
+
+static int run_steps(run *r)
+{
+    const fb_backup_request *req = r->req;
+    int rc;
+    if ((rc = open_source(r)) < 0)
+        return rc;
+    if ((rc = fb_store_open_session(r->store, req->session_id, true, &r->session_fd, r->err)) < 0)
+        return rc;
+    if ((rc = fb_lock_acquire(r->session_fd, req->session_id, req->lock_wait_seconds, &r->lock,
+                              r->err)) < 0)
+        return rc;
+    /* A leftover that cannot be removed does not make this backup unsafe
+     * (temp names are random), so it is reported and the backup goes on. */
+    fb_error sub;
+    fb_error_clear(&sub);
+    if (fb_store_clear_leftovers(r->session_fd, req->session_id, req->warn, req->warn_ctx,
+                                 &sub) < 0)
+        fb_warnf(req->warn, req->warn_ctx, "could not clear leftovers: %s", sub.message);
+    if ((rc = fb_store_load_index(r->store, req->session_id, FB_INDEX_LOAD_LOCKED, &r->idx,
+                                  &r->out->index_rebuilt, req->warn, req->warn_ctx, r->err)) < 0)
+        return rc;
+    r->m.seq = fb_index_next_seq(&r->idx);
+    if (req->type == FB_BACKUP_INCREMENTAL) {
+        const fb_index_record *full = fb_index_newest_full(&r->idx);
+        if (full)
+            memcpy(r->m.base, full->id, sizeof r->m.base);
+    }
+    if ((rc = pick_backup_id(r)) < 0)
+        return rc;
+    snprintf(r->label, sizeof r->label, "%s/%s", req->session_id, r->id);
+    if ((rc = fb_make_temp_dir_at(r->session_fd, r->sess_name, ".tmp-", r->tmpname,
+                                  sizeof r->tmpname, &r->tmp_fd, r->err)) < 0)
+        return rc;
+    r->tmp_made = true;
+    if ((rc = build(r)) < 0)
+        return rc;
+    if (req->verify) {
+        if ((rc = validate(r)) < 0)
+            return rc;
+        r->out->verified = true;
+    }
+    if ((rc = publish(r)) < 0)
+        return rc;
+    if (req->cleanup)
+        apply_retention(r);
+    return 0;
+}
+
+int fb_backup_run(fb_store *store, const fb_backup_request *req, fb_backup_result *out,
+                  fb_error *err)
+{
+    double t0 = now_seconds();
+    if (!store || !req || !out || !req->config)
+        return fb_error_set(err, FB_EMISUSE, "fb_backup_run: missing argument");
+    int rc = fb_session_id_check(req->session_id, err);
+    if (rc < 0)
+        return rc;
+
+    run *r = calloc(1, sizeof *r);
+    if (!r)
+        return fb_error_set(err, FB_ENOMEM, "out of memory");
+    r->store = store;
+    r->req = req;
+    r->out = out;
+    r->err = err;
+    r->session_fd = r->source_fd = r->tmp_fd = r->archive_fd = -1;
+    r->lock.fd = -1;
+    fb_index_init(&r->idx, req->session_id);
+    fb_scan_result_init(&r->scan);
+    fb_manifest_init(&r->m);
+    r->sess_name = fb_path_join(fb_store_backups_path(store), req->session_id);
+    char *sessions = fb_path_join(fb_store_root(store), ".flowloom/sessions");
+    r->src_name = sessions ? fb_path_join(sessions, req->session_id) : NULL;
+    free(sessions);
+
+    if (!r->sess_name || !r->src_name)
+        rc = fb_error_set(err, FB_ENOMEM, "out of memory");
+    else
+        rc = run_steps(r);
+
+    if (r->archive_fd >= 0)
+        close(r->archive_fd);
+    if (r->tmp_fd >= 0)
+        close(r->tmp_fd);
+    if (r->tmp_made) {
+        /* Nothing of a failed run may stay; if even this fails the next
+         * locked run clears the .tmp-* leftover. */
+        if (fb_remove_tree_at(r->session_fd, r->sess_name, r->tmpname, NULL) == 0)
+            fsync(r->session_fd);
+    }
+    if (rc >= 0) {
+        fb_manifest_fini(&out->manifest);
+        out->manifest = r->m;
+        fb_manifest_init(&r->m);
+    }
+    fb_lock_release(&r->lock);
+    if (r->session_fd >= 0)
+        close(r->session_fd);
+    if (r->source_fd >= 0)
+        close(r->source_fd);
+    fb_manifest_fini(&r->m);
+    fb_scan_result_fini(&r->scan);
+    fb_index_fini(&r->idx);
+    free(r->sess_name);
+    free(r->src_name);
+    free(r);
+    out->seconds = now_seconds() - t0;
+    return rc < 0 ? rc : 0;
+}

@@ -32,6 +32,11 @@ typedef struct fb_backup_request {
     void *warn_ctx;
     fb_progress_fn progress;   /* may be NULL */
     void *progress_ctx;
+    /* Test hook (RELIABILITY F14): called once after the scan, before any
+     * file is opened, so a test can change the tree in between. NULL in
+     * normal use. */
+    void (*after_scan)(void *ctx);
+    void *after_scan_ctx;
 } fb_backup_request;
 
 typedef struct fb_backup_result {
@@ -42,6 +47,11 @@ typedef struct fb_backup_result {
     fb_retention_decision *retention; /* malloc'd plan applied, NULL if no cleanup */
     size_t n_retention;
     uint64_t changed_files;    /* files that changed while read (warned) */
+    uint64_t skipped_entries;  /* special files, vanished or replaced entries (warned) */
+    /* Retention runs after the backup is committed, so its failure does not
+     * undo the backup: fb_backup_run still returns 0 and reports it here
+     * (code 0 when retention succeeded or did not run) and through warn. */
+    fb_error retention_error;
 } fb_backup_result;
 
 void fb_backup_result_init(fb_backup_result *r);

@@ -1,0 +1,68 @@
+/* Private to the backup module: the walk of a session source directory that
+ * decides which entries a backup holds, in archive order, plus the escaping
+ * used when a raw path goes into a message. */
+#ifndef FB_SCAN_I_H
+#define FB_SCAN_I_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "fb_config.h"
+#include "fb_error.h"
+#include "fb_types.h"
+
+/* What the walk saw of one entry (from fstatat(AT_SYMLINK_NOFOLLOW)). */
+typedef struct fb_scan_stat {
+    dev_t dev;
+    ino_t ino;
+    mode_t mode;          /* full st_mode, type bits included */
+    uid_t uid;
+    gid_t gid;
+    uint64_t size;
+    int64_t mtime;
+    uint32_t mtime_nsec;
+    nlink_t nlink;
+} fb_scan_stat;
+
+typedef struct fb_scan_entry {
+    char *path;           /* owned, relative, raw bytes */
+    fb_entry_type type;   /* FILE, DIR, SYMLINK or HARDLINK */
+    fb_scan_stat st;
+    char *target;         /* owned: the symlink's target; NULL otherwise */
+    size_t link_index;    /* HARDLINK: index of the FILE entry of the same inode */
+} fb_scan_entry;
+
+typedef struct fb_scan_result {
+    fb_scan_entry *entries; /* owned; each dir before its children, names sorted bytewise */
+    size_t n;
+    size_t cap;
+    uint64_t file_bytes;    /* sum of FILE entry sizes (progress total) */
+    uint64_t skipped;       /* special files and over-long paths left out (warned) */
+} fb_scan_result;
+
+typedef struct fb_scan_options {
+    /* NULL: every entry (full backup). Otherwise only entries whose path
+     * fb_config_include_matches, plus the directories above them. */
+    const fb_config *include;
+    fb_warn_fn warn;
+    void *warn_ctx;
+} fb_scan_options;
+
+void fb_scan_result_init(fb_scan_result *r);
+void fb_scan_result_fini(fb_scan_result *r);
+
+/* Walks the directory open on source_fd (borrowed; never an entry itself)
+ * without following any symlink. source_name is used in messages.
+ * Returns 0, FB_EIO naming the path that could not be listed or stat'ed,
+ * FB_ENOMEM. */
+int fb_scan_dir(int source_fd, const char *source_name, const fb_scan_options *opts,
+                fb_scan_result *out, fb_error *err);
+
+/* Copies path into out (size >= 1) for use in a message: control bytes,
+ * backslash and bytes that are not valid UTF-8 become \n, \t, \\ or \xNN.
+ * Truncates with "..." when out is too small. */
+void fb_path_escape(const char *path, char *out, size_t size);
+
+#endif
