@@ -1,1 +1,383 @@
-/* index: being written. */
+/* index.json: the per-session list of backups (newest last). It is derived
+ * from the manifests, so parsing is as strict as for a manifest: a record
+ * that does not hold up makes the whole index corrupt and the store
+ * rebuilds it, rather than half-trusting it. */
+#include "fb_index.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fb_hash.h"
+#include "fb_store.h"
+#include "json_strict_i.h"
+
+void fb_index_init(fb_index *idx, const char *session_id)
+{
+    memset(idx, 0, sizeof *idx);
+    if (session_id) {
+        size_t n = strnlen(session_id, FB_SESSION_ID_MAX);
+        memcpy(idx->session_id, session_id, n);
+        idx->session_id[n] = '\0';
+    }
+}
+
+static void record_fini(fb_index_record *r)
+{
+    free(r->note);
+    r->note = NULL;
+}
+
+void fb_index_fini(fb_index *idx)
+{
+    if (!idx)
+        return;
+    for (size_t i = 0; i < idx->n; i++)
+        record_fini(&idx->records[i]);
+    free(idx->records);
+    memset(idx, 0, sizeof *idx);
+}
+
+static int reserve(fb_index *idx, fb_error *err)
+{
+    if (idx->n < idx->cap)
+        return 0;
+    size_t cap = idx->cap ? idx->cap * 2 : 16;
+    size_t bytes;
+    if (__builtin_mul_overflow(cap, sizeof *idx->records, &bytes))
+        return fb_error_set(err, FB_ENOMEM, "index of session %s: too many records",
+                            idx->session_id);
+    fb_index_record *r = realloc(idx->records, bytes);
+    if (!r)
+        return fb_error_set(err, FB_ENOMEM, "index of session %s: out of memory",
+                            idx->session_id);
+    idx->records = r;
+    idx->cap = cap;
+    return 0;
+}
+
+long fb_index_find(const fb_index *idx, const char *backup_id)
+{
+    for (size_t i = 0; backup_id && i < idx->n; i++)
+        if (strcmp(idx->records[i].id, backup_id) == 0)
+            return (long)i;
+    return -1;
+}
+
+int fb_index_add_from_manifest(fb_index *idx, const fb_manifest *m, fb_error *err)
+{
+    if (idx->session_id[0] && strcmp(idx->session_id, m->session_id) != 0)
+        return fb_error_set(err, FB_EMISUSE, "index of session %s: backup %s belongs to session %s",
+                            idx->session_id, m->backup_id, m->session_id);
+    if (fb_index_find(idx, m->backup_id) >= 0)
+        return fb_error_set(err, FB_EEXIST, "index of session %s: backup %s is already listed",
+                            idx->session_id, m->backup_id);
+    size_t pos = idx->n;
+    while (pos > 0 && idx->records[pos - 1].seq > m->seq)
+        pos--;
+    if (pos > 0 && idx->records[pos - 1].seq == m->seq)
+        return fb_error_set(err, FB_EEXIST,
+                            "index of session %s: seq %" PRIu64 " of backup %s is already used by %s",
+                            idx->session_id, m->seq, m->backup_id, idx->records[pos - 1].id);
+    int rc = reserve(idx, err);
+    if (rc < 0)
+        return rc;
+    fb_index_record r;
+    memset(&r, 0, sizeof r);
+    if (m->note && !(r.note = strdup(m->note)))
+        return fb_error_set(err, FB_ENOMEM, "index of session %s: out of memory",
+                            idx->session_id);
+    memcpy(r.id, m->backup_id, sizeof r.id);
+    r.seq = m->seq;
+    r.type = m->type;
+    r.created_at = m->created_at;
+    memcpy(r.base, m->base, sizeof r.base);
+    r.files = m->totals.files;
+    r.bytes = m->totals.bytes;
+    r.stored_bytes = m->archive.size;
+    memcpy(r.archive_sha256, m->archive.sha256, FB_SHA256_LEN);
+    memmove(&idx->records[pos + 1], &idx->records[pos], (idx->n - pos) * sizeof r);
+    idx->records[pos] = r;
+    idx->n++;
+    if (!idx->session_id[0])
+        memcpy(idx->session_id, m->session_id, sizeof idx->session_id);
+    return 0;
+}
+
+int fb_index_remove(fb_index *idx, const char *backup_id, fb_error *err)
+{
+    long i = fb_index_find(idx, backup_id);
+    if (i < 0)
+        return fb_error_set(err, FB_ENOTFOUND, "index of session %s: no backup %s",
+                            idx->session_id, backup_id ? backup_id : "(null)");
+    record_fini(&idx->records[i]);
+    memmove(&idx->records[i], &idx->records[i + 1],
+            (idx->n - (size_t)i - 1) * sizeof idx->records[0]);
+    idx->n--;
+    return 0;
+}
+
+const fb_index_record *fb_index_newest(const fb_index *idx)
+{
+    return idx->n ? &idx->records[idx->n - 1] : NULL;
+}
+
+const fb_index_record *fb_index_newest_full(const fb_index *idx)
+{
+    for (size_t i = idx->n; i > 0; i--)
+        if (idx->records[i - 1].type == FB_BACKUP_FULL)
+            return &idx->records[i - 1];
+    return NULL;
+}
+
+uint64_t fb_index_next_seq(const fb_index *idx)
+{
+    return idx->n ? idx->records[idx->n - 1].seq + 1 : 1;
+}
+
+bool fb_index_record_matches(const fb_index_record *rec, const fb_manifest *m)
+{
+    bool notes_equal = (!rec->note && !m->note) ||
+                       (rec->note && m->note && strcmp(rec->note, m->note) == 0);
+    return strcmp(rec->id, m->backup_id) == 0 && rec->seq == m->seq && rec->type == m->type &&
+           rec->created_at == m->created_at && notes_equal && strcmp(rec->base, m->base) == 0 &&
+           rec->files == m->totals.files && rec->bytes == m->totals.bytes &&
+           rec->stored_bytes == m->archive.size &&
+           memcmp(rec->archive_sha256, m->archive.sha256, FB_SHA256_LEN) == 0;
+}
+
+int fb_index_to_json(const fb_index *idx, char **out, size_t *out_len, fb_error *err)
+{
+    fb_json_writer w;
+    fb_json_writer_init(&w);
+    fb_json_begin_object(&w);
+    fb_json_key(&w, "format");
+    fb_json_i64(&w, FB_INDEX_FORMAT);
+    fb_json_key(&w, "session_id");
+    fb_json_string(&w, idx->session_id);
+    fb_json_key(&w, "backups");
+    fb_json_begin_array(&w);
+    for (size_t i = 0; i < idx->n; i++) {
+        const fb_index_record *r = &idx->records[i];
+        char created[32], hex[FB_SHA256_HEX_LEN + 1];
+        fb_rfc3339_format(r->created_at, created);
+        fb_hex_encode(r->archive_sha256, FB_SHA256_LEN, hex);
+        fb_json_begin_object(&w);
+        fb_json_key(&w, "id");
+        fb_json_string(&w, r->id);
+        fb_json_key(&w, "seq");
+        fb_json_u64(&w, r->seq);
+        fb_json_key(&w, "type");
+        fb_json_string(&w, fb_backup_type_name(r->type));
+        fb_json_key(&w, "created_at");
+        fb_json_string(&w, created);
+        fb_json_key(&w, "note");
+        fb_json_string_or_null(&w, r->note);
+        fb_json_key(&w, "base");
+        fb_json_string_or_null(&w, r->base[0] ? r->base : NULL);
+        fb_json_key(&w, "files");
+        fb_json_u64(&w, r->files);
+        fb_json_key(&w, "bytes");
+        fb_json_u64(&w, r->bytes);
+        fb_json_key(&w, "stored_bytes");
+        fb_json_u64(&w, r->stored_bytes);
+        fb_json_key(&w, "archive_sha256");
+        fb_json_string(&w, hex);
+        fb_json_end_object(&w);
+    }
+    fb_json_end_array(&w);
+    fb_json_end_object(&w);
+    char what[FB_SESSION_ID_MAX + 32];
+    snprintf(what, sizeof what, "index of session %s", idx->session_id);
+    return fb_json_writer_finish(&w, what, out, out_len, err);
+}
+
+static void quote(char *buf, size_t cap, const char *s)
+{
+    size_t j = 0;
+    for (size_t i = 0; s[i] && j + 8 < cap; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (i >= 80) {
+            memcpy(buf + j, "...", 3);
+            j += 3;
+            break;
+        }
+        if (c < 0x20 || c == 0x7f || c == '"' || c == '\\')
+            j += (size_t)snprintf(buf + j, cap - j, "\\x%02x", c);
+        else
+            buf[j++] = (char)c;
+    }
+    buf[j] = '\0';
+}
+
+static int get_id(const fb_json_val *obj, const char *key, unsigned flags,
+                  char out[FB_BACKUP_ID_LEN + 1], fb_error *err)
+{
+    const char *s;
+    out[0] = '\0';
+    int rc = fb_json_get_string(obj, key, flags, &s, err);
+    if (rc)
+        return rc;
+    if (!fb_backup_id_is_valid(s)) {
+        char q[128];
+        quote(q, sizeof q, s);
+        return fb_json_fail_key(obj, key, err, "\"%s\" is not a valid backup id", q);
+    }
+    memcpy(out, s, FB_BACKUP_ID_LEN + 1);
+    return 0;
+}
+
+static int parse_record(const fb_json_val *rv, fb_index_record *r, fb_error *err)
+{
+    int rc = fb_json_as_object(rv, 0, err);
+    if (rc < 0)
+        return rc;
+    const char *s;
+    if ((rc = get_id(rv, "id", 0, r->id, err)) < 0)
+        return rc;
+    if ((rc = fb_json_get_u64(rv, "seq", 0, 1, FB_JSON_INT_MAX, &r->seq, err)) < 0)
+        return rc;
+    if ((rc = fb_json_get_string(rv, "type", 0, &s, err)) < 0)
+        return rc;
+    if (fb_backup_type_parse(s, &r->type) < 0) {
+        char q[128];
+        quote(q, sizeof q, s);
+        return fb_json_fail_key(rv, "type", err, "expected full or incremental, got \"%s\"", q);
+    }
+    if (fb_backup_id_type(r->id) != r->type)
+        return fb_json_fail_key(rv, "type", err, "\"%s\" disagrees with id %s", s, r->id);
+    if ((rc = fb_json_get_string(rv, "created_at", 0, &s, err)) < 0)
+        return rc;
+    if (fb_rfc3339_parse(s, &r->created_at) < 0) {
+        char q[128];
+        quote(q, sizeof q, s);
+        return fb_json_fail_key(rv, "created_at", err, "expected YYYY-MM-DDTHH:MM:SSZ, got \"%s\"",
+                                q);
+    }
+    if ((rc = fb_json_get_string(rv, "note", FB_JSON_NULLABLE, &s, err)) < 0)
+        return rc;
+    if (s && !(r->note = strdup(s)))
+        return fb_error_set(err, FB_ENOMEM, "index: out of memory");
+    if ((rc = get_id(rv, "base", FB_JSON_NULLABLE, r->base, err)) < 0)
+        return rc;
+    if (r->base[0] && r->type == FB_BACKUP_FULL)
+        return fb_json_fail_key(rv, "base", err, "a full backup has no base (got %s)", r->base);
+    if (r->base[0] && fb_backup_id_type(r->base) != FB_BACKUP_FULL)
+        return fb_json_fail_key(rv, "base", err, "%s is not a full backup", r->base);
+    if ((rc = fb_json_get_u64(rv, "files", 0, 0, FB_JSON_INT_MAX, &r->files, err)) < 0 ||
+        (rc = fb_json_get_u64(rv, "bytes", 0, 0, FB_JSON_INT_MAX, &r->bytes, err)) < 0 ||
+        (rc = fb_json_get_u64(rv, "stored_bytes", 0, 0, FB_JSON_INT_MAX, &r->stored_bytes,
+                              err)) < 0)
+        return rc;
+    if ((rc = fb_json_get_string(rv, "archive_sha256", 0, &s, err)) < 0)
+        return rc;
+    if (fb_sha256_from_hex(s, r->archive_sha256) < 0) {
+        char q[128];
+        quote(q, sizeof q, s);
+        return fb_json_fail_key(rv, "archive_sha256", err,
+                                "expected 64 lowercase hex digits, got \"%s\"", q);
+    }
+    return 0;
+}
+
+static int cmp_record_id(const void *a, const void *b, void *ctx)
+{
+    const fb_index_record *r = ctx;
+    return strcmp(r[*(const size_t *)a].id, r[*(const size_t *)b].id);
+}
+
+/* Sorted, so a hostile index with many records stays O(n log n). */
+static int check_unique_ids(const fb_index *idx, const fb_json_val *arr, fb_error *err)
+{
+    if (idx->n < 2)
+        return 0;
+    size_t *order = malloc(idx->n * sizeof *order);
+    if (!order)
+        return fb_error_set(err, FB_ENOMEM, "index: out of memory");
+    for (size_t i = 0; i < idx->n; i++)
+        order[i] = i;
+    qsort_r(order, idx->n, sizeof *order, cmp_record_id, idx->records);
+    int rc = 0;
+    for (size_t k = 1; k < idx->n && !rc; k++) {
+        size_t a = order[k - 1], b = order[k];
+        if (strcmp(idx->records[a].id, idx->records[b].id) == 0) {
+            size_t first = a < b ? a : b, second = a < b ? b : a;
+            fb_json_val rv;
+            fb_json_element(arr, NULL, second, &rv);
+            rc = fb_json_fail_key(&rv, "id", err, "%s is listed twice (also backups[%zu])",
+                                  idx->records[second].id, first);
+        }
+    }
+    free(order);
+    return rc;
+}
+
+static int parse_root(fb_index *idx, const fb_json_val *root, fb_error *err)
+{
+    int rc = fb_json_as_object(root, 0, err);
+    if (rc < 0)
+        return rc;
+    int64_t format;
+    if ((rc = fb_json_get_i64(root, "format", 0, INT64_MIN, INT64_MAX, &format, err)) < 0)
+        return rc;
+    if (format != FB_INDEX_FORMAT)
+        /* Derived data: an index we cannot read is rebuilt, so corrupt. */
+        return fb_json_fail_key(root, "format", err,
+                                "unsupported index format %" PRId64 " (this tool reads %d)",
+                                format, FB_INDEX_FORMAT);
+    const char *sid;
+    if ((rc = fb_json_get_string(root, "session_id", 0, &sid, err)) < 0)
+        return rc;
+    fb_error serr;
+    fb_error_clear(&serr);
+    if (fb_session_id_check(sid, &serr) < 0)
+        return fb_json_fail_key(root, "session_id", err, "%s", serr.message);
+    fb_index_init(idx, sid);
+
+    fb_json_val arr;
+    size_t count;
+    if ((rc = fb_json_get_array(root, "backups", 0, &arr, &count, err)) < 0)
+        return rc;
+    if (count) {
+        idx->records = calloc(count, sizeof *idx->records);
+        if (!idx->records)
+            return fb_error_set(err, FB_ENOMEM, "index: out of memory");
+        idx->cap = count;
+    }
+    size_t i = 0;
+    for (const cJSON *c = arr.node->child; c; c = c->next, i++) {
+        fb_json_val rv;
+        fb_json_element(&arr, c, i, &rv);
+        idx->n = i + 1; /* so fini frees a half-filled record */
+        fb_index_record *r = &idx->records[i];
+        if ((rc = parse_record(&rv, r, err)) < 0)
+            return rc;
+        if (i > 0 && r->seq <= idx->records[i - 1].seq)
+            return fb_json_fail_key(&rv, "seq", err,
+                                    "%" PRIu64 " is not greater than the previous record's %" PRIu64,
+                                    r->seq, idx->records[i - 1].seq);
+    }
+    return check_unique_ids(idx, &arr, err);
+}
+
+int fb_index_parse(const char *json, size_t len, const char *source, fb_index *out,
+                   fb_error *err)
+{
+    fb_index_init(out, NULL);
+    if (!source)
+        source = "index.json";
+    fb_json_doc *doc;
+    int rc = fb_json_parse(json, len, FB_MANIFEST_SIZE_MAX, source, FB_ECORRUPT, &doc, err);
+    if (rc < 0)
+        return rc;
+    fb_json_val root;
+    fb_json_root(doc, &root);
+    rc = parse_root(out, &root, err);
+    fb_json_doc_free(doc);
+    if (rc < 0) {
+        fb_index_fini(out);
+        return rc;
+    }
+    return 0;
+}

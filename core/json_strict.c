@@ -1,1 +1,1447 @@
-/* json_strict: being written. */
+/* Strict JSON: the one place manifests, indexes and the config are parsed
+ * and written, so that every file we accept means the same thing to us, to
+ * jq and to any other reader (see json_strict_i.h for the rules and why). */
+#include "json_strict_i.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+typedef struct fb_json_numref {
+    const cJSON *node;
+    size_t off; /* start of the number's text */
+} fb_json_numref;
+
+struct fb_json_doc {
+    cJSON *root;
+    const char *text;
+    size_t len;
+    int code;
+    char source[512];
+    fb_json_numref *nums; /* sorted by node address */
+    size_t n_nums;
+};
+
+/* ---------------------------------------------------------------- UTF-8 */
+
+/* Length of the valid UTF-8 sequence at s (n bytes available), or 0. */
+static size_t utf8_seq_len(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    if (c < 0x80)
+        return 1;
+    if (c < 0xC2) /* continuation byte, or overlong 2-byte lead */
+        return 0;
+    if (c < 0xE0) {
+        if (n < 2 || (s[1] & 0xC0) != 0x80)
+            return 0;
+        return 2;
+    }
+    if (c < 0xF0) {
+        if (n < 3)
+            return 0;
+        unsigned char lo = 0x80, hi = 0xBF;
+        if (c == 0xE0)
+            lo = 0xA0; /* overlong */
+        else if (c == 0xED)
+            hi = 0x9F; /* UTF-16 surrogates */
+        if (s[1] < lo || s[1] > hi || (s[2] & 0xC0) != 0x80)
+            return 0;
+        return 3;
+    }
+    if (c < 0xF5) {
+        if (n < 4)
+            return 0;
+        unsigned char lo = 0x80, hi = 0xBF;
+        if (c == 0xF0)
+            lo = 0x90; /* overlong */
+        else if (c == 0xF4)
+            hi = 0x8F; /* > U+10FFFF */
+        if (s[1] < lo || s[1] > hi || (s[2] & 0xC0) != 0x80 || (s[3] & 0xC0) != 0x80)
+            return 0;
+        return 4;
+    }
+    return 0;
+}
+
+bool fb_utf8_valid(const char *s, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < n) {
+        size_t k = utf8_seq_len(u + i, n - i);
+        if (k == 0)
+            return false;
+        i += k;
+    }
+    return true;
+}
+
+int fb_utf8_lossy(const char *s, size_t n, char **out)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    *out = NULL;
+    if (n > (SIZE_MAX - 1) / 3)
+        return FB_ENOMEM;
+    char *o = malloc(n * 3 + 1); /* each invalid byte grows to 3 */
+    if (!o)
+        return FB_ENOMEM;
+    size_t i = 0, j = 0;
+    while (i < n) {
+        size_t k = utf8_seq_len(u + i, n - i);
+        if (k == 0) {
+            memcpy(o + j, "\xEF\xBF\xBD", 3);
+            j += 3;
+            i++;
+        } else {
+            memcpy(o + j, s + i, k);
+            j += k;
+            i += k;
+        }
+    }
+    o[j] = '\0';
+    *out = o;
+    return 0;
+}
+
+/* --------------------------------------------------------------- base64 */
+
+static const char b64_alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+int fb_base64_encode(const uint8_t *in, size_t n, char **out)
+{
+    *out = NULL;
+    if (n > (SIZE_MAX - 1) / 4 * 3 - 3)
+        return FB_ENOMEM;
+    size_t olen = (n + 2) / 3 * 4;
+    char *o = malloc(olen + 1);
+    if (!o)
+        return FB_ENOMEM;
+    size_t j = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16;
+        if (i + 1 < n)
+            v |= (uint32_t)in[i + 1] << 8;
+        if (i + 2 < n)
+            v |= in[i + 2];
+        o[j++] = b64_alphabet[(v >> 18) & 63];
+        o[j++] = b64_alphabet[(v >> 12) & 63];
+        o[j++] = i + 1 < n ? b64_alphabet[(v >> 6) & 63] : '=';
+        o[j++] = i + 2 < n ? b64_alphabet[v & 63] : '=';
+    }
+    o[j] = '\0';
+    *out = o;
+    return 0;
+}
+
+static int b64_value(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+')
+        return 62;
+    if (c == '/')
+        return 63;
+    return -1;
+}
+
+int fb_base64_decode(const char *in, size_t n, uint8_t **out, size_t *out_len)
+{
+    *out = NULL;
+    *out_len = 0;
+    if (n % 4 != 0)
+        return -1;
+    uint8_t *o = malloc(n / 4 * 3 + 1);
+    if (!o)
+        return FB_ENOMEM;
+    size_t j = 0;
+    for (size_t i = 0; i < n; i += 4) {
+        bool last = i + 4 == n;
+        int v[4];
+        int pad = 0;
+        for (int k = 0; k < 4; k++) {
+            unsigned char c = (unsigned char)in[i + k];
+            if (c == '=' && last && k >= 2) {
+                v[k] = 0;
+                pad++;
+                continue;
+            }
+            if (pad) /* data after '=' */
+                goto bad;
+            v[k] = b64_value(c);
+            if (v[k] < 0)
+                goto bad;
+        }
+        uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 |
+                     (uint32_t)v[3];
+        /* Canonical form only: the bits beyond the data must be zero, so one
+         * byte string has exactly one encoding. */
+        if ((pad == 1 && (w & 0xFF) != 0) || (pad == 2 && (w & 0xFFFF) != 0))
+            goto bad;
+        o[j++] = (uint8_t)(w >> 16);
+        if (pad < 2)
+            o[j++] = (uint8_t)(w >> 8);
+        if (pad < 1)
+            o[j++] = (uint8_t)w;
+    }
+    o[j] = '\0';
+    *out = o;
+    *out_len = j;
+    return 0;
+bad:
+    free(o);
+    return -1;
+}
+
+/* ------------------------------------------------------------ messages */
+
+void fb_json_line_col(const char *text, size_t offset, size_t *line, size_t *col)
+{
+    size_t l = 1, c = 1;
+    for (size_t i = 0; i < offset; i++) {
+        if (text[i] == '\n') {
+            l++;
+            c = 1;
+        } else {
+            c++;
+        }
+    }
+    *line = l;
+    *col = c;
+}
+
+/* Appends s[0..n) to dst (size cap, NUL-terminated) with control bytes and
+ * quotes escaped, cut at max_bytes of input with "...". */
+static void append_escaped(char *dst, size_t cap, const char *s, size_t n, size_t max_bytes)
+{
+    size_t used = strlen(dst);
+    for (size_t i = 0; i < n && used + 8 < cap; i++) {
+        if (i >= max_bytes) {
+            used += (size_t)snprintf(dst + used, cap - used, "...");
+            break;
+        }
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == 0x7f)
+            used += (size_t)snprintf(dst + used, cap - used, "\\x%02x", c);
+        else if (c == '"' || c == '\\')
+            used += (size_t)snprintf(dst + used, cap - used, "\\%c", c);
+        else
+            dst[used++] = (char)c;
+        dst[used] = '\0';
+    }
+}
+
+/* Appends s to dst (capacity cap), cutting it and ending in "..." when it
+ * does not fit. */
+static void append_cut(char *dst, size_t cap, const char *s)
+{
+    size_t used = strlen(dst), n = strlen(s);
+    if (used + n < cap) {
+        memcpy(dst + used, s, n + 1);
+        return;
+    }
+    if (cap < 4 || used + 4 > cap)
+        return;
+    size_t room = cap - used - 4;
+    memcpy(dst + used, s, room);
+    memcpy(dst + used + room, "...", 4);
+}
+
+static void path_join_key(char *dst, const char *base, const char *key)
+{
+    char tmp[FB_JSON_PATH_MAX];
+    tmp[0] = '\0';
+    if (base[0]) {
+        append_cut(tmp, sizeof tmp, base);
+        append_cut(tmp, sizeof tmp, ".");
+    }
+    append_escaped(tmp, sizeof tmp, key, strlen(key), 64);
+    memcpy(dst, tmp, sizeof tmp);
+}
+
+
+static int doc_fail_at(const fb_json_doc *doc, const char *path, fb_error *err,
+                       const char *fmt, va_list ap)
+{
+    char msg[FB_ERROR_MESSAGE_MAX];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    if (path && path[0])
+        return fb_error_set(err, doc->code, "%s: %s: %s", doc->source, path, msg);
+    return fb_error_set(err, doc->code, "%s: %s", doc->source, msg);
+}
+
+static void render_path(const fb_json_val *val, char *buf, size_t cap)
+{
+    if (!val->parent) {
+        buf[0] = '\0';
+        return;
+    }
+    render_path(val->parent, buf, cap);
+    if (val->key) {
+        if (buf[0])
+            append_cut(buf, cap, ".");
+        append_escaped(buf, cap, val->key, strlen(val->key), 64);
+    } else {
+        char idx[32];
+        snprintf(idx, sizeof idx, "[%zu]", val->index);
+        append_cut(buf, cap, idx);
+    }
+}
+
+void fb_json_path(const fb_json_val *val, char *buf, size_t cap)
+{
+    if (cap == 0)
+        return;
+    render_path(val, buf, cap);
+}
+
+int fb_json_fail(const fb_json_val *val, fb_error *err, const char *fmt, ...)
+{
+    char path[FB_JSON_PATH_MAX];
+    fb_json_path(val, path, sizeof path);
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = doc_fail_at(val->doc, path, err, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+int fb_json_fail_key(const fb_json_val *obj, const char *key, fb_error *err, const char *fmt,
+                     ...)
+{
+    char base[FB_JSON_PATH_MAX], path[FB_JSON_PATH_MAX];
+    fb_json_path(obj, base, sizeof base);
+    path_join_key(path, base, key);
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = doc_fail_at(obj->doc, path, err, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+static int syntax_fail(const char *source, int code, const char *text, size_t off,
+                       const char *path, fb_error *err, const char *reason)
+{
+    size_t line, col;
+    fb_json_line_col(text, off, &line, &col);
+    if (path && path[0])
+        return fb_error_set(err, code, "%s: invalid JSON at line %zu col %zu (%s): %s", source,
+                            line, col, path, reason);
+    return fb_error_set(err, code, "%s: invalid JSON at line %zu col %zu: %s", source, line, col,
+                        reason);
+}
+
+/* ------------------------------------------------------------- pre-scan */
+
+/* One open container, so a lexical error can be reported with the JSON
+ * path of the value it is in ("entries[3].path"), not only line/col. */
+typedef struct prescan_level {
+    char kind;     /* '{' or '[' */
+    bool want_key; /* object: the next string is a key */
+    bool has_key;
+    size_t key_off, key_len; /* raw text of the current key */
+    size_t index;            /* array: current element */
+} prescan_level;
+
+typedef struct prescan {
+    const unsigned char *p;
+    size_t len;
+    size_t pos;
+    const char *reason; /* set on a lexical error, at pos */
+    size_t *nums;       /* offsets of number tokens, document order */
+    size_t n_nums, cap_nums;
+    prescan_level *stack;
+    size_t depth, cap_stack;
+    bool oom;
+} prescan;
+
+static int hex4(const unsigned char *p, unsigned *out)
+{
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        unsigned char c = p[i];
+        v <<= 4;
+        if (c >= '0' && c <= '9')
+            v |= (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            v |= (unsigned)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F')
+            v |= (unsigned)(c - 'A' + 10);
+        else
+            return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static bool scan_string(prescan *s)
+{
+    s->pos++; /* opening quote */
+    while (s->pos < s->len) {
+        unsigned char c = s->p[s->pos];
+        if (c == '"') {
+            s->pos++;
+            return true;
+        }
+        if (c == '\\') {
+            if (s->pos + 1 >= s->len)
+                break;
+            unsigned char e = s->p[s->pos + 1];
+            if (strchr("\"\\/bfnrt", e) && e != '\0') {
+                s->pos += 2;
+                continue;
+            }
+            if (e != 'u') {
+                s->reason = "invalid escape in a string";
+                return false;
+            }
+            unsigned u;
+            if (s->pos + 6 > s->len || hex4(s->p + s->pos + 2, &u) < 0) {
+                s->reason = "invalid \\u escape in a string";
+                return false;
+            }
+            if (u == 0) {
+                /* cJSON would cut the string here; a name with a NUL
+                 * cannot be a file name either. */
+                s->reason = "\\u0000 in a string";
+                return false;
+            }
+            if (u >= 0xDC00 && u <= 0xDFFF) {
+                s->reason = "unpaired UTF-16 surrogate in a string";
+                return false;
+            }
+            if (u >= 0xD800 && u <= 0xDBFF) {
+                unsigned lo;
+                if (s->pos + 12 > s->len || s->p[s->pos + 6] != '\\' || s->p[s->pos + 7] != 'u' ||
+                    hex4(s->p + s->pos + 8, &lo) < 0 || lo < 0xDC00 || lo > 0xDFFF) {
+                    s->reason = "unpaired UTF-16 surrogate in a string";
+                    return false;
+                }
+                s->pos += 12;
+                continue;
+            }
+            s->pos += 6;
+            continue;
+        }
+        if (c < 0x20) {
+            s->reason = "unescaped control character in a string";
+            return false;
+        }
+        size_t k = utf8_seq_len(s->p + s->pos, s->len - s->pos);
+        if (k == 0) {
+            s->reason = "invalid UTF-8 in a string";
+            return false;
+        }
+        s->pos += k;
+    }
+    s->reason = "unterminated string";
+    return false;
+}
+
+static bool is_digit(unsigned char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* Length of the RFC 8259 number at p (n bytes), or 0 if malformed. Also
+ * rejects a number directly followed by number characters ("01", "1.2.3"),
+ * which cJSON would read differently. */
+static size_t number_len(const unsigned char *p, size_t n, bool *is_int)
+{
+    size_t i = 0;
+    *is_int = true;
+    if (i < n && p[i] == '-')
+        i++;
+    if (i >= n || !is_digit(p[i]))
+        return 0;
+    if (p[i] == '0') {
+        i++;
+    } else {
+        while (i < n && is_digit(p[i]))
+            i++;
+    }
+    if (i < n && p[i] == '.') {
+        *is_int = false;
+        i++;
+        if (i >= n || !is_digit(p[i]))
+            return 0;
+        while (i < n && is_digit(p[i]))
+            i++;
+    }
+    if (i < n && (p[i] == 'e' || p[i] == 'E')) {
+        *is_int = false;
+        i++;
+        if (i < n && (p[i] == '+' || p[i] == '-'))
+            i++;
+        if (i >= n || !is_digit(p[i]))
+            return 0;
+        while (i < n && is_digit(p[i]))
+            i++;
+    }
+    if (i < n && (is_digit(p[i]) || p[i] == '.' || p[i] == 'e' || p[i] == 'E' || p[i] == '+' ||
+                  p[i] == '-'))
+        return 0;
+    return i;
+}
+
+static bool push_number(prescan *s, size_t off)
+{
+    if (s->n_nums == s->cap_nums) {
+        size_t cap = s->cap_nums ? s->cap_nums * 2 : 64;
+        size_t *n = realloc(s->nums, cap * sizeof *n);
+        if (!n) {
+            s->oom = true;
+            return false;
+        }
+        s->nums = n;
+        s->cap_nums = cap;
+    }
+    s->nums[s->n_nums++] = off;
+    return true;
+}
+
+static bool scan_literal(prescan *s, const char *word)
+{
+    size_t n = strlen(word);
+    if (s->len - s->pos < n || memcmp(s->p + s->pos, word, n) != 0) {
+        s->reason = "unexpected character";
+        return false;
+    }
+    s->pos += n;
+    return true;
+}
+
+/* Checks every token of the text; structure (matching brackets, commas,
+ * colons) is left to cJSON. */
+static bool push_level(prescan *s, char kind)
+{
+    if (s->depth >= FB_JSON_DEPTH_MAX) {
+        s->reason = "nesting deeper than 1000 levels";
+        return false;
+    }
+    if (s->depth == s->cap_stack) {
+        size_t cap = s->cap_stack ? s->cap_stack * 2 : 16;
+        prescan_level *st = realloc(s->stack, cap * sizeof *st);
+        if (!st) {
+            s->oom = true;
+            return false;
+        }
+        s->stack = st;
+        s->cap_stack = cap;
+    }
+    prescan_level *l = &s->stack[s->depth++];
+    memset(l, 0, sizeof *l);
+    l->kind = kind;
+    l->want_key = kind == '{';
+    return true;
+}
+
+/* Renders the JSON path of the position where the scan stopped. */
+static void prescan_path(const prescan *s, char *buf, size_t cap)
+{
+    buf[0] = '\0';
+    for (size_t i = 0; i < s->depth; i++) {
+        const prescan_level *l = &s->stack[i];
+        if (l->kind == '[') {
+            char idx[32];
+            snprintf(idx, sizeof idx, "[%zu]", l->index);
+            append_cut(buf, cap, idx);
+        } else if (l->has_key) {
+            if (buf[0])
+                append_cut(buf, cap, ".");
+            append_escaped(buf, cap, (const char *)s->p + l->key_off, l->key_len, 64);
+        }
+    }
+}
+
+static bool prescan_run(prescan *s)
+{
+    while (s->pos < s->len) {
+        unsigned char c = s->p[s->pos];
+        prescan_level *top = s->depth ? &s->stack[s->depth - 1] : NULL;
+        switch (c) {
+        case ' ':
+        case '\t':
+        case '\n':
+        case '\r':
+            s->pos++;
+            break;
+        case ':':
+            if (top && top->kind == '{')
+                top->want_key = false;
+            s->pos++;
+            break;
+        case ',':
+            if (top && top->kind == '[')
+                top->index++;
+            else if (top)
+                top->want_key = true;
+            s->pos++;
+            break;
+        case '{':
+        case '[':
+            if (!push_level(s, (char)c))
+                return false;
+            s->pos++;
+            break;
+        case '}':
+        case ']':
+            if (s->depth > 0)
+                s->depth--;
+            s->pos++;
+            break;
+        case '"':
+            if (top && top->kind == '{' && top->want_key) {
+                top->has_key = true;
+                top->key_off = s->pos + 1;
+                top->key_len = 0;
+                bool ok = scan_string(s);
+                top->key_len = (ok ? s->pos - 1 : s->pos) - top->key_off;
+                if (!ok)
+                    return false;
+                break;
+            }
+            if (!scan_string(s))
+                return false;
+            break;
+        case 't':
+            if (!scan_literal(s, "true"))
+                return false;
+            break;
+        case 'f':
+            if (!scan_literal(s, "false"))
+                return false;
+            break;
+        case 'n':
+            if (!scan_literal(s, "null"))
+                return false;
+            break;
+        default:
+            if (c == '-' || is_digit(c)) {
+                bool is_int;
+                size_t k = number_len(s->p + s->pos, s->len - s->pos, &is_int);
+                if (k == 0) {
+                    s->reason = "malformed number";
+                    return false;
+                }
+                if (!push_number(s, s->pos))
+                    return false;
+                s->pos += k;
+                break;
+            }
+            s->reason = c >= 0x80 ? "unexpected non-ASCII byte outside a string"
+                                  : "unexpected character";
+            return false;
+        }
+    }
+    return true;
+}
+
+/* ------------------------------------------------------------- tree walk */
+
+typedef struct walker {
+    fb_json_doc *doc;
+    const cJSON **nodes; /* number nodes, document order */
+    size_t n, cap;
+    fb_error *err;
+    int rc;
+} walker;
+
+static int cmp_key_ci(const void *a, const void *b)
+{
+    const cJSON *x = *(const cJSON *const *)a, *y = *(const cJSON *const *)b;
+    int r = strcasecmp(x->string, y->string);
+    return r ? r : strcmp(x->string, y->string);
+}
+
+static bool key_clash(walker *w, const fb_json_val *here, const char *a, const char *b)
+{
+    char path[FB_JSON_PATH_MAX];
+    fb_json_path(here, path, sizeof path);
+    char qa[160] = "", qb[160] = "";
+    append_escaped(qa, sizeof qa, a, strlen(a), 64);
+    append_escaped(qb, sizeof qb, b, strlen(b), 64);
+    const char *where = path[0] ? path : "top-level object";
+    if (strcmp(a, b) == 0)
+        w->rc = fb_error_set(w->err, w->doc->code, "%s: %s: duplicate key \"%s\"",
+                             w->doc->source, where, qa);
+    else
+        w->rc = fb_error_set(w->err, w->doc->code,
+                             "%s: %s: keys \"%s\" and \"%s\" differ only in case",
+                             w->doc->source, where, qa, qb);
+    return false;
+}
+
+/* Duplicate and case-twin keys (ASCII case folding: every key we define is
+ * ASCII). Small objects pairwise, large ones sorted. */
+static bool check_keys(walker *w, const fb_json_val *here)
+{
+    const cJSON *obj = here->node;
+    size_t n = 0;
+    for (const cJSON *c = obj->child; c; c = c->next)
+        n++;
+    if (n < 2)
+        return true;
+    if (n <= 16) {
+        for (const cJSON *a = obj->child; a; a = a->next)
+            for (const cJSON *b = a->next; b; b = b->next)
+                if (strcasecmp(a->string, b->string) == 0)
+                    return key_clash(w, here, a->string, b->string);
+        return true;
+    }
+    const cJSON **keys = malloc(n * sizeof *keys);
+    if (!keys) {
+        w->rc = fb_error_set(w->err, FB_ENOMEM, "%s: out of memory", w->doc->source);
+        return false;
+    }
+    size_t i = 0;
+    for (const cJSON *c = obj->child; c; c = c->next)
+        keys[i++] = c;
+    qsort(keys, n, sizeof *keys, cmp_key_ci);
+    bool ok = true;
+    for (i = 1; i < n && ok; i++)
+        if (strcasecmp(keys[i - 1]->string, keys[i]->string) == 0)
+            ok = key_clash(w, here, keys[i - 1]->string, keys[i]->string);
+    free(keys);
+    return ok;
+}
+
+/* Recursion depth is bounded by cJSON's nesting limit (1000); each level
+ * keeps only its location (a fb_json_val), paths are rendered on error. */
+static bool walk(walker *w, const fb_json_val *here)
+{
+    const cJSON *node = here->node;
+    if (cJSON_IsNumber(node)) {
+        if (w->n == w->cap) {
+            size_t cap = w->cap ? w->cap * 2 : 64;
+            const cJSON **nn = realloc(w->nodes, cap * sizeof *nn);
+            if (!nn) {
+                w->rc = fb_error_set(w->err, FB_ENOMEM, "%s: out of memory", w->doc->source);
+                return false;
+            }
+            w->nodes = nn;
+            w->cap = cap;
+        }
+        w->nodes[w->n++] = node;
+        return true;
+    }
+    if (cJSON_IsObject(node)) {
+        if (!check_keys(w, here))
+            return false;
+        for (const cJSON *c = node->child; c; c = c->next) {
+            fb_json_val sub;
+            fb_json_child(here, c, &sub);
+            if (!walk(w, &sub))
+                return false;
+        }
+        return true;
+    }
+    if (cJSON_IsArray(node)) {
+        size_t i = 0;
+        for (const cJSON *c = node->child; c; c = c->next, i++) {
+            fb_json_val sub;
+            fb_json_element(here, c, i, &sub);
+            if (!walk(w, &sub))
+                return false;
+        }
+        return true;
+    }
+    return true;
+}
+
+static int cmp_numref(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t)((const fb_json_numref *)a)->node;
+    uintptr_t y = (uintptr_t)((const fb_json_numref *)b)->node;
+    return x < y ? -1 : x > y;
+}
+
+/* ----------------------------------------------------------------- parse */
+
+static bool is_ws(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+int fb_json_parse(const char *text, size_t len, size_t max_len, const char *source, int code,
+                  fb_json_doc **out, fb_error *err)
+{
+    *out = NULL;
+    if (len > max_len)
+        return fb_error_set(err, code, "%s: %zu bytes, more than the limit of %zu", source, len,
+                            max_len);
+    prescan s = {.p = (const unsigned char *)text, .len = len};
+    if (!prescan_run(&s)) {
+        char path[FB_JSON_PATH_MAX];
+        prescan_path(&s, path, sizeof path);
+        free(s.nums);
+        free(s.stack);
+        if (s.oom)
+            return fb_error_set(err, FB_ENOMEM, "%s: out of memory", source);
+        return syntax_fail(source, code, text, s.pos, path, err, s.reason);
+    }
+    free(s.stack);
+    size_t first = 0;
+    while (first < len && is_ws(text[first]))
+        first++;
+    if (first == len) {
+        free(s.nums);
+        return fb_error_set(err, code, "%s: invalid JSON: empty document", source);
+    }
+
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    if (!root) {
+        free(s.nums);
+        size_t off = end && end >= text && end <= text + len ? (size_t)(end - text) : 0;
+        return syntax_fail(source, code, text, off, NULL, err, "syntax error");
+    }
+    size_t off = (size_t)(end - text);
+    while (off < len && is_ws(text[off]))
+        off++;
+    if (off < len) {
+        free(s.nums);
+        cJSON_Delete(root);
+        return syntax_fail(source, code, text, off, NULL, err,
+                           "unexpected data after the JSON value");
+    }
+
+    fb_json_doc *doc = calloc(1, sizeof *doc);
+    if (!doc) {
+        free(s.nums);
+        cJSON_Delete(root);
+        return fb_error_set(err, FB_ENOMEM, "%s: out of memory", source);
+    }
+    doc->root = root;
+    doc->text = text;
+    doc->len = len;
+    doc->code = code;
+    snprintf(doc->source, sizeof doc->source, "%s", source);
+
+    walker w = {.doc = doc, .err = err};
+    fb_json_val top;
+    fb_json_root(doc, &top);
+    if (!walk(&w, &top)) {
+        free(w.nodes);
+        free(s.nums);
+        fb_json_doc_free(doc);
+        return w.rc;
+    }
+    if (w.n != s.n_nums) {
+        /* Both walk the same text in order; a mismatch means cJSON read a
+         * number token differently than the grammar says. */
+        free(w.nodes);
+        free(s.nums);
+        fb_json_doc_free(doc);
+        return fb_error_set(err, code, "%s: numbers parsed inconsistently (%zu vs %zu)", source,
+                            w.n, s.n_nums);
+    }
+    if (w.n) {
+        doc->nums = malloc(w.n * sizeof *doc->nums);
+        if (!doc->nums) {
+            free(w.nodes);
+            free(s.nums);
+            fb_json_doc_free(doc);
+            return fb_error_set(err, FB_ENOMEM, "%s: out of memory", source);
+        }
+        for (size_t i = 0; i < w.n; i++) {
+            doc->nums[i].node = w.nodes[i];
+            doc->nums[i].off = s.nums[i];
+        }
+        doc->n_nums = w.n;
+        qsort(doc->nums, doc->n_nums, sizeof *doc->nums, cmp_numref);
+    }
+    free(w.nodes);
+    free(s.nums);
+    *out = doc;
+    return 0;
+}
+
+void fb_json_doc_free(fb_json_doc *doc)
+{
+    if (!doc)
+        return;
+    cJSON_Delete(doc->root);
+    free(doc->nums);
+    free(doc);
+}
+
+void fb_json_root(const fb_json_doc *doc, fb_json_val *out)
+{
+    memset(out, 0, sizeof *out);
+    out->doc = doc;
+    out->node = doc->root;
+}
+
+/* --------------------------------------------------------------- getters */
+
+/* The number's text, for exact integers and messages. */
+static bool number_text(const fb_json_doc *doc, const cJSON *node, const char **p, size_t *n)
+{
+    fb_json_numref key = {.node = node};
+    const fb_json_numref *r =
+        bsearch(&key, doc->nums, doc->n_nums, sizeof *doc->nums, cmp_numref);
+    if (!r)
+        return false;
+    bool is_int;
+    *p = doc->text + r->off;
+    *n = number_len((const unsigned char *)*p, doc->len - r->off, &is_int);
+    return *n > 0;
+}
+
+void fb_json_describe(const fb_json_val *val, char *buf, size_t n)
+{
+    const cJSON *node = val->node;
+    buf[0] = '\0';
+    if (cJSON_IsNumber(node)) {
+        const char *p;
+        size_t k;
+        if (number_text(val->doc, node, &p, &k))
+            append_escaped(buf, n, p, k, 40);
+        else
+            snprintf(buf, n, "%g", node->valuedouble);
+    } else if (cJSON_IsString(node)) {
+        snprintf(buf, n, "\"");
+        append_escaped(buf, n, node->valuestring, strlen(node->valuestring), 40);
+        size_t used = strlen(buf);
+        if (used + 1 < n) {
+            buf[used] = '"';
+            buf[used + 1] = '\0';
+        }
+    } else if (cJSON_IsTrue(node)) {
+        snprintf(buf, n, "true");
+    } else if (cJSON_IsFalse(node)) {
+        snprintf(buf, n, "false");
+    } else if (cJSON_IsNull(node)) {
+        snprintf(buf, n, "null");
+    } else if (cJSON_IsObject(node)) {
+        snprintf(buf, n, "an object");
+    } else if (cJSON_IsArray(node)) {
+        snprintf(buf, n, "an array");
+    } else {
+        snprintf(buf, n, "an unknown value");
+    }
+}
+
+static int type_fail(const fb_json_val *val, fb_error *err, const char *expected)
+{
+    char got[128];
+    fb_json_describe(val, got, sizeof got);
+    return fb_json_fail(val, err, "expected %s, got %s", expected, got);
+}
+
+/* Common null / type handling; returns 1 to go on, FB_JSON_ABSENT, or error. */
+static int accept_null(const fb_json_val *val, unsigned flags, const char *expected,
+                       fb_error *err)
+{
+    if (cJSON_IsNull(val->node)) {
+        if (flags & FB_JSON_NULLABLE)
+            return FB_JSON_ABSENT;
+        return type_fail(val, err, expected);
+    }
+    return 2;
+}
+
+int fb_json_member(const fb_json_val *obj, const char *key, unsigned flags, fb_json_val *out,
+                   fb_error *err)
+{
+    out->doc = obj->doc;
+    out->parent = obj;
+    out->key = key;
+    out->index = 0;
+    out->node = NULL;
+    if (!cJSON_IsObject(obj->node))
+        return type_fail(obj, err, "an object");
+    out->node = cJSON_GetObjectItemCaseSensitive(obj->node, key);
+    if (out->node)
+        out->key = out->node->string; /* lives as long as the document */
+    if (!out->node) {
+        if (flags & FB_JSON_OPTIONAL)
+            return FB_JSON_ABSENT;
+        return fb_json_fail(out, err, "missing required field");
+    }
+    return 0;
+}
+
+void fb_json_element(const fb_json_val *arr, const cJSON *child, size_t i, fb_json_val *out)
+{
+    out->doc = arr->doc;
+    out->node = child;
+    out->parent = arr;
+    out->key = NULL;
+    out->index = i;
+}
+
+void fb_json_child(const fb_json_val *obj, const cJSON *child, fb_json_val *out)
+{
+    out->doc = obj->doc;
+    out->node = child;
+    out->parent = obj;
+    out->key = child->string ? child->string : "";
+    out->index = 0;
+}
+
+int fb_json_as_string(const fb_json_val *val, unsigned flags, const char **out, fb_error *err)
+{
+    *out = NULL;
+    int rc = accept_null(val, flags, "a string", err);
+    if (rc != 2)
+        return rc;
+    if (!cJSON_IsString(val->node) || !val->node->valuestring)
+        return type_fail(val, err, flags & FB_JSON_NULLABLE ? "a string or null" : "a string");
+    *out = val->node->valuestring;
+    return 0;
+}
+
+int fb_json_as_bool(const fb_json_val *val, unsigned flags, bool *out, fb_error *err)
+{
+    int rc = accept_null(val, flags, "true or false", err);
+    if (rc != 2)
+        return rc;
+    if (!cJSON_IsBool(val->node))
+        return type_fail(val, err, "true or false");
+    *out = cJSON_IsTrue(val->node);
+    return 0;
+}
+
+int fb_json_as_object(const fb_json_val *val, unsigned flags, fb_error *err)
+{
+    int rc = accept_null(val, flags, "an object", err);
+    if (rc != 2)
+        return rc;
+    if (!cJSON_IsObject(val->node))
+        return type_fail(val, err, "an object");
+    return 0;
+}
+
+int fb_json_as_array(const fb_json_val *val, unsigned flags, size_t *count, fb_error *err)
+{
+    int rc = accept_null(val, flags, "an array", err);
+    if (rc != 2)
+        return rc;
+    if (!cJSON_IsArray(val->node))
+        return type_fail(val, err, "an array");
+    if (count) {
+        size_t n = 0;
+        for (const cJSON *c = val->node->child; c; c = c->next)
+            n++;
+        *count = n;
+    }
+    return 0;
+}
+
+/* Reads an integer exactly from its text: *neg, *mag (<= FB_JSON_INT_MAX).
+ * False when it is not a plain integer or its magnitude is beyond 2^53. */
+static bool exact_integer(const fb_json_val *val, bool *neg, uint64_t *mag)
+{
+    const char *p;
+    size_t n;
+    if (!cJSON_IsNumber(val->node) || !number_text(val->doc, val->node, &p, &n))
+        return false;
+    size_t i = 0;
+    *neg = false;
+    if (p[0] == '-') {
+        *neg = true;
+        i = 1;
+    }
+    uint64_t v = 0;
+    for (; i < n; i++) {
+        if (!is_digit((unsigned char)p[i]))
+            return false; /* fraction or exponent: not written as an integer */
+        unsigned d = (unsigned)(p[i] - '0');
+        if (v > (FB_JSON_INT_MAX - d) / 10)
+            return false;
+        v = v * 10 + d;
+    }
+    *mag = v;
+    return true;
+}
+
+static int range_fail(const fb_json_val *val, fb_error *err, const char *min, const char *max)
+{
+    char expected[96];
+    snprintf(expected, sizeof expected, "an integer %s..%s", min, max);
+    return type_fail(val, err, expected);
+}
+
+int fb_json_as_u64(const fb_json_val *val, unsigned flags, uint64_t min, uint64_t max,
+                   uint64_t *out, fb_error *err)
+{
+    if (max > FB_JSON_INT_MAX)
+        max = FB_JSON_INT_MAX;
+    bool neg = false;
+    uint64_t mag = 0;
+    if (cJSON_IsNull(val->node) && (flags & FB_JSON_NULLABLE))
+        return FB_JSON_ABSENT;
+    if (!exact_integer(val, &neg, &mag) || (neg && mag != 0) || mag < min || mag > max) {
+        char smin[24], smax[24];
+        snprintf(smin, sizeof smin, "%" PRIu64, min);
+        snprintf(smax, sizeof smax, "%" PRIu64, max);
+        return range_fail(val, err, smin, smax);
+    }
+    *out = mag;
+    return 0;
+}
+
+int fb_json_as_i64(const fb_json_val *val, unsigned flags, int64_t min, int64_t max,
+                   int64_t *out, fb_error *err)
+{
+    const int64_t lim = (int64_t)FB_JSON_INT_MAX;
+    if (max > lim)
+        max = lim;
+    if (min < -lim)
+        min = -lim;
+    bool neg = false;
+    uint64_t mag = 0;
+    if (cJSON_IsNull(val->node) && (flags & FB_JSON_NULLABLE))
+        return FB_JSON_ABSENT;
+    bool exact = exact_integer(val, &neg, &mag);
+    int64_t v = neg ? -(int64_t)mag : (int64_t)mag;
+    if (!exact || v < min || v > max) {
+        char smin[24], smax[24];
+        snprintf(smin, sizeof smin, "%" PRId64, min);
+        snprintf(smax, sizeof smax, "%" PRId64, max);
+        return range_fail(val, err, smin, smax);
+    }
+    *out = v;
+    return 0;
+}
+
+int fb_json_get_string(const fb_json_val *obj, const char *key, unsigned flags, const char **out,
+                       fb_error *err)
+{
+    fb_json_val v;
+    *out = NULL;
+    int rc = fb_json_member(obj, key, flags, &v, err);
+    if (rc)
+        return rc;
+    return fb_json_as_string(&v, flags, out, err);
+}
+
+int fb_json_get_bool(const fb_json_val *obj, const char *key, unsigned flags, bool *out,
+                     fb_error *err)
+{
+    fb_json_val v;
+    int rc = fb_json_member(obj, key, flags, &v, err);
+    if (rc)
+        return rc;
+    return fb_json_as_bool(&v, flags, out, err);
+}
+
+int fb_json_get_object(const fb_json_val *obj, const char *key, unsigned flags,
+                       fb_json_val *out, fb_error *err)
+{
+    int rc = fb_json_member(obj, key, flags, out, err);
+    if (rc)
+        return rc;
+    return fb_json_as_object(out, flags, err);
+}
+
+int fb_json_get_array(const fb_json_val *obj, const char *key, unsigned flags, fb_json_val *out,
+                      size_t *count, fb_error *err)
+{
+    int rc = fb_json_member(obj, key, flags, out, err);
+    if (rc)
+        return rc;
+    return fb_json_as_array(out, flags, count, err);
+}
+
+int fb_json_get_u64(const fb_json_val *obj, const char *key, unsigned flags, uint64_t min,
+                    uint64_t max, uint64_t *out, fb_error *err)
+{
+    fb_json_val v;
+    int rc = fb_json_member(obj, key, flags, &v, err);
+    if (rc)
+        return rc;
+    return fb_json_as_u64(&v, flags, min, max, out, err);
+}
+
+int fb_json_get_i64(const fb_json_val *obj, const char *key, unsigned flags, int64_t min,
+                    int64_t max, int64_t *out, fb_error *err)
+{
+    fb_json_val v;
+    int rc = fb_json_member(obj, key, flags, &v, err);
+    if (rc)
+        return rc;
+    return fb_json_as_i64(&v, flags, min, max, out, err);
+}
+
+/* ---------------------------------------------------------------- writer */
+
+void fb_json_writer_init(fb_json_writer *w)
+{
+    memset(w, 0, sizeof *w);
+}
+
+void fb_json_writer_fini(fb_json_writer *w)
+{
+    free(w->buf);
+    memset(w, 0, sizeof *w);
+}
+
+static void w_error(fb_json_writer *w, int code, const char *what)
+{
+    if (w->error)
+        return;
+    w->error = code;
+    w->error_what[0] = '\0';
+    append_cut(w->error_what, sizeof w->error_what, what);
+}
+
+static void w_put(fb_json_writer *w, const char *s, size_t n)
+{
+    if (w->error)
+        return;
+    size_t need;
+    if (__builtin_add_overflow(w->len, n + 1, &need)) {
+        w_error(w, FB_ENOMEM, "too large");
+        return;
+    }
+    if (need > w->cap) {
+        size_t cap = w->cap ? w->cap : 4096;
+        while (cap < need) {
+            if (__builtin_mul_overflow(cap, 2, &cap)) {
+                w_error(w, FB_ENOMEM, "too large");
+                return;
+            }
+        }
+        char *b = realloc(w->buf, cap);
+        if (!b) {
+            w_error(w, FB_ENOMEM, "out of memory");
+            return;
+        }
+        w->buf = b;
+        w->cap = cap;
+    }
+    memcpy(w->buf + w->len, s, n);
+    w->len += n;
+    w->buf[w->len] = '\0';
+}
+
+static void w_puts(fb_json_writer *w, const char *s)
+{
+    w_put(w, s, strlen(s));
+}
+
+static void w_newline_indent(fb_json_writer *w, int depth)
+{
+    static const char spaces[] = "                                ";
+    w_put(w, "\n", 1);
+    for (int i = 0; i < depth; i++)
+        w_put(w, spaces, 2);
+}
+
+/* Separator and indentation before a value or a key. */
+static void w_before_item(fb_json_writer *w)
+{
+    if (w->after_key) {
+        w->after_key = false;
+        return;
+    }
+    if (w->depth == 0) {
+        if (w->len)
+            w_error(w, FB_EMISUSE, "more than one top-level value");
+        return;
+    }
+    if (w->has_items[w->depth])
+        w_put(w, ",", 1);
+    w->has_items[w->depth] = true;
+    w_newline_indent(w, w->depth);
+}
+
+static void w_open(fb_json_writer *w, char c)
+{
+    w_before_item(w);
+    if (w->depth + 1 >= (int)(sizeof w->has_items / sizeof w->has_items[0])) {
+        w_error(w, FB_EMISUSE, "nesting too deep");
+        return;
+    }
+    w_put(w, &c, 1);
+    w->depth++;
+    w->has_items[w->depth] = false;
+}
+
+static void w_close(fb_json_writer *w, char c)
+{
+    if (w->depth == 0 || w->after_key) {
+        w_error(w, FB_EMISUSE, "unbalanced end of container");
+        return;
+    }
+    if (w->has_items[w->depth])
+        w_newline_indent(w, w->depth - 1);
+    w_put(w, &c, 1);
+    w->depth--;
+}
+
+void fb_json_begin_object(fb_json_writer *w)
+{
+    w_open(w, '{');
+}
+
+void fb_json_end_object(fb_json_writer *w)
+{
+    w_close(w, '}');
+}
+
+void fb_json_begin_array(fb_json_writer *w)
+{
+    w_open(w, '[');
+}
+
+void fb_json_end_array(fb_json_writer *w)
+{
+    w_close(w, ']');
+}
+
+static void w_string_body(fb_json_writer *w, const char *s)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t n = strlen(s);
+    size_t i = 0;
+    w_put(w, "\"", 1);
+    while (i < n) {
+        /* Copy the longest run that needs no escaping in one call. */
+        size_t start = i;
+        while (i < n && u[i] >= 0x20 && u[i] < 0x7f && u[i] != '"' && u[i] != '\\')
+            i++;
+        if (i > start)
+            w_put(w, s + start, i - start);
+        if (i >= n)
+            break;
+        unsigned char c = u[i];
+        char esc[8];
+        if (c == '"' || c == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)c;
+            w_put(w, esc, 2);
+            i++;
+        } else if (c < 0x20 || c == 0x7f) {
+            const char *named = c == '\n' ? "\\n" : c == '\t' ? "\\t" : c == '\r' ? "\\r"
+                              : c == '\b' ? "\\b" : c == '\f' ? "\\f" : NULL;
+            if (named) {
+                w_puts(w, named);
+            } else {
+                snprintf(esc, sizeof esc, "\\u%04x", c);
+                w_puts(w, esc);
+            }
+            i++;
+        } else {
+            size_t k = utf8_seq_len(u + i, n - i);
+            if (k == 0) {
+                w_puts(w, "\xEF\xBF\xBD"); /* U+FFFD for each invalid byte */
+                i++;
+            } else {
+                w_put(w, s + i, k);
+                i += k;
+            }
+        }
+    }
+    w_put(w, "\"", 1);
+}
+
+void fb_json_key(fb_json_writer *w, const char *key)
+{
+    if (w->depth == 0 || w->after_key) {
+        w_error(w, FB_EMISUSE, "key outside an object");
+        return;
+    }
+    w_before_item(w);
+    w_string_body(w, key);
+    w_put(w, ": ", 2);
+    w->after_key = true;
+    w->last_key[0] = '\0';
+    append_cut(w->last_key, sizeof w->last_key, key);
+}
+
+void fb_json_string(fb_json_writer *w, const char *s)
+{
+    w_before_item(w);
+    w_string_body(w, s);
+}
+
+void fb_json_string_or_null(fb_json_writer *w, const char *s)
+{
+    if (s)
+        fb_json_string(w, s);
+    else
+        fb_json_null(w);
+}
+
+void fb_json_u64(fb_json_writer *w, uint64_t v)
+{
+    if (v > FB_JSON_INT_MAX) {
+        char what[sizeof w->error_what], num[48];
+        snprintf(num, sizeof num, ": %" PRIu64 " is beyond 2^53", v);
+        what[0] = '\0';
+        append_cut(what, sizeof what, w->last_key);
+        append_cut(what, sizeof what, num);
+        w_error(w, FB_EMISUSE, what);
+        return;
+    }
+    char num[24];
+    snprintf(num, sizeof num, "%" PRIu64, v);
+    w_before_item(w);
+    w_puts(w, num);
+}
+
+void fb_json_i64(fb_json_writer *w, int64_t v)
+{
+    if (v > (int64_t)FB_JSON_INT_MAX || v < -(int64_t)FB_JSON_INT_MAX) {
+        char what[sizeof w->error_what], num[48];
+        snprintf(num, sizeof num, ": %" PRId64 " is beyond 2^53", v);
+        what[0] = '\0';
+        append_cut(what, sizeof what, w->last_key);
+        append_cut(what, sizeof what, num);
+        w_error(w, FB_EMISUSE, what);
+        return;
+    }
+    char num[24];
+    snprintf(num, sizeof num, "%" PRId64, v);
+    w_before_item(w);
+    w_puts(w, num);
+}
+
+void fb_json_bool(fb_json_writer *w, bool v)
+{
+    w_before_item(w);
+    w_puts(w, v ? "true" : "false");
+}
+
+void fb_json_null(fb_json_writer *w)
+{
+    w_before_item(w);
+    w_puts(w, "null");
+}
+
+int fb_json_writer_finish(fb_json_writer *w, const char *what, char **out, size_t *out_len,
+                          fb_error *err)
+{
+    *out = NULL;
+    if (out_len)
+        *out_len = 0;
+    if (!w->error && (w->depth != 0 || w->after_key || w->len == 0))
+        w_error(w, FB_EMISUSE, "incomplete document");
+    if (!w->error)
+        w_put(w, "\n", 1);
+    if (w->error) {
+        int code = w->error;
+        char msg[sizeof w->error_what];
+        memcpy(msg, w->error_what, sizeof msg);
+        fb_json_writer_fini(w);
+        return fb_error_set(err, code, "%s: cannot write JSON: %s", what, msg);
+    }
+    *out = w->buf;
+    if (out_len)
+        *out_len = w->len;
+    w->buf = NULL;
+    fb_json_writer_fini(w);
+    return 0;
+}

@@ -1,1 +1,901 @@
-/* manifest: being written. */
+/* manifest.json: the in-memory manifest, its JSON form, and the strict
+ * validation every manifest read from disk goes through. A manifest is the
+ * source of truth for a backup, and restore, verify and the mount trust what
+ * it says once it parsed, so every rule that keeps those safe (relative
+ * paths, no entry below a symlink, hardlinks to earlier files, data ranges
+ * inside the tar stream that do not overlap) is enforced here, once. */
+#include "fb_manifest.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "fb_hash.h"
+#include "fb_store.h"
+#include "json_strict_i.h"
+
+#ifndef FB_VERSION
+#define FB_VERSION "unknown"
+#endif
+
+/* zstd's level range (ZSTD_minCLevel() .. ZSTD_maxCLevel()). */
+#define LEVEL_MIN (-131072)
+#define LEVEL_MAX 22
+
+const char *fb_entry_type_name(fb_entry_type type)
+{
+    switch (type) {
+    case FB_ENTRY_FILE: return "file";
+    case FB_ENTRY_DIR: return "dir";
+    case FB_ENTRY_SYMLINK: return "symlink";
+    case FB_ENTRY_HARDLINK: return "hardlink";
+    }
+    return "unknown";
+}
+
+const char *fb_backup_type_name(fb_backup_type type)
+{
+    switch (type) {
+    case FB_BACKUP_FULL: return "full";
+    case FB_BACKUP_INCREMENTAL: return "incremental";
+    }
+    return "unknown";
+}
+
+int fb_entry_type_parse(const char *s, fb_entry_type *out)
+{
+    static const fb_entry_type all[] = {FB_ENTRY_FILE, FB_ENTRY_DIR, FB_ENTRY_SYMLINK,
+                                        FB_ENTRY_HARDLINK};
+    for (size_t i = 0; s && i < sizeof all / sizeof all[0]; i++) {
+        if (strcmp(s, fb_entry_type_name(all[i])) == 0) {
+            *out = all[i];
+            return 0;
+        }
+    }
+    return FB_EINVAL;
+}
+
+int fb_backup_type_parse(const char *s, fb_backup_type *out)
+{
+    if (s && strcmp(s, "full") == 0) {
+        *out = FB_BACKUP_FULL;
+        return 0;
+    }
+    if (s && strcmp(s, "incremental") == 0) {
+        *out = FB_BACKUP_INCREMENTAL;
+        return 0;
+    }
+    return FB_EINVAL;
+}
+
+/* ------------------------------------------------------------- RFC 3339 */
+
+void fb_rfc3339_format(int64_t t, char out[32])
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    char tmp[96];
+    if (!gmtime_r(&tt, &tm))
+        memset(&tm, 0, sizeof tm);
+    snprintf(tmp, sizeof tmp, "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    memcpy(out, tmp, 31);
+    out[31] = '\0';
+}
+
+static int digits(const char *s, int n)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v;
+}
+
+static bool is_leap(int y)
+{
+    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+int fb_rfc3339_parse(const char *s, int64_t *out)
+{
+    static const int mdays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (!s || strlen(s) != 20 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' ||
+        s[16] != ':' || s[19] != 'Z')
+        return FB_ECORRUPT;
+    int year = digits(s, 4), mon = digits(s + 5, 2), day = digits(s + 8, 2);
+    int hour = digits(s + 11, 2), min = digits(s + 14, 2), sec = digits(s + 17, 2);
+    if (year < 0 || mon < 1 || mon > 12 || day < 1 || hour < 0 || hour > 23 || min < 0 ||
+        min > 59 || sec < 0 || sec > 59)
+        return FB_ECORRUPT;
+    int dim = mdays[mon - 1] + (mon == 2 && is_leap(year));
+    if (day > dim)
+        return FB_ECORRUPT;
+    struct tm tm = {
+        .tm_year = year - 1900,
+        .tm_mon = mon - 1,
+        .tm_mday = day,
+        .tm_hour = hour,
+        .tm_min = min,
+        .tm_sec = sec,
+    };
+    *out = (int64_t)timegm(&tm);
+    return 0;
+}
+
+/* ----------------------------------------------------------- in memory */
+
+void fb_manifest_init(fb_manifest *m)
+{
+    memset(m, 0, sizeof *m);
+    m->format = FB_MANIFEST_FORMAT;
+}
+
+void fb_manifest_fini(fb_manifest *m)
+{
+    if (!m)
+        return;
+    for (size_t i = 0; i < m->n_entries; i++) {
+        free(m->entries[i].path);
+        free(m->entries[i].target);
+    }
+    free(m->entries);
+    free(m->note);
+    free(m->tool_version);
+    fb_manifest_init(m);
+}
+
+static int set_string(char **dst, const char *src, const char *what, fb_error *err)
+{
+    char *copy = NULL;
+    if (src) {
+        copy = strdup(src);
+        if (!copy)
+            return fb_error_set(err, FB_ENOMEM, "manifest: %s: out of memory", what);
+    }
+    free(*dst);
+    *dst = copy;
+    return 0;
+}
+
+int fb_manifest_set_note(fb_manifest *m, const char *note, fb_error *err)
+{
+    return set_string(&m->note, note, "note", err);
+}
+
+int fb_manifest_set_tool_version(fb_manifest *m, const char *version, fb_error *err)
+{
+    return set_string(&m->tool_version, version, "tool_version", err);
+}
+
+int fb_manifest_add_entry(fb_manifest *m, const char *path, const fb_entry_meta *meta,
+                          const uint8_t *sha256, uint64_t offset, const char *target,
+                          fb_error *err)
+{
+    if (!path || !meta)
+        return fb_error_set(err, FB_EMISUSE, "manifest: add_entry without path or metadata");
+    bool is_file = meta->type == FB_ENTRY_FILE;
+    bool has_target = meta->type == FB_ENTRY_SYMLINK || meta->type == FB_ENTRY_HARDLINK;
+    if (meta->type > FB_ENTRY_HARDLINK || (is_file && !sha256) || (has_target && !target))
+        return fb_error_set(err, FB_EMISUSE, "manifest: entry '%s': missing %s", path,
+                            is_file ? "sha256" : "target");
+
+    fb_manifest_totals t = m->totals;
+    bool overflow = false;
+    switch (meta->type) {
+    case FB_ENTRY_FILE:
+        overflow = __builtin_add_overflow(t.bytes, meta->size, &t.bytes);
+        t.files++;
+        break;
+    case FB_ENTRY_HARDLINK:
+        t.files++;
+        break;
+    case FB_ENTRY_DIR:
+        t.dirs++;
+        break;
+    case FB_ENTRY_SYMLINK:
+        t.symlinks++;
+        break;
+    }
+    if (overflow)
+        return fb_error_set(err, FB_EMISUSE, "manifest: entry '%s': total size overflows", path);
+
+    if (m->n_entries == m->cap_entries) {
+        size_t cap = m->cap_entries ? m->cap_entries * 2 : 64;
+        size_t bytes;
+        if (__builtin_mul_overflow(cap, sizeof *m->entries, &bytes))
+            return fb_error_set(err, FB_ENOMEM, "manifest: too many entries");
+        fb_manifest_entry *e = realloc(m->entries, bytes);
+        if (!e)
+            return fb_error_set(err, FB_ENOMEM, "manifest: out of memory");
+        m->entries = e;
+        m->cap_entries = cap;
+    }
+    fb_manifest_entry *e = &m->entries[m->n_entries];
+    memset(e, 0, sizeof *e);
+    e->path = strdup(path);
+    e->target = has_target ? strdup(target) : NULL;
+    if (!e->path || (has_target && !e->target)) {
+        free(e->path);
+        free(e->target);
+        return fb_error_set(err, FB_ENOMEM, "manifest: out of memory");
+    }
+    e->meta = *meta;
+    if (is_file) {
+        memcpy(e->sha256, sha256, FB_SHA256_LEN);
+        e->offset = offset;
+    }
+    m->n_entries++;
+    m->totals = t;
+    return 0;
+}
+
+/* ------------------------------------------------------------- writing */
+
+/* A raw-bytes name: the (lossy) UTF-8 text, plus the exact bytes in base64
+ * when the text alone cannot carry them. */
+static void write_name(fb_json_writer *w, const char *key, const char *name)
+{
+    fb_json_key(w, key);
+    fb_json_string(w, name);
+    if (!fb_utf8_valid(name, strlen(name))) {
+        char *b64 = NULL;
+        char key_b64[32];
+        snprintf(key_b64, sizeof key_b64, "%s_b64", key);
+        if (fb_base64_encode((const uint8_t *)name, strlen(name), &b64) < 0) {
+            w->error = w->error ? w->error : FB_ENOMEM;
+            return;
+        }
+        fb_json_key(w, key_b64);
+        fb_json_string(w, b64);
+        free(b64);
+    }
+}
+
+static void write_hex(fb_json_writer *w, const char *key, const uint8_t *digest)
+{
+    char hex[FB_SHA256_HEX_LEN + 1];
+    fb_hex_encode(digest, FB_SHA256_LEN, hex);
+    fb_json_key(w, key);
+    fb_json_string(w, hex);
+}
+
+int fb_manifest_to_json(const fb_manifest *m, char **out, size_t *out_len, fb_error *err)
+{
+    *out = NULL;
+    if (out_len)
+        *out_len = 0;
+    char created[32];
+    int64_t check;
+    fb_rfc3339_format(m->created_at, created);
+    if (fb_rfc3339_parse(created, &check) < 0 || check != m->created_at)
+        return fb_error_set(err, FB_EMISUSE, "manifest %s: created_at %" PRId64
+                            " cannot be written as RFC 3339", m->backup_id, m->created_at);
+
+    fb_json_writer w;
+    fb_json_writer_init(&w);
+    fb_json_begin_object(&w);
+    fb_json_key(&w, "format");
+    fb_json_i64(&w, m->format);
+    fb_json_key(&w, "backup_id");
+    fb_json_string(&w, m->backup_id);
+    fb_json_key(&w, "seq");
+    fb_json_u64(&w, m->seq);
+    fb_json_key(&w, "session_id");
+    fb_json_string(&w, m->session_id);
+    fb_json_key(&w, "type");
+    fb_json_string(&w, fb_backup_type_name(m->type));
+    fb_json_key(&w, "created_at");
+    fb_json_string(&w, created);
+    fb_json_key(&w, "note");
+    fb_json_string_or_null(&w, m->note);
+    fb_json_key(&w, "base");
+    fb_json_string_or_null(&w, m->base[0] ? m->base : NULL);
+    fb_json_key(&w, "tool_version");
+    fb_json_string(&w, m->tool_version ? m->tool_version : FB_VERSION);
+
+    fb_json_key(&w, "archive");
+    fb_json_begin_object(&w);
+    fb_json_key(&w, "size");
+    fb_json_u64(&w, m->archive.size);
+    write_hex(&w, "sha256", m->archive.sha256);
+    fb_json_key(&w, "frame_size");
+    fb_json_u64(&w, m->archive.frame_size);
+    fb_json_key(&w, "frames");
+    fb_json_u64(&w, m->archive.frames);
+    fb_json_key(&w, "level");
+    fb_json_i64(&w, m->archive.level);
+    fb_json_end_object(&w);
+
+    fb_json_key(&w, "totals");
+    fb_json_begin_object(&w);
+    fb_json_key(&w, "files");
+    fb_json_u64(&w, m->totals.files);
+    fb_json_key(&w, "dirs");
+    fb_json_u64(&w, m->totals.dirs);
+    fb_json_key(&w, "symlinks");
+    fb_json_u64(&w, m->totals.symlinks);
+    fb_json_key(&w, "bytes");
+    fb_json_u64(&w, m->totals.bytes);
+    fb_json_end_object(&w);
+
+    fb_json_key(&w, "entries");
+    fb_json_begin_array(&w);
+    for (size_t i = 0; i < m->n_entries && !w.error; i++) {
+        const fb_manifest_entry *e = &m->entries[i];
+        fb_json_begin_object(&w);
+        write_name(&w, "path", e->path);
+        fb_json_key(&w, "type");
+        fb_json_string(&w, fb_entry_type_name(e->meta.type));
+        fb_json_key(&w, "mode");
+        fb_json_u64(&w, e->meta.mode);
+        fb_json_key(&w, "uid");
+        fb_json_u64(&w, e->meta.uid);
+        fb_json_key(&w, "gid");
+        fb_json_u64(&w, e->meta.gid);
+        fb_json_key(&w, "mtime");
+        fb_json_i64(&w, e->meta.mtime);
+        fb_json_key(&w, "mtime_nsec");
+        fb_json_u64(&w, e->meta.mtime_nsec);
+        fb_json_key(&w, "size");
+        fb_json_u64(&w, e->meta.size);
+        switch (e->meta.type) {
+        case FB_ENTRY_FILE:
+            write_hex(&w, "sha256", e->sha256);
+            fb_json_key(&w, "offset");
+            fb_json_u64(&w, e->offset);
+            break;
+        case FB_ENTRY_SYMLINK:
+            write_name(&w, "target", e->target ? e->target : "");
+            break;
+        case FB_ENTRY_HARDLINK:
+            write_name(&w, "link", e->target ? e->target : "");
+            break;
+        case FB_ENTRY_DIR:
+            break;
+        }
+        fb_json_end_object(&w);
+    }
+    fb_json_end_array(&w);
+    fb_json_end_object(&w);
+    char what[64];
+    snprintf(what, sizeof what, "manifest %s", m->backup_id);
+    return fb_json_writer_finish(&w, what, out, out_len, err);
+}
+
+/* ------------------------------------------------------------- parsing */
+
+/* Why a relative path is unacceptable, or NULL. */
+static const char *path_problem(const char *p, size_t n)
+{
+    if (n == 0)
+        return "empty";
+    if (n > FB_PATH_MAX)
+        return "longer than 4096 bytes";
+    if (p[0] == '/')
+        return "absolute";
+    size_t start = 0;
+    for (size_t i = 0; i <= n; i++) {
+        if (i < n && p[i] != '/')
+            continue;
+        size_t len = i - start;
+        if (len == 0)
+            return i == n ? "ends with '/'" : "has an empty component";
+        if ((len == 1 && p[start] == '.') || (len == 2 && p[start] == '.' && p[start + 1] == '.'))
+            return "has a '.' or '..' component";
+        start = i + 1;
+    }
+    return NULL;
+}
+
+static void quote_name(char *buf, size_t cap, const char *s)
+{
+    /* Printable form for messages: control bytes escaped, long names cut. */
+    size_t j = 0, n = strlen(s);
+    for (size_t i = 0; i < n && j + 8 < cap; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (i >= 80) {
+            memcpy(buf + j, "...", 3);
+            j += 3;
+            break;
+        }
+        if (c < 0x20 || c == 0x7f || c == '"' || c == '\\')
+            j += (size_t)snprintf(buf + j, cap - j, "\\x%02x", c);
+        else
+            buf[j++] = (char)c;
+    }
+    buf[j] = '\0';
+}
+
+/* Reads a raw-bytes name field (`key`, or the exact bytes in `key`_b64).
+ * *out is malloc'd; FB_JSON_ABSENT when optional and absent. */
+static int get_name(const fb_json_val *obj, const char *key, unsigned flags, char **out,
+                    fb_error *err)
+{
+    *out = NULL;
+    char key_b64[32];
+    snprintf(key_b64, sizeof key_b64, "%s_b64", key);
+    const char *text, *b64;
+    int rc = fb_json_get_string(obj, key, flags, &text, err);
+    if (rc < 0)
+        return rc;
+    int rc64 = fb_json_get_string(obj, key_b64, FB_JSON_OPTIONAL, &b64, err);
+    if (rc64 < 0)
+        return rc64;
+    if (rc == FB_JSON_ABSENT) {
+        if (rc64 == 0)
+            return fb_json_fail_key(obj, key_b64, err, "present without '%s'", key);
+        return FB_JSON_ABSENT;
+    }
+    if (rc64 == FB_JSON_ABSENT) {
+        *out = strdup(text);
+        if (!*out)
+            return fb_error_set(err, FB_ENOMEM, "manifest: out of memory");
+        return 0;
+    }
+    uint8_t *raw;
+    size_t raw_len;
+    rc = fb_base64_decode(b64, strlen(b64), &raw, &raw_len);
+    if (rc == FB_ENOMEM)
+        return fb_error_set(err, FB_ENOMEM, "manifest: out of memory");
+    if (rc < 0)
+        return fb_json_fail_key(obj, key_b64, err, "not valid base64");
+    if (memchr(raw, '\0', raw_len)) {
+        free(raw);
+        return fb_json_fail_key(obj, key_b64, err, "contains a NUL byte");
+    }
+    /* The text form must be what the bytes render as, so a reader that
+     * ignores _b64 still sees the same name (modulo U+FFFD). */
+    char *lossy;
+    if (fb_utf8_lossy((const char *)raw, raw_len, &lossy) < 0) {
+        free(raw);
+        return fb_error_set(err, FB_ENOMEM, "manifest: out of memory");
+    }
+    bool same = strcmp(lossy, text) == 0;
+    free(lossy);
+    if (!same) {
+        free(raw);
+        return fb_json_fail_key(obj, key, err, "does not match %s", key_b64);
+    }
+    *out = (char *)raw;
+    return 0;
+}
+
+static int get_sha256(const fb_json_val *obj, const char *key, uint8_t out[FB_SHA256_LEN],
+                      fb_error *err)
+{
+    const char *hex;
+    int rc = fb_json_get_string(obj, key, 0, &hex, err);
+    if (rc < 0)
+        return rc;
+    if (fb_sha256_from_hex(hex, out) < 0) {
+        char q[128];
+        quote_name(q, sizeof q, hex);
+        return fb_json_fail_key(obj, key, err, "expected 64 lowercase hex digits, got \"%s\"", q);
+    }
+    return 0;
+}
+
+/* Rejects a key that does not belong to this entry type: a reader that
+ * trusted it (a file with a `target`) would see a different entry. */
+static int refuse_keys(const fb_json_val *obj, const char *const *keys, const char *type_name,
+                       fb_error *err)
+{
+    for (size_t i = 0; keys[i]; i++) {
+        if (cJSON_GetObjectItemCaseSensitive(obj->node, keys[i]))
+            return fb_json_fail_key(obj, keys[i], err, "not allowed on a %s entry", type_name);
+    }
+    return 0;
+}
+
+static int parse_entry(const fb_json_val *ev, fb_manifest_entry *e, fb_error *err)
+{
+    int rc = fb_json_as_object(ev, 0, err);
+    if (rc < 0)
+        return rc;
+    const char *s;
+    uint64_t v;
+    if ((rc = get_name(ev, "path", 0, &e->path, err)) < 0)
+        return rc;
+    const char *why = path_problem(e->path, strlen(e->path));
+    if (why) {
+        char q[128];
+        quote_name(q, sizeof q, e->path);
+        return fb_json_fail_key(ev, "path", err, "\"%s\": %s", q, why);
+    }
+    if ((rc = fb_json_get_string(ev, "type", 0, &s, err)) < 0)
+        return rc;
+    if (fb_entry_type_parse(s, &e->meta.type) < 0) {
+        char q[128];
+        quote_name(q, sizeof q, s);
+        return fb_json_fail_key(ev, "type", err,
+                                "expected file, dir, symlink or hardlink, got \"%s\"", q);
+    }
+    if ((rc = fb_json_get_u64(ev, "mode", 0, 0, 07777, &v, err)) < 0)
+        return rc;
+    e->meta.mode = (uint32_t)v;
+    if ((rc = fb_json_get_u64(ev, "uid", 0, 0, UINT32_MAX, &v, err)) < 0)
+        return rc;
+    e->meta.uid = (uint32_t)v;
+    if ((rc = fb_json_get_u64(ev, "gid", 0, 0, UINT32_MAX, &v, err)) < 0)
+        return rc;
+    e->meta.gid = (uint32_t)v;
+    if ((rc = fb_json_get_i64(ev, "mtime", 0, INT64_MIN, INT64_MAX, &e->meta.mtime, err)) < 0)
+        return rc;
+    if ((rc = fb_json_get_u64(ev, "mtime_nsec", 0, 0, 999999999, &v, err)) < 0)
+        return rc;
+    e->meta.mtime_nsec = (uint32_t)v;
+    if ((rc = fb_json_get_u64(ev, "size", 0, 0, FB_JSON_INT_MAX, &e->meta.size, err)) < 0)
+        return rc;
+
+    static const char *const not_file[] = {"sha256", "offset", NULL};
+    static const char *const not_symlink[] = {"target", "target_b64", NULL};
+    static const char *const not_hardlink[] = {"link", "link_b64", NULL};
+    const char *tname = fb_entry_type_name(e->meta.type);
+    if (e->meta.type != FB_ENTRY_FILE && (rc = refuse_keys(ev, not_file, tname, err)) < 0)
+        return rc;
+    if (e->meta.type != FB_ENTRY_SYMLINK && (rc = refuse_keys(ev, not_symlink, tname, err)) < 0)
+        return rc;
+    if (e->meta.type != FB_ENTRY_HARDLINK && (rc = refuse_keys(ev, not_hardlink, tname, err)) < 0)
+        return rc;
+
+    switch (e->meta.type) {
+    case FB_ENTRY_FILE:
+        if ((rc = get_sha256(ev, "sha256", e->sha256, err)) < 0)
+            return rc;
+        if ((rc = fb_json_get_u64(ev, "offset", 0, 0, FB_JSON_INT_MAX, &e->offset, err)) < 0)
+            return rc;
+        uint64_t end;
+        if (__builtin_add_overflow(e->offset, e->meta.size, &end))
+            return fb_json_fail_key(ev, "offset", err, "offset + size overflows");
+        break;
+    case FB_ENTRY_SYMLINK:
+        if ((rc = get_name(ev, "target", 0, &e->target, err)) < 0)
+            return rc;
+        /* Any content is allowed: the target is stored, never followed. */
+        if (e->target[0] == '\0')
+            return fb_json_fail_key(ev, "target", err, "empty symlink target");
+        if (strlen(e->target) > FB_PATH_MAX)
+            return fb_json_fail_key(ev, "target", err, "longer than %d bytes", FB_PATH_MAX);
+        break;
+    case FB_ENTRY_HARDLINK:
+        if ((rc = get_name(ev, "link", 0, &e->target, err)) < 0)
+            return rc;
+        why = path_problem(e->target, strlen(e->target));
+        if (why) {
+            char q[128];
+            quote_name(q, sizeof q, e->target);
+            return fb_json_fail_key(ev, "link", err, "\"%s\": %s", q, why);
+        }
+        break;
+    case FB_ENTRY_DIR:
+        break;
+    }
+    return 0;
+}
+
+/* Entries sorted by path, for duplicate, hardlink and parent lookups with
+ * O(n log n) worst case whatever the names. */
+typedef struct path_index {
+    const fb_manifest *m;
+    size_t *order; /* entry indices sorted by path */
+} path_index;
+
+static int cmp_entry_path(const void *a, const void *b, void *ctx)
+{
+    const fb_manifest_entry *e = ctx;
+    return strcmp(e[*(const size_t *)a].path, e[*(const size_t *)b].path);
+}
+
+/* Index of the entry whose path is exactly p[0..n), or -1. */
+static long path_lookup(const path_index *pi, const char *p, size_t n)
+{
+    size_t lo = 0, hi = pi->m->n_entries;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const char *q = pi->m->entries[pi->order[mid]].path;
+        int c = strncmp(q, p, n);
+        if (c == 0)
+            c = q[n] == '\0' ? 0 : 1;
+        if (c == 0)
+            return (long)pi->order[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return -1;
+}
+
+static int entry_fail(const fb_json_val *entries, size_t i, const char *key, fb_error *err,
+                      const char *fmt, const char *a, const char *b)
+{
+    fb_json_val ev;
+    fb_json_element(entries, NULL, i, &ev);
+    char qa[128], qb[128];
+    quote_name(qa, sizeof qa, a);
+    quote_name(qb, sizeof qb, b ? b : "");
+    return fb_json_fail_key(&ev, key, err, fmt, qa, qb);
+}
+
+/* Rules across entries: unique paths, nothing below a non-directory entry,
+ * hardlinks to earlier files of the same size, increasing file offsets. */
+static int check_entries(const fb_manifest *m, const fb_json_val *entries, fb_error *err)
+{
+    size_t n = m->n_entries;
+    if (n == 0)
+        return 0;
+    path_index pi = {.m = m, .order = malloc(n * sizeof(size_t))};
+    if (!pi.order)
+        return fb_error_set(err, FB_ENOMEM, "manifest: out of memory");
+    for (size_t i = 0; i < n; i++)
+        pi.order[i] = i;
+    qsort_r(pi.order, n, sizeof *pi.order, cmp_entry_path, m->entries);
+
+    int rc = 0;
+    for (size_t k = 1; k < n && !rc; k++) {
+        size_t a = pi.order[k - 1], b = pi.order[k];
+        if (strcmp(m->entries[a].path, m->entries[b].path) == 0)
+            rc = entry_fail(entries, a > b ? a : b, "path", err, "\"%s\": duplicate path%s",
+                            m->entries[b].path, "");
+    }
+
+    for (size_t i = 0; i < n && !rc; i++) {
+        const fb_manifest_entry *e = &m->entries[i];
+        /* A restore would have to write through a symlink or into a file. */
+        for (const char *slash = strchr(e->path, '/'); slash && !rc;
+             slash = strchr(slash + 1, '/')) {
+            long j = path_lookup(&pi, e->path, (size_t)(slash - e->path));
+            if (j >= 0 && m->entries[j].meta.type != FB_ENTRY_DIR)
+                rc = entry_fail(entries, i, "path", err,
+                                "\"%s\" lies below \"%s\", which is not a directory", e->path,
+                                m->entries[j].path);
+        }
+        if (rc || e->meta.type != FB_ENTRY_HARDLINK)
+            continue;
+        long j = path_lookup(&pi, e->target, strlen(e->target));
+        if (j < 0 || (size_t)j >= i)
+            rc = entry_fail(entries, i, "link", err, "\"%s\" is not an earlier entry%s",
+                            e->target, "");
+        else if (m->entries[j].meta.type != FB_ENTRY_FILE)
+            rc = entry_fail(entries, i, "link", err, "\"%s\" is not a file entry%s", e->target,
+                            "");
+        else if (m->entries[j].meta.size != e->meta.size)
+            rc = entry_fail(entries, i, "size", err,
+                            "differs from the size of \"%s\", the file it links to%s",
+                            e->target, "");
+    }
+    free(pi.order);
+    if (rc)
+        return rc;
+
+    bool have_prev = false;
+    uint64_t prev_offset = 0, prev_end = 0;
+    for (size_t i = 0; i < n; i++) {
+        const fb_manifest_entry *e = &m->entries[i];
+        if (e->meta.type != FB_ENTRY_FILE)
+            continue;
+        if (have_prev && (e->offset <= prev_offset || e->offset < prev_end)) {
+            fb_json_val ev;
+            fb_json_element(entries, NULL, i, &ev);
+            return fb_json_fail_key(&ev, "offset", err,
+                                    "%" PRIu64 " overlaps or precedes the previous file's data "
+                                    "(which ends at %" PRIu64 ")",
+                                    e->offset, prev_end);
+        }
+        have_prev = true;
+        prev_offset = e->offset;
+        prev_end = e->offset + e->meta.size; /* checked when parsed */
+    }
+    return 0;
+}
+
+static int check_totals(const fb_manifest *m, const fb_json_val *root, fb_error *err)
+{
+    fb_manifest_totals t = {0};
+    for (size_t i = 0; i < m->n_entries; i++) {
+        const fb_manifest_entry *e = &m->entries[i];
+        switch (e->meta.type) {
+        case FB_ENTRY_FILE:
+            if (__builtin_add_overflow(t.bytes, e->meta.size, &t.bytes))
+                return fb_json_fail_key(root, "totals", err, "sum of file sizes overflows");
+            t.files++;
+            break;
+        case FB_ENTRY_HARDLINK:
+            t.files++;
+            break;
+        case FB_ENTRY_DIR:
+            t.dirs++;
+            break;
+        case FB_ENTRY_SYMLINK:
+            t.symlinks++;
+            break;
+        }
+    }
+    fb_json_val tv;
+    fb_json_member(root, "totals", 0, &tv, NULL);
+    const struct {
+        const char *key;
+        uint64_t stated, actual;
+    } rows[] = {
+        {"files", m->totals.files, t.files},
+        {"dirs", m->totals.dirs, t.dirs},
+        {"symlinks", m->totals.symlinks, t.symlinks},
+        {"bytes", m->totals.bytes, t.bytes},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        if (rows[i].stated != rows[i].actual)
+            return fb_json_fail_key(&tv, rows[i].key, err,
+                                    "%" PRIu64 " but the entries add up to %" PRIu64,
+                                    rows[i].stated, rows[i].actual);
+    }
+    return 0;
+}
+
+static int copy_id(const fb_json_val *obj, const char *key, unsigned flags,
+                   char out[FB_BACKUP_ID_LEN + 1], fb_error *err)
+{
+    const char *s;
+    out[0] = '\0';
+    int rc = fb_json_get_string(obj, key, flags, &s, err);
+    if (rc)
+        return rc;
+    if (!fb_backup_id_is_valid(s)) {
+        char q[128];
+        quote_name(q, sizeof q, s);
+        return fb_json_fail_key(obj, key, err, "\"%s\" is not a valid backup id", q);
+    }
+    memcpy(out, s, FB_BACKUP_ID_LEN + 1);
+    return 0;
+}
+
+static int parse_root(fb_manifest *m, const fb_json_val *root, fb_error *err)
+{
+    int rc = fb_json_as_object(root, 0, err);
+    if (rc < 0)
+        return rc;
+    int64_t format;
+    if ((rc = fb_json_get_i64(root, "format", 0, INT64_MIN, INT64_MAX, &format, err)) < 0)
+        return rc;
+    if (format != FB_MANIFEST_FORMAT) {
+        /* Valid but newer (or bogus): not something this version can read. */
+        fb_json_fail_key(root, "format", err,
+                         "unsupported manifest format %" PRId64 " (this tool reads %d)", format,
+                         FB_MANIFEST_FORMAT);
+        if (err)
+            err->code = FB_EUNSUPPORTED;
+        return FB_EUNSUPPORTED;
+    }
+    m->format = (int)format;
+
+    if ((rc = copy_id(root, "backup_id", 0, m->backup_id, err)) < 0)
+        return rc;
+    if ((rc = fb_json_get_u64(root, "seq", 0, 1, FB_JSON_INT_MAX, &m->seq, err)) < 0)
+        return rc;
+
+    const char *s;
+    if ((rc = fb_json_get_string(root, "session_id", 0, &s, err)) < 0)
+        return rc;
+    fb_error serr;
+    fb_error_clear(&serr);
+    if (fb_session_id_check(s, &serr) < 0)
+        return fb_json_fail_key(root, "session_id", err, "%s", serr.message);
+    memcpy(m->session_id, s, strlen(s) + 1);
+
+    if ((rc = fb_json_get_string(root, "type", 0, &s, err)) < 0)
+        return rc;
+    if (fb_backup_type_parse(s, &m->type) < 0) {
+        char q[128];
+        quote_name(q, sizeof q, s);
+        return fb_json_fail_key(root, "type", err, "expected full or incremental, got \"%s\"", q);
+    }
+    if (fb_backup_id_type(m->backup_id) != m->type)
+        return fb_json_fail_key(root, "type", err, "\"%s\" disagrees with backup_id %s", s,
+                                m->backup_id);
+
+    if ((rc = fb_json_get_string(root, "created_at", 0, &s, err)) < 0)
+        return rc;
+    if (fb_rfc3339_parse(s, &m->created_at) < 0) {
+        char q[128];
+        quote_name(q, sizeof q, s);
+        return fb_json_fail_key(root, "created_at", err,
+                                "expected YYYY-MM-DDTHH:MM:SSZ, got \"%s\"", q);
+    }
+
+    if ((rc = fb_json_get_string(root, "note", FB_JSON_NULLABLE, &s, err)) < 0)
+        return rc;
+    if (s && (rc = fb_manifest_set_note(m, s, err)) < 0)
+        return rc;
+
+    if ((rc = copy_id(root, "base", FB_JSON_NULLABLE, m->base, err)) < 0)
+        return rc;
+    if (m->base[0] && m->type == FB_BACKUP_FULL)
+        return fb_json_fail_key(root, "base", err, "a full backup has no base (got %s)", m->base);
+    if (m->base[0] && fb_backup_id_type(m->base) != FB_BACKUP_FULL)
+        return fb_json_fail_key(root, "base", err, "%s is not a full backup", m->base);
+
+    if ((rc = fb_json_get_string(root, "tool_version", 0, &s, err)) < 0)
+        return rc;
+    if ((rc = fb_manifest_set_tool_version(m, s, err)) < 0)
+        return rc;
+
+    fb_json_val av;
+    uint64_t v;
+    int64_t level;
+    if ((rc = fb_json_get_object(root, "archive", 0, &av, err)) < 0)
+        return rc;
+    if ((rc = fb_json_get_u64(&av, "size", 0, 0, FB_JSON_INT_MAX, &m->archive.size, err)) < 0 ||
+        (rc = get_sha256(&av, "sha256", m->archive.sha256, err)) < 0 ||
+        (rc = fb_json_get_u64(&av, "frame_size", 0, 1, FB_JSON_INT_MAX, &m->archive.frame_size,
+                              err)) < 0 ||
+        (rc = fb_json_get_u64(&av, "frames", 0, 0, FB_JSON_INT_MAX, &m->archive.frames, err)) < 0 ||
+        (rc = fb_json_get_i64(&av, "level", 0, LEVEL_MIN, LEVEL_MAX, &level, err)) < 0)
+        return rc;
+    m->archive.level = (int)level;
+
+    fb_json_val tv;
+    if ((rc = fb_json_get_object(root, "totals", 0, &tv, err)) < 0)
+        return rc;
+    const struct {
+        const char *key;
+        uint64_t *dst;
+    } totals[] = {
+        {"files", &m->totals.files},
+        {"dirs", &m->totals.dirs},
+        {"symlinks", &m->totals.symlinks},
+        {"bytes", &m->totals.bytes},
+    };
+    for (size_t i = 0; i < sizeof totals / sizeof totals[0]; i++)
+        if ((rc = fb_json_get_u64(&tv, totals[i].key, 0, 0, FB_JSON_INT_MAX, &v, err)) < 0)
+            return rc;
+        else
+            *totals[i].dst = v;
+
+    fb_json_val arr;
+    size_t count;
+    if ((rc = fb_json_get_array(root, "entries", 0, &arr, &count, err)) < 0)
+        return rc;
+    if (count) {
+        m->entries = calloc(count, sizeof *m->entries);
+        if (!m->entries)
+            return fb_error_set(err, FB_ENOMEM, "%s: out of memory", "manifest");
+        m->cap_entries = count;
+    }
+    size_t i = 0;
+    for (const cJSON *c = arr.node->child; c; c = c->next, i++) {
+        fb_json_val ev;
+        fb_json_element(&arr, c, i, &ev);
+        /* Counted before parsing so fini frees a half-filled entry. */
+        m->n_entries = i + 1;
+        if ((rc = parse_entry(&ev, &m->entries[i], err)) < 0)
+            return rc;
+    }
+    if ((rc = check_entries(m, &arr, err)) < 0)
+        return rc;
+    return check_totals(m, root, err);
+}
+
+int fb_manifest_parse(const char *json, size_t len, const char *source, fb_manifest *out,
+                      fb_error *err)
+{
+    fb_manifest_init(out);
+    if (!source)
+        source = "manifest.json";
+    fb_json_doc *doc;
+    int rc = fb_json_parse(json, len, FB_MANIFEST_SIZE_MAX, source, FB_ECORRUPT, &doc, err);
+    if (rc < 0)
+        return rc;
+    fb_json_val root;
+    fb_json_root(doc, &root);
+    rc = parse_root(out, &root, err);
+    fb_json_doc_free(doc);
+    if (rc < 0) {
+        fb_manifest_fini(out);
+        return rc;
+    }
+    return 0;
+}

@@ -12,7 +12,7 @@
 
 typedef struct fb_retention_policy {
     uint32_t keep_full;
-    uint32_t max_age_days;
+    uint32_t max_age_days; /* 0..36500; 0 = no age limit (rule (b) disabled) */
     uint32_t min_keep;
 } fb_retention_policy;
 

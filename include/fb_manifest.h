@@ -83,7 +83,11 @@ int fb_manifest_to_json(const fb_manifest *m, char **out, size_t *out_len, fb_er
  * format == 1, ids valid, paths relative without "." / ".." / empty
  * components and unique, sha256 64 lowercase hex, modes <= 07777, file
  * offsets increasing without overlap, hardlinks pointing to an earlier file,
- * totals equal to the entries. source names the file in messages.
+ * totals equal to the entries. Also refused: an entry below a non-directory
+ * entry (a restore would write through a symlink), keys of another entry
+ * type (`target` on a file), a full with a base, an incremental whose base
+ * is not a full id, backup_id type != `type`. Unknown keys are ignored
+ * (forward compatible). source names the file in messages.
  * Returns 0, FB_ECORRUPT (names source and field), FB_EUNSUPPORTED (format),
  * FB_ENOMEM. On error *out is left initialised and empty. */
 int fb_manifest_parse(const char *json, size_t len, const char *source, fb_manifest *out,
@@ -94,7 +98,8 @@ void fb_rfc3339_format(int64_t t, char out[32]);
 /* Accepts only that exact form. Returns 0 or FB_ECORRUPT. */
 int fb_rfc3339_parse(const char *s, int64_t *out);
 
-/* The "file"/"dir"/... names and their parse. */
+/* The "file"/"dir"/... names and their parse: 0, or FB_EINVAL for any
+ * other string (case-sensitive). */
 int fb_entry_type_parse(const char *s, fb_entry_type *out);
 int fb_backup_type_parse(const char *s, fb_backup_type *out);
 

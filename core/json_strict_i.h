@@ -1,0 +1,174 @@
+/* Strict JSON reading and exact JSON writing for manifests, indexes and the
+ * config.
+ *
+ * cJSON 1.7.15 builds the tree, but it is lenient in ways that let two
+ * readers disagree about one file (parser differentials, RELIABILITY A13):
+ * it accepts trailing data, duplicate keys, raw control characters, leading
+ * zeros, invalid UTF-8, and truncates strings at an escaped NUL. So a parse
+ * here is: size cap -> one lexical pre-scan of the raw text (strict RFC 8259
+ * tokens, valid UTF-8, no \u0000, nesting <= FB_JSON_DEPTH_MAX) -> cJSON ->
+ * only whitespace after the value -> no duplicate or case-twin keys.
+ *
+ * Integers are taken from the original number text, never from cJSON's
+ * double, so 2^53+1 is not silently read as 2^53 and 1.0 / 1e2 are not
+ * integers. Writing goes through fb_json_writer, which emits integers in
+ * plain decimal (cJSON prints large ones as 9.00719925474099e+15).
+ *
+ * Every error names the source file and the JSON path of the value
+ * ("manifest.json: entries[12].size: ..."), with the error code the caller
+ * chose (FB_ECORRUPT for stored data, FB_EINVAL for user config). */
+#ifndef FB_JSON_STRICT_I_H
+#define FB_JSON_STRICT_I_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cJSON.h>
+
+#include "fb_error.h"
+
+/* Same limit cJSON enforces; checked by the pre-scan too for a clear message. */
+#define FB_JSON_DEPTH_MAX 1000
+/* Largest integer accepted or written: every reader using doubles (jq,
+ * JavaScript, Python's json for floats) keeps it exact. */
+#define FB_JSON_INT_MAX (UINT64_C(1) << 53)
+/* Longest JSON path kept for messages; longer ones are cut with "...". */
+#define FB_JSON_PATH_MAX 256
+
+typedef struct fb_json_doc fb_json_doc;
+
+/* Parses text[0..len) strictly. max_len caps the size; code is the error
+ * code for any rejection (FB_ECORRUPT or FB_EINVAL); source names the file
+ * in messages. text must stay alive and unchanged while the doc is used
+ * (number values are re-read from it). Returns 0, code, or FB_ENOMEM. */
+int fb_json_parse(const char *text, size_t len, size_t max_len, const char *source, int code,
+                  fb_json_doc **out, fb_error *err);
+void fb_json_doc_free(fb_json_doc *doc);
+
+/* A value in a document and where it is: its parent value and key or
+ * index. The JSON path ("entries[3].size") is only rendered for a message,
+ * so reading 100k entries does not build 1M path strings. A val refers to
+ * its parent: keep the parent alive (in an enclosing scope) while the val
+ * is used. */
+typedef struct fb_json_val {
+    const fb_json_doc *doc;
+    const cJSON *node;
+    const struct fb_json_val *parent; /* NULL for the root */
+    const char *key;                  /* member name, or NULL for an element */
+    size_t index;                     /* element index when key is NULL */
+} fb_json_val;
+
+void fb_json_root(const fb_json_doc *doc, fb_json_val *out);
+/* Renders the JSON path of val ("" for the root), cut with "..." to cap. */
+void fb_json_path(const fb_json_val *val, char *buf, size_t cap);
+
+/* Flags of the getters. */
+enum {
+    FB_JSON_OPTIONAL = 1, /* an absent key is not an error: returns FB_JSON_ABSENT */
+    FB_JSON_NULLABLE = 2, /* null is accepted: returns FB_JSON_ABSENT */
+};
+/* Positive return of getters: key absent (OPTIONAL) or value null (NULLABLE). */
+#define FB_JSON_ABSENT 1
+
+/* Sets err to "<source>: <path>: <message>" with the document's code and
+ * returns that code. */
+int fb_json_fail(const fb_json_val *val, fb_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Same, for the member key of obj (present or not): "<path>.<key>: ...". */
+int fb_json_fail_key(const fb_json_val *obj, const char *key, fb_error *err, const char *fmt,
+                     ...) __attribute__((format(printf, 4, 5)));
+
+/* Short rendering of a value for "got ..." in messages: the number as
+ * written, a quoted (escaped, cut) string, true/false/null, an object,
+ * an array. */
+void fb_json_describe(const fb_json_val *val, char *buf, size_t n);
+
+/* Child value of an object by exact (case-sensitive) key. Absent: error
+ * "missing", or FB_JSON_ABSENT with FB_JSON_OPTIONAL. */
+int fb_json_member(const fb_json_val *obj, const char *key, unsigned flags, fb_json_val *out,
+                   fb_error *err);
+/* out = element child (the i-th of arr), path "arr[i]". */
+void fb_json_element(const fb_json_val *arr, const cJSON *child, size_t i, fb_json_val *out);
+/* out = member child of obj (from iterating obj->node->child). */
+void fb_json_child(const fb_json_val *obj, const cJSON *child, fb_json_val *out);
+
+/* Typed views of one value. Strings contain no NUL and are valid UTF-8
+ * (the pre-scan guarantees it); *out points into the document. */
+int fb_json_as_string(const fb_json_val *val, unsigned flags, const char **out, fb_error *err);
+int fb_json_as_bool(const fb_json_val *val, unsigned flags, bool *out, fb_error *err);
+int fb_json_as_object(const fb_json_val *val, unsigned flags, fb_error *err);
+int fb_json_as_array(const fb_json_val *val, unsigned flags, size_t *count, fb_error *err);
+/* An integer written without fraction or exponent, in [min, max] (max is
+ * capped at FB_JSON_INT_MAX, min at -FB_JSON_INT_MAX). */
+int fb_json_as_u64(const fb_json_val *val, unsigned flags, uint64_t min, uint64_t max,
+                   uint64_t *out, fb_error *err);
+int fb_json_as_i64(const fb_json_val *val, unsigned flags, int64_t min, int64_t max,
+                   int64_t *out, fb_error *err);
+
+/* fb_json_member + fb_json_as_*: the usual way to read a field. */
+int fb_json_get_string(const fb_json_val *obj, const char *key, unsigned flags, const char **out,
+                       fb_error *err);
+int fb_json_get_bool(const fb_json_val *obj, const char *key, unsigned flags, bool *out,
+                     fb_error *err);
+int fb_json_get_object(const fb_json_val *obj, const char *key, unsigned flags,
+                       fb_json_val *out, fb_error *err);
+int fb_json_get_array(const fb_json_val *obj, const char *key, unsigned flags, fb_json_val *out,
+                      size_t *count, fb_error *err);
+int fb_json_get_u64(const fb_json_val *obj, const char *key, unsigned flags, uint64_t min,
+                    uint64_t max, uint64_t *out, fb_error *err);
+int fb_json_get_i64(const fb_json_val *obj, const char *key, unsigned flags, int64_t min,
+                    int64_t max, int64_t *out, fb_error *err);
+
+/* Offset of a byte in text as 1-based line and column (columns in bytes). */
+void fb_json_line_col(const char *text, size_t offset, size_t *line, size_t *col);
+
+/* Strict UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
+bool fb_utf8_valid(const char *s, size_t n);
+
+/* Copy of s[0..n) with each byte that is not part of valid UTF-8 replaced
+ * by U+FFFD (what fb_json_string writes). Returns 0 or FB_ENOMEM. */
+int fb_utf8_lossy(const char *s, size_t n, char **out);
+
+/* Standard base64 with padding. encode: malloc'd NUL-terminated text.
+ * decode: strict (alphabet, padding, zero trailing bits); malloc'd bytes
+ * with a NUL appended. Return 0, FB_ENOMEM, or -1 (decode: invalid). */
+int fb_base64_encode(const uint8_t *in, size_t n, char **out);
+int fb_base64_decode(const char *in, size_t n, uint8_t **out, size_t *out_len);
+
+/* Pretty JSON writer: 2-space indent, "key": value, empty containers as
+ * {} / [], a trailing newline. Integers beyond +-FB_JSON_INT_MAX and
+ * mismatched begin/end are recorded as FB_EMISUSE and reported by _finish;
+ * strings that are not valid UTF-8 get U+FFFD per invalid byte (the caller
+ * stores exact bytes separately, see fb_manifest). */
+typedef struct fb_json_writer {
+    char *buf;
+    size_t len, cap;
+    int depth;
+    bool has_items[32];
+    bool after_key;
+    int error;           /* first error code, 0 if none */
+    char error_what[96]; /* key or reason of that error */
+    char last_key[64];
+} fb_json_writer;
+
+void fb_json_writer_init(fb_json_writer *w);
+void fb_json_writer_fini(fb_json_writer *w);
+void fb_json_begin_object(fb_json_writer *w);
+void fb_json_end_object(fb_json_writer *w);
+void fb_json_begin_array(fb_json_writer *w);
+void fb_json_end_array(fb_json_writer *w);
+void fb_json_key(fb_json_writer *w, const char *key);
+void fb_json_string(fb_json_writer *w, const char *s);
+void fb_json_string_or_null(fb_json_writer *w, const char *s);
+void fb_json_u64(fb_json_writer *w, uint64_t v);
+void fb_json_i64(fb_json_writer *w, int64_t v);
+void fb_json_bool(fb_json_writer *w, bool v);
+void fb_json_null(fb_json_writer *w);
+/* Hands over the text (malloc'd, NUL-terminated, ends with "\n"); what
+ * names the document in messages. The writer is left empty. */
+int fb_json_writer_finish(fb_json_writer *w, const char *what, char **out, size_t *out_len,
+                          fb_error *err);
+
+#endif
