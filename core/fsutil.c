@@ -1,1 +1,515 @@
-/* fsutil: being written. */
+/* File-system helpers shared by every writer of the store: the crash-safe
+ * publish sequence (temp name, fsync, rename, fsync dir), whole-file reads
+ * that refuse symlinks and oversized files, and a tree removal that never
+ * follows a symlink. See docs/crash-safety.md. */
+#include "fb_fsutil.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fb_hash.h"
+
+/* "dir/name" for messages; falls back to name alone. */
+static void display_path(const char *dir_name, const char *name, char *out, size_t size)
+{
+    if (dir_name && *dir_name)
+        snprintf(out, size, "%s/%s", dir_name, name);
+    else
+        snprintf(out, size, "%s", name);
+}
+
+int fb_random_bytes(void *buf, size_t len, fb_error *err)
+{
+    uint8_t *p = buf;
+    while (len > 0) {
+        ssize_t r = getrandom(p, len, 0);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return fb_error_set_errno(err, errno, "cannot get random bytes");
+        }
+        p += r;
+        len -= (size_t)r;
+    }
+    return 0;
+}
+
+/* 16 lowercase hex digits of fresh randomness. */
+static int random_hex16(char out[17], fb_error *err)
+{
+    uint8_t raw[8];
+    int rc = fb_random_bytes(raw, sizeof raw, err);
+    if (rc)
+        return rc;
+    fb_hex_encode(raw, sizeof raw, out);
+    return 0;
+}
+
+int fb_write_all(int fd, const void *buf, size_t len)
+{
+    const uint8_t *p = buf;
+    while (len > 0) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (w == 0)
+            return -EIO;
+        p += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+int fb_pread_all(int fd, void *buf, size_t len, uint64_t offset)
+{
+    uint64_t end;
+    if (__builtin_add_overflow(offset, (uint64_t)len, &end) || end > (uint64_t)INT64_MAX)
+        return -EINVAL;
+    uint8_t *p = buf;
+    while (len > 0) {
+        ssize_t r = pread(fd, p, len, (off_t)offset);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (r == 0)
+            return 1;
+        p += r;
+        len -= (size_t)r;
+        offset += (uint64_t)r;
+    }
+    return 0;
+}
+
+int fb_fsync_dir(int dirfd, const char *dir_name, fb_error *err)
+{
+    /* Never retried: after a failed fsync the kernel may have dropped the
+     * dirty pages, so a second fsync could succeed without the data. */
+    if (fsync(dirfd) != 0)
+        return fb_error_set_errno(err, errno, "cannot sync directory %s",
+                                  dir_name ? dir_name : "(directory)");
+    return 0;
+}
+
+int fb_atomic_write_at(int dirfd, const char *dir_name, const char *name, const void *data,
+                       size_t len, fb_error *err)
+{
+    char shown[PATH_MAX];
+    display_path(dir_name, name, shown, sizeof shown);
+    if (!name || !*name || strchr(name, '/'))
+        return fb_error_set(err, FB_EMISUSE, "atomic write: bad file name '%s'", name ? name : "");
+
+    char tmp[NAME_MAX + 1];
+    int fd = -1;
+    for (int attempt = 0; attempt < 16 && fd < 0; attempt++) {
+        char hex[17];
+        int rc = random_hex16(hex, err);
+        if (rc)
+            return rc;
+        /* The name part is cut so the temp name always fits NAME_MAX. */
+        snprintf(tmp, sizeof tmp, ".tmp-%.200s-%s", name, hex);
+        fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0 && errno != EEXIST)
+            return fb_error_set_errno(err, errno, "cannot create a temporary file for %s", shown);
+    }
+    if (fd < 0)
+        return fb_error_set_errno(err, EEXIST, "cannot create a temporary file for %s", shown);
+
+    int rc = fb_write_all(fd, data, len);
+    if (rc) {
+        rc = fb_error_set_errno(err, -rc, "cannot write %s", shown);
+        goto fail_open;
+    }
+    if (fsync(fd) != 0) {
+        rc = fb_error_set_errno(err, errno, "cannot sync %s", shown);
+        goto fail_open;
+    }
+    if (close(fd) != 0) {
+        rc = fb_error_set_errno(err, errno, "cannot close %s", shown);
+        goto fail_closed;
+    }
+    if (renameat(dirfd, tmp, dirfd, name) != 0) {
+        rc = fb_error_set_errno(err, errno, "cannot rename the temporary file into %s", shown);
+        goto fail_closed;
+    }
+    /* The rename is only durable once the directory is synced. */
+    return fb_fsync_dir(dirfd, dir_name ? dir_name : name, err);
+
+fail_open:
+    close(fd);
+fail_closed:
+    unlinkat(dirfd, tmp, 0);
+    return rc;
+}
+
+int fb_read_file_at(int dirfd, const char *dir_name, const char *name, size_t cap, char **out,
+                    size_t *out_len, fb_error *err)
+{
+    char shown[PATH_MAX];
+    display_path(dir_name, name, shown, sizeof shown);
+    *out = NULL;
+    if (out_len)
+        *out_len = 0;
+
+    /* O_NONBLOCK so a planted FIFO cannot hang us before fstat rejects it. */
+    int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0) {
+        int e = errno;
+        if (e == ENOENT)
+            return fb_error_set(err, FB_ENOTFOUND, "%s does not exist", shown);
+        if (e == ELOOP)
+            return fb_error_set(err, FB_ECORRUPT, "%s is a symlink; refusing to follow it",
+                                shown);
+        return fb_error_from_errno(err, e, "cannot open %s", shown);
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return fb_error_set_errno(err, e, "cannot stat %s", shown);
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return fb_error_set(err, FB_ECORRUPT, "%s is not a regular file", shown);
+    }
+    if (st.st_size < 0 || (uint64_t)st.st_size > cap) {
+        close(fd);
+        return fb_error_set(err, FB_ECORRUPT, "%s is %lld bytes, over the limit of %zu bytes",
+                            shown, (long long)st.st_size, cap);
+    }
+
+    /* The file may grow or shrink after fstat: read until EOF, with room for
+     * one byte past cap so growth over the limit is seen. */
+    if (cap > SIZE_MAX - 2)
+        cap = SIZE_MAX - 2;
+    size_t alloc = (size_t)st.st_size + 2;
+    size_t used = 0;
+    char *buf = malloc(alloc);
+    if (!buf) {
+        close(fd);
+        return fb_error_set(err, FB_ENOMEM, "out of memory reading %s", shown);
+    }
+    for (;;) {
+        if (used + 1 >= alloc) {
+            /* used <= cap here (checked after each read), so alloc < cap + 2 */
+            size_t grown = alloc < 4096 ? 4096 : alloc * 2;
+            if (grown > cap + 2 || grown < alloc)
+                grown = cap + 2;
+            char *nb = realloc(buf, grown);
+            if (!nb) {
+                free(buf);
+                close(fd);
+                return fb_error_set(err, FB_ENOMEM, "out of memory reading %s", shown);
+            }
+            buf = nb;
+            alloc = grown;
+        }
+        ssize_t r = read(fd, buf + used, alloc - 1 - used);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            int e = errno;
+            free(buf);
+            close(fd);
+            return fb_error_set_errno(err, e, "cannot read %s", shown);
+        }
+        if (r == 0)
+            break;
+        used += (size_t)r;
+        if (used > cap) {
+            free(buf);
+            close(fd);
+            return fb_error_set(err, FB_ECORRUPT, "%s grew over the limit of %zu bytes", shown,
+                                cap);
+        }
+    }
+    close(fd);
+    buf[used] = '\0';
+    *out = buf;
+    if (out_len)
+        *out_len = used;
+    return 0;
+}
+
+/* One level of the removal walk: the directory's name in its parent and its
+ * identity, checked again when we climb back so a directory swapped in
+ * during the walk is detected instead of deleted through. */
+typedef struct remove_level {
+    char *name;
+    dev_t dev;
+    ino_t ino;
+} remove_level;
+
+static void free_levels(remove_level *levels, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(levels[i].name);
+    free(levels);
+}
+
+/* Opens dir parent/name for removal without following a symlink. A
+ * directory of ours whose stored mode denies us (a restored 0555 or 0000
+ * tree) is made 0700 first: it is being deleted anyway. The chmod of a
+ * directory we cannot open goes through an O_PATH fd of the very inode we
+ * looked up, never through the name again. */
+static int open_dir_for_removal(int parent, const char *name)
+{
+    int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 && errno == EACCES) {
+        int p = openat(parent, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (p >= 0) {
+            char proc[64];
+            snprintf(proc, sizeof proc, "/proc/self/fd/%d", p);
+            /* On failure the open below reports EACCES. */
+            (void)chmod(proc, 0700);
+            close(p);
+        }
+        fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+            errno = EACCES;
+    }
+    if (fd >= 0) {
+        struct stat st;
+        /* If it is not ours, unlinking inside reports the real error. */
+        if (fstat(fd, &st) == 0 && (st.st_mode & 0700) != 0700)
+            (void)fchmod(fd, 0700);
+    }
+    return fd;
+}
+
+/* Removes everything in cur that is not a directory and returns the name of
+ * the first subdirectory found (malloc'd) in *subdir, or NULL when none. */
+static int empty_level(int cur, const char *shown, char **subdir, fb_error *err)
+{
+    *subdir = NULL;
+    int lfd = openat(cur, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (lfd < 0)
+        return fb_error_set_errno(err, errno, "cannot open %s for removal", shown);
+    DIR *d = fdopendir(lfd);
+    if (!d) {
+        int e = errno;
+        close(lfd);
+        return fb_error_set_errno(err, e, "cannot list %s for removal", shown);
+    }
+    int rc = 0;
+    for (;;) {
+        errno = 0;
+        struct dirent *de = readdir(d);
+        if (!de) {
+            if (errno)
+                rc = fb_error_set_errno(err, errno, "cannot list %s for removal", shown);
+            break;
+        }
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        struct stat st;
+        if (fstatat(cur, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+            if (errno == ENOENT)
+                continue;
+            rc = fb_error_set_errno(err, errno, "cannot stat %s/%s", shown, de->d_name);
+            break;
+        }
+        if (S_ISDIR(st.st_mode)) {
+            *subdir = strdup(de->d_name);
+            if (!*subdir)
+                rc = fb_error_set(err, FB_ENOMEM, "out of memory removing %s", shown);
+            break;
+        }
+        if (unlinkat(cur, de->d_name, 0) != 0 && errno != ENOENT) {
+            rc = fb_error_set_errno(err, errno, "cannot remove %s/%s", shown, de->d_name);
+            break;
+        }
+    }
+    closedir(d);
+    return rc;
+}
+
+int fb_remove_tree_at(int dirfd, const char *dir_name, const char *name, fb_error *err)
+{
+    char shown[PATH_MAX];
+    display_path(dir_name, name, shown, sizeof shown);
+    struct stat st;
+    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        if (errno == ENOENT)
+            return 0;
+        return fb_error_set_errno(err, errno, "cannot stat %s", shown);
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        if (unlinkat(dirfd, name, 0) != 0 && errno != ENOENT)
+            return fb_error_set_errno(err, errno, "cannot remove %s", shown);
+        return 0;
+    }
+
+    /* Iterative walk holding one directory fd at a time (a deep tree cannot
+     * exhaust fds); we climb back with "..", verified against the recorded
+     * identity of the parent. */
+    int cur = open_dir_for_removal(dirfd, name);
+    if (cur < 0) {
+        if (errno == ENOENT)
+            return 0;
+        return fb_error_set_errno(err, errno, "cannot open %s for removal", shown);
+    }
+    remove_level *levels = NULL;
+    size_t depth = 0, cap = 0;
+    int rc = 0;
+    struct stat cst;
+    if (fstat(cur, &cst) != 0) {
+        rc = fb_error_set_errno(err, errno, "cannot stat %s", shown);
+        goto out;
+    }
+    levels = malloc(sizeof *levels * 8);
+    if (!levels) {
+        rc = fb_error_set(err, FB_ENOMEM, "out of memory removing %s", shown);
+        goto out;
+    }
+    cap = 8;
+    levels[0] = (remove_level){.name = NULL, .dev = cst.st_dev, .ino = cst.st_ino};
+    depth = 1;
+
+    for (;;) {
+        char *sub = NULL;
+        rc = empty_level(cur, shown, &sub, err);
+        if (rc)
+            goto out;
+        if (sub) {
+            int nfd = open_dir_for_removal(cur, sub);
+            if (nfd < 0) {
+                int e = errno;
+                if (e == ENOENT || e == ENOTDIR || e == ELOOP) {
+                    /* Replaced between stat and open: handle it on the next pass. */
+                    if (e != ENOENT && unlinkat(cur, sub, 0) != 0 && errno != ENOENT) {
+                        rc = fb_error_set_errno(err, errno, "cannot remove %s/.../%s", shown, sub);
+                        free(sub);
+                        goto out;
+                    }
+                    free(sub);
+                    continue;
+                }
+                rc = fb_error_set_errno(err, e, "cannot open %s/.../%s for removal", shown, sub);
+                free(sub);
+                goto out;
+            }
+            struct stat nst;
+            if (fstat(nfd, &nst) != 0) {
+                rc = fb_error_set_errno(err, errno, "cannot stat %s/.../%s", shown, sub);
+                close(nfd);
+                free(sub);
+                goto out;
+            }
+            if (depth == cap) {
+                remove_level *nl = realloc(levels, sizeof *levels * cap * 2);
+                if (!nl) {
+                    rc = fb_error_set(err, FB_ENOMEM, "out of memory removing %s", shown);
+                    close(nfd);
+                    free(sub);
+                    goto out;
+                }
+                levels = nl;
+                cap *= 2;
+            }
+            levels[depth++] = (remove_level){.name = sub, .dev = nst.st_dev, .ino = nst.st_ino};
+            close(cur);
+            cur = nfd;
+            continue;
+        }
+        if (depth == 1)
+            break;
+        /* cur is empty: climb to the parent and remove it there. */
+        int pfd = openat(cur, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (pfd < 0) {
+            rc = fb_error_set_errno(err, errno, "cannot reopen a directory under %s", shown);
+            goto out;
+        }
+        struct stat pst, chk;
+        remove_level *parent = &levels[depth - 2], *child = &levels[depth - 1];
+        if (fstat(pfd, &pst) != 0 || pst.st_dev != parent->dev || pst.st_ino != parent->ino ||
+            fstatat(pfd, child->name, &chk, AT_SYMLINK_NOFOLLOW) != 0 ||
+            chk.st_dev != child->dev || chk.st_ino != child->ino) {
+            close(pfd);
+            rc = fb_error_set(err, FB_EIO, "%s was moved while it was being removed", shown);
+            goto out;
+        }
+        close(cur);
+        cur = pfd;
+        if (unlinkat(cur, child->name, AT_REMOVEDIR) != 0 && errno != ENOENT) {
+            rc = fb_error_set_errno(err, errno, "cannot remove directory %s/.../%s", shown,
+                                    child->name);
+            goto out;
+        }
+        free(child->name);
+        child->name = NULL;
+        depth--;
+    }
+    close(cur);
+    cur = -1;
+    if (unlinkat(dirfd, name, AT_REMOVEDIR) != 0 && errno != ENOENT)
+        rc = fb_error_set_errno(err, errno, "cannot remove directory %s", shown);
+
+out:
+    if (cur >= 0)
+        close(cur);
+    free_levels(levels, depth);
+    return rc;
+}
+
+int fb_make_temp_dir_at(int dirfd, const char *dir_name, const char *prefix, char *name_out,
+                        size_t name_out_size, int *fd_out, fb_error *err)
+{
+    if (fd_out)
+        *fd_out = -1;
+    if (!prefix || strchr(prefix, '/') || name_out_size < strlen(prefix) + 17)
+        return fb_error_set(err, FB_EMISUSE, "temporary directory: bad prefix or buffer");
+    const char *where = dir_name ? dir_name : "(directory)";
+    for (int attempt = 0; attempt < 64; attempt++) {
+        char hex[17];
+        int rc = random_hex16(hex, err);
+        if (rc)
+            return rc;
+        snprintf(name_out, name_out_size, "%s%s", prefix, hex);
+        if (mkdirat(dirfd, name_out, 0700) != 0) {
+            if (errno == EEXIST)
+                continue;
+            return fb_error_set_errno(err, errno, "cannot create a temporary directory in %s",
+                                      where);
+        }
+        if (!fd_out)
+            return 0;
+        int fd = openat(dirfd, name_out, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0) {
+            int e = errno;
+            unlinkat(dirfd, name_out, AT_REMOVEDIR);
+            return fb_error_set_errno(err, e, "cannot open temporary directory %s/%s", where,
+                                      name_out);
+        }
+        *fd_out = fd;
+        return 0;
+    }
+    return fb_error_set_errno(err, EEXIST, "cannot create a temporary directory in %s", where);
+}
+
+char *fb_path_join(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    bool slash = la > 0 && a[la - 1] != '/';
+    size_t total = la + (slash ? 1 : 0) + lb + 1;
+    char *out = malloc(total);
+    if (!out)
+        return NULL;
+    memcpy(out, a, la);
+    if (slash)
+        out[la] = '/';
+    memcpy(out + la + (slash ? 1 : 0), b, lb + 1);
+    return out;
+}

@@ -1,1 +1,1037 @@
-/* store: being written. */
+/* The store on disk (SPEC "Finding things", "Storage layout"): id rules,
+ * root and current-session discovery, opening the session dirs and the
+ * backups in them, loading the derived index (rebuilding it from manifests
+ * when it cannot be trusted), clearing leftovers of interrupted runs.
+ * Every path below the store is opened relative to a directory fd with
+ * O_NOFOLLOW so a planted symlink never redirects us out of the store. */
+#include "fb_store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fb_fsutil.h"
+#include "fb_hash.h"
+#include "fb_lock.h"
+
+/* Quotes untrusted text for a message: printable ASCII as is, everything
+ * else escaped, and long input cut, so a hostile id cannot forge lines or
+ * terminal escapes in our output. */
+static void escape_for_message(const char *s, char *out, size_t size)
+{
+    static const size_t input_max = 160;
+    size_t o = 0;
+    size_t i = 0;
+    if (size == 0)
+        return;
+    for (; s[i] && i < input_max; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char tmp[8];
+        if (c == '\n')
+            snprintf(tmp, sizeof tmp, "\\n");
+        else if (c == '\t')
+            snprintf(tmp, sizeof tmp, "\\t");
+        else if (c == '\r')
+            snprintf(tmp, sizeof tmp, "\\r");
+        else if (c == '\\' || c == '\'')
+            snprintf(tmp, sizeof tmp, "\\%c", c);
+        else if (c < 0x20 || c >= 0x7f)
+            snprintf(tmp, sizeof tmp, "\\x%02x", c);
+        else
+            snprintf(tmp, sizeof tmp, "%c", c);
+        size_t l = strlen(tmp);
+        if (o + l + 4 >= size)
+            break;
+        memcpy(out + o, tmp, l);
+        o += l;
+    }
+    if (s[i] && o + 4 < size) {
+        memcpy(out + o, "...", 3);
+        o += 3;
+    }
+    out[o] = '\0';
+}
+
+static bool session_char_ok(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '.' || c == '_' || c == '-';
+}
+
+int fb_session_id_check(const char *id, fb_error *err)
+{
+    char shown[FB_ERROR_MESSAGE_MAX / 2];
+    if (!id)
+        return fb_error_set(err, FB_EINVAL, "invalid session id: none given");
+    escape_for_message(id, shown, sizeof shown);
+    size_t len = strlen(id);
+    if (len == 0)
+        return fb_error_set(err, FB_EINVAL, "invalid session id '': it is empty");
+    for (size_t i = 0; i < len; i++) {
+        if (!session_char_ok((unsigned char)id[i]))
+            return fb_error_set(err, FB_EINVAL,
+                                "invalid session id '%s': only letters, digits, '.', '_' and "
+                                "'-' are allowed",
+                                shown);
+    }
+    if (len > FB_SESSION_ID_MAX)
+        return fb_error_set(err, FB_EINVAL,
+                            "invalid session id '%s': longer than %d characters (%zu)", shown,
+                            FB_SESSION_ID_MAX, len);
+    /* A leading '.' would allow "." and ".." and hide the dir; a leading '-'
+     * would look like an option to any tool a user pipes the name into. */
+    if (id[0] == '.' || id[0] == '-')
+        return fb_error_set(err, FB_EINVAL,
+                            "invalid session id '%s': must not start with '.' or '-'", shown);
+    return 0;
+}
+
+static bool all_digits(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+    return true;
+}
+
+static int digits_value(const char *s, size_t n)
+{
+    int v = 0;
+    for (size_t i = 0; i < n; i++)
+        v = v * 10 + (s[i] - '0');
+    return v;
+}
+
+static bool is_leap_year(int y)
+{
+    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+static int days_in_month(int y, int m)
+{
+    static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (m == 2 && is_leap_year(y))
+        return 29;
+    return days[m - 1];
+}
+
+bool fb_backup_id_is_valid(const char *id)
+{
+    /* YYYYMMDDTHHMMSSZ-full-xxxxxx: fixed length, so the type word is 4 chars */
+    if (!id || strlen(id) != FB_BACKUP_ID_LEN)
+        return false;
+    if (!all_digits(id, 8) || id[8] != 'T' || !all_digits(id + 9, 6) || id[15] != 'Z' ||
+        id[16] != '-' || id[21] != '-')
+        return false;
+    if (memcmp(id + 17, "full", 4) != 0 && memcmp(id + 17, "incr", 4) != 0)
+        return false;
+    for (int i = 22; i < FB_BACKUP_ID_LEN; i++) {
+        char c = id[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            return false;
+    }
+    int year = digits_value(id, 4), month = digits_value(id + 4, 2), day = digits_value(id + 6, 2);
+    int hour = digits_value(id + 9, 2), min = digits_value(id + 11, 2), sec = digits_value(id + 13, 2);
+    if (month < 1 || month > 12 || day < 1 || day > days_in_month(year, month))
+        return false;
+    if (hour > 23 || min > 59 || sec > 59)
+        return false;
+    return true;
+}
+
+fb_backup_type fb_backup_id_type(const char *id)
+{
+    if (id && strlen(id) >= 21 && memcmp(id + 17, "full", 4) == 0)
+        return FB_BACKUP_FULL;
+    return FB_BACKUP_INCREMENTAL;
+}
+
+int fb_backup_id_generate(int64_t now, fb_backup_type type, char out[FB_BACKUP_ID_LEN + 1],
+                          fb_error *err)
+{
+    out[0] = '\0';
+    time_t t = (time_t)now;
+    struct tm tm;
+    if ((int64_t)t != now || !gmtime_r(&t, &tm) || tm.tm_year + 1900 < 0 ||
+        tm.tm_year + 1900 > 9999)
+        return fb_error_set(err, FB_EINVAL, "time %lld cannot be written as a backup id",
+                            (long long)now);
+    uint8_t raw[3];
+    int rc = fb_random_bytes(raw, sizeof raw, err);
+    if (rc)
+        return rc;
+    char hex[7];
+    fb_hex_encode(raw, sizeof raw, hex);
+    char buf[64];
+    snprintf(buf, sizeof buf, "%04d%02d%02dT%02d%02d%02dZ-%s-%s", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+             type == FB_BACKUP_FULL ? "full" : "incr", hex);
+    if (!fb_backup_id_is_valid(buf))
+        return fb_error_set(err, FB_EINVAL, "time %lld cannot be written as a backup id",
+                            (long long)now);
+    memcpy(out, buf, FB_BACKUP_ID_LEN + 1);
+    return 0;
+}
+
+/* ---- finding the root and the current session ---- */
+
+/* True when dir/.flowloom is a directory. The root itself and .flowloom may
+ * be symlinks the user set up; only what is below is held to O_NOFOLLOW. */
+static bool has_flowloom_dir(const char *dir)
+{
+    char *p = fb_path_join(dir, ".flowloom");
+    if (!p)
+        return false;
+    struct stat st;
+    bool ok = stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+    free(p);
+    return ok;
+}
+
+static int root_from_setting(const char *dir, const char *how, char **out, fb_error *err)
+{
+    if (!has_flowloom_dir(dir))
+        return fb_error_set(err, FB_ENOTFOUND, "no .flowloom directory in %s (%s)", dir, how);
+    *out = strdup(dir);
+    if (!*out)
+        return fb_error_set(err, FB_ENOMEM, "out of memory");
+    return 0;
+}
+
+int fb_root_find(const char *explicit_root, const char *env_root, const char *cwd, char **out,
+                 fb_error *err)
+{
+    *out = NULL;
+    if (explicit_root) {
+        if (!*explicit_root)
+            return fb_error_set(err, FB_EINVAL, "--root: empty directory name");
+        return root_from_setting(explicit_root, "given by --root", out, err);
+    }
+    if (env_root && *env_root)
+        return root_from_setting(env_root, "from FLOWLOOM_ROOT", out, err);
+
+    char here[PATH_MAX];
+    if (!getcwd(here, sizeof here))
+        return fb_error_set_errno(err, errno, "cannot get the working directory");
+    char *dir;
+    if (cwd && cwd[0] == '/')
+        dir = strdup(cwd);
+    else if (cwd && *cwd && strcmp(cwd, ".") != 0 && strcmp(cwd, "./") != 0)
+        dir = fb_path_join(here, cwd);
+    else
+        dir = strdup(here);
+    if (!dir)
+        return fb_error_set(err, FB_ENOMEM, "out of memory");
+    /* ".." components would make the textual walk below visit directories
+     * that are not ancestors: resolve them when the directory exists. */
+    char *real = realpath(dir, NULL);
+    if (real) {
+        free(dir);
+        dir = real;
+    }
+    /* Strip trailing "/" and "/." (but keep "/") so the walk below and the
+     * message see plain components. */
+    size_t len = strlen(dir);
+    for (;;) {
+        if (len > 1 && dir[len - 1] == '/')
+            dir[--len] = '\0';
+        else if (len > 2 && dir[len - 1] == '.' && dir[len - 2] == '/')
+            dir[len -= 2] = '\0';
+        else
+            break;
+    }
+    char *start = strdup(dir);
+    if (!start) {
+        free(dir);
+        return fb_error_set(err, FB_ENOMEM, "out of memory");
+    }
+    for (;;) {
+        if (has_flowloom_dir(dir)) {
+            free(start);
+            *out = dir;
+            return 0;
+        }
+        char *slash = strrchr(dir, '/');
+        if (!slash || (slash == dir && dir[1] == '\0'))
+            break;
+        if (slash == dir)
+            slash[1] = '\0';
+        else
+            *slash = '\0';
+    }
+    free(dir);
+    int rc = fb_error_set(err, FB_ENOTFOUND,
+                          "no .flowloom directory found at or above %s; use --root DIR or set "
+                          "FLOWLOOM_ROOT",
+                          start);
+    free(start);
+    return rc;
+}
+
+#define CURRENT_SESSION_MAX 4096
+
+int fb_current_session_find(const char *root, const char *env_session, char **out,
+                            fb_error *err)
+{
+    *out = NULL;
+    char *id = NULL;
+    if (env_session && *env_session) {
+        int rc = fb_session_id_check(env_session, err);
+        if (rc) {
+            fb_error_prefix(err, "FLOWLOOM_SESSION");
+            return rc;
+        }
+        id = strdup(env_session);
+        if (!id)
+            return fb_error_set(err, FB_ENOMEM, "out of memory");
+        *out = id;
+        return 0;
+    }
+
+    char *flowloom = fb_path_join(root, ".flowloom");
+    if (!flowloom)
+        return fb_error_set(err, FB_ENOMEM, "out of memory");
+    int dfd = open(flowloom, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    char *text = NULL;
+    size_t len = 0;
+    int rc;
+    if (dfd < 0) {
+        rc = FB_ENOTFOUND;
+    } else {
+        rc = fb_read_file_at(dfd, flowloom, "current_session", CURRENT_SESSION_MAX, &text, &len,
+                             err);
+        close(dfd);
+    }
+    free(flowloom);
+    if (rc == FB_ENOTFOUND)
+        return fb_error_set(err, FB_ENOTFOUND,
+                            "no current session: set FLOWLOOM_SESSION or write the session id "
+                            "into %s/.flowloom/current_session",
+                            root);
+    if (rc)
+        return rc;
+    /* First line, without the line ending or surrounding blanks an editor
+     * may have left. A NUL inside it would silently cut the id short. */
+    const char *nl = memchr(text, '\n', len);
+    size_t first = nl ? (size_t)(nl - text) : len;
+    if (memchr(text, '\0', first) != NULL) {
+        free(text);
+        return fb_error_set(err, FB_EINVAL,
+                            "%s/.flowloom/current_session: the session id contains a NUL byte",
+                            root);
+    }
+    char *line = text;
+    line[first] = '\0';
+    while (*line == ' ' || *line == '\t')
+        line++;
+    size_t n = strlen(line);
+    while (n > 0 && (line[n - 1] == '\r' || line[n - 1] == ' ' || line[n - 1] == '\t'))
+        line[--n] = '\0';
+    if (n == 0) {
+        free(text);
+        return fb_error_set(err, FB_ENOTFOUND,
+                            "no current session: %s/.flowloom/current_session is empty; set "
+                            "FLOWLOOM_SESSION or write the session id into it",
+                            root);
+    }
+    rc = fb_session_id_check(line, err);
+    if (rc) {
+        fb_error_prefix(err, "%s/.flowloom/current_session", root);
+        free(text);
+        return rc;
+    }
+    id = strdup(line);
+    free(text);
+    if (!id)
+        return fb_error_set(err, FB_ENOMEM, "out of memory");
+    *out = id;
+    return 0;
+}
+
+/* ---- the store and its session directories ---- */
+
+struct fb_store {
+    char *root;
+    char *backups_path;
+    char *sessions_path;
+    int flowloom_fd;
+    int backups_fd;
+};
+
+static int store_oom(fb_error *err)
+{
+    return fb_error_set(err, FB_ENOMEM, "out of memory");
+}
+
+int fb_store_open(const char *root, bool create, fb_store **out, fb_error *err)
+{
+    *out = NULL;
+    fb_store *st = calloc(1, sizeof *st);
+    if (!st)
+        return store_oom(err);
+    st->flowloom_fd = -1;
+    st->backups_fd = -1;
+    int rc = 0;
+    char *flowloom = fb_path_join(root, ".flowloom");
+    st->root = strdup(root);
+    st->backups_path = flowloom ? fb_path_join(flowloom, "backups") : NULL;
+    st->sessions_path = flowloom ? fb_path_join(flowloom, "sessions") : NULL;
+    if (!flowloom || !st->root || !st->backups_path || !st->sessions_path) {
+        rc = store_oom(err);
+        goto fail;
+    }
+    st->flowloom_fd = open(flowloom, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (st->flowloom_fd < 0) {
+        rc = errno == ENOENT ? fb_error_set(err, FB_ENOTFOUND, "no .flowloom directory in %s", root)
+                             : fb_error_set_errno(err, errno, "cannot open %s", flowloom);
+        goto fail;
+    }
+    if (create) {
+        if (mkdirat(st->flowloom_fd, "backups", 0700) == 0) {
+            /* The new directory entry must survive a crash like the data below it. */
+            rc = fb_fsync_dir(st->flowloom_fd, flowloom, err);
+            if (rc)
+                goto fail;
+        } else if (errno != EEXIST) {
+            rc = fb_error_set_errno(err, errno, "cannot create %s", st->backups_path);
+            goto fail;
+        }
+    }
+    st->backups_fd = openat(st->flowloom_fd, "backups",
+                            O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (st->backups_fd < 0) {
+        int e = errno;
+        if (e == ENOENT)
+            rc = fb_error_set(err, FB_ENOTFOUND, "no backups yet: %s does not exist",
+                              st->backups_path);
+        else if (e == ELOOP || e == ENOTDIR)
+            rc = fb_error_set(err, FB_EIO, "%s is not a directory (a symlink is not followed)",
+                              st->backups_path);
+        else
+            rc = fb_error_set_errno(err, e, "cannot open %s", st->backups_path);
+        goto fail;
+    }
+    free(flowloom);
+    *out = st;
+    return 0;
+
+fail:
+    free(flowloom);
+    fb_store_free(st);
+    return rc;
+}
+
+void fb_store_free(fb_store *store)
+{
+    if (!store)
+        return;
+    if (store->flowloom_fd >= 0)
+        close(store->flowloom_fd);
+    if (store->backups_fd >= 0)
+        close(store->backups_fd);
+    free(store->root);
+    free(store->backups_path);
+    free(store->sessions_path);
+    free(store);
+}
+
+const char *fb_store_root(const fb_store *store)
+{
+    return store->root;
+}
+
+const char *fb_store_backups_path(const fb_store *store)
+{
+    return store->backups_path;
+}
+
+int fb_store_backups_fd(const fb_store *store)
+{
+    return store->backups_fd;
+}
+
+int fb_store_open_source(const fb_store *store, const char *session_id, int *fd_out,
+                         fb_error *err)
+{
+    *fd_out = -1;
+    int rc = fb_session_id_check(session_id, err);
+    if (rc)
+        return rc;
+    int sfd = openat(store->flowloom_fd, "sessions", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (sfd < 0) {
+        if (errno == ENOENT)
+            return fb_error_set(err, FB_ENOTFOUND, "session %s not found: %s does not exist",
+                                session_id, store->sessions_path);
+        return fb_error_set_errno(err, errno, "cannot open %s", store->sessions_path);
+    }
+    int fd = openat(sfd, session_id, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int e = errno;
+    if (fd < 0) {
+        struct stat st;
+        bool is_link = fstatat(sfd, session_id, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                       S_ISLNK(st.st_mode);
+        close(sfd);
+        if (e == ENOENT)
+            return fb_error_set(err, FB_ENOTFOUND, "session %s not found: %s/%s does not exist",
+                                session_id, store->sessions_path, session_id);
+        if (is_link || e == ELOOP)
+            return fb_error_set(err, FB_EINVAL,
+                                "session directory %s/%s is a symlink; refusing to follow it "
+                                "(back up the directory it points to by its own session id)",
+                                store->sessions_path, session_id);
+        if (e == ENOTDIR)
+            return fb_error_set(err, FB_EINVAL, "%s/%s is not a directory",
+                                store->sessions_path, session_id);
+        return fb_error_set_errno(err, e, "cannot open session directory %s/%s",
+                                  store->sessions_path, session_id);
+    }
+    close(sfd);
+    *fd_out = fd;
+    return 0;
+}
+
+int fb_store_open_session(const fb_store *store, const char *session_id, bool create,
+                          int *fd_out, fb_error *err)
+{
+    *fd_out = -1;
+    int rc = fb_session_id_check(session_id, err);
+    if (rc)
+        return rc;
+    if (create) {
+        if (mkdirat(store->backups_fd, session_id, 0700) == 0) {
+            rc = fb_fsync_dir(store->backups_fd, store->backups_path, err);
+            if (rc)
+                return rc;
+        } else if (errno != EEXIST) {
+            return fb_error_set_errno(err, errno, "cannot create %s/%s", store->backups_path,
+                                      session_id);
+        }
+    }
+    int fd = openat(store->backups_fd, session_id, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        if (e == ENOENT)
+            return fb_error_set(err, FB_ENOTFOUND, "session %s has no backups (%s/%s does not exist)",
+                                session_id, store->backups_path, session_id);
+        if (e == ELOOP || e == ENOTDIR)
+            return fb_error_set(err, FB_EIO,
+                                "%s/%s is not a directory (a symlink is not followed)",
+                                store->backups_path, session_id);
+        return fb_error_set_errno(err, e, "cannot open %s/%s", store->backups_path, session_id);
+    }
+    *fd_out = fd;
+    return 0;
+}
+
+void fb_string_list_free(char **list, size_t n)
+{
+    if (!list)
+        return;
+    for (size_t i = 0; i < n; i++)
+        free(list[i]);
+    free(list);
+}
+
+static int cmp_strings(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+typedef bool (*name_filter_fn)(int dirfd, const char *name);
+
+/* Sorted names in dirfd accepted by filter. A fresh open file description
+ * is used so concurrent readers of the same store do not share an offset. */
+static int list_names(int dirfd, const char *what, name_filter_fn filter, char ***out,
+                      size_t *n_out, fb_error *err)
+{
+    *out = NULL;
+    *n_out = 0;
+    int lfd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (lfd < 0)
+        return fb_error_set_errno(err, errno, "cannot open %s", what);
+    DIR *d = fdopendir(lfd);
+    if (!d) {
+        int e = errno;
+        close(lfd);
+        return fb_error_set_errno(err, e, "cannot list %s", what);
+    }
+    char **list = NULL;
+    size_t n = 0, cap = 0;
+    int rc = 0;
+    for (;;) {
+        errno = 0;
+        struct dirent *de = readdir(d);
+        if (!de) {
+            if (errno)
+                rc = fb_error_set_errno(err, errno, "cannot list %s", what);
+            break;
+        }
+        if (!filter(dirfd, de->d_name))
+            continue;
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            char **nl = realloc(list, ncap * sizeof *nl);
+            if (!nl) {
+                rc = store_oom(err);
+                break;
+            }
+            list = nl;
+            cap = ncap;
+        }
+        list[n] = strdup(de->d_name);
+        if (!list[n]) {
+            rc = store_oom(err);
+            break;
+        }
+        n++;
+    }
+    closedir(d);
+    if (rc) {
+        fb_string_list_free(list, n);
+        return rc;
+    }
+    if (n > 1)
+        qsort(list, n, sizeof *list, cmp_strings);
+    *out = list;
+    *n_out = n;
+    return 0;
+}
+
+static bool is_real_dir(int dirfd, const char *name)
+{
+    struct stat st;
+    return fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
+}
+
+static bool session_dir_filter(int dirfd, const char *name)
+{
+    return fb_session_id_check(name, NULL) == 0 && is_real_dir(dirfd, name);
+}
+
+int fb_store_list_sessions(const fb_store *store, char ***out, size_t *n_out, fb_error *err)
+{
+    return list_names(store->backups_fd, store->backups_path, session_dir_filter, out, n_out,
+                      err);
+}
+
+static bool backup_dir_filter(int dirfd, const char *name)
+{
+    if (!fb_backup_id_is_valid(name))
+        return false;
+    int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    struct stat st;
+    bool ok = fstatat(fd, "manifest.json", &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
+    close(fd);
+    return ok;
+}
+
+int fb_store_list_backup_dirs(int session_fd, char ***out, size_t *n_out, fb_error *err)
+{
+    return list_names(session_fd, "the session's backup directory", backup_dir_filter, out,
+                      n_out, err);
+}
+
+/* Opens <sid>/<backup_id>/ without following a symlink. */
+static int open_backup_dir(int session_fd, const char *session_id, const char *backup_id,
+                           int *fd_out, fb_error *err)
+{
+    *fd_out = -1;
+    if (!fb_backup_id_is_valid(backup_id)) {
+        char shown[256];
+        escape_for_message(backup_id ? backup_id : "", shown, sizeof shown);
+        return fb_error_set(err, FB_EINVAL, "invalid backup id '%s'", shown);
+    }
+    int fd = openat(session_fd, backup_id, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        if (e == ENOENT && session_id)
+            return fb_error_set(err, FB_ENOTFOUND, "backup %s not found in session %s",
+                                backup_id, session_id);
+        if (e == ENOENT)
+            return fb_error_set(err, FB_ENOTFOUND, "backup %s not found", backup_id);
+        if (e == ELOOP || e == ENOTDIR)
+            return fb_error_set(err, FB_ECORRUPT,
+                                "backup directory %s is not a directory (a symlink is not "
+                                "followed)",
+                                backup_id);
+        return fb_error_set_errno(err, e, "cannot open backup directory %s", backup_id);
+    }
+    *fd_out = fd;
+    return 0;
+}
+
+int fb_store_read_manifest(int session_fd, const char *session_id, const char *backup_id,
+                           fb_manifest *out, fb_error *err)
+{
+    fb_manifest_init(out);
+    int dfd;
+    int rc = open_backup_dir(session_fd, session_id, backup_id, &dfd, err);
+    if (rc)
+        return rc;
+    char source[FB_SESSION_ID_MAX + FB_BACKUP_ID_LEN + 32];
+    snprintf(source, sizeof source, "%s/%s/manifest.json", session_id, backup_id);
+    char dir_name[FB_SESSION_ID_MAX + FB_BACKUP_ID_LEN + 8];
+    snprintf(dir_name, sizeof dir_name, "%s/%s", session_id, backup_id);
+    char *json = NULL;
+    size_t len = 0;
+    rc = fb_read_file_at(dfd, dir_name, "manifest.json", FB_MANIFEST_SIZE_MAX, &json, &len, err);
+    close(dfd);
+    if (rc)
+        return rc;
+    rc = fb_manifest_parse(json, len, source, out, err);
+    free(json);
+    if (rc)
+        return rc;
+    /* The manifest is only trusted for the backup whose directory holds it:
+     * a copied or swapped manifest must not pass as this backup. */
+    if (strcmp(out->backup_id, backup_id) != 0) {
+        rc = fb_error_set(err, FB_ECORRUPT, "%s: backup_id is '%s', expected '%s'", source,
+                          out->backup_id, backup_id);
+    } else if (strcmp(out->session_id, session_id) != 0) {
+        rc = fb_error_set(err, FB_ECORRUPT, "%s: session_id is '%s', expected '%s'", source,
+                          out->session_id, session_id);
+    } else if (out->type != fb_backup_id_type(backup_id)) {
+        rc = fb_error_set(err, FB_ECORRUPT, "%s: type is %s but the backup id says %s", source,
+                          fb_backup_type_name(out->type),
+                          fb_backup_type_name(fb_backup_id_type(backup_id)));
+    }
+    if (rc) {
+        fb_manifest_fini(out);
+        fb_manifest_init(out);
+    }
+    return rc;
+}
+
+int fb_store_open_archive(int session_fd, const char *backup_id, int *fd_out, fb_error *err)
+{
+    *fd_out = -1;
+    int dfd;
+    int rc = open_backup_dir(session_fd, NULL, backup_id, &dfd, err);
+    if (rc)
+        return rc;
+    int fd = openat(dfd, "archive.tar.zst", O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    int e = errno;
+    close(dfd);
+    if (fd < 0) {
+        if (e == ENOENT)
+            return fb_error_set(err, FB_ENOTFOUND, "%s/archive.tar.zst does not exist",
+                                backup_id);
+        if (e == ELOOP)
+            return fb_error_set(err, FB_ECORRUPT,
+                                "%s/archive.tar.zst is a symlink; refusing to follow it",
+                                backup_id);
+        return fb_error_from_errno(err, e, "cannot open %s/archive.tar.zst", backup_id);
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        e = errno;
+        close(fd);
+        return fb_error_set_errno(err, e, "cannot stat %s/archive.tar.zst", backup_id);
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return fb_error_set(err, FB_ECORRUPT, "%s/archive.tar.zst is not a regular file",
+                            backup_id);
+    }
+    /* O_NONBLOCK only guarded the open against a FIFO; regular reads ignore it,
+     * but clear it so callers see ordinary semantics. */
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0)
+        fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    *fd_out = fd;
+    return 0;
+}
+
+/* ---- the index ---- */
+
+#define INDEX_NAME "index.json"
+
+static int cmp_ids(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Loads index.json and decides whether it can be trusted against the
+ * directories on disk. Returns 0 with *out filled, 1 with a reason when it
+ * must be rebuilt (*out then empty), or a negative error. */
+static int index_check(int session_fd, const char *session_id, char **dirs, size_t n_dirs,
+                       fb_index *out, char *reason, size_t reason_size, fb_error *err)
+{
+    fb_index_init(out, session_id);
+    char *json = NULL;
+    size_t len = 0;
+    fb_error sub;
+    fb_error_clear(&sub);
+    int rc = fb_read_file_at(session_fd, session_id, INDEX_NAME, FB_MANIFEST_SIZE_MAX, &json, &len,
+                             &sub);
+    if (rc == FB_ENOTFOUND) {
+        /* A session dir with no backups and no index is simply new. */
+        if (n_dirs == 0)
+            return 0;
+        snprintf(reason, reason_size, "%s/" INDEX_NAME " is missing", session_id);
+        return 1;
+    }
+    if (rc == FB_ENOMEM)
+        return fb_error_set(err, rc, "%s", sub.message);
+    if (rc) {
+        snprintf(reason, reason_size, "%s", sub.message);
+        return 1;
+    }
+    char source[FB_SESSION_ID_MAX + 16];
+    snprintf(source, sizeof source, "%s/" INDEX_NAME, session_id);
+    fb_index_fini(out);
+    rc = fb_index_parse(json, len, source, out, &sub);
+    free(json);
+    if (rc == FB_ENOMEM) {
+        fb_index_init(out, session_id);
+        return fb_error_set(err, rc, "%s", sub.message);
+    }
+    if (rc) {
+        fb_index_fini(out);
+        fb_index_init(out, session_id);
+        snprintf(reason, reason_size, "%s", sub.message);
+        return 1;
+    }
+    if (strcmp(out->session_id, session_id) != 0) {
+        snprintf(reason, reason_size, "%s names session '%s'", source, out->session_id);
+        goto rebuild;
+    }
+
+    /* Compare the indexed ids with the directories, both sorted by name. */
+    const char **ids = NULL;
+    if (out->n > 0) {
+        ids = malloc(out->n * sizeof *ids);
+        if (!ids) {
+            fb_index_fini(out);
+            fb_index_init(out, session_id);
+            return store_oom(err);
+        }
+        for (size_t i = 0; i < out->n; i++)
+            ids[i] = out->records[i].id;
+        qsort(ids, out->n, sizeof *ids, cmp_ids);
+    }
+    size_t i = 0, j = 0;
+    bool differ = false;
+    while ((i < out->n || j < n_dirs) && !differ) {
+        int c = i >= out->n ? 1 : j >= n_dirs ? -1 : strcmp(ids[i], dirs[j]);
+        if (c < 0) {
+            snprintf(reason, reason_size, "%s lists %s but that backup is not on disk", source,
+                     ids[i]);
+            differ = true;
+        } else if (c > 0) {
+            snprintf(reason, reason_size, "backup %s is on disk but not in %s", dirs[j], source);
+            differ = true;
+        } else {
+            i++;
+            j++;
+        }
+    }
+    free(ids);
+    if (!differ)
+        return 0;
+
+rebuild:
+    fb_index_fini(out);
+    fb_index_init(out, session_id);
+    return 1;
+}
+
+/* Rebuilds the index from the manifests of the given directories; a backup
+ * whose manifest cannot be read is left out with a warning. */
+static int index_rebuild(int session_fd, const char *session_id, char **dirs, size_t n_dirs,
+                         fb_index *out, fb_warn_fn warn, void *warn_ctx, fb_error *err)
+{
+    fb_index_init(out, session_id);
+    for (size_t i = 0; i < n_dirs; i++) {
+        fb_manifest m;
+        fb_error sub;
+        fb_error_clear(&sub);
+        int rc = fb_store_read_manifest(session_fd, session_id, dirs[i], &m, &sub);
+        if (rc == 0)
+            rc = fb_index_add_from_manifest(out, &m, &sub);
+        fb_manifest_fini(&m);
+        if (rc == FB_ENOMEM) {
+            fb_index_fini(out);
+            fb_index_init(out, session_id);
+            return fb_error_set(err, rc, "%s", sub.message);
+        }
+        if (rc)
+            fb_warnf(warn, warn_ctx, "backup %s/%s left out of the index: %s", session_id,
+                     dirs[i], sub.message);
+    }
+    return 0;
+}
+
+int fb_store_load_index(const fb_store *store, const char *session_id, unsigned flags,
+                        fb_index *out, bool *rebuilt, fb_warn_fn warn, void *warn_ctx,
+                        fb_error *err)
+{
+    bool dummy;
+    if (!rebuilt)
+        rebuilt = &dummy;
+    *rebuilt = false;
+    fb_index_init(out, session_id ? session_id : "");
+    int rc = fb_session_id_check(session_id, err);
+    if (rc)
+        return rc;
+    int sfd;
+    fb_error sub;
+    fb_error_clear(&sub);
+    rc = fb_store_open_session(store, session_id, false, &sfd, &sub);
+    if (rc == FB_ENOTFOUND)
+        return 0;
+    if (rc) {
+        if (err)
+            *err = sub;
+        return rc;
+    }
+
+    char **dirs = NULL;
+    size_t n_dirs = 0;
+    char reason[FB_ERROR_MESSAGE_MAX];
+    fb_lock lock = {.fd = -1};
+    rc = fb_store_list_backup_dirs(sfd, &dirs, &n_dirs, err);
+    if (rc)
+        goto out;
+    rc = index_check(sfd, session_id, dirs, n_dirs, out, reason, sizeof reason, err);
+    if (rc <= 0)
+        goto out;
+
+    bool write_back = (flags & FB_INDEX_LOAD_LOCKED) != 0;
+    if (!write_back && (flags & FB_INDEX_LOAD_WRITE_BACK_IF_UNLOCKED)) {
+        fb_error_clear(&sub);
+        if (fb_lock_try(sfd, session_id, &lock, &sub) == 0) {
+            /* A writer may have committed between our look and the lock:
+             * look again under the lock before replacing anything. */
+            write_back = true;
+            fb_string_list_free(dirs, n_dirs);
+            dirs = NULL;
+            n_dirs = 0;
+            fb_index_fini(out);
+            rc = fb_store_list_backup_dirs(sfd, &dirs, &n_dirs, err);
+            if (rc) {
+                fb_index_init(out, session_id);
+                goto out;
+            }
+            rc = index_check(sfd, session_id, dirs, n_dirs, out, reason, sizeof reason, err);
+            if (rc <= 0)
+                goto out;
+        }
+    }
+
+    rc = index_rebuild(sfd, session_id, dirs, n_dirs, out, warn, warn_ctx, err);
+    if (rc)
+        goto out;
+    *rebuilt = true;
+    fb_warnf(warn, warn_ctx, "index rebuilt: %s", reason);
+    if (write_back) {
+        fb_error_clear(&sub);
+        rc = fb_store_save_index(sfd, session_id, out, &sub);
+        if (rc && (flags & FB_INDEX_LOAD_LOCKED)) {
+            if (err)
+                *err = sub;
+            fb_index_fini(out);
+            fb_index_init(out, session_id);
+            *rebuilt = false;
+            goto out;
+        }
+        /* A reader keeps working from the rebuilt index in memory. */
+        if (rc)
+            fb_warnf(warn, warn_ctx, "rebuilt index not written back: %s", sub.message);
+        rc = 0;
+    }
+
+out:
+    fb_lock_release(&lock);
+    fb_string_list_free(dirs, n_dirs);
+    close(sfd);
+    return rc;
+}
+
+int fb_store_save_index(int session_fd, const char *session_id, const fb_index *idx,
+                        fb_error *err)
+{
+    if (strcmp(idx->session_id, session_id) != 0)
+        return fb_error_set(err, FB_EMISUSE, "index of session %s saved as session %s",
+                            idx->session_id, session_id);
+    char *json = NULL;
+    size_t len = 0;
+    int rc = fb_index_to_json(idx, &json, &len, err);
+    if (rc)
+        return rc;
+    rc = fb_atomic_write_at(session_fd, session_id, INDEX_NAME, json, len, err);
+    free(json);
+    return rc;
+}
+
+static bool leftover_filter(int dirfd, const char *name)
+{
+    (void)dirfd;
+    return strncmp(name, ".tmp-", 5) == 0 || strncmp(name, ".trash-", 7) == 0;
+}
+
+int fb_store_clear_leftovers(int session_fd, const char *session_id, fb_warn_fn warn,
+                             void *warn_ctx, fb_error *err)
+{
+    char **names = NULL;
+    size_t n = 0;
+    int rc = list_names(session_fd, session_id, leftover_filter, &names, &n, err);
+    if (rc)
+        return rc;
+    int first_rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        fb_error sub;
+        fb_error_clear(&sub);
+        rc = fb_remove_tree_at(session_fd, session_id, names[i], &sub);
+        if (rc) {
+            /* Keep going: one stubborn leftover must not keep the others. */
+            if (!first_rc) {
+                first_rc = rc;
+                if (err)
+                    *err = sub;
+            }
+            continue;
+        }
+        fb_warnf(warn, warn_ctx, "removed %s/%s left by an interrupted run", session_id,
+                 names[i]);
+    }
+    if (n > 0 && !first_rc)
+        first_rc = fb_fsync_dir(session_fd, session_id, err);
+    fb_string_list_free(names, n);
+    return first_rc;
+}
+
+int fb_store_resolve_backup(const fb_index *idx, const char *spec,
+                            char out[FB_BACKUP_ID_LEN + 1], fb_error *err)
+{
+    out[0] = '\0';
+    if (spec && strcmp(spec, "latest") == 0) {
+        const fb_index_record *r = fb_index_newest(idx);
+        if (!r)
+            return fb_error_set(err, FB_ENOTFOUND, "session %s has no backups", idx->session_id);
+        memcpy(out, r->id, FB_BACKUP_ID_LEN + 1);
+        return 0;
+    }
+    if (!fb_backup_id_is_valid(spec)) {
+        char shown[256];
+        escape_for_message(spec ? spec : "", shown, sizeof shown);
+        return fb_error_set(err, FB_EINVAL,
+                            "invalid backup id '%s': expected 'latest' or an id like "
+                            "20261201T031500Z-full-3fa9c2",
+                            shown);
+    }
+    if (fb_index_find(idx, spec) < 0)
+        return fb_error_set(err, FB_ENOTFOUND, "backup %s not found in session %s", spec,
+                            idx->session_id);
+    memcpy(out, spec, FB_BACKUP_ID_LEN + 1);
+    return 0;
+}
