@@ -1,1 +1,513 @@
-/* archive_reader: being written. */
+/* Random and sequential access to archive.tar.zst by frames.
+ *
+ * Random access (pread) serves any byte range of the tar stream from the
+ * frames that cover it, through the shared fb_frame_cache; the sequential
+ * stream (verify, restore) bypasses the cache and hashes the whole file.
+ * Every frame is decoded under the same checks, because the archive is
+ * hostile input and a wrong byte must never reach a caller.
+ *
+ * Frames are decoded in one shot into a buffer of exactly the declared size.
+ * One-shot decoding ignores ZSTD_d_windowLogMax (the output buffer is the
+ * window), so the window size is checked from the frame header by hand; the
+ * parameter is still set so a streaming decoder could never exceed it. */
+#include "fb_archive_reader.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <zstd.h>
+#include <zstd_errors.h>
+
+#include "fb_hash.h"
+#include "frame_cache_i.h"
+#include "seek_table_i.h"
+
+#define WINDOW_LOG_MAX 27
+/* Idle decompression contexts kept for reuse; more threads than this still
+ * work, they create and free their own. */
+#define DCTX_POOL_MAX 8
+/* The stream hashes the seek table in pieces of this size. */
+#define TABLE_CHUNK (64u * 1024)
+
+struct fb_archive_reader {
+    int fd;
+    char *name;
+    uint64_t file_size;
+    fb_seek_table table;
+    fb_frame_cache *cache; /* borrowed, may be NULL */
+    uint64_t key;
+
+    pthread_mutex_t pool_lock;
+    ZSTD_DCtx *pool[DCTX_POOL_MAX];
+    size_t pool_n;
+
+    /* Without a shared cache, the last decoded frame is kept so sequential
+     * small reads do not decode the same frame again and again. The frames
+     * live in a private zero-byte cache, which only does reference counting. */
+    fb_frame_cache *own_cache;
+    pthread_mutex_t slot_lock;
+    fb_frame_ref *slot_ref;
+    size_t slot_frame;
+};
+
+struct fb_archive_stream {
+    fb_archive_reader *r;
+    ZSTD_DCtx *dctx;
+    size_t next_frame;
+    uint8_t *in;
+    size_t in_cap;
+    uint8_t *out;
+    size_t out_cap;
+    fb_sha256 sha;
+    bool sha_live;
+    bool done;
+    bool failed;
+    uint8_t digest[FB_SHA256_LEN];
+};
+
+static uint32_t get_le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* ---- decompression contexts ---- */
+
+static ZSTD_DCtx *dctx_new(void)
+{
+    ZSTD_DCtx *d = ZSTD_createDCtx();
+    if (d && ZSTD_isError(ZSTD_DCtx_setParameter(d, ZSTD_d_windowLogMax, WINDOW_LOG_MAX))) {
+        ZSTD_freeDCtx(d);
+        return NULL;
+    }
+    return d;
+}
+
+static ZSTD_DCtx *dctx_acquire(fb_archive_reader *r)
+{
+    ZSTD_DCtx *d = NULL;
+    pthread_mutex_lock(&r->pool_lock);
+    if (r->pool_n > 0)
+        d = r->pool[--r->pool_n];
+    pthread_mutex_unlock(&r->pool_lock);
+    return d ? d : dctx_new();
+}
+
+static void dctx_release(fb_archive_reader *r, ZSTD_DCtx *d)
+{
+    pthread_mutex_lock(&r->pool_lock);
+    if (r->pool_n < DCTX_POOL_MAX) {
+        r->pool[r->pool_n++] = d;
+        d = NULL;
+    }
+    pthread_mutex_unlock(&r->pool_lock);
+    ZSTD_freeDCtx(d);
+}
+
+/* ---- one frame ---- */
+
+/* Checks the frame header before zstd sees it: a zstd frame (not skippable),
+ * no reserved bit, a content checksum present, and a window no larger than
+ * 2^WINDOW_LOG_MAX. Caller guarantees len >= FB_ZSTD_FRAME_MIN. */
+static int check_frame_header(const fb_archive_reader *r, size_t i, const uint8_t *in,
+                              fb_error *err)
+{
+    if (get_le32(in) != ZSTD_MAGICNUMBER)
+        return fb_error_set(err, FB_ECORRUPT, "%s: frame %zu: not a zstd frame (magic 0x%08" PRIx32
+                            ")", r->name, i, get_le32(in));
+    uint8_t fhd = in[4];
+    if (fhd & 0x08)
+        return fb_error_set(err, FB_ECORRUPT, "%s: frame %zu: reserved header bit set", r->name,
+                            i);
+    if (!(fhd & 0x04))
+        return fb_error_set(err, FB_ECORRUPT, "%s: frame %zu: no content checksum", r->name, i);
+    bool single_segment = (fhd & 0x20) != 0;
+    if (!single_segment) {
+        /* Window_Descriptor: exponent (5 bits) and mantissa (3 bits). */
+        uint8_t wd = in[5];
+        unsigned window_log = 10u + (wd >> 3);
+        uint64_t base = (uint64_t)1 << window_log;
+        uint64_t window = base + (base / 8) * (wd & 7u);
+        if (window > ((uint64_t)1 << WINDOW_LOG_MAX))
+            return fb_error_set(err, FB_ECORRUPT,
+                                "%s: frame %zu: window of %" PRIu64
+                                " bytes exceeds the 2^%d limit",
+                                r->name, i, window, WINDOW_LOG_MAX);
+    }
+    /* Single segment: the window is the content size, which must equal the
+     * declared d_size (<= FB_FRAME_DSIZE_MAX), checked by the caller. */
+    return 0;
+}
+
+/* Decodes frame i from its c_size compressed bytes in `in` into `out`
+ * (capacity exactly d_size). */
+static int decode_frame(fb_archive_reader *r, ZSTD_DCtx *dctx, size_t i, const uint8_t *in,
+                        uint8_t *out, fb_error *err)
+{
+    const fb_frame_entry *f = &r->table.frames[i];
+    int rc = check_frame_header(r, i, in, err);
+    if (rc)
+        return rc;
+    size_t csz = ZSTD_findFrameCompressedSize(in, f->c_size);
+    if (ZSTD_isError(csz))
+        return fb_error_set(err, FB_ECORRUPT, "%s: frame %zu: %s", r->name, i,
+                            ZSTD_getErrorName(csz));
+    if (csz != f->c_size)
+        return fb_error_set(err, FB_ECORRUPT,
+                            "%s: frame %zu: zstd frame is %zu bytes, seek table says %" PRIu32,
+                            r->name, i, csz, f->c_size);
+    unsigned long long fcs = ZSTD_getFrameContentSize(in, f->c_size);
+    if (fcs == ZSTD_CONTENTSIZE_ERROR)
+        return fb_error_set(err, FB_ECORRUPT, "%s: frame %zu: bad frame header", r->name, i);
+    if (fcs != ZSTD_CONTENTSIZE_UNKNOWN && fcs != f->d_size)
+        return fb_error_set(err, FB_ECORRUPT,
+                            "%s: frame %zu: header says %llu bytes, seek table says %" PRIu32,
+                            r->name, i, fcs, f->d_size);
+    if (r->table.has_checksums && get_le32(in + f->c_size - 4) != f->checksum)
+        return fb_error_set(err, FB_ECORRUPT,
+                            "%s: frame %zu: checksum 0x%08" PRIx32
+                            " differs from the seek table's 0x%08" PRIx32,
+                            r->name, i, get_le32(in + f->c_size - 4), f->checksum);
+    size_t n = ZSTD_decompressDCtx(dctx, out, f->d_size, in, f->c_size);
+    if (ZSTD_isError(n)) {
+        if (ZSTD_getErrorCode(n) == ZSTD_error_dstSize_tooSmall)
+            return fb_error_set(err, FB_ECORRUPT,
+                                "%s: frame %zu: decompresses to more than the %" PRIu32
+                                " bytes the seek table says",
+                                r->name, i, f->d_size);
+        return fb_error_set(err, FB_ECORRUPT, "%s: frame %zu: %s", r->name, i,
+                            ZSTD_getErrorName(n));
+    }
+    if (n != f->d_size)
+        return fb_error_set(err, FB_ECORRUPT,
+                            "%s: frame %zu: decompresses to %zu bytes, seek table says %" PRIu32,
+                            r->name, i, n, f->d_size);
+    return 0;
+}
+
+/* Reads and decodes frame i into a new malloc'd buffer of d_size bytes. */
+static int load_frame(fb_archive_reader *r, size_t i, uint8_t **out, fb_error *err)
+{
+    const fb_frame_entry *f = &r->table.frames[i];
+    *out = NULL;
+    uint8_t *in = malloc(f->c_size);
+    uint8_t *data = malloc(f->d_size ? f->d_size : 1);
+    ZSTD_DCtx *dctx = dctx_acquire(r);
+    int rc = 0;
+    if (!in || !data || !dctx) {
+        rc = fb_error_set(err, FB_ENOMEM, "%s: frame %zu: out of memory", r->name, i);
+        goto out;
+    }
+    char what[64];
+    snprintf(what, sizeof what, "frame %zu", i);
+    rc = fb_pread_exact(r->fd, in, f->c_size, f->c_offset, r->name, what, err);
+    if (rc == 0)
+        rc = decode_frame(r, dctx, i, in, data, err);
+out:
+    if (dctx)
+        dctx_release(r, dctx);
+    free(in);
+    if (rc) {
+        free(data);
+        return rc;
+    }
+    *out = data;
+    return 0;
+}
+
+/* A referenced frame i, from the shared cache, the private slot, or decoded. */
+static int get_frame(fb_archive_reader *r, size_t i, fb_frame_cache **owner, fb_frame_ref **ref,
+                     fb_error *err)
+{
+    fb_frame_cache *cache = r->cache ? r->cache : r->own_cache;
+    *owner = cache;
+    *ref = NULL;
+    if (r->cache) {
+        *ref = fb_frame_cache_lookup(cache, r->key, (uint32_t)i);
+        if (*ref)
+            return 0;
+    } else {
+        pthread_mutex_lock(&r->slot_lock);
+        if (r->slot_ref && r->slot_frame == i) {
+            fb_frame_ref_retain(cache, r->slot_ref);
+            *ref = r->slot_ref;
+        }
+        pthread_mutex_unlock(&r->slot_lock);
+        if (*ref)
+            return 0;
+    }
+    uint8_t *data;
+    int rc = load_frame(r, i, &data, err);
+    if (rc)
+        return rc;
+    *ref = fb_frame_cache_insert(cache, r->key, (uint32_t)i, data, r->table.frames[i].d_size);
+    if (!*ref)
+        return fb_error_set(err, FB_ENOMEM, "%s: frame %zu: out of memory", r->name, i);
+    if (!r->cache) {
+        fb_frame_ref_retain(cache, *ref);
+        pthread_mutex_lock(&r->slot_lock);
+        fb_frame_ref *old = r->slot_ref;
+        r->slot_ref = *ref;
+        r->slot_frame = i;
+        pthread_mutex_unlock(&r->slot_lock);
+        fb_frame_ref_release(cache, old);
+    }
+    return 0;
+}
+
+/* ---- reader ---- */
+
+int fb_archive_reader_open(int fd, fb_frame_cache *cache, const char *name,
+                           fb_archive_reader **out, fb_error *err)
+{
+    *out = NULL;
+    if (!name)
+        name = "archive";
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return fb_error_set_errno(err, errno, "%s: stat", name);
+    if (!S_ISREG(st.st_mode))
+        return fb_error_set(err, FB_ECORRUPT, "%s: not a regular file", name);
+    fb_archive_reader *r = calloc(1, sizeof *r);
+    if (!r)
+        return fb_error_set(err, FB_ENOMEM, "%s: out of memory", name);
+    r->name = strdup(name);
+    if (!r->name) {
+        free(r);
+        return fb_error_set(err, FB_ENOMEM, "%s: out of memory", name);
+    }
+    fb_seek_table_init(&r->table);
+    r->file_size = (uint64_t)st.st_size;
+    int rc = fb_seek_table_read_fd(fd, r->file_size, r->name, &r->table, err);
+    if (rc == 0 && !cache)
+        rc = fb_frame_cache_new(0, &r->own_cache, err);
+    if (rc) {
+        fb_seek_table_fini(&r->table);
+        free(r->name);
+        free(r);
+        return rc;
+    }
+    pthread_mutex_init(&r->pool_lock, NULL);
+    pthread_mutex_init(&r->slot_lock, NULL);
+    r->cache = cache;
+    r->key = cache ? fb_frame_cache_new_key(cache) : 0;
+    r->fd = fd;
+    *out = r;
+    return 0;
+}
+
+void fb_archive_reader_free(fb_archive_reader *r)
+{
+    if (!r)
+        return;
+    if (r->cache)
+        fb_frame_cache_forget(r->cache, r->key);
+    if (r->own_cache) {
+        fb_frame_ref_release(r->own_cache, r->slot_ref);
+        fb_frame_cache_free(r->own_cache);
+    }
+    for (size_t i = 0; i < r->pool_n; i++)
+        ZSTD_freeDCtx(r->pool[i]);
+    pthread_mutex_destroy(&r->pool_lock);
+    pthread_mutex_destroy(&r->slot_lock);
+    fb_seek_table_fini(&r->table);
+    close(r->fd);
+    free(r->name);
+    free(r);
+}
+
+int fb_archive_reader_pread(fb_archive_reader *r, void *buf, size_t len, uint64_t offset,
+                            size_t *out_len, fb_error *err)
+{
+    *out_len = 0;
+    if (len == 0 || offset >= r->table.d_size)
+        return 0;
+    uint64_t avail = r->table.d_size - offset;
+    size_t want = avail < (uint64_t)len ? (size_t)avail : len;
+    uint8_t *dst = buf;
+    uint64_t pos = offset;
+    size_t done = 0;
+    size_t i = fb_seek_table_find(&r->table, offset);
+    while (done < want) {
+        if (i >= r->table.n_frames) /* cannot happen with a validated table */
+            return fb_error_set(err, FB_ECORRUPT, "%s: offset %" PRIu64 " beyond the last frame",
+                                r->name, pos);
+        const fb_frame_entry *f = &r->table.frames[i];
+        if (f->d_size == 0) {
+            i++;
+            continue;
+        }
+        fb_frame_cache *owner;
+        fb_frame_ref *ref;
+        int rc = get_frame(r, i, &owner, &ref, err);
+        if (rc)
+            return rc;
+        size_t in_frame = (size_t)(pos - f->d_offset);
+        size_t n = f->d_size - in_frame;
+        if (n > want - done)
+            n = want - done;
+        memcpy(dst + done, fb_frame_ref_data(ref) + in_frame, n);
+        fb_frame_ref_release(owner, ref);
+        done += n;
+        pos += n;
+        i++;
+    }
+    *out_len = done;
+    return 0;
+}
+
+uint64_t fb_archive_reader_uncompressed_size(const fb_archive_reader *r)
+{
+    return r->table.d_size;
+}
+
+uint64_t fb_archive_reader_file_size(const fb_archive_reader *r)
+{
+    return r->file_size;
+}
+
+const fb_seek_table *fb_archive_reader_seek_table(const fb_archive_reader *r)
+{
+    return &r->table;
+}
+
+/* ---- sequential stream ---- */
+
+int fb_archive_stream_new(fb_archive_reader *r, fb_archive_stream **out, fb_error *err)
+{
+    *out = NULL;
+    fb_archive_stream *s = calloc(1, sizeof *s);
+    if (!s)
+        return fb_error_set(err, FB_ENOMEM, "%s: out of memory", r->name);
+    s->r = r;
+    s->dctx = dctx_new();
+    if (!s->dctx) {
+        free(s);
+        return fb_error_set(err, FB_ENOMEM, "%s: out of memory", r->name);
+    }
+    int rc = fb_sha256_init(&s->sha, err);
+    if (rc) {
+        ZSTD_freeDCtx(s->dctx);
+        free(s);
+        return rc;
+    }
+    s->sha_live = true;
+    *out = s;
+    return 0;
+}
+
+static int grow(uint8_t **buf, size_t *cap, size_t need)
+{
+    if (need == 0)
+        need = 1;
+    if (*cap >= need)
+        return 0;
+    uint8_t *p = realloc(*buf, need);
+    if (!p)
+        return -1;
+    *buf = p;
+    *cap = need;
+    return 0;
+}
+
+static int hash_table_bytes(fb_archive_stream *s, fb_error *err)
+{
+    fb_archive_reader *r = s->r;
+    if (grow(&s->in, &s->in_cap, TABLE_CHUNK))
+        return fb_error_set(err, FB_ENOMEM, "%s: out of memory", r->name);
+    uint64_t pos = r->table.c_frames_size, left = r->table.table_size;
+    while (left > 0) {
+        size_t n = left < TABLE_CHUNK ? (size_t)left : TABLE_CHUNK;
+        int rc = fb_pread_exact(r->fd, s->in, n, pos, r->name, "seek table", err);
+        if (rc)
+            return rc;
+        fb_sha256_update(&s->sha, s->in, n);
+        pos += n;
+        left -= n;
+    }
+    return 0;
+}
+
+static int stream_step(fb_archive_stream *s, const uint8_t **data, size_t *len, fb_error *err)
+{
+    fb_archive_reader *r = s->r;
+    /* Frames of zero bytes are checked and hashed but not returned, since an
+     * empty result means the end. */
+    while (s->next_frame < r->table.n_frames) {
+        size_t i = s->next_frame;
+        const fb_frame_entry *f = &r->table.frames[i];
+        if (grow(&s->in, &s->in_cap, f->c_size) || grow(&s->out, &s->out_cap, f->d_size))
+            return fb_error_set(err, FB_ENOMEM, "%s: frame %zu: out of memory", r->name, i);
+        char what[64];
+        snprintf(what, sizeof what, "frame %zu", i);
+        int rc = fb_pread_exact(r->fd, s->in, f->c_size, f->c_offset, r->name, what, err);
+        if (rc)
+            return rc;
+        fb_sha256_update(&s->sha, s->in, f->c_size);
+        rc = decode_frame(r, s->dctx, i, s->in, s->out, err);
+        if (rc)
+            return rc;
+        s->next_frame++;
+        if (f->d_size > 0) {
+            *data = s->out;
+            *len = f->d_size;
+            return 0;
+        }
+    }
+    int rc = hash_table_bytes(s, err);
+    if (rc)
+        return rc;
+    fb_sha256_final(&s->sha, s->digest);
+    fb_sha256_fini(&s->sha);
+    s->sha_live = false;
+    s->done = true;
+    return 0;
+}
+
+int fb_archive_stream_next(fb_archive_stream *s, const uint8_t **data, size_t *len,
+                           fb_error *err)
+{
+    *data = NULL;
+    *len = 0;
+    if (s->failed)
+        return fb_error_set(err, FB_EMISUSE, "%s: archive stream used after an error",
+                            s->r->name);
+    if (s->done)
+        return 0;
+    int rc = stream_step(s, data, len, err);
+    if (rc) {
+        s->failed = true;
+        *data = NULL;
+        *len = 0;
+    }
+    return rc;
+}
+
+int fb_archive_stream_file_sha256(fb_archive_stream *s, uint8_t out[FB_SHA256_LEN],
+                                  fb_error *err)
+{
+    if (!s->done)
+        return fb_error_set(err, FB_EMISUSE,
+                            "%s: archive hash asked for before the end of the stream",
+                            s->r->name);
+    memcpy(out, s->digest, FB_SHA256_LEN);
+    return 0;
+}
+
+void fb_archive_stream_free(fb_archive_stream *s)
+{
+    if (!s)
+        return;
+    if (s->sha_live)
+        fb_sha256_fini(&s->sha);
+    ZSTD_freeDCtx(s->dctx);
+    free(s->in);
+    free(s->out);
+    free(s);
+}
