@@ -423,7 +423,11 @@ static int build(run *r)
     if (r->archive_fd < 0)
         return fb_error_set_errno(r->err, errno, "%s/%s/%s: cannot create", r->sess_name,
                                   r->tmpname, ARCHIVE_NAME);
+    char archive_name[FB_PATH_MAX];
+    snprintf(archive_name, sizeof archive_name, "%s/%s/%s", r->sess_name, r->tmpname,
+             ARCHIVE_NAME);
     fb_archive_writer_options wo = {
+        .name = archive_name,
         .level = req->config->level,
         .frame_size = req->config->frame_size,
         .threads = req->config->threads,
