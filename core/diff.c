@@ -1,0 +1,806 @@
+/* diff: what differs between two backups, or a backup and the live session
+ * directory, from the manifests (and for live, the same walk a backup does).
+ * Both sides become a "view" (entries sorted by path, hardlinks resolved to
+ * the file they link to), optionally restricted to an incremental's scope,
+ * and one merge over the two sorted views yields the items in path order.
+ * Live files are read only when the quick check (size + mtime) cannot tell,
+ * so a diff of a large unchanged session reads no file data. */
+#include "fb_diff.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fb_hash.h"
+#include "json_strict_i.h"
+#include "scan_i.h"
+
+#define HASH_BUF_SIZE (256 * 1024)
+
+/* ------------------------------------------------------------ the result */
+
+void fb_diff_init(fb_diff *d)
+{
+    memset(d, 0, sizeof *d);
+}
+
+static void side_fini(fb_diff_side *s)
+{
+    free(s->target);
+    s->target = NULL;
+}
+
+void fb_diff_fini(fb_diff *d)
+{
+    if (!d)
+        return;
+    for (size_t i = 0; i < d->n; i++) {
+        free(d->items[i].path);
+        side_fini(&d->items[i].a);
+        side_fini(&d->items[i].b);
+    }
+    free(d->items);
+    fb_diff_init(d);
+}
+
+const char *fb_diff_kind_name(fb_diff_kind kind)
+{
+    switch (kind) {
+    case FB_DIFF_ADDED: return "added";
+    case FB_DIFF_REMOVED: return "removed";
+    case FB_DIFF_MODIFIED: return "modified";
+    case FB_DIFF_CHANGED: return "changed";
+    }
+    return "unknown";
+}
+
+static const struct {
+    unsigned bit;
+    const char *name;
+} change_names[] = {
+    {FB_DIFF_TYPE, "type"},   {FB_DIFF_CONTENT, "content"}, {FB_DIFF_TARGET, "target"},
+    {FB_DIFF_LINK, "link"},   {FB_DIFF_MODE, "mode"},       {FB_DIFF_OWNER, "owner"},
+    {FB_DIFF_MTIME, "mtime"},
+};
+#define N_CHANGE_NAMES (sizeof change_names / sizeof change_names[0])
+
+const char *fb_diff_change_name(unsigned bit)
+{
+    for (size_t i = 0; i < N_CHANGE_NAMES; i++)
+        if (change_names[i].bit == bit)
+            return change_names[i].name;
+    return NULL;
+}
+
+void fb_diff_changes_format(unsigned changes, char *buf, size_t size)
+{
+    if (size == 0)
+        return;
+    size_t o = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < N_CHANGE_NAMES; i++) {
+        if (!(changes & change_names[i].bit))
+            continue;
+        int n = snprintf(buf + o, size - o, "%s%s", o ? "," : "", change_names[i].name);
+        if (n < 0 || (size_t)n >= size - o) {
+            buf[size - 1] = '\0';
+            return;
+        }
+        o += (size_t)n;
+    }
+}
+
+/* ------------------------------------------------------------- the views */
+
+/* One entry of one side, borrowed from a manifest or a scan. */
+typedef struct view_entry {
+    const char *path;
+    const char *target;    /* symlink target or hardlink link (NULL otherwise) */
+    fb_entry_meta meta;    /* as stored: a hardlink keeps type HARDLINK */
+    fb_entry_type kind;    /* what the content is: HARDLINK becomes FILE */
+    const uint8_t *sha256; /* manifest files and hardlinks: the content's; live: NULL */
+    size_t content;        /* live: scan index of the FILE entry holding the inode */
+} view_entry;
+
+typedef struct view {
+    view_entry *e;
+    size_t n;
+} view;
+
+static void view_fini(view *v)
+{
+    free(v->e);
+    v->e = NULL;
+    v->n = 0;
+}
+
+static int cmp_view_entry(const void *x, const void *y)
+{
+    return strcmp(((const view_entry *)x)->path, ((const view_entry *)y)->path);
+}
+
+static const view_entry *view_find(const view *v, const char *path)
+{
+    size_t lo = 0, hi = v->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(v->e[mid].path, path);
+        if (c == 0)
+            return &v->e[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+static int oom(fb_error *err)
+{
+    return fb_error_set(err, FB_ENOMEM, "diff: out of memory");
+}
+
+static int view_alloc(view *v, size_t n, fb_error *err)
+{
+    v->n = 0;
+    v->e = calloc(n ? n : 1, sizeof *v->e);
+    return v->e ? 0 : oom(err);
+}
+
+static const char *manifest_label(const fb_manifest *m)
+{
+    return m->backup_id[0] ? m->backup_id : "(unnamed)";
+}
+
+static int view_from_manifest(const fb_manifest *m, view *out, fb_error *err)
+{
+    int rc = view_alloc(out, m->n_entries, err);
+    if (rc < 0)
+        return rc;
+    for (size_t i = 0; i < m->n_entries; i++) {
+        const fb_manifest_entry *me = &m->entries[i];
+        view_entry *ve = &out->e[i];
+        if (!me->path || me->meta.type > FB_ENTRY_HARDLINK) {
+            view_fini(out);
+            return fb_error_set(err, FB_EMISUSE, "diff: manifest %s: entry %zu is invalid",
+                                manifest_label(m), i);
+        }
+        ve->path = me->path;
+        ve->meta = me->meta;
+        ve->kind = me->meta.type == FB_ENTRY_HARDLINK ? FB_ENTRY_FILE : me->meta.type;
+        if (me->meta.type == FB_ENTRY_SYMLINK || me->meta.type == FB_ENTRY_HARDLINK)
+            ve->target = me->target ? me->target : "";
+        ve->sha256 = me->meta.type == FB_ENTRY_FILE ? me->sha256 : NULL;
+    }
+    out->n = m->n_entries;
+    if (out->n > 1)
+        qsort(out->e, out->n, sizeof *out->e, cmp_view_entry);
+
+    char esc[600];
+    for (size_t i = 1; i < out->n; i++) {
+        if (strcmp(out->e[i - 1].path, out->e[i].path) == 0) {
+            fb_path_escape(out->e[i].path, esc, sizeof esc);
+            view_fini(out);
+            return fb_error_set(err, FB_ECORRUPT, "manifest %s: duplicate path %s",
+                                manifest_label(m), esc);
+        }
+    }
+    /* A hardlink's content is its file's; resolved before any scope filter
+     * removes the file it links to. */
+    for (size_t i = 0; i < out->n; i++) {
+        view_entry *ve = &out->e[i];
+        if (ve->meta.type != FB_ENTRY_HARDLINK)
+            continue;
+        const view_entry *f = view_find(out, ve->target);
+        if (!f || f->meta.type != FB_ENTRY_FILE) {
+            char esc2[600];
+            fb_path_escape(ve->path, esc, sizeof esc);
+            fb_path_escape(ve->target, esc2, sizeof esc2);
+            view_fini(out);
+            return fb_error_set(err, FB_ECORRUPT,
+                                "manifest %s: hardlink %s links to %s, which is not a file "
+                                "entry",
+                                manifest_label(m), esc, esc2);
+        }
+        ve->sha256 = f->sha256;
+    }
+    return 0;
+}
+
+/* The live tree as a backup would record it (see write_entries in backup.c:
+ * directories have size 0, a symlink the length of its target). */
+static int view_from_scan(const fb_scan_result *s, view *out, fb_error *err)
+{
+    int rc = view_alloc(out, s->n, err);
+    if (rc < 0)
+        return rc;
+    for (size_t i = 0; i < s->n; i++) {
+        const fb_scan_entry *se = &s->entries[i];
+        view_entry *ve = &out->e[i];
+        ve->path = se->path;
+        ve->meta.type = se->type;
+        ve->meta.mode = (uint32_t)(se->st.mode & 07777);
+        ve->meta.uid = (uint32_t)se->st.uid;
+        ve->meta.gid = (uint32_t)se->st.gid;
+        ve->meta.mtime = se->st.mtime;
+        ve->meta.mtime_nsec = se->st.mtime_nsec;
+        ve->kind = se->type == FB_ENTRY_HARDLINK ? FB_ENTRY_FILE : se->type;
+        switch (se->type) {
+        case FB_ENTRY_FILE:
+            ve->meta.size = se->st.size;
+            ve->content = i;
+            break;
+        case FB_ENTRY_HARDLINK:
+            ve->meta.size = se->st.size;
+            ve->content = se->link_index;
+            ve->target = s->entries[se->link_index].path;
+            break;
+        case FB_ENTRY_SYMLINK:
+            ve->target = se->target ? se->target : "";
+            ve->meta.size = strlen(ve->target);
+            break;
+        case FB_ENTRY_DIR:
+            ve->meta.size = 0;
+            break;
+        }
+    }
+    out->n = s->n;
+    if (out->n > 1)
+        qsort(out->e, out->n, sizeof *out->e, cmp_view_entry);
+    return 0;
+}
+
+static bool in_scope(const fb_config *scope, const char *path)
+{
+    return fb_config_include_matches(scope, path);
+}
+
+/* Drops the non-directory entries the include patterns do not select (an
+ * incremental would not hold them). Directories stay: see parent_only. */
+static void view_restrict(view *v, const fb_config *scope)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < v->n; i++)
+        if (v->e[i].meta.type == FB_ENTRY_DIR || in_scope(scope, v->e[i].path))
+            v->e[k++] = v->e[i];
+    v->n = k;
+}
+
+/* --------------------------------------------------------- live hashing */
+
+enum { LIVE_UNKNOWN = 0, LIVE_HASHED, LIVE_GONE };
+
+typedef struct live_ctx {
+    int source_fd;
+    const char *source_name;
+    const fb_scan_result *scan;
+    uint8_t (*sha)[FB_SHA256_LEN]; /* per scan entry (FILE entries only used) */
+    unsigned char *state;          /* LIVE_* per scan entry */
+    uint8_t *buf;
+} live_ctx;
+
+static bool is_gone_errno(int e)
+{
+    return e == ENOENT || e == ENOTDIR || e == ELOOP || e == ENXIO || e == EISDIR;
+}
+
+/* Opens the regular file at relative path under root_fd, one component at
+ * a time, never through a symlink. Returns 0 (*fd_out set), 1 when the path
+ * vanished or a component is no longer what it was, or an FB error. */
+static int open_beneath(live_ctx *lc, const char *path, int *fd_out, fb_error *err)
+{
+    int dirfd = lc->source_fd, own = -1;
+    const char *p = path;
+    char esc[600];
+    for (;;) {
+        const char *slash = strchr(p, '/');
+        if (!slash)
+            break;
+        size_t nl = (size_t)(slash - p);
+        char name[NAME_MAX + 1];
+        if (nl == 0 || nl > NAME_MAX) {
+            if (own >= 0)
+                close(own);
+            return 1;
+        }
+        memcpy(name, p, nl);
+        name[nl] = '\0';
+        int fd = openat(dirfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        int e = errno;
+        if (own >= 0)
+            close(own);
+        if (fd < 0) {
+            if (is_gone_errno(e))
+                return 1;
+            fb_path_escape(path, esc, sizeof esc);
+            return fb_error_set_errno(err, e, "%s: cannot open the directory of %s",
+                                      lc->source_name, esc);
+        }
+        own = dirfd = fd;
+        p = slash + 1;
+    }
+    /* O_NONBLOCK: a FIFO swapped in since the walk must not block the open. */
+    int fd = openat(dirfd, p, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    int e = errno;
+    if (own >= 0)
+        close(own);
+    if (fd < 0) {
+        if (is_gone_errno(e))
+            return 1;
+        fb_path_escape(path, esc, sizeof esc);
+        return fb_error_set_errno(err, e, "%s: cannot open %s", lc->source_name, esc);
+    }
+    *fd_out = fd;
+    return 0;
+}
+
+static bool same_content_stat(const struct stat *x, const struct stat *y)
+{
+    return x->st_size == y->st_size && x->st_mtim.tv_sec == y->st_mtim.tv_sec &&
+           x->st_mtim.tv_nsec == y->st_mtim.tv_nsec && x->st_ctim.tv_sec == y->st_ctim.tv_sec &&
+           x->st_ctim.tv_nsec == y->st_ctim.tv_nsec;
+}
+
+/* Hashes the live inode of scan entry idx once. Returns 0 (LIVE_HASHED), 1
+ * (LIVE_GONE: vanished or replaced, warned) or an FB error. */
+static int live_hash(live_ctx *lc, const fb_diff_options *opts, fb_diff *out, size_t idx,
+                     fb_error *err)
+{
+    if (lc->state[idx] == LIVE_HASHED)
+        return 0;
+    if (lc->state[idx] == LIVE_GONE)
+        return 1;
+    const fb_scan_entry *se = &lc->scan->entries[idx];
+    char esc[600];
+    int fd = -1;
+    int rc = open_beneath(lc, se->path, &fd, err);
+    if (rc < 0)
+        return rc;
+    struct stat before, after;
+    if (rc == 0 && fstat(fd, &before) != 0) {
+        int e = errno;
+        close(fd);
+        fb_path_escape(se->path, esc, sizeof esc);
+        return fb_error_set_errno(err, e, "%s: cannot stat %s", lc->source_name, esc);
+    }
+    if (rc > 0 || !S_ISREG(before.st_mode) || before.st_dev != se->st.dev ||
+        before.st_ino != se->st.ino) {
+        if (fd >= 0)
+            close(fd);
+        lc->state[idx] = LIVE_GONE;
+        fb_path_escape(se->path, esc, sizeof esc);
+        fb_warnf(opts->warn, opts->warn_ctx,
+                 "vanished or replaced before it was compared (reported as modified): %s", esc);
+        return 1;
+    }
+
+    fb_sha256 h;
+    rc = fb_sha256_init(&h, err);
+    if (rc < 0) {
+        close(fd);
+        return rc;
+    }
+    uint64_t total = 0;
+    for (;;) {
+        ssize_t n = read(fd, lc->buf, HASH_BUF_SIZE);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            int e = errno;
+            fb_sha256_fini(&h);
+            close(fd);
+            fb_path_escape(se->path, esc, sizeof esc);
+            return fb_error_set_errno(err, e, "%s: cannot read %s", lc->source_name, esc);
+        }
+        if (n == 0)
+            break;
+        fb_sha256_update(&h, lc->buf, (size_t)n);
+        total += (uint64_t)n;
+    }
+    fb_sha256_final(&h, lc->sha[idx]);
+    fb_sha256_fini(&h);
+    if (fstat(fd, &after) == 0 && !same_content_stat(&before, &after)) {
+        fb_path_escape(se->path, esc, sizeof esc);
+        fb_warnf(opts->warn, opts->warn_ctx, "file changed while being compared: %s", esc);
+    }
+    close(fd);
+    lc->state[idx] = LIVE_HASHED;
+    out->files_hashed++;
+    out->bytes_hashed += total;
+    return 0;
+}
+
+/* ------------------------------------------------------------ the merge */
+
+typedef struct diff_run {
+    const fb_diff_options *opts;
+    bool scoped;
+    live_ctx *live; /* b is the live view when set */
+    fb_diff *out;
+    fb_error *err;
+} diff_run;
+
+/* A directory outside the scope is in an incremental only as the parent of
+ * something in scope, so its presence on one side alone says nothing. */
+static bool parent_only(const diff_run *r, const view_entry *e)
+{
+    return r->scoped && e->meta.type == FB_ENTRY_DIR && !in_scope(r->opts->include, e->path);
+}
+
+/* The path an entry shares its data with, for link comparison; a link
+ * outside the scope would not be one in an incremental. */
+static const char *link_of(const diff_run *r, const view_entry *e)
+{
+    if (e->meta.type != FB_ENTRY_HARDLINK)
+        return NULL;
+    if (r->scoped && !in_scope(r->opts->include, e->target))
+        return NULL;
+    return e->target;
+}
+
+/* The b side's SHA-256 if known. */
+static const uint8_t *b_sha(const diff_run *r, const view_entry *b)
+{
+    if (!r->live)
+        return b->sha256;
+    if (b->kind == FB_ENTRY_FILE && r->live->state[b->content] == LIVE_HASHED)
+        return r->live->sha[b->content];
+    return NULL;
+}
+
+static int side_set(fb_diff_side *s, const view_entry *e, const uint8_t *sha, fb_error *err)
+{
+    s->present = true;
+    s->meta = e->meta;
+    if (e->target) {
+        s->target = strdup(e->target);
+        if (!s->target)
+            return oom(err);
+    }
+    if (sha && e->kind == FB_ENTRY_FILE) {
+        s->has_sha256 = true;
+        memcpy(s->sha256, sha, FB_SHA256_LEN);
+    }
+    return 0;
+}
+
+static int emit(diff_run *r, fb_diff_kind kind, unsigned changes, const view_entry *a,
+                const view_entry *b)
+{
+    fb_diff *d = r->out;
+    if (d->n == d->cap) {
+        size_t cap = d->cap ? d->cap * 2 : 64;
+        size_t bytes;
+        if (__builtin_mul_overflow(cap, sizeof *d->items, &bytes))
+            return oom(r->err);
+        fb_diff_item *ni = realloc(d->items, bytes);
+        if (!ni)
+            return oom(r->err);
+        d->items = ni;
+        d->cap = cap;
+    }
+    fb_diff_item *it = &d->items[d->n];
+    memset(it, 0, sizeof *it);
+    it->kind = kind;
+    it->changes = changes;
+    it->path = strdup(a ? a->path : b->path);
+    /* Counted before any failure below so fb_diff_fini frees what was set. */
+    d->n++;
+    if (!it->path)
+        return oom(r->err);
+    if (a && side_set(&it->a, a, a->sha256, r->err) < 0)
+        return FB_ENOMEM;
+    if (b && side_set(&it->b, b, b_sha(r, b), r->err) < 0)
+        return FB_ENOMEM;
+    switch (kind) {
+    case FB_DIFF_ADDED: d->n_added++; break;
+    case FB_DIFF_REMOVED: d->n_removed++; break;
+    case FB_DIFF_MODIFIED: d->n_modified++; break;
+    case FB_DIFF_CHANGED: d->n_changed++; break;
+    }
+    return 0;
+}
+
+static bool str_differs(const char *x, const char *y)
+{
+    if (!x || !y)
+        return x != y;
+    return strcmp(x, y) != 0;
+}
+
+/* Does the content of file entries a (manifest) and b differ? Sets *differs. */
+static int file_content_differs(diff_run *r, const view_entry *a, const view_entry *b,
+                                bool *differs)
+{
+    if (a->meta.size != b->meta.size) {
+        *differs = true;
+        return 0;
+    }
+    if (!r->live) {
+        *differs = memcmp(a->sha256, b->sha256, FB_SHA256_LEN) != 0;
+        return 0;
+    }
+    bool quick_same = a->meta.mtime == b->meta.mtime && a->meta.mtime_nsec == b->meta.mtime_nsec;
+    if (quick_same && !r->opts->checksum) {
+        *differs = false;
+        return 0;
+    }
+    int rc = live_hash(r->live, r->opts, r->out, b->content, r->err);
+    if (rc < 0)
+        return rc;
+    *differs = rc > 0 || memcmp(a->sha256, r->live->sha[b->content], FB_SHA256_LEN) != 0;
+    return 0;
+}
+
+static int compare(diff_run *r, const view_entry *a, const view_entry *b)
+{
+    unsigned ch = 0;
+    if (a->kind != b->kind) {
+        ch |= FB_DIFF_TYPE;
+    } else if (a->kind == FB_ENTRY_FILE) {
+        bool differs = false;
+        int rc = file_content_differs(r, a, b, &differs);
+        if (rc < 0)
+            return rc;
+        if (differs)
+            ch |= FB_DIFF_CONTENT;
+        if (str_differs(link_of(r, a), link_of(r, b)))
+            ch |= FB_DIFF_LINK;
+    } else if (a->kind == FB_ENTRY_SYMLINK && str_differs(a->target, b->target)) {
+        ch |= FB_DIFF_TARGET;
+    }
+    if (a->meta.mode != b->meta.mode)
+        ch |= FB_DIFF_MODE;
+    if (a->meta.uid != b->meta.uid || a->meta.gid != b->meta.gid)
+        ch |= FB_DIFF_OWNER;
+    if (a->meta.mtime != b->meta.mtime || a->meta.mtime_nsec != b->meta.mtime_nsec)
+        ch |= FB_DIFF_MTIME;
+    if (!ch)
+        return 0;
+    return emit(r, (ch & FB_DIFF_CONTENT_BITS) ? FB_DIFF_MODIFIED : FB_DIFF_CHANGED, ch, a, b);
+}
+
+static int merge(diff_run *r, const view *a, const view *b)
+{
+    size_t i = 0, j = 0;
+    int rc = 0;
+    while (rc == 0 && (i < a->n || j < b->n)) {
+        int c = i >= a->n ? 1 : j >= b->n ? -1 : strcmp(a->e[i].path, b->e[j].path);
+        if (c < 0) {
+            if (!parent_only(r, &a->e[i]))
+                rc = emit(r, FB_DIFF_REMOVED, 0, &a->e[i], NULL);
+            i++;
+        } else if (c > 0) {
+            if (!parent_only(r, &b->e[j]))
+                rc = emit(r, FB_DIFF_ADDED, 0, NULL, &b->e[j]);
+            j++;
+        } else {
+            rc = compare(r, &a->e[i], &b->e[j]);
+            i++;
+            j++;
+        }
+    }
+    return rc;
+}
+
+/* ------------------------------------------------------------ the entry points */
+
+static const fb_diff_options no_options;
+
+int fb_diff_manifests(const fb_manifest *a, const fb_manifest *b, const fb_diff_options *opts,
+                      fb_diff *out, fb_error *err)
+{
+    if (!out)
+        return fb_error_set(err, FB_EMISUSE, "diff: no result to fill");
+    fb_diff_fini(out);
+    if (!a || !b)
+        return fb_error_set(err, FB_EMISUSE, "diff: a manifest is missing");
+    if (!opts)
+        opts = &no_options;
+    diff_run r = {
+        .opts = opts,
+        .scoped = opts->include &&
+                  (a->type == FB_BACKUP_INCREMENTAL || b->type == FB_BACKUP_INCREMENTAL),
+        .out = out,
+        .err = err,
+    };
+    view va = {0}, vb = {0};
+    int rc = view_from_manifest(a, &va, err);
+    if (rc == 0)
+        rc = view_from_manifest(b, &vb, err);
+    if (rc == 0 && r.scoped) {
+        view_restrict(&va, opts->include);
+        view_restrict(&vb, opts->include);
+    }
+    if (rc == 0)
+        rc = merge(&r, &va, &vb);
+    view_fini(&va);
+    view_fini(&vb);
+    if (rc < 0) {
+        fb_diff_fini(out);
+        return rc;
+    }
+    out->scoped = r.scoped;
+    return 0;
+}
+
+int fb_diff_live(const fb_manifest *a, int source_fd, const char *source_name,
+                 const fb_diff_options *opts, fb_diff *out, fb_error *err)
+{
+    if (!out)
+        return fb_error_set(err, FB_EMISUSE, "diff: no result to fill");
+    fb_diff_fini(out);
+    if (!a || source_fd < 0)
+        return fb_error_set(err, FB_EMISUSE, "diff: a manifest or the session directory is "
+                                             "missing");
+    if (!opts)
+        opts = &no_options;
+    if (!source_name)
+        source_name = "session directory";
+    bool scoped = opts->include && a->type == FB_BACKUP_INCREMENTAL;
+
+    fb_scan_options so = {
+        .include = scoped ? opts->include : NULL,
+        .warn = opts->warn,
+        .warn_ctx = opts->warn_ctx,
+    };
+    fb_scan_result scan;
+    int rc = fb_scan_dir(source_fd, source_name, &so, &scan, err);
+    if (rc < 0)
+        return rc;
+    if (opts->after_scan)
+        opts->after_scan(opts->after_scan_ctx);
+
+    live_ctx lc = {
+        .source_fd = source_fd,
+        .source_name = source_name,
+        .scan = &scan,
+        .sha = calloc(scan.n ? scan.n : 1, sizeof *lc.sha),
+        .state = calloc(scan.n ? scan.n : 1, 1),
+        .buf = malloc(HASH_BUF_SIZE),
+    };
+    diff_run r = {.opts = opts, .scoped = scoped, .live = &lc, .out = out, .err = err};
+    view va = {0}, vb = {0};
+    if (!lc.sha || !lc.state || !lc.buf)
+        rc = oom(err);
+    if (rc == 0)
+        rc = view_from_manifest(a, &va, err);
+    if (rc == 0)
+        rc = view_from_scan(&scan, &vb, err);
+    if (rc == 0 && scoped)
+        view_restrict(&va, opts->include);
+    if (rc == 0)
+        rc = merge(&r, &va, &vb);
+    view_fini(&va);
+    view_fini(&vb);
+    free(lc.sha);
+    free(lc.state);
+    free(lc.buf);
+    fb_scan_result_fini(&scan);
+    if (rc < 0) {
+        fb_diff_fini(out);
+        return rc;
+    }
+    out->scoped = scoped;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ JSON */
+
+/* A raw-bytes name: the (lossy) UTF-8 text, plus the exact bytes in base64
+ * when the text alone cannot carry them (the manifest's convention). */
+static void write_name(fb_json_writer *w, const char *key, const char *name)
+{
+    fb_json_key(w, key);
+    fb_json_string(w, name);
+    if (!fb_utf8_valid(name, strlen(name))) {
+        char *b64 = NULL;
+        char key_b64[32];
+        snprintf(key_b64, sizeof key_b64, "%s_b64", key);
+        if (fb_base64_encode((const uint8_t *)name, strlen(name), &b64) < 0) {
+            w->error = w->error ? w->error : FB_ENOMEM;
+            return;
+        }
+        fb_json_key(w, key_b64);
+        fb_json_string(w, b64);
+        free(b64);
+    }
+}
+
+static void write_side(fb_json_writer *w, const char *key, const fb_diff_side *s)
+{
+    fb_json_key(w, key);
+    if (!s->present) {
+        fb_json_null(w);
+        return;
+    }
+    fb_json_begin_object(w);
+    fb_json_key(w, "type");
+    fb_json_string(w, fb_entry_type_name(s->meta.type));
+    fb_json_key(w, "mode");
+    fb_json_u64(w, s->meta.mode);
+    fb_json_key(w, "uid");
+    fb_json_u64(w, s->meta.uid);
+    fb_json_key(w, "gid");
+    fb_json_u64(w, s->meta.gid);
+    fb_json_key(w, "mtime");
+    fb_json_i64(w, s->meta.mtime);
+    fb_json_key(w, "mtime_nsec");
+    fb_json_u64(w, s->meta.mtime_nsec);
+    fb_json_key(w, "size");
+    fb_json_u64(w, s->meta.size);
+    if (s->has_sha256) {
+        char hex[FB_SHA256_HEX_LEN + 1];
+        fb_hex_encode(s->sha256, FB_SHA256_LEN, hex);
+        fb_json_key(w, "sha256");
+        fb_json_string(w, hex);
+    }
+    if (s->target)
+        write_name(w, s->meta.type == FB_ENTRY_HARDLINK ? "link" : "target", s->target);
+    fb_json_end_object(w);
+}
+
+int fb_diff_to_json(const fb_diff *d, const char *a_name, const char *b_name, char **out,
+                    size_t *out_len, fb_error *err)
+{
+    if (!out)
+        return fb_error_set(err, FB_EMISUSE, "diff: no output for JSON");
+    *out = NULL;
+    if (out_len)
+        *out_len = 0;
+    if (!d)
+        return fb_error_set(err, FB_EMISUSE, "diff: no diff to write");
+    fb_json_writer w;
+    fb_json_writer_init(&w);
+    fb_json_begin_object(&w);
+    fb_json_key(&w, "a");
+    fb_json_string_or_null(&w, a_name);
+    fb_json_key(&w, "b");
+    fb_json_string_or_null(&w, b_name);
+    fb_json_key(&w, "scoped");
+    fb_json_bool(&w, d->scoped);
+    fb_json_key(&w, "summary");
+    fb_json_begin_object(&w);
+    fb_json_key(&w, "added");
+    fb_json_u64(&w, d->n_added);
+    fb_json_key(&w, "removed");
+    fb_json_u64(&w, d->n_removed);
+    fb_json_key(&w, "modified");
+    fb_json_u64(&w, d->n_modified);
+    fb_json_key(&w, "changed");
+    fb_json_u64(&w, d->n_changed);
+    fb_json_end_object(&w);
+    fb_json_key(&w, "hashed");
+    fb_json_begin_object(&w);
+    fb_json_key(&w, "files");
+    fb_json_u64(&w, d->files_hashed);
+    fb_json_key(&w, "bytes");
+    fb_json_u64(&w, d->bytes_hashed);
+    fb_json_end_object(&w);
+    fb_json_key(&w, "items");
+    fb_json_begin_array(&w);
+    for (size_t i = 0; i < d->n && !w.error; i++) {
+        const fb_diff_item *it = &d->items[i];
+        fb_json_begin_object(&w);
+        write_name(&w, "path", it->path);
+        fb_json_key(&w, "kind");
+        fb_json_string(&w, fb_diff_kind_name(it->kind));
+        fb_json_key(&w, "changes");
+        fb_json_begin_array(&w);
+        for (size_t k = 0; k < N_CHANGE_NAMES; k++)
+            if (it->changes & change_names[k].bit)
+                fb_json_string(&w, change_names[k].name);
+        fb_json_end_array(&w);
+        write_side(&w, "a", &it->a);
+        write_side(&w, "b", &it->b);
+        fb_json_end_object(&w);
+    }
+    fb_json_end_array(&w);
+    fb_json_end_object(&w);
+    return fb_json_writer_finish(&w, "diff", out, out_len, err);
+}
