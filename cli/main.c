@@ -1,1 +1,356 @@
-int main(void) { return 0; }
+/* flowloom-backup: command dispatch, global options, and the resolution of
+ * what every command shares (root, session, clock). Commands live in
+ * cmd_*.c; this file knows nothing about backups themselves. */
+#include "cli_i.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fb_store.h"
+
+#ifndef FB_VERSION
+#define FB_VERSION "0.0.0"
+#endif
+
+/* 9999-12-31T23:59:59Z: the last second a backup id can spell. */
+#define CLI_NOW_MAX INT64_C(253402300799)
+
+static const cli_command *const commands[] = {
+    &cli_cmd_backup, &cli_cmd_list,  &cli_cmd_show,   &cli_cmd_verify,
+    &cli_cmd_mount,  &cli_cmd_umount, NULL,
+};
+
+static const char global_usage_head[] =
+    "Usage: " CLI_PROG " [global options] <command> [arguments]\n"
+    "\n"
+    "Backups of FlowLoom sessions (.flowloom/sessions/<id>/ into .flowloom/backups/<id>/).\n"
+    "\n"
+    "Commands:\n";
+
+static const char global_usage_tail[] =
+    "\n"
+    "Global options (before or after the command name):\n"
+    "  -C, --root DIR     FlowLoom root (default: $FLOWLOOM_ROOT, else the nearest\n"
+    "                     directory at or above the working directory with .flowloom/)\n"
+    "      --session ID   session (default: $FLOWLOOM_SESSION, else the first line of\n"
+    "                     .flowloom/current_session; the word 'current' means the same)\n"
+    "      --json         machine-readable output\n"
+    "  -q, --quiet        print only errors and warnings\n"
+    "  -v, --verbose      more detail\n"
+    "  -h, --help         help (also '" CLI_PROG " <command> --help')\n"
+    "      --version      print the version\n"
+    "\n"
+    "Environment: FLOWLOOM_ROOT, FLOWLOOM_SESSION, FLOWLOOM_NOW (integer seconds since the\n"
+    "epoch taken as the current time).\n"
+    "\n"
+    "Exit status: 0 ok, 1 corruption found, 2 bad usage or input, 3 not found,\n"
+    "4 busy (session locked), 5 I/O or other runtime failure.\n";
+
+static void print_global_usage(FILE *f)
+{
+    fputs(global_usage_head, f);
+    for (size_t i = 0; commands[i]; i++) {
+        char name[64];
+        if (commands[i]->alias)
+            snprintf(name, sizeof name, "%s, %s", commands[i]->name, commands[i]->alias);
+        else
+            snprintf(name, sizeof name, "%s", commands[i]->name);
+        fprintf(f, "  %-20s %s\n", name, commands[i]->summary);
+    }
+    fputs(global_usage_tail, f);
+}
+
+static const cli_command *find_command(const char *name)
+{
+    for (size_t i = 0; commands[i]; i++)
+        if (strcmp(commands[i]->name, name) == 0 ||
+            (commands[i]->alias && strcmp(commands[i]->alias, name) == 0))
+            return commands[i];
+    return NULL;
+}
+
+static void print_command_usage(const cli_command *cmd)
+{
+    fputs(cmd->usage, stdout);
+    fputs("\nGlobal options: -C/--root DIR, --session ID, --json, -q/--quiet, -v/--verbose,\n"
+          "-h/--help (see '" CLI_PROG " --help').\n",
+          stdout);
+}
+
+/* $FLOWLOOM_NOW: a decimal integer within the years a backup id can spell. */
+static int resolve_now(cli_ctx *ctx)
+{
+    const char *env = getenv("FLOWLOOM_NOW");
+    if (!env || !*env) {
+        ctx->now = (int64_t)time(NULL);
+        return 0;
+    }
+    const char *p = env;
+    if (*p == '-' || *p == '+')
+        p++;
+    bool ok = *p != '\0';
+    for (const char *q = p; *q; q++)
+        if (*q < '0' || *q > '9')
+            ok = false;
+    char *end = NULL;
+    errno = 0;
+    long long v = ok ? strtoll(env, &end, 10) : 0;
+    if (!ok || errno || *end || v < 0 || v > CLI_NOW_MAX)
+        return cli_failf(CLI_EXIT_USAGE,
+                         "FLOWLOOM_NOW: '%s' is not an integer number of seconds since the "
+                         "epoch (0 to %" PRId64 ")",
+                         env, CLI_NOW_MAX);
+    ctx->now = (int64_t)v;
+    return 0;
+}
+
+int cli_check_session_arg(const char *session_arg)
+{
+    if (!session_arg || strcmp(session_arg, "current") == 0)
+        return 0;
+    fb_error err;
+    fb_error_clear(&err);
+    if (fb_session_id_check(session_arg, &err) != 0) {
+        if (err.code != FB_EINVAL)
+            err.code = FB_EINVAL;
+        return cli_fail(&err);
+    }
+    return 0;
+}
+
+int cli_resolve_root(cli_ctx *ctx)
+{
+    if (ctx->root)
+        return 0;
+    if (ctx->root_opt && !*ctx->root_opt)
+        return cli_usage_error(ctx->command, "--root: empty directory name");
+    char *cwd = getcwd(NULL, 0);
+    fb_error err;
+    fb_error_clear(&err);
+    int rc = fb_root_find(ctx->root_opt, getenv("FLOWLOOM_ROOT"), cwd ? cwd : ".", &ctx->root,
+                          &err);
+    free(cwd);
+    if (rc != 0) {
+        ctx->root = NULL;
+        return cli_fail(&err);
+    }
+    /* Absolute and canonical, so printed locations and the path handed to
+     * the mount daemon do not depend on the working directory. */
+    char *real = realpath(ctx->root, NULL);
+    if (real) {
+        free(ctx->root);
+        ctx->root = real;
+    }
+    return 0;
+}
+
+int cli_resolve_session(cli_ctx *ctx, const char *session_arg, char **out)
+{
+    *out = NULL;
+    if (session_arg && strcmp(session_arg, "current") != 0) {
+        int rc = cli_check_session_arg(session_arg);
+        if (rc)
+            return rc;
+        *out = strdup(session_arg);
+        return *out ? 0 : cli_failf(CLI_EXIT_RUNTIME, "out of memory");
+    }
+    int rc = cli_resolve_root(ctx);
+    if (rc)
+        return rc;
+    fb_error err;
+    fb_error_clear(&err);
+    if (fb_current_session_find(ctx->root, getenv("FLOWLOOM_SESSION"), out, &err) != 0) {
+        *out = NULL;
+        return cli_fail(&err);
+    }
+    return 0;
+}
+
+static int dir_errno(const cli_ctx *ctx, const char *sub, const char *session_id)
+{
+    size_t len = strlen(ctx->root) + strlen(sub) + strlen(session_id) + 3;
+    char *path = malloc(len);
+    if (!path)
+        return ENOMEM;
+    snprintf(path, len, "%s/%s/%s", ctx->root, sub, session_id);
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int e = fd < 0 ? errno : 0;
+    if (fd >= 0)
+        close(fd);
+    free(path);
+    return e;
+}
+
+int cli_session_source_errno(const cli_ctx *ctx, const char *session_id)
+{
+    return dir_errno(ctx, ".flowloom/sessions", session_id);
+}
+
+int cli_session_store_errno(const cli_ctx *ctx, const char *session_id)
+{
+    return dir_errno(ctx, ".flowloom/backups", session_id);
+}
+
+int cli_session_not_found(const cli_ctx *ctx, const char *session_id)
+{
+    return cli_failf(CLI_EXIT_NOTFOUND,
+                     "session '%s' not found: neither %s/.flowloom/sessions/%s nor "
+                     "%s/.flowloom/backups/%s exists",
+                     session_id, ctx->root, session_id, ctx->root, session_id);
+}
+
+int cli_resolve_existing_session(cli_ctx *ctx, const char *session_arg, char **out)
+{
+    int status = cli_check_session_arg(session_arg);
+    if (status)
+        return status;
+    status = cli_resolve_root(ctx);
+    if (status)
+        return status;
+    status = cli_resolve_session(ctx, session_arg, out);
+    if (status)
+        return status;
+    if (cli_session_source_errno(ctx, *out) == ENOENT &&
+        cli_session_store_errno(ctx, *out) == ENOENT) {
+        status = cli_session_not_found(ctx, *out);
+        free(*out);
+        *out = NULL;
+    }
+    return status;
+}
+
+int cli_open_store_readonly(cli_ctx *ctx, fb_store **out)
+{
+    *out = NULL;
+    int status = cli_resolve_root(ctx);
+    if (status)
+        return status;
+    fb_error err;
+    fb_error_clear(&err);
+    int rc = fb_store_open(ctx->root, false, out, &err);
+    if (rc == 0)
+        return 0;
+    *out = NULL;
+    /* The root was found, so .flowloom exists: only backups/ is missing. */
+    if (rc == FB_ENOTFOUND && access(ctx->root, F_OK) == 0)
+        return 0;
+    return cli_fail(&err);
+}
+
+int cli_load_index(cli_ctx *ctx, fb_store *store, const char *session_id, fb_index *idx)
+{
+    fb_index_init(idx, session_id);
+    if (!store)
+        return 0;
+    fb_error err;
+    fb_error_clear(&err);
+    bool rebuilt = false;
+    if (fb_store_load_index(store, session_id, FB_INDEX_LOAD_WRITE_BACK_IF_UNLOCKED, idx,
+                            &rebuilt, cli_warn, ctx, &err) != 0) {
+        fb_index_fini(idx);
+        fb_index_init(idx, session_id);
+        return cli_fail(&err);
+    }
+    return 0;
+}
+
+void cli_warn(void *vctx, const char *message)
+{
+    cli_ctx *ctx = vctx;
+    if (ctx && ctx->progress_line_active) {
+        fputs("\r\033[K", stderr);
+        ctx->progress_line_active = false;
+    }
+    fprintf(stderr, "%s: warning: ", CLI_PROG);
+    cli_print_escaped(stderr, message);
+    fputc('\n', stderr);
+}
+
+static int finish_stdout(int status)
+{
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        /* A reader that went away (| head) is not an error worth a message. */
+        if (errno == EPIPE)
+            return status;
+        int e = errno;
+        fprintf(stderr, "%s: writing to standard output: %s\n", CLI_PROG, strerror(e));
+        return status ? status : CLI_EXIT_RUNTIME;
+    }
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    /* A closed pipe must be an error we report, a full file system or
+     * RLIMIT_FSIZE an EFBIG we clean up after, not a silent death. */
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGXFSZ, SIG_IGN);
+
+    cli_ctx ctx;
+    memset(&ctx, 0, sizeof ctx);
+    int next = argc;
+    int status = cli_parse_args(&ctx, argc, argv, 1, NULL, true, &next);
+    if (status)
+        goto out;
+
+    if (next >= argc) {
+        if (ctx.version) {
+            printf("%s %s\n", CLI_PROG, FB_VERSION);
+        } else if (ctx.help) {
+            print_global_usage(stdout);
+        } else {
+            fprintf(stderr, "%s: no command given\n", CLI_PROG);
+            print_global_usage(stderr);
+            status = CLI_EXIT_USAGE;
+        }
+        goto out;
+    }
+
+    const char *name = argv[next];
+    if (strcmp(name, "help") == 0) {
+        const cli_command *cmd = next + 1 < argc ? find_command(argv[next + 1]) : NULL;
+        if (next + 1 < argc && !cmd) {
+            status = cli_usage_error(NULL, "unknown command '%s'", argv[next + 1]);
+            goto out;
+        }
+        if (cmd)
+            print_command_usage(cmd);
+        else
+            print_global_usage(stdout);
+        goto out;
+    }
+    const cli_command *cmd = find_command(name);
+    if (!cmd) {
+        status = cli_usage_error(NULL, "unknown command '%s'", name);
+        goto out;
+    }
+    ctx.command = cmd;
+    status = cli_parse_args(&ctx, argc, argv, next + 1, cmd, false, NULL);
+    if (status)
+        goto out;
+    if (ctx.help) {
+        print_command_usage(cmd);
+        goto out;
+    }
+    if (ctx.version) {
+        printf("%s %s\n", CLI_PROG, FB_VERSION);
+        goto out;
+    }
+    status = resolve_now(&ctx);
+    if (status)
+        goto out;
+    status = cmd->run(&ctx);
+
+out:
+    status = finish_stdout(status);
+    free(ctx.opts);
+    free(ctx.pos);
+    free(ctx.root);
+    return status;
+}

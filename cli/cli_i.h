@@ -1,0 +1,199 @@
+/* Shared pieces of the flowloom-backup command line program: the per-run
+ * context, the option parser, exit-code mapping and output helpers. The CLI
+ * is a thin layer: every decision about the store lives in core/. */
+#ifndef FB_CLI_I_H
+#define FB_CLI_I_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <cjson/cJSON.h>
+
+#include "fb_config.h"
+#include "fb_error.h"
+#include "fb_index.h"
+#include "fb_store.h"
+#include "fb_types.h"
+
+#define CLI_PROG "flowloom-backup"
+
+/* Exit statuses (SPEC "Exit codes"). */
+enum {
+    CLI_EXIT_OK = 0,
+    CLI_EXIT_CORRUPT = 1,
+    CLI_EXIT_USAGE = 2,
+    CLI_EXIT_NOTFOUND = 3,
+    CLI_EXIT_BUSY = 4,
+    CLI_EXIT_RUNTIME = 5,
+};
+
+/* ---- options ---- */
+
+/* Ids of the global options, accepted before or after the command name.
+ * Command options use ids >= CLI_OPT_COMMAND. */
+enum {
+    CLI_OPT_ROOT = 1,
+    CLI_OPT_SESSION,
+    CLI_OPT_JSON,
+    CLI_OPT_QUIET,
+    CLI_OPT_VERBOSE,
+    CLI_OPT_HELP,
+    CLI_OPT_VERSION,
+    CLI_OPT_COMMAND = 100,
+};
+
+typedef struct cli_option {
+    const char *long_name; /* without the leading "--"; NULL ends a table */
+    char short_name;       /* 0 when there is none */
+    bool has_arg;
+    int id;
+} cli_option;
+
+typedef struct cli_optval {
+    int id;
+    const char *name;  /* long name without "--", for messages */
+    const char *value; /* NULL for flags */
+} cli_optval;
+
+typedef struct cli_command cli_command;
+
+/* Everything a command needs that is common to all commands. */
+typedef struct cli_ctx {
+    const cli_command *command;
+    /* global options */
+    const char *root_opt;
+    const char *session_opt;
+    bool json;
+    bool quiet;
+    int verbose;
+    bool help;
+    bool version;
+    /* command options in the order given, and positionals */
+    cli_optval *opts;
+    size_t n_opts;
+    const char **pos;
+    size_t n_pos;
+    /* resolved lazily */
+    char *root;
+    int64_t now;
+    /* set while a progress line is on stderr, so warnings clear it first */
+    bool progress_line_active;
+} cli_ctx;
+
+struct cli_command {
+    const char *name;
+    const char *alias;         /* NULL when none */
+    const char *summary;       /* one line for the global help */
+    const char *usage;         /* full --help text */
+    const cli_option *options; /* command options, NULL-terminated table (may be NULL) */
+    bool pass_unknown;         /* unknown options become positionals (mount's FUSE options) */
+    int (*run)(cli_ctx *ctx);
+};
+
+extern const cli_option cli_global_options[];
+
+/* Parses argv[start..argc) with the global table and the command's table.
+ * Global options go into ctx; command options into ctx->opts; the rest into
+ * ctx->pos. When stop_at_positional is true, stops at the first positional
+ * and stores its index in *next (used to find the command name).
+ * Returns 0 or CLI_EXIT_USAGE after printing the problem. */
+int cli_parse_args(cli_ctx *ctx, int argc, char **argv, int start, const cli_command *cmd,
+                   bool stop_at_positional, int *next);
+
+/* Strict number parsers for option values; print the problem and return
+ * CLI_EXIT_USAGE on failure. */
+int cli_parse_seconds(const char *opt, const char *value, double *out);
+int cli_parse_uint32(const char *opt, const char *value, uint32_t *out);
+
+/* Splits "[session_id] [backup_id|latest]" (show, verify): with --session
+ * a positional is the backup; a lone positional is the backup when it is
+ * `latest` or shaped like a backup id, else the session. Missing parts are
+ * NULL. Returns 0 or CLI_EXIT_USAGE. */
+int cli_split_session_backup(cli_ctx *ctx, const char **session_arg, const char **backup_arg);
+
+/* "latest" or something shaped like a backup id (date not checked). */
+bool cli_is_backup_spec(const char *s);
+/* "full"/"incremental" (and "incr") */
+bool cli_parse_backup_type(const char *s, fb_backup_type *out);
+
+/* ---- resolution of root, session, clock (main.c) ---- */
+
+/* Validates an explicitly given session id (not "current") before anything
+ * touches the file system. Returns 0 or an exit status (message printed). */
+int cli_check_session_arg(const char *session_arg);
+/* Finds the root into ctx->root. Returns 0 or an exit status. */
+int cli_resolve_root(cli_ctx *ctx);
+/* session_arg NULL or "current" means the current session. *out malloc'd.
+ * Needs ctx->root. Returns 0 or an exit status. */
+int cli_resolve_session(cli_ctx *ctx, const char *session_arg, char **out);
+/* 0 when <root>/.flowloom/sessions/<sid> is a directory (not a symlink),
+ * else the errno of opening it (ENOENT when absent). */
+int cli_session_source_errno(const cli_ctx *ctx, const char *session_id);
+/* 0 when <root>/.flowloom/backups/<sid> is a directory, else the errno. */
+int cli_session_store_errno(const cli_ctx *ctx, const char *session_id);
+/* Prints that the session does not exist; returns CLI_EXIT_NOTFOUND. */
+int cli_session_not_found(const cli_ctx *ctx, const char *session_id);
+/* Opens the store without creating anything; a root without backups yet
+ * gives 0 and *out NULL. Returns 0 or an exit status. */
+int cli_open_store_readonly(cli_ctx *ctx, struct fb_store **out);
+/* Loads the session's index (store may be NULL: empty index). A rebuilt
+ * index is announced on stderr by the store's warning and written back only
+ * if the session lock is free. idx is initialised in every case. Returns 0
+ * or an exit status. */
+int cli_load_index(cli_ctx *ctx, struct fb_store *store, const char *session_id,
+                   struct fb_index *idx);
+/* Resolves session_arg, then requires that the session exists (source or
+ * backups directory). Returns 0 or an exit status. */
+int cli_resolve_existing_session(cli_ctx *ctx, const char *session_arg, char **out);
+/* Warning sink for core (ctx is the cli_ctx). */
+void cli_warn(void *ctx, const char *message);
+
+/* ---- exit codes and errors (exitcode.c) ---- */
+
+int cli_exit_code(int fb_code);
+/* Prints "flowloom-backup: <message>" and returns the exit status. */
+int cli_fail(const fb_error *err);
+/* Prints "flowloom-backup: <message>" and returns status. */
+int cli_failf(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prints the usage problem and a hint; returns CLI_EXIT_USAGE. */
+int cli_usage_error(const cli_command *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* ---- output (output.c) ---- */
+
+/* "0 B", "999 B", "1.5 KiB", "4.2 MiB". */
+void cli_format_size(uint64_t bytes, char out[32]);
+/* Local time "2026-12-01 04:15:00" (with_zone adds " CET"). */
+void cli_format_local_time(int64_t t, bool with_zone, char out[64]);
+/* Writes s for a terminal: control characters, backslashes and bytes that
+ * are not UTF-8 are shown as C escapes, so a name cannot forge output lines. */
+void cli_print_escaped(FILE *f, const char *s);
+/* s with invalid UTF-8 replaced by U+FFFD, malloc'd (NULL on ENOMEM). */
+char *cli_utf8_sanitize(const char *s);
+
+/* JSON values: integers are emitted as raw digits so values above 2^31
+ * print exactly (cJSON's number printer would use %g). */
+cJSON *cli_json_uint(uint64_t v);
+cJSON *cli_json_int(int64_t v);
+/* A string (sanitised to UTF-8) or null when s is NULL. */
+cJSON *cli_json_string_or_null(const char *s);
+/* RFC 3339 UTC string of t. */
+cJSON *cli_json_time(int64_t t);
+/* Adds item to obj under key; returns false on ENOMEM (item freed). */
+bool cli_json_add(cJSON *obj, const char *key, cJSON *item);
+/* Prints formatted JSON and a newline on stdout, frees root. Returns 0 or
+ * an exit status. */
+int cli_json_emit(cJSON *root);
+
+/* ---- commands ---- */
+
+extern const cli_command cli_cmd_backup;
+extern const cli_command cli_cmd_list;
+extern const cli_command cli_cmd_show;
+extern const cli_command cli_cmd_verify;
+extern const cli_command cli_cmd_mount;
+extern const cli_command cli_cmd_umount;
+
+#endif

@@ -1,0 +1,205 @@
+/* Output helpers shared by the commands: human sizes, local time, names made
+ * safe for a terminal, and JSON emission that keeps 64-bit integers exact. */
+#include "cli_i.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "fb_manifest.h"
+
+void cli_format_size(uint64_t bytes, char out[32])
+{
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+    if (bytes < 1024) {
+        snprintf(out, 32, "%" PRIu64 " B", bytes);
+        return;
+    }
+    double v = (double)bytes;
+    size_t u = 0;
+    while (v >= 1024.0 && u + 1 < sizeof units / sizeof units[0]) {
+        v /= 1024.0;
+        u++;
+    }
+    /* Keep three significant digits without printing "1024.0 KiB". */
+    if (v >= 1023.95 && u + 1 < sizeof units / sizeof units[0]) {
+        v /= 1024.0;
+        u++;
+    }
+    if (v < 10.0)
+        snprintf(out, 32, "%.2f %s", v, units[u]);
+    else if (v < 100.0)
+        snprintf(out, 32, "%.1f %s", v, units[u]);
+    else
+        snprintf(out, 32, "%.0f %s", v, units[u]);
+}
+
+void cli_format_local_time(int64_t t, bool with_zone, char out[64])
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    if (!localtime_r(&tt, &tm) ||
+        strftime(out, 64, with_zone ? "%Y-%m-%d %H:%M:%S %Z" : "%Y-%m-%d %H:%M:%S", &tm) == 0)
+        snprintf(out, 64, "@%" PRId64, t);
+}
+
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 if it is not one. */
+static size_t utf8_seq_len(const unsigned char *s)
+{
+    unsigned char c = s[0];
+    if (c < 0x80)
+        return 1;
+    size_t n;
+    uint32_t cp;
+    if (c >= 0xC2 && c <= 0xDF) {
+        n = 2;
+        cp = c & 0x1F;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3;
+        cp = c & 0x0F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4;
+        cp = c & 0x07;
+    } else {
+        return 0;
+    }
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3F);
+    }
+    if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10FFFF ||
+        (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    return n;
+}
+
+void cli_print_escaped(FILE *f, const char *str)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    while (*s) {
+        unsigned char c = *s;
+        size_t n = utf8_seq_len(s);
+        if (n > 1 && !(n == 2 && c == 0xC2 && s[1] < 0xA0)) {
+            /* printable multi-byte character (C1 controls are escaped) */
+            fwrite(s, 1, n, f);
+            s += n;
+            continue;
+        }
+        if (n == 2) {
+            fprintf(f, "\\x%02x\\x%02x", s[0], s[1]);
+            s += 2;
+            continue;
+        }
+        switch (c) {
+        case '\\':
+            fputs("\\\\", f);
+            break;
+        case '\n':
+            fputs("\\n", f);
+            break;
+        case '\t':
+            fputs("\\t", f);
+            break;
+        case '\r':
+            fputs("\\r", f);
+            break;
+        default:
+            if (c < 0x20 || c >= 0x7F)
+                fprintf(f, "\\x%02x", c);
+            else
+                fputc(c, f);
+        }
+        s++;
+    }
+}
+
+char *cli_utf8_sanitize(const char *str)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t len = strlen(str);
+    /* each invalid byte grows to 3 bytes at most */
+    char *out = malloc(len * 3 + 1);
+    if (!out)
+        return NULL;
+    size_t o = 0;
+    while (*s) {
+        size_t n = utf8_seq_len(s);
+        if (n == 0) {
+            memcpy(out + o, "\xEF\xBF\xBD", 3);
+            o += 3;
+            s++;
+        } else {
+            memcpy(out + o, s, n);
+            o += n;
+            s += n;
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
+cJSON *cli_json_uint(uint64_t v)
+{
+    char buf[32];
+    snprintf(buf, sizeof buf, "%" PRIu64, v);
+    return cJSON_CreateRaw(buf);
+}
+
+cJSON *cli_json_int(int64_t v)
+{
+    char buf[32];
+    snprintf(buf, sizeof buf, "%" PRId64, v);
+    return cJSON_CreateRaw(buf);
+}
+
+cJSON *cli_json_string_or_null(const char *s)
+{
+    if (!s)
+        return cJSON_CreateNull();
+    char *clean = cli_utf8_sanitize(s);
+    if (!clean)
+        return NULL;
+    cJSON *item = cJSON_CreateString(clean);
+    free(clean);
+    return item;
+}
+
+cJSON *cli_json_time(int64_t t)
+{
+    char buf[32];
+    fb_rfc3339_format(t, buf);
+    return cJSON_CreateString(buf);
+}
+
+bool cli_json_add(cJSON *obj, const char *key, cJSON *item)
+{
+    if (!item)
+        return false;
+    if (cJSON_IsArray(obj)) {
+        if (!cJSON_AddItemToArray(obj, item)) {
+            cJSON_Delete(item);
+            return false;
+        }
+        return true;
+    }
+    if (!cJSON_AddItemToObject(obj, key, item)) {
+        cJSON_Delete(item);
+        return false;
+    }
+    return true;
+}
+
+int cli_json_emit(cJSON *root)
+{
+    char *text = root ? cJSON_Print(root) : NULL;
+    cJSON_Delete(root);
+    if (!text)
+        return cli_failf(CLI_EXIT_RUNTIME, "out of memory while formatting JSON");
+    fputs(text, stdout);
+    fputc('\n', stdout);
+    cJSON_free(text);
+    return 0;
+}
