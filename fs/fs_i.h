@@ -1,0 +1,28 @@
+/* Private interface between the daemon's option handling (main.c) and its
+ * FUSE request handlers (ll_ops.c). Only fs/ includes FUSE headers. */
+#ifndef FS_I_H
+#define FS_I_H
+
+#define FUSE_USE_VERSION 314
+#include <fuse_lowlevel.h>
+
+#include "fb_mount_tree.h"
+
+/* Kernel cache lifetimes (seconds). Root and session listings change when
+ * backups come and go; everything inside a backup never changes. */
+#define FS_LIVE_TIMEOUT 1.0
+#define FS_IMMUTABLE_TIMEOUT (365.0 * 86400.0)
+/* How stale the daemon's own copy of a listing may get before it re-reads
+ * the store: well under FS_LIVE_TIMEOUT so that a change shows within 1 s. */
+#define FS_LIVE_REFRESH 0.5
+
+/* The lowlevel operations; userdata is the fb_mount_tree. */
+const struct fuse_lowlevel_ops *fs_ll_ops(void);
+
+/* The one place FB_E* codes become errno values for the kernel. */
+int fs_errno_from_fb(int code);
+
+/* fb_warn_fn that sends core warnings to the FUSE log. */
+void fs_log_warning(void *ctx, const char *message);
+
+#endif
