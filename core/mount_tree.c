@@ -97,6 +97,11 @@ struct mt_session {
     pthread_mutex_t refresh_lock;
     struct stat st;         /* the session's store directory */
     bool have_st;
+    /* Store dir stat taken before the last successful load, and whether it
+     * is old enough that any later rename in the dir must change it (file
+     * timestamps are coarse: a change within the same tick would not). */
+    struct stat loaded_st;
+    bool loaded_st_trusted;
     mt_backup **backups;    /* alive nodes, present or not */
     size_t n_backups, cap_backups;
     char latest[FB_BACKUP_ID_LEN + 1];      /* "" when none */
@@ -819,6 +824,24 @@ static int session_install(fb_mount_tree *t, mt_session *s, const fb_index *idx)
     return rc;
 }
 
+static bool same_dir_state(const struct stat *a, const struct stat *b)
+{
+    return a->st_ino == b->st_ino && a->st_dev == b->st_dev &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+           a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+/* True when the dir's last change is at least a second in the past, so a
+ * change after our read gets a different timestamp (racy-git rule). */
+static bool dir_stat_is_settled(const struct stat *st)
+{
+    struct timespec now;
+    if (clock_gettime(CLOCK_REALTIME, &now) != 0)
+        return false;
+    time_t newest = st->st_mtim.tv_sec > st->st_ctim.tv_sec ? st->st_mtim.tv_sec : st->st_ctim.tv_sec;
+    return now.tv_sec - newest >= 2;
+}
+
 static int refresh_session(fb_mount_tree *t, mt_session *s, bool force, fb_error *err)
 {
     pthread_mutex_lock(&s->refresh_lock);
@@ -830,14 +853,24 @@ static int refresh_session(fb_mount_tree *t, mt_session *s, bool force, fb_error
         return 0;
     }
     double started = now_seconds();
+    /* Every change to a session's backups or index is a rename inside its
+     * store dir, so an unchanged dir stat means an unchanged listing: skip
+     * re-reading (and, with a damaged manifest, re-rebuilding) the index. */
+    struct stat st;
+    bool have_st = fstatat(t->backups_fd, s->id, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                   S_ISDIR(st.st_mode);
+    if (have_st && s->loaded && s->loaded_st_trusted && same_dir_state(&st, &s->loaded_st)) {
+        pthread_mutex_lock(&t->lock);
+        s->loaded_at = started;
+        pthread_mutex_unlock(&t->lock);
+        pthread_mutex_unlock(&s->refresh_lock);
+        return 0;
+    }
     fb_index idx;
     fb_index_init(&idx, s->id);
     bool rebuilt = false;
     warn_capture w = {{0}};
     int rc = fb_store_load_index(t->store, s->id, 0, &idx, &rebuilt, capture_warning, &w, err);
-    struct stat st;
-    bool have_st = fstatat(t->backups_fd, s->id, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-                   S_ISDIR(st.st_mode);
     if (rc == 0) {
         pthread_mutex_lock(&t->lock);
         rc = session_install(t, s, &idx);
@@ -847,6 +880,8 @@ static int refresh_session(fb_mount_tree *t, mt_session *s, bool force, fb_error
         }
         s->loaded = true;
         s->loaded_at = started;
+        s->loaded_st = st;
+        s->loaded_st_trusted = have_st && dir_stat_is_settled(&st);
         pthread_mutex_unlock(&t->lock);
         if (rc)
             fb_error_set(err, rc, "session %s: out of memory", s->id);
