@@ -1,0 +1,105 @@
+/* Restoring a backup (SPEC "Other commands", `recover` / `restore`).
+ *
+ * The archive is extracted into a fresh 0700 staging directory created next
+ * to the destination (same file system, so the final renames are atomic),
+ * every entry checked against the manifest as it is written; only a complete
+ * and verified tree is then moved into place:
+ *   - full backup into the session dir: the staging dir and the session dir
+ *     are swapped with renameat2(RENAME_EXCHANGE), then the old tree is
+ *     deleted: the session dir becomes equal to the backup;
+ *   - incremental into the session dir: only its entries are renamed over
+ *     the live ones (directories are merged and get their stored mode and
+ *     mtime); a path component of the session dir that is a symlink, or a
+ *     directory where the backup has a file (and the reverse), is refused
+ *     before anything is moved;
+ *   - --target DIR (absent or an empty directory, never a symlink): the
+ *     staging dir is renamed to DIR; nothing else is touched.
+ * Into the session dir a full safety backup of the current state is taken
+ * first (note "pre-recover <backup_id>"), once the backup has been extracted
+ * and verified, so a corrupt backup leaves the store and the session dir as
+ * they were. See docs/restore.md for the rules and the reasons. */
+#ifndef FB_RESTORE_H
+#define FB_RESTORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fb_config.h"
+#include "fb_error.h"
+#include "fb_store.h"
+#include "fb_types.h"
+
+typedef struct fb_restore_request {
+    const char *session_id;
+    const char *backup;        /* backup id or "latest"; NULL = "latest" */
+    const char *target_dir;    /* NULL: the session directory */
+    bool dry_run;              /* compute the change list, touch nothing */
+    bool safety_backup;        /* into the session dir: full backup first */
+    bool same_owner;           /* restore stored uid/gid (else the caller owns
+                                * everything restored; RELIABILITY A8) */
+    int64_t now;               /* the safety backup's time */
+    const fb_config *config;   /* borrowed: the safety backup's settings */
+    double lock_wait_seconds;  /* the session lock, as for backup */
+    fb_warn_fn warn;
+    void *warn_ctx;
+} fb_restore_request;
+
+/* What a restore does (or, with dry_run, would do) to one path of the
+ * destination. The letters are those of rsync / borg style listings. */
+typedef enum fb_restore_change_kind {
+    FB_RESTORE_ADDED = 'A',    /* in the backup, absent from the destination */
+    FB_RESTORE_MODIFIED = 'M', /* content differs: type, size, SHA-256, symlink target */
+    FB_RESTORE_REMOVED = 'D',  /* full into the session dir: not in the backup */
+    FB_RESTORE_CHANGED = 'C',  /* same content, metadata differs: mode, mtime
+                                * (and owner with same_owner) */
+} fb_restore_change_kind;
+
+typedef struct fb_restore_change {
+    char *path; /* owned, raw bytes, relative to the destination */
+    fb_restore_change_kind kind;
+} fb_restore_change;
+
+typedef struct fb_restore_result {
+    char backup_id[FB_BACKUP_ID_LEN + 1];        /* the backup restored */
+    fb_backup_type type;
+    char safety_backup_id[FB_BACKUP_ID_LEN + 1]; /* "" when none was taken */
+    bool into_session;       /* false for --target */
+    bool dry_run;
+    char *destination;       /* owned: the directory restored into */
+    uint64_t entries;        /* entries extracted (0 for a dry run) */
+    uint64_t files;          /* file and hardlink entries extracted */
+    uint64_t bytes;          /* file bytes extracted and verified */
+    /* The change list, sorted by path (strcmp). In a real run it is computed
+     * just before the tree is moved into place. */
+    fb_restore_change *changes;
+    size_t n_changes;
+    size_t n_added, n_modified, n_removed, n_changed;
+    uint64_t leftovers_removed; /* .restore-* of interrupted runs cleared */
+    double seconds;
+} fb_restore_result;
+
+void fb_restore_result_init(fb_restore_result *r);
+void fb_restore_result_fini(fb_restore_result *r);
+
+/* Returns 0 or:
+ *   FB_EINVAL     bad session id or backup spec; the target is not empty,
+ *                 not a directory or a symlink; the session dir is a
+ *                 symlink; an incremental would have to write through a
+ *                 symlink or replace a directory of the session dir;
+ *   FB_ENOTFOUND  the session has no backups, no such backup;
+ *   FB_EBUSY      the session lock (safety backup or the move) timed out;
+ *   FB_ECORRUPT   the backup fails a check (manifest, archive SHA-256, a
+ *                 frame, a tar header that differs from its manifest entry,
+ *                 a file's size or SHA-256, an unsafe entry);
+ *   FB_EIO, FB_ENOMEM.
+ * On any error before the move the destination is untouched and the staging
+ * dir is removed. `out` must be initialised; on error it holds what was
+ * known (backup id, safety backup id). */
+int fb_restore_run(fb_store *store, const fb_restore_request *req, fb_restore_result *out,
+                   fb_error *err);
+
+/* "added", "modified", "removed", "changed". */
+const char *fb_restore_change_kind_name(fb_restore_change_kind kind);
+
+#endif
