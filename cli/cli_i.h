@@ -14,6 +14,7 @@
 #include "fb_config.h"
 #include "fb_error.h"
 #include "fb_index.h"
+#include "fb_retention.h"
 #include "fb_store.h"
 #include "fb_types.h"
 
@@ -179,6 +180,9 @@ cJSON *cli_json_uint(uint64_t v);
 cJSON *cli_json_int(int64_t v);
 /* A string (sanitised to UTF-8) or null when s is NULL. */
 cJSON *cli_json_string_or_null(const char *s);
+/* Adds a name (raw bytes) under key; when it is not valid UTF-8 also its
+ * exact bytes in base64 under "<key>_b64", as manifests do. */
+bool cli_json_add_name(cJSON *obj, const char *key, const char *name);
 /* RFC 3339 UTC string of t. */
 cJSON *cli_json_time(int64_t t);
 /* Adds item to obj under key; returns false on ENOMEM (item freed). */
@@ -186,6 +190,16 @@ bool cli_json_add(cJSON *obj, const char *key, cJSON *item);
 /* Prints formatted JSON and a newline on stdout, frees root. Returns 0 or
  * an exit status. */
 int cli_json_emit(cJSON *root);
+
+/* Retention, as backup and cleanup report it. */
+/* "keep_full 10, max_age_days 30, min_keep 1" */
+void cli_print_policy(FILE *f, const fb_retention_policy *policy);
+/* "kept: newest full" -> "newest full", for JSON where kept/removed is the key. */
+const char *cli_retention_rule_text(const char *desc);
+/* Adds "policy", "kept": [{id, rule}] and "removed": [{id, rule}] to obj.
+ * Returns false on ENOMEM. */
+bool cli_json_add_retention(cJSON *obj, const fb_retention_policy *policy,
+                            const fb_retention_decision *plan, size_t n);
 
 /* ---- commands ---- */
 
@@ -195,5 +209,8 @@ extern const cli_command cli_cmd_show;
 extern const cli_command cli_cmd_verify;
 extern const cli_command cli_cmd_mount;
 extern const cli_command cli_cmd_umount;
+extern const cli_command cli_cmd_cleanup;
+extern const cli_command cli_cmd_recover;
+extern const cli_command cli_cmd_diff;
 
 #endif

@@ -218,22 +218,6 @@ static int parse_backup_args(cli_ctx *ctx, backup_args *a)
     return 0;
 }
 
-/* "kept: newest full" -> "newest full" for JSON, where kept/removed is the key. */
-static const char *rule_text(const char *desc)
-{
-    const char *colon = strstr(desc, ": ");
-    if (colon && (strncmp(desc, "kept", 4) == 0 || strncmp(desc, "removed", 7) == 0))
-        return colon + 2;
-    return desc;
-}
-
-static void print_policy(FILE *f, const fb_retention_policy *p)
-{
-    fprintf(f, "keep_full %" PRIu32 ", max_age_days %" PRIu32 "%s, min_keep %" PRIu32,
-            p->keep_full, p->max_age_days, p->max_age_days == 0 ? " (no age limit)" : "",
-            p->min_keep);
-}
-
 static void print_entry_name(const fb_manifest_entry *e)
 {
     fputs("      ", stdout);
@@ -320,7 +304,7 @@ static void print_human(const cli_ctx *ctx, const fb_backup_result *r, const cha
         return;
     }
     fputs("policy ", stdout);
-    print_policy(stdout, policy);
+    cli_print_policy(stdout, policy);
     size_t removed = 0;
     for (size_t i = 0; i < r->n_retention; i++)
         removed += r->retention[i].remove;
@@ -374,23 +358,8 @@ static int emit_json(const cli_ctx *ctx, const fb_backup_result *r, const char *
         ok = cli_json_add(o, "retention", cJSON_CreateNull());
     } else if (ok) {
         cJSON *ret = cJSON_CreateObject();
-        cJSON *pol = cJSON_CreateObject();
-        cJSON *kept = cJSON_CreateArray();
-        cJSON *removed = cJSON_CreateArray();
-        ok = cli_json_add(o, "retention", ret) && cli_json_add(ret, "policy", pol) &&
-             cli_json_add(pol, "keep_full", cli_json_uint(policy->keep_full)) &&
-             cli_json_add(pol, "max_age_days", cli_json_uint(policy->max_age_days)) &&
-             cli_json_add(pol, "min_keep", cli_json_uint(policy->min_keep)) &&
-             cli_json_add(ret, "kept", kept) && cli_json_add(ret, "removed", removed);
-        for (size_t i = 0; ok && i < r->n_retention; i++) {
-            const fb_retention_decision *d = &r->retention[i];
-            char desc[256];
-            fb_retention_describe(d, policy, desc, sizeof desc);
-            cJSON *item = cJSON_CreateObject();
-            ok = cli_json_add(d->remove ? removed : kept, NULL, item) &&
-                 cli_json_add(item, "id", cJSON_CreateString(d->id)) &&
-                 cli_json_add(item, "rule", cJSON_CreateString(rule_text(desc)));
-        }
+        ok = cli_json_add(o, "retention", ret) &&
+             cli_json_add_retention(ret, policy, r->retention, r->n_retention);
     }
     if (!ok) {
         cJSON_Delete(o);

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "fb_manifest.h"
+#include "fb_retention.h"
 
 void cli_format_size(uint64_t bytes, char out[32])
 {
@@ -202,4 +203,92 @@ int cli_json_emit(cJSON *root)
     fputc('\n', stdout);
     cJSON_free(text);
     return 0;
+}
+
+void cli_print_policy(FILE *f, const fb_retention_policy *p)
+{
+    fprintf(f, "keep_full %" PRIu32 ", max_age_days %" PRIu32 "%s, min_keep %" PRIu32,
+            p->keep_full, p->max_age_days, p->max_age_days == 0 ? " (no age limit)" : "",
+            p->min_keep);
+}
+
+const char *cli_retention_rule_text(const char *desc)
+{
+    const char *colon = strstr(desc, ": ");
+    if (colon && (strncmp(desc, "kept", 4) == 0 || strncmp(desc, "removed", 7) == 0))
+        return colon + 2;
+    return desc;
+}
+
+bool cli_json_add_retention(cJSON *obj, const fb_retention_policy *policy,
+                            const fb_retention_decision *plan, size_t n)
+{
+    cJSON *pol = cJSON_CreateObject();
+    cJSON *kept = cJSON_CreateArray();
+    cJSON *removed = cJSON_CreateArray();
+    if (!cli_json_add(obj, "policy", pol)) {
+        cJSON_Delete(kept);
+        cJSON_Delete(removed);
+        return false;
+    }
+    bool ok = cli_json_add(pol, "keep_full", cli_json_uint(policy->keep_full)) &&
+              cli_json_add(pol, "max_age_days", cli_json_uint(policy->max_age_days)) &&
+              cli_json_add(pol, "min_keep", cli_json_uint(policy->min_keep));
+    if (!cli_json_add(obj, "kept", kept)) {
+        cJSON_Delete(removed);
+        return false;
+    }
+    ok = cli_json_add(obj, "removed", removed) && ok;
+    for (size_t i = 0; ok && i < n; i++) {
+        const fb_retention_decision *d = &plan[i];
+        char desc[256];
+        fb_retention_describe(d, policy, desc, sizeof desc);
+        cJSON *item = cJSON_CreateObject();
+        ok = cli_json_add(d->remove ? removed : kept, NULL, item) &&
+             cli_json_add(item, "id", cJSON_CreateString(d->id)) &&
+             cli_json_add(item, "rule", cJSON_CreateString(cli_retention_rule_text(desc)));
+    }
+    return ok;
+}
+
+static char *base64_encode(const unsigned char *in, size_t len)
+{
+    static const char tbl[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char *out = malloc((len + 2) / 3 * 4 + 1);
+    if (!out)
+        return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < len; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16;
+        if (i + 1 < len)
+            v |= (uint32_t)in[i + 1] << 8;
+        if (i + 2 < len)
+            v |= in[i + 2];
+        out[o++] = tbl[(v >> 18) & 63];
+        out[o++] = tbl[(v >> 12) & 63];
+        out[o++] = i + 1 < len ? tbl[(v >> 6) & 63] : '=';
+        out[o++] = i + 2 < len ? tbl[v & 63] : '=';
+    }
+    out[o] = '\0';
+    return out;
+}
+
+bool cli_json_add_name(cJSON *obj, const char *key, const char *name)
+{
+    if (!cli_json_add(obj, key, cli_json_string_or_null(name)))
+        return false;
+    char *clean = cli_utf8_sanitize(name);
+    if (!clean)
+        return false;
+    bool utf8 = strcmp(clean, name) == 0;
+    free(clean);
+    if (utf8)
+        return true;
+    char *b64 = base64_encode((const unsigned char *)name, strlen(name));
+    char k[64];
+    snprintf(k, sizeof k, "%s_b64", key);
+    bool ok = b64 && cli_json_add(obj, k, cJSON_CreateString(b64));
+    free(b64);
+    return ok;
 }

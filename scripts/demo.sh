@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # A first look at flowloom-backup: installs what is missing, builds, creates a
 # realistic FlowLoom root (in a new temporary directory, or in $1), and runs
-# what a user would: a full backup, an incremental one, list, verify, show.
+# what a user would: a full backup, an incremental one, list, verify, show;
+# a diff against the live session after an edit; a recover into a separate
+# directory, then into the session itself (with its safety backup); the
+# retention report; and FlowLoom's entry point scripts/session_manager.sh.
 # Then, when scripts/demo_mount.sh exists, it browses the backups via FUSE.
 #
 #   scripts/demo.sh            # demo root in a fresh /tmp/flowloom-demo.XXXXXX
@@ -60,9 +63,15 @@ echo "$SESSION" >"$ROOT/.flowloom/current_session"
 
 # Shows the command as a user would type it, then runs it.
 run() {
-    local shown="" a
+    local shown="" a q
     for a in "$@"; do
-        case $a in *[[:space:]]*) shown+=" \"$a\"" ;; *) shown+=" $a" ;; esac
+        case $a in
+        '' | *[[:space:]\"\'\$\`\\\;\&\|\<\>\(\)\*\?]*)
+            q=\'\\\'\'
+            shown+=" '${a//\'/$q}'"
+            ;;
+        *) shown+=" $a" ;;
+        esac
     done
     printf '\n$%s\n' "$shown"
     "$@"
@@ -79,6 +88,32 @@ run flowloom-backup backup incremental "After the lexer"
 run flowloom-backup list
 run flowloom-backup verify
 run flowloom-backup show latest --files
+
+# The session goes wrong: a state file is overwritten, a log is lost, a
+# stray file appears. diff shows what changed since the full backup.
+FULL=$(flowloom-backup list -q | head -n 1)
+echo '{"step": 3, "status": "failed", "error": "tokenizer crashed"}' >"$S/state.json"
+rm "$S/logs/tools.log"
+echo "scratch" >"$S/artifacts/scratch.txt"
+run flowloom-backup diff "$FULL" --live
+run flowloom-backup diff "$FULL" latest
+
+# Look at the full backup elsewhere first, then bring the session back to it.
+run flowloom-backup recover "$FULL" --target "$ROOT/restored-copy"
+run ls -l "$ROOT/restored-copy"
+run flowloom-backup recover "$FULL" --dry-run
+run flowloom-backup recover "$FULL"
+run flowloom-backup diff "$FULL" --live
+run diff -r --no-dereference "$ROOT/restored-copy" "$S"
+echo "(no output from diff -r: the session equals the copy restored with --target)"
+run flowloom-backup list
+
+# Retention: what the policy would remove with at most one full backup kept.
+run flowloom-backup cleanup --dry-run --keep-full 1
+
+# FlowLoom's commands (/session:backup ...) call this with ONE string.
+run "$REPO/scripts/session_manager.sh" backup 'current incremental "Back on track"'
+run "$REPO/scripts/session_manager.sh" list-backups ''
 
 if [ -f "$REPO/scripts/demo_mount.sh" ]; then
     echo

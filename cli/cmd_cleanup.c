@@ -1,0 +1,419 @@
+/* `flowloom-backup cleanup`: applies the retention policy (SPEC "Retention")
+ * to one session or to every session, under the session lock, and reports
+ * every backup with the rule that kept or removed it. The decisions and the
+ * crash-safe removal are core/retention.c; this file picks the policy
+ * (config, then flags), holds the lock and prints.
+ *
+ * A dry run is a reader: it takes no lock, clears no leftovers and never
+ * writes a rebuilt index back, so it changes nothing on disk. */
+#include "cli_i.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fb_lock.h"
+#include "fb_retention.h"
+#include "fb_store.h"
+
+#define DEFAULT_WAIT_SECONDS 10.0
+/* The config's own bound for max_age_days. */
+#define MAX_AGE_DAYS_MAX 36500u
+
+enum {
+    OPT_ALL = CLI_OPT_COMMAND,
+    OPT_DRY_RUN,
+    OPT_KEEP_FULL,
+    OPT_MAX_AGE,
+    OPT_MIN_KEEP,
+    OPT_WAIT,
+};
+
+static const cli_option cleanup_options[] = {
+    {"all", 0, false, OPT_ALL},
+    {"dry-run", 'n', false, OPT_DRY_RUN},
+    {"keep-full", 0, true, OPT_KEEP_FULL},
+    {"max-age", 0, true, OPT_MAX_AGE},
+    {"min-keep", 0, true, OPT_MIN_KEEP},
+    {"wait", 0, true, OPT_WAIT},
+    {NULL, 0, false, 0},
+};
+
+static const char cleanup_usage[] =
+    "Usage: " CLI_PROG " cleanup [session_id|--all] [--dry-run] [--keep-full N]\n"
+    "           [--max-age DAYS] [--min-keep N] [--wait SECONDS] [--json]\n"
+    "\n"
+    "Applies the retention policy to the session's backups (default: the current\n"
+    "session; --all: every session that has backups). A backup is removed when it is a\n"
+    "full backup not among the keep_full newest full backups, or older than max_age_days;\n"
+    "the newest backup and the newest full backup are always kept, and the newest\n"
+    "removable ones are kept until min_keep remain. The policy comes from\n"
+    ".flowloom/backup.json (defaults: keep_full 10, max_age_days 30, min_keep 1); the\n"
+    "options below override it. Every backup is listed with the rule that decided it.\n"
+    "Leftovers of interrupted runs (.tmp-*, .trash-*) are cleared.\n"
+    "\n"
+    "Options:\n"
+    "      --all             every session\n"
+    "  -n, --dry-run         show what would be removed; change nothing (takes no lock)\n"
+    "      --keep-full N     keep the N newest full backups\n"
+    "      --max-age DAYS    remove backups older than DAYS days (0: no age limit)\n"
+    "      --min-keep N      keep at least N backups\n"
+    "      --wait SECONDS    wait this long for the session lock (default 10)\n"
+    "      --json            one JSON object ({session_id, policy, dry_run, kept, removed});\n"
+    "                        an array of them with --all\n"
+    "  -q, --quiet           print only errors and warnings\n";
+
+typedef struct cleanup_args {
+    bool all;
+    bool dry_run;
+    double wait;
+    const char *session_arg;
+} cleanup_args;
+
+/* Names of the .tmp-* / .trash-* leftovers in the session's store dir (a
+ * dry run reports them instead of clearing them). */
+static int list_leftovers(int session_fd, char ***out, size_t *n_out)
+{
+    *out = NULL;
+    *n_out = 0;
+    int fd = dup(session_fd);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        return -e;
+    }
+    rewinddir(d);
+    char **list = NULL;
+    size_t n = 0;
+    int rc = 0;
+    struct dirent *de;
+    errno = 0;
+    while ((de = readdir(d)) != NULL) {
+        if (strncmp(de->d_name, ".tmp-", 5) != 0 && strncmp(de->d_name, ".trash-", 7) != 0)
+            continue;
+        char **grown = realloc(list, (n + 1) * sizeof *list);
+        char *copy = strdup(de->d_name);
+        if (!grown || !copy) {
+            free(copy);
+            if (grown)
+                list = grown;
+            rc = -ENOMEM;
+            break;
+        }
+        list = grown;
+        list[n++] = copy;
+        errno = 0;
+    }
+    if (rc == 0 && errno)
+        rc = -errno;
+    closedir(d);
+    if (rc) {
+        fb_string_list_free(list, n);
+        return rc;
+    }
+    *out = list;
+    *n_out = n;
+    return 0;
+}
+
+typedef struct backup_shown {
+    fb_backup_type type;
+    int64_t created_at;
+} backup_shown;
+
+static void print_decisions(const backup_shown *shown, const fb_retention_decision *plan,
+                            size_t n, const fb_retention_policy *policy)
+{
+    for (size_t i = 0; i < n; i++) {
+        char desc[256], when[64];
+        fb_retention_describe(&plan[i], policy, desc, sizeof desc);
+        cli_format_local_time(shown[i].created_at, false, when);
+        printf("  %-28s  %-11s  %-19s  %s\n", plan[i].id, fb_backup_type_name(shown[i].type),
+               when, desc);
+    }
+}
+
+/* Cleans one session. json_out: the array to append this session's object
+ * to (NULL for human output). Returns 0 or an exit status. */
+static int cleanup_session(cli_ctx *ctx, fb_store *store, const char *session_id,
+                           const fb_retention_policy *policy, const cleanup_args *a,
+                           bool heading, bool first, cJSON *json_out)
+{
+    fb_error err;
+    fb_error_clear(&err);
+    int session_fd = -1;
+    int status = 0;
+    fb_lock lock = {.fd = -1};
+    fb_index idx;
+    fb_index_init(&idx, session_id);
+    fb_retention_decision *plan = NULL;
+    size_t n_plan = 0;
+    char **leftovers = NULL;
+    size_t n_leftovers = 0;
+    bool rebuilt = false;
+    size_t n_removed = 0;
+    backup_shown *shown = NULL;
+
+    if (store) {
+        int rc = fb_store_open_session(store, session_id, false, &session_fd, &err);
+        if (rc != 0 && rc != FB_ENOTFOUND) {
+            status = cli_fail(&err);
+            goto out;
+        }
+        fb_error_clear(&err);
+    }
+    if (session_fd >= 0) {
+        if (a->dry_run) {
+            int rc = list_leftovers(session_fd, &leftovers, &n_leftovers);
+            if (rc) {
+                status = cli_failf(CLI_EXIT_RUNTIME, "reading %s/%s: %s",
+                                   fb_store_backups_path(store), session_id, strerror(-rc));
+                goto out;
+            }
+        } else {
+            if (fb_lock_acquire(session_fd, session_id, a->wait, &lock, &err) != 0 ||
+                fb_store_clear_leftovers(session_fd, session_id, cli_warn, ctx, &err) != 0) {
+                status = cli_fail(&err);
+                goto out;
+            }
+        }
+        /* Under the lock a rebuilt index is written back before anything is
+         * removed (FB_INDEX_LOAD_LOCKED fails if it cannot be), so removal
+         * starts from an index that matches the manifests on disk. A dry run
+         * keeps a rebuilt index in memory only. */
+        fb_index_fini(&idx);
+        if (fb_store_load_index(store, session_id, a->dry_run ? 0 : FB_INDEX_LOAD_LOCKED, &idx,
+                                &rebuilt, cli_warn, ctx, &err) != 0) {
+            status = cli_fail(&err);
+            goto out;
+        }
+    }
+    if (fb_retention_plan(&idx, policy, ctx->now, &plan, &n_plan, &err) != 0) {
+        status = cli_fail(&err);
+        goto out;
+    }
+    for (size_t i = 0; i < n_plan; i++)
+        n_removed += plan[i].remove;
+    /* What the report shows of each backup, taken before the removal drops
+     * the records (plan[i] is idx.records[i]). */
+    if (n_plan && !(shown = calloc(n_plan, sizeof *shown))) {
+        status = cli_failf(CLI_EXIT_RUNTIME, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n_plan && i < idx.n; i++)
+        shown[i] = (backup_shown){idx.records[i].type, idx.records[i].created_at};
+    if (!a->dry_run && n_removed > 0 &&
+        fb_retention_apply(session_fd, session_id, &idx, plan, n_plan, &err) != 0) {
+        status = cli_fail(&err);
+        goto out;
+    }
+
+    if (json_out) {
+        cJSON *o = cJSON_CreateObject();
+        bool ok = cli_json_add(json_out, NULL, o) &&
+                  cli_json_add(o, "session_id", cJSON_CreateString(session_id)) &&
+                  cli_json_add(o, "dry_run", cJSON_CreateBool(a->dry_run)) &&
+                  cli_json_add(o, "index_rebuilt", cJSON_CreateBool(rebuilt)) &&
+                  cli_json_add_retention(o, policy, plan, n_plan);
+        if (ok && a->dry_run) {
+            cJSON *l = cJSON_CreateArray();
+            ok = cli_json_add(o, "leftovers", l);
+            for (size_t i = 0; ok && i < n_leftovers; i++)
+                ok = cli_json_add(l, NULL, cli_json_string_or_null(leftovers[i]));
+        }
+        if (!ok)
+            status = cli_failf(CLI_EXIT_RUNTIME, "out of memory while formatting JSON");
+    } else if (!ctx->quiet) {
+        if (heading)
+            printf("%sSession %s\n", first ? "" : "\n", session_id);
+        fputs("Policy: ", stdout);
+        cli_print_policy(stdout, policy);
+        fputc('\n', stdout);
+        if (rebuilt)
+            printf("Index: rebuilt from the manifests%s\n",
+                   a->dry_run ? " (in memory only: dry run)" : " and written");
+        for (size_t i = 0; i < n_leftovers; i++) {
+            fputs("Would clear leftover: ", stdout);
+            cli_print_escaped(stdout, leftovers[i]);
+            fputc('\n', stdout);
+        }
+        if (n_plan == 0) {
+            printf("No backups of session %s.\n", session_id);
+        } else {
+            print_decisions(shown, plan, n_plan, policy);
+            if (a->dry_run)
+                printf("Dry run: would remove %zu backup%s, keep %zu; nothing was changed.\n",
+                       n_removed, n_removed == 1 ? "" : "s", n_plan - n_removed);
+            else
+                printf("Removed %zu backup%s, kept %zu.\n", n_removed, n_removed == 1 ? "" : "s",
+                       n_plan - n_removed);
+        }
+    }
+
+out:
+    free(shown);
+    if (leftovers)
+        fb_string_list_free(leftovers, n_leftovers);
+    free(plan);
+    fb_index_fini(&idx);
+    fb_lock_release(&lock);
+    if (session_fd >= 0)
+        close(session_fd);
+    return status;
+}
+
+static int parse_cleanup_args(cli_ctx *ctx, cleanup_args *a, fb_retention_policy *over,
+                              bool set[3])
+{
+    a->all = false;
+    a->dry_run = false;
+    a->wait = DEFAULT_WAIT_SECONDS;
+    set[0] = set[1] = set[2] = false;
+    for (size_t i = 0; i < ctx->n_opts; i++) {
+        const cli_optval *o = &ctx->opts[i];
+        int rc = 0;
+        switch (o->id) {
+        case OPT_ALL:
+            a->all = true;
+            break;
+        case OPT_DRY_RUN:
+            a->dry_run = true;
+            break;
+        case OPT_KEEP_FULL:
+            rc = cli_parse_uint32("--keep-full", o->value, &over->keep_full);
+            set[0] = true;
+            break;
+        case OPT_MAX_AGE:
+            rc = cli_parse_uint32("--max-age", o->value, &over->max_age_days);
+            if (rc == 0 && over->max_age_days > MAX_AGE_DAYS_MAX)
+                rc = cli_usage_error(ctx->command, "--max-age: %" PRIu32
+                                     " is more than %u days", over->max_age_days,
+                                     MAX_AGE_DAYS_MAX);
+            set[1] = true;
+            break;
+        case OPT_MIN_KEEP:
+            rc = cli_parse_uint32("--min-keep", o->value, &over->min_keep);
+            set[2] = true;
+            break;
+        case OPT_WAIT:
+            rc = cli_parse_seconds("--wait", o->value, &a->wait);
+            break;
+        default:
+            break;
+        }
+        if (rc)
+            return rc;
+    }
+    a->session_arg = ctx->session_opt;
+    if (ctx->n_pos > 0) {
+        if (a->session_arg || ctx->n_pos > 1)
+            return cli_usage_error(ctx->command, "unexpected argument '%s'",
+                                   ctx->pos[a->session_arg ? 0 : 1]);
+        a->session_arg = ctx->pos[0];
+    }
+    if (a->all && a->session_arg)
+        return cli_usage_error(ctx->command, "give a session or --all, not both");
+    return 0;
+}
+
+static int run_cleanup(cli_ctx *ctx)
+{
+    cleanup_args a;
+    fb_retention_policy over = {0, 0, 0};
+    bool set[3];
+    int status = parse_cleanup_args(ctx, &a, &over, set);
+    if (status)
+        return status;
+
+    char *session_id = NULL;
+    fb_store *store = NULL;
+    char **sessions = NULL;
+    size_t n_sessions = 0;
+    cJSON *arr = NULL;
+    bool config_ready = false;
+    fb_config config;
+    fb_error err;
+    fb_error_clear(&err);
+
+    if (!a.all) {
+        status = cli_resolve_existing_session(ctx, a.session_arg, &session_id);
+        if (status)
+            goto out;
+    } else if ((status = cli_resolve_root(ctx)) != 0) {
+        goto out;
+    }
+    if (fb_config_load(ctx->root, &config, cli_warn, ctx, &err) != 0) {
+        status = cli_fail(&err);
+        goto out;
+    }
+    config_ready = true;
+    fb_retention_policy policy = config.retention;
+    if (set[0])
+        policy.keep_full = over.keep_full;
+    if (set[1])
+        policy.max_age_days = over.max_age_days;
+    if (set[2])
+        policy.min_keep = over.min_keep;
+
+    status = cli_open_store_readonly(ctx, &store);
+    if (status)
+        goto out;
+    if (ctx->json && !(arr = cJSON_CreateArray())) {
+        status = cli_failf(CLI_EXIT_RUNTIME, "out of memory");
+        goto out;
+    }
+    if (!a.all) {
+        status = cleanup_session(ctx, store, session_id, &policy, &a, false, true, arr);
+        if (status == 0 && arr) {
+            /* One session: the object itself, not an array of one. */
+            cJSON *o = cJSON_DetachItemFromArray(arr, 0);
+            status = cli_json_emit(o);
+        }
+        goto out;
+    }
+    if (store && fb_store_list_sessions(store, &sessions, &n_sessions, &err) != 0) {
+        sessions = NULL;
+        status = cli_fail(&err);
+        goto out;
+    }
+    if (n_sessions == 0 && !ctx->json && !ctx->quiet)
+        printf("No backups under %s/.flowloom/backups.\n", ctx->root);
+    /* A busy or failing session does not stop the others; the exit status is
+     * the first failure's. */
+    for (size_t i = 0; i < n_sessions; i++) {
+        int st = cleanup_session(ctx, store, sessions[i], &policy, &a, true, i == 0, arr);
+        if (st && !status)
+            status = st;
+    }
+    if (arr) {
+        int st = cli_json_emit(arr);
+        arr = NULL;
+        if (st && !status)
+            status = st;
+    }
+
+out:
+    cJSON_Delete(arr);
+    if (sessions)
+        fb_string_list_free(sessions, n_sessions);
+    fb_store_free(store);
+    if (config_ready)
+        fb_config_fini(&config);
+    free(session_id);
+    return status;
+}
+
+const cli_command cli_cmd_cleanup = {
+    .name = "cleanup",
+    .alias = NULL,
+    .summary = "apply the retention policy (remove old backups)",
+    .usage = cleanup_usage,
+    .options = cleanup_options,
+    .pass_unknown = false,
+    .run = run_cleanup,
+};
