@@ -291,6 +291,10 @@ int main(int argc, char **argv)
      * RLIMIT_FSIZE an EFBIG we clean up after, not a silent death. */
     signal(SIGPIPE, SIG_IGN);
     signal(SIGXFSZ, SIG_IGN);
+    /* Messages are built piecewise (escaped names); line buffering makes
+     * each reach stderr in one write, whole, even beside another command. */
+    static char stderr_buf[8192];
+    setvbuf(stderr, stderr_buf, _IOLBF, sizeof stderr_buf);
 
     cli_ctx ctx;
     memset(&ctx, 0, sizeof ctx);

@@ -8,7 +8,7 @@ PACKAGES=(
     gcc libc6-dev pkg-config meson ninja-build          # build
     libfuse3-dev libarchive-dev libcjson-dev libzstd-dev libssl-dev
     fuse3                                               # fusermount3 for mount/umount
-    python3 python3-pytest tar zstd libarchive-tools jq rsync util-linux  # tests
+    python3 python3-pytest tar zstd libarchive-tools jq rsync util-linux strace  # tests
 )
 
 if ! command -v dpkg-query >/dev/null 2>&1; then

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up a machine (missing Debian packages), builds with -Dwerror=true, and
 # runs every test suite: the C unit tests under `meson test` and the pytest
-# integration tests (tests/cli, and tests/fuse when it has tests). Ends with
+# integration tests (tests/cli, tests/fuse, tests/reliability). Ends with
 # exactly one line "N passed, N failed"; exits non-zero if anything failed.
 #
 # Environment: FB_BUILD_DIR (default: build), PYTEST_ARGS (extra arguments).
@@ -67,9 +67,11 @@ fi
 
 echo "== integration tests (pytest)" >&2
 suites=(tests/cli)
-if compgen -G "tests/fuse/test_*.py" >/dev/null; then
-    suites+=(tests/fuse)
-fi
+for extra in tests/fuse tests/reliability; do
+    if compgen -G "$extra/test_*.py" >/dev/null; then
+        suites+=("$extra")
+    fi
+done
 junit=$BUILD/pytest-junit.xml
 rm -f "$junit"
 # shellcheck disable=SC2086
