@@ -21,7 +21,9 @@
 #include "fb_fsutil.h"
 #include "fb_index.h"
 #include "fb_lock.h"
+#include "fb_text.h"
 #include "fb_verify.h"
+#include "clock_i.h"
 #include "scan_i.h"
 
 #ifndef FB_VERSION
@@ -213,18 +215,27 @@ static bool stat_same_content(const struct stat *a, const struct stat *b)
            a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
 }
 
+/* cursor_parent with errors that name the source directory. */
+static int source_parent(run *r, src_cursor *cur, const char *path, int *dirfd,
+                         const char **base)
+{
+    int why = 0;
+    int rc = cursor_parent(cur, path, dirfd, base, &why, r->err);
+    if (rc < 0)
+        fb_error_prefix(r->err, "%s", r->src_name);
+    return rc;
+}
+
 /* Stores one regular file whose scan stat is expect. Returns 0 (stored, its
  * manifest entry appended), 1 (skipped with a warning), or an error. */
 static int store_file(run *r, src_cursor *cur, fb_archive_writer *w, const char *path,
                       const fb_scan_stat *expect)
 {
-    int dirfd, why = 0;
+    int dirfd;
     const char *base;
-    int rc = cursor_parent(cur, path, &dirfd, &base, &why, r->err);
-    if (rc < 0) {
-        fb_error_prefix(r->err, "%s", r->src_name);
+    int rc = source_parent(r, cur, path, &dirfd, &base);
+    if (rc < 0)
         return rc;
-    }
     if (rc > 0) {
         warn_entry(r, "skipped, its directory vanished or was replaced before it was read",
                    path);
@@ -298,13 +309,11 @@ static int store_file(run *r, src_cursor *cur, fb_archive_writer *w, const char 
 static int hardlink_still_same(run *r, src_cursor *cur, const char *path,
                                const fb_scan_stat *expect)
 {
-    int dirfd, why = 0;
+    int dirfd;
     const char *base;
-    int rc = cursor_parent(cur, path, &dirfd, &base, &why, r->err);
-    if (rc < 0) {
-        fb_error_prefix(r->err, "%s", r->src_name);
+    int rc = source_parent(r, cur, path, &dirfd, &base);
+    if (rc < 0)
         return rc;
-    }
     struct stat st;
     if (rc > 0 || fstatat(dirfd, base, &st, AT_SYMLINK_NOFOLLOW) != 0) {
         if (rc == 0 && errno != ENOENT && errno != ENOTDIR) {
@@ -603,13 +612,6 @@ static int pick_backup_id(run *r)
                         r->sess_name);
 }
 
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static int open_source(run *r)
 {
     int rc = fb_store_open_source(r->store, r->req->session_id, &r->source_fd, r->err);
@@ -670,7 +672,7 @@ static int run_steps(run *r)
 int fb_backup_run(fb_store *store, const fb_backup_request *req, fb_backup_result *out,
                   fb_error *err)
 {
-    double t0 = now_seconds();
+    double t0 = fb_monotonic_seconds();
     if (!store || !req || !out || !req->config)
         return fb_error_set(err, FB_EMISUSE, "fb_backup_run: missing argument");
     int rc = fb_session_id_check(req->session_id, err);
@@ -725,6 +727,6 @@ int fb_backup_run(fb_store *store, const fb_backup_request *req, fb_backup_resul
     free(r->sess_name);
     free(r->src_name);
     free(r);
-    out->seconds = now_seconds() - t0;
+    out->seconds = fb_monotonic_seconds() - t0;
     return rc < 0 ? rc : 0;
 }

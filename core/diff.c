@@ -17,7 +17,8 @@
 #include <unistd.h>
 
 #include "fb_hash.h"
-#include "json_strict_i.h"
+#include "fb_text.h"
+#include "json_fields_i.h"
 #include "scan_i.h"
 
 #define HASH_BUF_SIZE (256 * 1024)
@@ -692,26 +693,6 @@ int fb_diff_live(const fb_manifest *a, int source_fd, const char *source_name,
 
 /* ------------------------------------------------------------------ JSON */
 
-/* A raw-bytes name: the (lossy) UTF-8 text, plus the exact bytes in base64
- * when the text alone cannot carry them (the manifest's convention). */
-static void write_name(fb_json_writer *w, const char *key, const char *name)
-{
-    fb_json_key(w, key);
-    fb_json_string(w, name);
-    if (!fb_utf8_valid(name, strlen(name))) {
-        char *b64 = NULL;
-        char key_b64[32];
-        snprintf(key_b64, sizeof key_b64, "%s_b64", key);
-        if (fb_base64_encode((const uint8_t *)name, strlen(name), &b64) < 0) {
-            w->error = w->error ? w->error : FB_ENOMEM;
-            return;
-        }
-        fb_json_key(w, key_b64);
-        fb_json_string(w, b64);
-        free(b64);
-    }
-}
-
 static void write_side(fb_json_writer *w, const char *key, const fb_diff_side *s)
 {
     fb_json_key(w, key);
@@ -720,28 +701,11 @@ static void write_side(fb_json_writer *w, const char *key, const fb_diff_side *s
         return;
     }
     fb_json_begin_object(w);
-    fb_json_key(w, "type");
-    fb_json_string(w, fb_entry_type_name(s->meta.type));
-    fb_json_key(w, "mode");
-    fb_json_u64(w, s->meta.mode);
-    fb_json_key(w, "uid");
-    fb_json_u64(w, s->meta.uid);
-    fb_json_key(w, "gid");
-    fb_json_u64(w, s->meta.gid);
-    fb_json_key(w, "mtime");
-    fb_json_i64(w, s->meta.mtime);
-    fb_json_key(w, "mtime_nsec");
-    fb_json_u64(w, s->meta.mtime_nsec);
-    fb_json_key(w, "size");
-    fb_json_u64(w, s->meta.size);
-    if (s->has_sha256) {
-        char hex[FB_SHA256_HEX_LEN + 1];
-        fb_hex_encode(s->sha256, FB_SHA256_LEN, hex);
-        fb_json_key(w, "sha256");
-        fb_json_string(w, hex);
-    }
+    fb_json_put_meta(w, &s->meta);
+    if (s->has_sha256)
+        fb_json_put_sha256(w, "sha256", s->sha256);
     if (s->target)
-        write_name(w, s->meta.type == FB_ENTRY_HARDLINK ? "link" : "target", s->target);
+        fb_json_put_name(w, s->meta.type == FB_ENTRY_HARDLINK ? "link" : "target", s->target);
     fb_json_end_object(w);
 }
 
@@ -787,7 +751,7 @@ int fb_diff_to_json(const fb_diff *d, const char *a_name, const char *b_name, ch
     for (size_t i = 0; i < d->n && !w.error; i++) {
         const fb_diff_item *it = &d->items[i];
         fb_json_begin_object(&w);
-        write_name(&w, "path", it->path);
+        fb_json_put_name(&w, "path", it->path);
         fb_json_key(&w, "kind");
         fb_json_string(&w, fb_diff_kind_name(it->kind));
         fb_json_key(&w, "changes");

@@ -33,25 +33,27 @@ int fb_error_set(fb_error *err, int code, const char *fmt, ...)
     return code;
 }
 
-static void append_strerror(fb_error *err, int errnum)
+/* "<message>: <strerror(errnum)>" with code and errnum recorded. */
+static int set_errno_message(fb_error *err, int code, int errnum, const char *fmt, va_list ap)
 {
+    if (!err)
+        return code;
+    set_message(err, fmt, ap);
     size_t used = strlen(err->message);
     if (used < sizeof err->message)
         snprintf(err->message + used, sizeof err->message - used, ": %s", strerror(errnum));
+    err->code = code;
+    err->sys_errno = errnum;
+    return code;
 }
 
 int fb_error_set_errno(fb_error *err, int errnum, const char *fmt, ...)
 {
-    if (!err)
-        return FB_EIO;
     va_list ap;
     va_start(ap, fmt);
-    set_message(err, fmt, ap);
+    int code = set_errno_message(err, FB_EIO, errnum, fmt, ap);
     va_end(ap);
-    append_strerror(err, errnum);
-    err->code = FB_EIO;
-    err->sys_errno = errnum;
-    return FB_EIO;
+    return code;
 }
 
 static int code_for_errno(int errnum)
@@ -71,16 +73,10 @@ static int code_for_errno(int errnum)
 
 int fb_error_from_errno(fb_error *err, int errnum, const char *fmt, ...)
 {
-    int code = code_for_errno(errnum);
-    if (!err)
-        return code;
     va_list ap;
     va_start(ap, fmt);
-    set_message(err, fmt, ap);
+    int code = set_errno_message(err, code_for_errno(errnum), errnum, fmt, ap);
     va_end(ap);
-    append_strerror(err, errnum);
-    err->code = code;
-    err->sys_errno = errnum;
     return code;
 }
 

@@ -513,3 +513,81 @@ char *fb_path_join(const char *a, const char *b)
     memcpy(out + la + (slash ? 1 : 0), b, lb + 1);
     return out;
 }
+
+void fb_string_list_free(char **list, size_t n)
+{
+    if (!list)
+        return;
+    for (size_t i = 0; i < n; i++)
+        free(list[i]);
+    free(list);
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int fb_read_dir_names(DIR *d, fb_name_filter_fn keep, void *ctx, char ***names, size_t *n_out)
+{
+    *names = NULL;
+    *n_out = 0;
+    char **list = NULL;
+    size_t n = 0, cap = 0;
+    int e = 0;
+    for (;;) {
+        errno = 0;
+        struct dirent *de = readdir(d);
+        if (!de) {
+            e = errno;
+            break;
+        }
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        if (keep && !keep(dirfd(d), de->d_name, ctx))
+            continue;
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 32;
+            char **nl = realloc(list, ncap * sizeof *nl);
+            if (!nl) {
+                e = ENOMEM;
+                break;
+            }
+            list = nl;
+            cap = ncap;
+        }
+        if (!(list[n] = strdup(de->d_name))) {
+            e = ENOMEM;
+            break;
+        }
+        n++;
+    }
+    if (e) {
+        fb_string_list_free(list, n);
+        return -e;
+    }
+    if (n > 1)
+        qsort(list, n, sizeof *list, cmp_names);
+    *names = list;
+    *n_out = n;
+    return 0;
+}
+
+int fb_list_dir_names_at(int dirfd, fb_name_filter_fn keep, void *ctx, char ***names,
+                         size_t *n)
+{
+    *names = NULL;
+    *n = 0;
+    int lfd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (lfd < 0)
+        return -errno;
+    DIR *d = fdopendir(lfd);
+    if (!d) {
+        int e = errno;
+        close(lfd);
+        return -e;
+    }
+    int rc = fb_read_dir_names(d, keep, ctx, names, n);
+    closedir(d);
+    return rc;
+}

@@ -9,9 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fb_hash.h"
 #include "fb_store.h"
-#include "json_strict_i.h"
+#include "json_fields_i.h"
 
 void fb_index_init(fb_index *idx, const char *session_id)
 {
@@ -136,15 +135,34 @@ uint64_t fb_index_next_seq(const fb_index *idx)
     return idx->n ? idx->records[idx->n - 1].seq + 1 : 1;
 }
 
+const char *fb_index_record_mismatch(const fb_index_record *rec, const fb_manifest *m)
+{
+    if (strcmp(rec->id, m->backup_id) != 0)
+        return "id";
+    if (rec->seq != m->seq)
+        return "seq";
+    if (rec->type != m->type)
+        return "type";
+    if (rec->created_at != m->created_at)
+        return "created_at";
+    if ((rec->note == NULL) != (m->note == NULL) || (rec->note && strcmp(rec->note, m->note) != 0))
+        return "note";
+    if (strcmp(rec->base, m->base) != 0)
+        return "base";
+    if (rec->files != m->totals.files)
+        return "files";
+    if (rec->bytes != m->totals.bytes)
+        return "bytes";
+    if (rec->stored_bytes != m->archive.size)
+        return "stored_bytes";
+    if (memcmp(rec->archive_sha256, m->archive.sha256, FB_SHA256_LEN) != 0)
+        return "archive_sha256";
+    return NULL;
+}
+
 bool fb_index_record_matches(const fb_index_record *rec, const fb_manifest *m)
 {
-    bool notes_equal = (!rec->note && !m->note) ||
-                       (rec->note && m->note && strcmp(rec->note, m->note) == 0);
-    return strcmp(rec->id, m->backup_id) == 0 && rec->seq == m->seq && rec->type == m->type &&
-           rec->created_at == m->created_at && notes_equal && strcmp(rec->base, m->base) == 0 &&
-           rec->files == m->totals.files && rec->bytes == m->totals.bytes &&
-           rec->stored_bytes == m->archive.size &&
-           memcmp(rec->archive_sha256, m->archive.sha256, FB_SHA256_LEN) == 0;
+    return fb_index_record_mismatch(rec, m) == NULL;
 }
 
 int fb_index_to_json(const fb_index *idx, char **out, size_t *out_len, fb_error *err)
@@ -160,30 +178,19 @@ int fb_index_to_json(const fb_index *idx, char **out, size_t *out_len, fb_error 
     fb_json_begin_array(&w);
     for (size_t i = 0; i < idx->n; i++) {
         const fb_index_record *r = &idx->records[i];
-        char created[32], hex[FB_SHA256_HEX_LEN + 1];
-        fb_rfc3339_format(r->created_at, created);
-        fb_hex_encode(r->archive_sha256, FB_SHA256_LEN, hex);
         fb_json_begin_object(&w);
         fb_json_key(&w, "id");
         fb_json_string(&w, r->id);
         fb_json_key(&w, "seq");
         fb_json_u64(&w, r->seq);
-        fb_json_key(&w, "type");
-        fb_json_string(&w, fb_backup_type_name(r->type));
-        fb_json_key(&w, "created_at");
-        fb_json_string(&w, created);
-        fb_json_key(&w, "note");
-        fb_json_string_or_null(&w, r->note);
-        fb_json_key(&w, "base");
-        fb_json_string_or_null(&w, r->base[0] ? r->base : NULL);
+        fb_json_put_backup_origin(&w, r->type, r->created_at, r->note, r->base);
         fb_json_key(&w, "files");
         fb_json_u64(&w, r->files);
         fb_json_key(&w, "bytes");
         fb_json_u64(&w, r->bytes);
         fb_json_key(&w, "stored_bytes");
         fb_json_u64(&w, r->stored_bytes);
-        fb_json_key(&w, "archive_sha256");
-        fb_json_string(&w, hex);
+        fb_json_put_sha256(&w, "archive_sha256", r->archive_sha256);
         fb_json_end_object(&w);
     }
     fb_json_end_array(&w);
@@ -193,92 +200,32 @@ int fb_index_to_json(const fb_index *idx, char **out, size_t *out_len, fb_error 
     return fb_json_writer_finish(&w, what, out, out_len, err);
 }
 
-static void quote(char *buf, size_t cap, const char *s)
-{
-    size_t j = 0;
-    for (size_t i = 0; s[i] && j + 8 < cap; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (i >= 80) {
-            memcpy(buf + j, "...", 3);
-            j += 3;
-            break;
-        }
-        if (c < 0x20 || c == 0x7f || c == '"' || c == '\\')
-            j += (size_t)snprintf(buf + j, cap - j, "\\x%02x", c);
-        else
-            buf[j++] = (char)c;
-    }
-    buf[j] = '\0';
-}
-
-static int get_id(const fb_json_val *obj, const char *key, unsigned flags,
-                  char out[FB_BACKUP_ID_LEN + 1], fb_error *err)
-{
-    const char *s;
-    out[0] = '\0';
-    int rc = fb_json_get_string(obj, key, flags, &s, err);
-    if (rc)
-        return rc;
-    if (!fb_backup_id_is_valid(s)) {
-        char q[128];
-        quote(q, sizeof q, s);
-        return fb_json_fail_key(obj, key, err, "\"%s\" is not a valid backup id", q);
-    }
-    memcpy(out, s, FB_BACKUP_ID_LEN + 1);
-    return 0;
-}
-
 static int parse_record(const fb_json_val *rv, fb_index_record *r, fb_error *err)
 {
     int rc = fb_json_as_object(rv, 0, err);
     if (rc < 0)
         return rc;
     const char *s;
-    if ((rc = get_id(rv, "id", 0, r->id, err)) < 0)
+    if ((rc = fb_json_get_backup_id(rv, "id", 0, r->id, err)) < 0)
         return rc;
     if ((rc = fb_json_get_u64(rv, "seq", 0, 1, FB_JSON_INT_MAX, &r->seq, err)) < 0)
         return rc;
-    if ((rc = fb_json_get_string(rv, "type", 0, &s, err)) < 0)
+    if ((rc = fb_json_get_backup_type(rv, "id", r->id, &r->type, err)) < 0)
         return rc;
-    if (fb_backup_type_parse(s, &r->type) < 0) {
-        char q[128];
-        quote(q, sizeof q, s);
-        return fb_json_fail_key(rv, "type", err, "expected full or incremental, got \"%s\"", q);
-    }
-    if (fb_backup_id_type(r->id) != r->type)
-        return fb_json_fail_key(rv, "type", err, "\"%s\" disagrees with id %s", s, r->id);
-    if ((rc = fb_json_get_string(rv, "created_at", 0, &s, err)) < 0)
+    if ((rc = fb_json_get_created_at(rv, &r->created_at, err)) < 0)
         return rc;
-    if (fb_rfc3339_parse(s, &r->created_at) < 0) {
-        char q[128];
-        quote(q, sizeof q, s);
-        return fb_json_fail_key(rv, "created_at", err, "expected YYYY-MM-DDTHH:MM:SSZ, got \"%s\"",
-                                q);
-    }
     if ((rc = fb_json_get_string(rv, "note", FB_JSON_NULLABLE, &s, err)) < 0)
         return rc;
     if (s && !(r->note = strdup(s)))
         return fb_error_set(err, FB_ENOMEM, "index: out of memory");
-    if ((rc = get_id(rv, "base", FB_JSON_NULLABLE, r->base, err)) < 0)
+    if ((rc = fb_json_get_base(rv, r->type, r->base, err)) < 0)
         return rc;
-    if (r->base[0] && r->type == FB_BACKUP_FULL)
-        return fb_json_fail_key(rv, "base", err, "a full backup has no base (got %s)", r->base);
-    if (r->base[0] && fb_backup_id_type(r->base) != FB_BACKUP_FULL)
-        return fb_json_fail_key(rv, "base", err, "%s is not a full backup", r->base);
     if ((rc = fb_json_get_u64(rv, "files", 0, 0, FB_JSON_INT_MAX, &r->files, err)) < 0 ||
         (rc = fb_json_get_u64(rv, "bytes", 0, 0, FB_JSON_INT_MAX, &r->bytes, err)) < 0 ||
         (rc = fb_json_get_u64(rv, "stored_bytes", 0, 0, FB_JSON_INT_MAX, &r->stored_bytes,
                               err)) < 0)
         return rc;
-    if ((rc = fb_json_get_string(rv, "archive_sha256", 0, &s, err)) < 0)
-        return rc;
-    if (fb_sha256_from_hex(s, r->archive_sha256) < 0) {
-        char q[128];
-        quote(q, sizeof q, s);
-        return fb_json_fail_key(rv, "archive_sha256", err,
-                                "expected 64 lowercase hex digits, got \"%s\"", q);
-    }
-    return 0;
+    return fb_json_get_sha256(rv, "archive_sha256", r->archive_sha256, err);
 }
 
 static int cmp_record_id(const void *a, const void *b, void *ctx)
@@ -327,12 +274,8 @@ static int parse_root(fb_index *idx, const fb_json_val *root, fb_error *err)
                                 "unsupported index format %" PRId64 " (this tool reads %d)",
                                 format, FB_INDEX_FORMAT);
     const char *sid;
-    if ((rc = fb_json_get_string(root, "session_id", 0, &sid, err)) < 0)
+    if ((rc = fb_json_get_session_id(root, &sid, err)) < 0)
         return rc;
-    fb_error serr;
-    fb_error_clear(&serr);
-    if (fb_session_id_check(sid, &serr) < 0)
-        return fb_json_fail_key(root, "session_id", err, "%s", serr.message);
     fb_index_init(idx, sid);
 
     fb_json_val arr;

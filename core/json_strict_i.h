@@ -27,6 +27,7 @@
 #include <cJSON.h>
 
 #include "fb_error.h"
+#include "fb_text.h" /* fb_utf8_valid, fb_utf8_lossy */
 
 /* Same limit cJSON enforces; checked by the pre-scan too for a clear message. */
 #define FB_JSON_DEPTH_MAX 1000
@@ -123,13 +124,6 @@ int fb_json_get_i64(const fb_json_val *obj, const char *key, unsigned flags, int
 
 /* Offset of a byte in text as 1-based line and column (columns in bytes). */
 void fb_json_line_col(const char *text, size_t offset, size_t *line, size_t *col);
-
-/* Strict UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
-bool fb_utf8_valid(const char *s, size_t n);
-
-/* Copy of s[0..n) with each byte that is not part of valid UTF-8 replaced
- * by U+FFFD (what fb_json_string writes). Returns 0 or FB_ENOMEM. */
-int fb_utf8_lossy(const char *s, size_t n, char **out);
 
 /* Standard base64 with padding. encode: malloc'd NUL-terminated text.
  * decode: strict (alphabet, padding, zero trailing bits); malloc'd bytes

@@ -14,16 +14,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock_i.h"
 
 #define LOCK_NAME ".lock"
 #define POLL_INTERVAL_NS (50 * 1000 * 1000L)
-
-static double monotonic_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* Reads the holder's "pid host" line; anything that does not look like one
  * (a partial write, a crafted file) is reported as unknown. */
@@ -107,7 +101,7 @@ int fb_lock_acquire(int session_fd, const char *session_id, double wait_seconds,
 
     if (!(wait_seconds >= 0))
         wait_seconds = 0;
-    double start = monotonic_seconds();
+    double start = fb_monotonic_seconds();
     for (;;) {
         if (flock(fd, LOCK_EX | LOCK_NB) == 0)
             break;
@@ -118,7 +112,7 @@ int fb_lock_acquire(int session_fd, const char *session_id, double wait_seconds,
             close(fd);
             return fb_error_set_errno(err, e, "cannot lock %s/" LOCK_NAME, sid);
         }
-        double waited = monotonic_seconds() - start;
+        double waited = fb_monotonic_seconds() - start;
         if (waited >= wait_seconds) {
             char holder[256];
             describe_holder(fd, holder, sizeof holder);

@@ -12,9 +12,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "fb_hash.h"
 #include "fb_store.h"
-#include "json_strict_i.h"
+#include "json_fields_i.h"
 
 #ifndef FB_VERSION
 #define FB_VERSION "unknown"
@@ -172,6 +171,27 @@ int fb_manifest_set_tool_version(fb_manifest *m, const char *version, fb_error *
     return set_string(&m->tool_version, version, "tool_version", err);
 }
 
+/* Counts one entry into t (a hardlink is a file without bytes of its own);
+ * false when the byte total would overflow. */
+static bool totals_add(fb_manifest_totals *t, const fb_entry_meta *meta)
+{
+    switch (meta->type) {
+    case FB_ENTRY_FILE:
+        t->files++;
+        return !__builtin_add_overflow(t->bytes, meta->size, &t->bytes);
+    case FB_ENTRY_HARDLINK:
+        t->files++;
+        break;
+    case FB_ENTRY_DIR:
+        t->dirs++;
+        break;
+    case FB_ENTRY_SYMLINK:
+        t->symlinks++;
+        break;
+    }
+    return true;
+}
+
 int fb_manifest_add_entry(fb_manifest *m, const char *path, const fb_entry_meta *meta,
                           const uint8_t *sha256, uint64_t offset, const char *target,
                           fb_error *err)
@@ -185,23 +205,7 @@ int fb_manifest_add_entry(fb_manifest *m, const char *path, const fb_entry_meta 
                             is_file ? "sha256" : "target");
 
     fb_manifest_totals t = m->totals;
-    bool overflow = false;
-    switch (meta->type) {
-    case FB_ENTRY_FILE:
-        overflow = __builtin_add_overflow(t.bytes, meta->size, &t.bytes);
-        t.files++;
-        break;
-    case FB_ENTRY_HARDLINK:
-        t.files++;
-        break;
-    case FB_ENTRY_DIR:
-        t.dirs++;
-        break;
-    case FB_ENTRY_SYMLINK:
-        t.symlinks++;
-        break;
-    }
-    if (overflow)
+    if (!totals_add(&t, meta))
         return fb_error_set(err, FB_EMISUSE, "manifest: entry '%s': total size overflows", path);
 
     if (m->n_entries == m->cap_entries) {
@@ -236,34 +240,6 @@ int fb_manifest_add_entry(fb_manifest *m, const char *path, const fb_entry_meta 
 
 /* ------------------------------------------------------------- writing */
 
-/* A raw-bytes name: the (lossy) UTF-8 text, plus the exact bytes in base64
- * when the text alone cannot carry them. */
-static void write_name(fb_json_writer *w, const char *key, const char *name)
-{
-    fb_json_key(w, key);
-    fb_json_string(w, name);
-    if (!fb_utf8_valid(name, strlen(name))) {
-        char *b64 = NULL;
-        char key_b64[32];
-        snprintf(key_b64, sizeof key_b64, "%s_b64", key);
-        if (fb_base64_encode((const uint8_t *)name, strlen(name), &b64) < 0) {
-            w->error = w->error ? w->error : FB_ENOMEM;
-            return;
-        }
-        fb_json_key(w, key_b64);
-        fb_json_string(w, b64);
-        free(b64);
-    }
-}
-
-static void write_hex(fb_json_writer *w, const char *key, const uint8_t *digest)
-{
-    char hex[FB_SHA256_HEX_LEN + 1];
-    fb_hex_encode(digest, FB_SHA256_LEN, hex);
-    fb_json_key(w, key);
-    fb_json_string(w, hex);
-}
-
 int fb_manifest_to_json(const fb_manifest *m, char **out, size_t *out_len, fb_error *err)
 {
     *out = NULL;
@@ -287,14 +263,7 @@ int fb_manifest_to_json(const fb_manifest *m, char **out, size_t *out_len, fb_er
     fb_json_u64(&w, m->seq);
     fb_json_key(&w, "session_id");
     fb_json_string(&w, m->session_id);
-    fb_json_key(&w, "type");
-    fb_json_string(&w, fb_backup_type_name(m->type));
-    fb_json_key(&w, "created_at");
-    fb_json_string(&w, created);
-    fb_json_key(&w, "note");
-    fb_json_string_or_null(&w, m->note);
-    fb_json_key(&w, "base");
-    fb_json_string_or_null(&w, m->base[0] ? m->base : NULL);
+    fb_json_put_backup_origin(&w, m->type, m->created_at, m->note, m->base);
     fb_json_key(&w, "tool_version");
     fb_json_string(&w, m->tool_version ? m->tool_version : FB_VERSION);
 
@@ -302,7 +271,7 @@ int fb_manifest_to_json(const fb_manifest *m, char **out, size_t *out_len, fb_er
     fb_json_begin_object(&w);
     fb_json_key(&w, "size");
     fb_json_u64(&w, m->archive.size);
-    write_hex(&w, "sha256", m->archive.sha256);
+    fb_json_put_sha256(&w, "sha256", m->archive.sha256);
     fb_json_key(&w, "frame_size");
     fb_json_u64(&w, m->archive.frame_size);
     fb_json_key(&w, "frames");
@@ -328,32 +297,19 @@ int fb_manifest_to_json(const fb_manifest *m, char **out, size_t *out_len, fb_er
     for (size_t i = 0; i < m->n_entries && !w.error; i++) {
         const fb_manifest_entry *e = &m->entries[i];
         fb_json_begin_object(&w);
-        write_name(&w, "path", e->path);
-        fb_json_key(&w, "type");
-        fb_json_string(&w, fb_entry_type_name(e->meta.type));
-        fb_json_key(&w, "mode");
-        fb_json_u64(&w, e->meta.mode);
-        fb_json_key(&w, "uid");
-        fb_json_u64(&w, e->meta.uid);
-        fb_json_key(&w, "gid");
-        fb_json_u64(&w, e->meta.gid);
-        fb_json_key(&w, "mtime");
-        fb_json_i64(&w, e->meta.mtime);
-        fb_json_key(&w, "mtime_nsec");
-        fb_json_u64(&w, e->meta.mtime_nsec);
-        fb_json_key(&w, "size");
-        fb_json_u64(&w, e->meta.size);
+        fb_json_put_name(&w, "path", e->path);
+        fb_json_put_meta(&w, &e->meta);
         switch (e->meta.type) {
         case FB_ENTRY_FILE:
-            write_hex(&w, "sha256", e->sha256);
+            fb_json_put_sha256(&w, "sha256", e->sha256);
             fb_json_key(&w, "offset");
             fb_json_u64(&w, e->offset);
             break;
         case FB_ENTRY_SYMLINK:
-            write_name(&w, "target", e->target ? e->target : "");
+            fb_json_put_name(&w, "target", e->target ? e->target : "");
             break;
         case FB_ENTRY_HARDLINK:
-            write_name(&w, "link", e->target ? e->target : "");
+            fb_json_put_name(&w, "link", e->target ? e->target : "");
             break;
         case FB_ENTRY_DIR:
             break;
@@ -390,25 +346,6 @@ static const char *path_problem(const char *p, size_t n)
         start = i + 1;
     }
     return NULL;
-}
-
-static void quote_name(char *buf, size_t cap, const char *s)
-{
-    /* Printable form for messages: control bytes escaped, long names cut. */
-    size_t j = 0, n = strlen(s);
-    for (size_t i = 0; i < n && j + 8 < cap; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (i >= 80) {
-            memcpy(buf + j, "...", 3);
-            j += 3;
-            break;
-        }
-        if (c < 0x20 || c == 0x7f || c == '"' || c == '\\')
-            j += (size_t)snprintf(buf + j, cap - j, "\\x%02x", c);
-        else
-            buf[j++] = (char)c;
-    }
-    buf[j] = '\0';
 }
 
 /* Reads a raw-bytes name field (`key`, or the exact bytes in `key`_b64).
@@ -465,21 +402,6 @@ static int get_name(const fb_json_val *obj, const char *key, unsigned flags, cha
     return 0;
 }
 
-static int get_sha256(const fb_json_val *obj, const char *key, uint8_t out[FB_SHA256_LEN],
-                      fb_error *err)
-{
-    const char *hex;
-    int rc = fb_json_get_string(obj, key, 0, &hex, err);
-    if (rc < 0)
-        return rc;
-    if (fb_sha256_from_hex(hex, out) < 0) {
-        char q[128];
-        quote_name(q, sizeof q, hex);
-        return fb_json_fail_key(obj, key, err, "expected 64 lowercase hex digits, got \"%s\"", q);
-    }
-    return 0;
-}
-
 /* Rejects a key that does not belong to this entry type: a reader that
  * trusted it (a file with a `target`) would see a different entry. */
 static int refuse_keys(const fb_json_val *obj, const char *const *keys, const char *type_name,
@@ -504,14 +426,14 @@ static int parse_entry(const fb_json_val *ev, fb_manifest_entry *e, fb_error *er
     const char *why = path_problem(e->path, strlen(e->path));
     if (why) {
         char q[128];
-        quote_name(q, sizeof q, e->path);
+        fb_json_quote(q, sizeof q, e->path);
         return fb_json_fail_key(ev, "path", err, "\"%s\": %s", q, why);
     }
     if ((rc = fb_json_get_string(ev, "type", 0, &s, err)) < 0)
         return rc;
     if (fb_entry_type_parse(s, &e->meta.type) < 0) {
         char q[128];
-        quote_name(q, sizeof q, s);
+        fb_json_quote(q, sizeof q, s);
         return fb_json_fail_key(ev, "type", err,
                                 "expected file, dir, symlink or hardlink, got \"%s\"", q);
     }
@@ -545,7 +467,7 @@ static int parse_entry(const fb_json_val *ev, fb_manifest_entry *e, fb_error *er
 
     switch (e->meta.type) {
     case FB_ENTRY_FILE:
-        if ((rc = get_sha256(ev, "sha256", e->sha256, err)) < 0)
+        if ((rc = fb_json_get_sha256(ev, "sha256", e->sha256, err)) < 0)
             return rc;
         if ((rc = fb_json_get_u64(ev, "offset", 0, 0, FB_JSON_INT_MAX, &e->offset, err)) < 0)
             return rc;
@@ -568,7 +490,7 @@ static int parse_entry(const fb_json_val *ev, fb_manifest_entry *e, fb_error *er
         why = path_problem(e->target, strlen(e->target));
         if (why) {
             char q[128];
-            quote_name(q, sizeof q, e->target);
+            fb_json_quote(q, sizeof q, e->target);
             return fb_json_fail_key(ev, "link", err, "\"%s\": %s", q, why);
         }
         break;
@@ -578,31 +500,35 @@ static int parse_entry(const fb_json_val *ev, fb_manifest_entry *e, fb_error *er
     return 0;
 }
 
-/* Entries sorted by path, for duplicate, hardlink and parent lookups with
- * O(n log n) worst case whatever the names. */
-typedef struct path_index {
-    const fb_manifest *m;
-    size_t *order; /* entry indices sorted by path */
-} path_index;
-
 static int cmp_entry_path(const void *a, const void *b, void *ctx)
 {
     const fb_manifest_entry *e = ctx;
     return strcmp(e[*(const size_t *)a].path, e[*(const size_t *)b].path);
 }
 
-/* Index of the entry whose path is exactly p[0..n), or -1. */
-static long path_lookup(const path_index *pi, const char *p, size_t n)
+size_t *fb_manifest_sort_by_path(const fb_manifest *m)
 {
-    size_t lo = 0, hi = pi->m->n_entries;
+    size_t n = m->n_entries;
+    size_t *order = malloc((n ? n : 1) * sizeof *order);
+    if (!order)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        order[i] = i;
+    qsort_r(order, n, sizeof *order, cmp_entry_path, m->entries);
+    return order;
+}
+
+long fb_manifest_find_path(const fb_manifest *m, const size_t *by_path, const char *p, size_t n)
+{
+    size_t lo = 0, hi = m->n_entries;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        const char *q = pi->m->entries[pi->order[mid]].path;
+        const char *q = m->entries[by_path[mid]].path;
         int c = strncmp(q, p, n);
         if (c == 0)
             c = q[n] == '\0' ? 0 : 1;
         if (c == 0)
-            return (long)pi->order[mid];
+            return (long)by_path[mid];
         if (c < 0)
             lo = mid + 1;
         else
@@ -617,8 +543,8 @@ static int entry_fail(const fb_json_val *entries, size_t i, const char *key, fb_
     fb_json_val ev;
     fb_json_element(entries, NULL, i, &ev);
     char qa[128], qb[128];
-    quote_name(qa, sizeof qa, a);
-    quote_name(qb, sizeof qb, b ? b : "");
+    fb_json_quote(qa, sizeof qa, a);
+    fb_json_quote(qb, sizeof qb, b ? b : "");
     return fb_json_fail_key(&ev, key, err, fmt, qa, qb);
 }
 
@@ -629,16 +555,15 @@ static int check_entries(const fb_manifest *m, const fb_json_val *entries, fb_er
     size_t n = m->n_entries;
     if (n == 0)
         return 0;
-    path_index pi = {.m = m, .order = malloc(n * sizeof(size_t))};
-    if (!pi.order)
+    /* Sorted, for duplicate, hardlink and parent lookups with O(n log n)
+     * worst case whatever the names. */
+    size_t *by_path = fb_manifest_sort_by_path(m);
+    if (!by_path)
         return fb_error_set(err, FB_ENOMEM, "manifest: out of memory");
-    for (size_t i = 0; i < n; i++)
-        pi.order[i] = i;
-    qsort_r(pi.order, n, sizeof *pi.order, cmp_entry_path, m->entries);
 
     int rc = 0;
     for (size_t k = 1; k < n && !rc; k++) {
-        size_t a = pi.order[k - 1], b = pi.order[k];
+        size_t a = by_path[k - 1], b = by_path[k];
         if (strcmp(m->entries[a].path, m->entries[b].path) == 0)
             rc = entry_fail(entries, a > b ? a : b, "path", err, "\"%s\": duplicate path%s",
                             m->entries[b].path, "");
@@ -649,7 +574,7 @@ static int check_entries(const fb_manifest *m, const fb_json_val *entries, fb_er
         /* A restore would have to write through a symlink or into a file. */
         for (const char *slash = strchr(e->path, '/'); slash && !rc;
              slash = strchr(slash + 1, '/')) {
-            long j = path_lookup(&pi, e->path, (size_t)(slash - e->path));
+            long j = fb_manifest_find_path(m, by_path, e->path, (size_t)(slash - e->path));
             if (j >= 0 && m->entries[j].meta.type != FB_ENTRY_DIR)
                 rc = entry_fail(entries, i, "path", err,
                                 "\"%s\" lies below \"%s\", which is not a directory", e->path,
@@ -657,7 +582,7 @@ static int check_entries(const fb_manifest *m, const fb_json_val *entries, fb_er
         }
         if (rc || e->meta.type != FB_ENTRY_HARDLINK)
             continue;
-        long j = path_lookup(&pi, e->target, strlen(e->target));
+        long j = fb_manifest_find_path(m, by_path, e->target, strlen(e->target));
         if (j < 0 || (size_t)j >= i)
             rc = entry_fail(entries, i, "link", err, "\"%s\" is not an earlier entry%s",
                             e->target, "");
@@ -669,7 +594,7 @@ static int check_entries(const fb_manifest *m, const fb_json_val *entries, fb_er
                             "differs from the size of \"%s\", the file it links to%s",
                             e->target, "");
     }
-    free(pi.order);
+    free(by_path);
     if (rc)
         return rc;
 
@@ -697,25 +622,9 @@ static int check_entries(const fb_manifest *m, const fb_json_val *entries, fb_er
 static int check_totals(const fb_manifest *m, const fb_json_val *root, fb_error *err)
 {
     fb_manifest_totals t = {0};
-    for (size_t i = 0; i < m->n_entries; i++) {
-        const fb_manifest_entry *e = &m->entries[i];
-        switch (e->meta.type) {
-        case FB_ENTRY_FILE:
-            if (__builtin_add_overflow(t.bytes, e->meta.size, &t.bytes))
-                return fb_json_fail_key(root, "totals", err, "sum of file sizes overflows");
-            t.files++;
-            break;
-        case FB_ENTRY_HARDLINK:
-            t.files++;
-            break;
-        case FB_ENTRY_DIR:
-            t.dirs++;
-            break;
-        case FB_ENTRY_SYMLINK:
-            t.symlinks++;
-            break;
-        }
-    }
+    for (size_t i = 0; i < m->n_entries; i++)
+        if (!totals_add(&t, &m->entries[i].meta))
+            return fb_json_fail_key(root, "totals", err, "sum of file sizes overflows");
     fb_json_val tv;
     fb_json_member(root, "totals", 0, &tv, NULL);
     const struct {
@@ -733,23 +642,6 @@ static int check_totals(const fb_manifest *m, const fb_json_val *root, fb_error 
                                     "%" PRIu64 " but the entries add up to %" PRIu64,
                                     rows[i].stated, rows[i].actual);
     }
-    return 0;
-}
-
-static int copy_id(const fb_json_val *obj, const char *key, unsigned flags,
-                   char out[FB_BACKUP_ID_LEN + 1], fb_error *err)
-{
-    const char *s;
-    out[0] = '\0';
-    int rc = fb_json_get_string(obj, key, flags, &s, err);
-    if (rc)
-        return rc;
-    if (!fb_backup_id_is_valid(s)) {
-        char q[128];
-        quote_name(q, sizeof q, s);
-        return fb_json_fail_key(obj, key, err, "\"%s\" is not a valid backup id", q);
-    }
-    memcpy(out, s, FB_BACKUP_ID_LEN + 1);
     return 0;
 }
 
@@ -772,51 +664,28 @@ static int parse_root(fb_manifest *m, const fb_json_val *root, fb_error *err)
     }
     m->format = (int)format;
 
-    if ((rc = copy_id(root, "backup_id", 0, m->backup_id, err)) < 0)
+    if ((rc = fb_json_get_backup_id(root, "backup_id", 0, m->backup_id, err)) < 0)
         return rc;
     if ((rc = fb_json_get_u64(root, "seq", 0, 1, FB_JSON_INT_MAX, &m->seq, err)) < 0)
         return rc;
 
     const char *s;
-    if ((rc = fb_json_get_string(root, "session_id", 0, &s, err)) < 0)
+    if ((rc = fb_json_get_session_id(root, &s, err)) < 0)
         return rc;
-    fb_error serr;
-    fb_error_clear(&serr);
-    if (fb_session_id_check(s, &serr) < 0)
-        return fb_json_fail_key(root, "session_id", err, "%s", serr.message);
     memcpy(m->session_id, s, strlen(s) + 1);
 
-    if ((rc = fb_json_get_string(root, "type", 0, &s, err)) < 0)
+    if ((rc = fb_json_get_backup_type(root, "backup_id", m->backup_id, &m->type, err)) < 0)
         return rc;
-    if (fb_backup_type_parse(s, &m->type) < 0) {
-        char q[128];
-        quote_name(q, sizeof q, s);
-        return fb_json_fail_key(root, "type", err, "expected full or incremental, got \"%s\"", q);
-    }
-    if (fb_backup_id_type(m->backup_id) != m->type)
-        return fb_json_fail_key(root, "type", err, "\"%s\" disagrees with backup_id %s", s,
-                                m->backup_id);
-
-    if ((rc = fb_json_get_string(root, "created_at", 0, &s, err)) < 0)
+    if ((rc = fb_json_get_created_at(root, &m->created_at, err)) < 0)
         return rc;
-    if (fb_rfc3339_parse(s, &m->created_at) < 0) {
-        char q[128];
-        quote_name(q, sizeof q, s);
-        return fb_json_fail_key(root, "created_at", err,
-                                "expected YYYY-MM-DDTHH:MM:SSZ, got \"%s\"", q);
-    }
 
     if ((rc = fb_json_get_string(root, "note", FB_JSON_NULLABLE, &s, err)) < 0)
         return rc;
     if (s && (rc = fb_manifest_set_note(m, s, err)) < 0)
         return rc;
 
-    if ((rc = copy_id(root, "base", FB_JSON_NULLABLE, m->base, err)) < 0)
+    if ((rc = fb_json_get_base(root, m->type, m->base, err)) < 0)
         return rc;
-    if (m->base[0] && m->type == FB_BACKUP_FULL)
-        return fb_json_fail_key(root, "base", err, "a full backup has no base (got %s)", m->base);
-    if (m->base[0] && fb_backup_id_type(m->base) != FB_BACKUP_FULL)
-        return fb_json_fail_key(root, "base", err, "%s is not a full backup", m->base);
 
     if ((rc = fb_json_get_string(root, "tool_version", 0, &s, err)) < 0)
         return rc;
@@ -829,7 +698,7 @@ static int parse_root(fb_manifest *m, const fb_json_val *root, fb_error *err)
     if ((rc = fb_json_get_object(root, "archive", 0, &av, err)) < 0)
         return rc;
     if ((rc = fb_json_get_u64(&av, "size", 0, 0, FB_JSON_INT_MAX, &m->archive.size, err)) < 0 ||
-        (rc = get_sha256(&av, "sha256", m->archive.sha256, err)) < 0 ||
+        (rc = fb_json_get_sha256(&av, "sha256", m->archive.sha256, err)) < 0 ||
         (rc = fb_json_get_u64(&av, "frame_size", 0, 1, FB_JSON_INT_MAX, &m->archive.frame_size,
                               err)) < 0 ||
         (rc = fb_json_get_u64(&av, "frames", 0, 0, FB_JSON_INT_MAX, &m->archive.frames, err)) < 0 ||

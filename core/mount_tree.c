@@ -28,6 +28,7 @@
 #include "fb_index.h"
 #include "fb_manifest.h"
 #include "fb_store.h"
+#include "clock_i.h"
 
 #define MT_NONE UINT32_MAX
 /* Parent index of the entries at the top of a backup. */
@@ -178,13 +179,6 @@ struct fb_mount_tree {
     fb_mount_dir *dirs;   /* open handles, freed with the tree if left open */
     fb_mount_file *files;
 };
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* ------------------------------------------------------- store location */
 
@@ -846,13 +840,13 @@ static int refresh_session(fb_mount_tree *t, mt_session *s, bool force, fb_error
 {
     pthread_mutex_lock(&s->refresh_lock);
     pthread_mutex_lock(&t->lock);
-    bool need = force || stale(t, s->loaded, s->loaded_at, now_seconds());
+    bool need = force || stale(t, s->loaded, s->loaded_at, fb_monotonic_seconds());
     pthread_mutex_unlock(&t->lock);
     if (!need) {
         pthread_mutex_unlock(&s->refresh_lock);
         return 0;
     }
-    double started = now_seconds();
+    double started = fb_monotonic_seconds();
     /* Every change to a session's backups or index is a rename inside its
      * store dir, so an unchanged dir stat means an unchanged listing: skip
      * re-reading (and, with a damaged manifest, re-rebuilding) the index. */
@@ -920,13 +914,13 @@ static int refresh_root(fb_mount_tree *t, bool force, fb_error *err)
 {
     pthread_mutex_lock(&t->root_refresh_lock);
     pthread_mutex_lock(&t->lock);
-    bool need = force || stale(t, t->root_loaded, t->root_loaded_at, now_seconds());
+    bool need = force || stale(t, t->root_loaded, t->root_loaded_at, fb_monotonic_seconds());
     pthread_mutex_unlock(&t->lock);
     if (!need) {
         pthread_mutex_unlock(&t->root_refresh_lock);
         return 0;
     }
-    double started = now_seconds();
+    double started = fb_monotonic_seconds();
     char **ids = NULL;
     size_t n = 0;
     fb_error lerr;
@@ -1190,6 +1184,16 @@ static bool entry_still_valid(const mt_backup *b, uint64_t ino)
 {
     return b->contents && b->entries_count && ino >= b->entries_base &&
            ino - b->entries_base < b->entries_count;
+}
+
+/* Loads b (pinned by the caller) for its entry inode ino: FB_ENOTFOUND when
+ * the reload no longer has that entry. */
+static int entry_load(fb_mount_tree *t, mt_backup *b, uint64_t ino, fb_error *err)
+{
+    int rc = backup_ensure_loaded(t, b, err);
+    if (rc == 0 && !entry_still_valid(b, ino))
+        rc = fb_error_set(err, FB_ENOTFOUND, "inode %llu is gone", (unsigned long long)ino);
+    return rc;
 }
 
 static void stat_times(struct stat *st, int64_t sec, long nsec)
@@ -1467,9 +1471,7 @@ int fb_mount_tree_getattr(fb_mount_tree *t, uint64_t ino, fb_mount_attr *out, fb
     default: {
         mt_backup *b = ref.b;
         b->pins++;
-        rc = backup_ensure_loaded(t, b, err);
-        if (rc == 0 && !entry_still_valid(b, ino))
-            rc = fb_error_set(err, FB_ENOTFOUND, "inode %llu is gone", (unsigned long long)ino);
+        rc = entry_load(t, b, ino, err);
         if (rc == 0)
             attr_entry(b, ref.node, out);
         b->pins--;
@@ -1504,9 +1506,7 @@ int fb_mount_tree_readlink(fb_mount_tree *t, uint64_t ino, char **out, fb_error 
     } else if (ref.kind == REF_ENTRY) {
         b = ref.b;
         b->pins++;
-        rc = backup_ensure_loaded(t, b, err);
-        if (rc == 0 && !entry_still_valid(b, ino))
-            rc = fb_error_set(err, FB_ENOTFOUND, "inode %llu is gone", (unsigned long long)ino);
+        rc = entry_load(t, b, ino, err);
         if (rc == 0) {
             const mt_contents *c = b->contents;
             uint32_t e = c->nodes[c->nodes[ref.node].target].entry;
@@ -1652,9 +1652,7 @@ int fb_mount_tree_opendir(fb_mount_tree *t, uint64_t ino, fb_mount_dir **out, fb
         rc = snapshot_session(ref.s, d);
     } else {
         mt_backup *b = ref.b;
-        rc = backup_ensure_loaded(t, b, err);
-        if (rc == 0 && ref.kind == REF_ENTRY && !entry_still_valid(b, ino))
-            rc = fb_error_set(err, FB_ENOTFOUND, "inode %llu is gone", (unsigned long long)ino);
+        rc = ref.kind == REF_ENTRY ? entry_load(t, b, ino, err) : backup_ensure_loaded(t, b, err);
         if (rc == 0) {
             const mt_contents *c = b->contents;
             if (ref.kind == REF_BACKUP) {
@@ -1825,9 +1823,7 @@ int fb_mount_tree_open(fb_mount_tree *t, uint64_t ino, fb_mount_file **out, fb_e
     }
     mt_backup *b = ref.b;
     b->pins++;
-    rc = backup_ensure_loaded(t, b, err);
-    if (rc == 0 && !entry_still_valid(b, ino))
-        rc = fb_error_set(err, FB_ENOTFOUND, "inode %llu is gone", (unsigned long long)ino);
+    rc = entry_load(t, b, ino, err);
     uint64_t archive_size = 0;
     if (rc == 0) {
         const mt_contents *c = b->contents;

@@ -46,7 +46,9 @@
 #include "fb_index.h"
 #include "fb_lock.h"
 #include "fb_manifest.h"
-#include "scan_i.h"
+#include "fb_text.h"
+#include "clock_i.h"
+#include "tar_check_i.h"
 
 #define STAGING_PREFIX ".restore-"
 /* Hex digits fb_make_temp_dir_at appends to a prefix. */
@@ -150,30 +152,10 @@ static int oom(fb_error *err)
 
 /* ---- the manifest, looked up by path ---- */
 
-static int cmp_entry_path(const void *a, const void *b, void *ctx)
-{
-    const fb_manifest_entry *e = ctx;
-    return strcmp(e[*(const size_t *)a].path, e[*(const size_t *)b].path);
-}
-
 /* Index of the entry whose path is exactly p[0..n), or -1. */
 static long manifest_lookup(const run *r, const char *p, size_t n)
 {
-    size_t lo = 0, hi = r->m.n_entries;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        const char *q = r->m.entries[r->by_path[mid]].path;
-        int c = strncmp(q, p, n);
-        if (c == 0)
-            c = q[n] == '\0' ? 0 : 1;
-        if (c == 0)
-            return (long)r->by_path[mid];
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return -1;
+    return fb_manifest_find_path(&r->m, r->by_path, p, n);
 }
 
 /* The parser already refuses duplicates, entries below a non-directory and
@@ -184,12 +166,8 @@ static long manifest_lookup(const run *r, const char *p, size_t n)
 static int check_tree_order(run *r)
 {
     size_t n = r->m.n_entries;
-    r->by_path = malloc((n ? n : 1) * sizeof *r->by_path);
-    if (!r->by_path)
+    if (!(r->by_path = fb_manifest_sort_by_path(&r->m)))
         return oom(r->err);
-    for (size_t i = 0; i < n; i++)
-        r->by_path[i] = i;
-    qsort_r(r->by_path, n, sizeof *r->by_path, cmp_entry_path, r->m.entries);
     for (size_t i = 0; i < n; i++) {
         const fb_manifest_entry *e = &r->m.entries[i];
         const char *slash = strrchr(e->path, '/');
@@ -512,13 +490,6 @@ static int cmp_live(const void *a, const void *b)
     return strcmp(((const live_entry *)a)->path, ((const live_entry *)b)->path);
 }
 
-static void free_names(char **names, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        free(names[i]);
-    free(names);
-}
-
 /* Lists every entry below dfd (never following a symlink) into out. */
 static int walk_live(run *r, int dfd, const char *prefix, live_list *out, unsigned depth)
 {
@@ -528,46 +499,15 @@ static int walk_live(run *r, int dfd, const char *prefix, live_list *out, unsign
         return fb_error_set(r->err, FB_EIO, "%s: %s: directory tree deeper than %d levels",
                             r->dest_shown, esc, WALK_DEPTH_MAX);
     }
-    int lfd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    DIR *d = lfd >= 0 ? fdopendir(lfd) : NULL;
-    if (!d) {
-        int e = errno;
-        if (lfd >= 0)
-            close(lfd);
+    char **names;
+    size_t n;
+    int rc = fb_list_dir_names_at(dfd, NULL, NULL, &names, &n);
+    if (rc == -ENOMEM)
+        return oom(r->err);
+    if (rc < 0) {
         fb_path_escape(prefix ? prefix : ".", esc, sizeof esc);
-        return fb_error_set_errno(r->err, e, "%s: cannot list %s", r->dest_shown, esc);
+        return fb_error_set_errno(r->err, -rc, "%s: cannot list %s", r->dest_shown, esc);
     }
-    char **names = NULL;
-    size_t n = 0, cap = 0;
-    int rc = 0;
-    for (;;) {
-        errno = 0;
-        struct dirent *de = readdir(d);
-        if (!de) {
-            if (errno) {
-                fb_path_escape(prefix ? prefix : ".", esc, sizeof esc);
-                rc = fb_error_set_errno(r->err, errno, "%s: cannot list %s", r->dest_shown, esc);
-            }
-            break;
-        }
-        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-            continue;
-        if (n == cap) {
-            cap = cap ? cap * 2 : 32;
-            char **nn = realloc(names, cap * sizeof *nn);
-            if (!nn) {
-                rc = oom(r->err);
-                break;
-            }
-            names = nn;
-        }
-        if (!(names[n] = strdup(de->d_name))) {
-            rc = oom(r->err);
-            break;
-        }
-        n++;
-    }
-    closedir(d);
     for (size_t i = 0; i < n && rc == 0; i++) {
         char *path = prefix ? fb_path_join(prefix, names[i]) : strdup(names[i]);
         if (!path) {
@@ -623,7 +563,7 @@ static int walk_live(run *r, int dfd, const char *prefix, live_list *out, unsign
             close(sub);
         }
     }
-    free_names(names, n);
+    fb_string_list_free(names, n);
     return rc;
 }
 
@@ -768,61 +708,9 @@ typedef struct xctx {
     const fb_manifest *m;
     const char *name;
     fb_error *err;
-    fb_archive_stream *stream;
-    bool at_end;
-    int stream_rc;
-    fb_error stream_err;
+    fb_tar_source src;
     xreport *rep;
 } xctx;
-
-static la_ssize_t x_read_cb(struct archive *a, void *ctx, const void **buf)
-{
-    xctx *x = ctx;
-    if (x->at_end)
-        return 0;
-    const uint8_t *data = NULL;
-    size_t len = 0;
-    int rc = fb_archive_stream_next(x->stream, &data, &len, &x->stream_err);
-    if (rc < 0) {
-        x->stream_rc = rc;
-        archive_set_error(a, EIO, "%s", x->stream_err.message);
-        return -1;
-    }
-    if (len == 0) {
-        x->at_end = true;
-        return 0;
-    }
-    *buf = data;
-    return (la_ssize_t)len;
-}
-
-static int x_corrupt(xctx *x, const char *path, const char *what)
-{
-    char esc[600];
-    fb_path_escape(path, esc, sizeof esc);
-    return fb_error_set(x->err, FB_ECORRUPT, "%s: %s: %s", x->name, esc, what);
-}
-
-static int x_mismatch(xctx *x, const char *path, const char *field, long long got,
-                      long long want)
-{
-    char esc[600];
-    fb_path_escape(path, esc, sizeof esc);
-    return fb_error_set(x->err, FB_ECORRUPT,
-                        "%s: %s: %s is %lld in the archive, %lld in the manifest", x->name, esc,
-                        field, got, want);
-}
-
-static int x_read_failure(xctx *x, struct archive *a)
-{
-    if (x->stream_rc < 0) {
-        *x->err = x->stream_err;
-        return x->stream_rc;
-    }
-    const char *msg = archive_error_string(a);
-    return fb_error_set(x->err, FB_ECORRUPT, "%s: archive.tar.zst: tar stream: %s", x->name,
-                        msg ? msg : "unreadable");
-}
 
 /* libarchive reports its own refusals (a "..", an absolute path, a symlink
  * in the way) without a positive errno; those mean a hostile or broken
@@ -838,89 +726,6 @@ static int x_write_failure(xctx *x, struct archive *w, const char *path)
                                   msg ? msg : "write failed");
     return fb_error_set(x->err, FB_ECORRUPT, "%s: %s: refused: %s", x->name, esc,
                         msg ? msg : "unsafe entry");
-}
-
-/* The tar header must be exactly the manifest entry e. */
-static int x_check_header(xctx *x, struct archive *a, struct archive_entry *ae,
-                          const fb_manifest_entry *e)
-{
-    const char *p = archive_entry_pathname(ae);
-    if (!p)
-        p = archive_entry_pathname_utf8(ae);
-    if (!p)
-        return x_corrupt(x, e->path, "tar entry without a readable path");
-    size_t plen = strlen(p);
-    if (e->meta.type == FB_ENTRY_DIR && plen > 1 && p[plen - 1] == '/')
-        plen--;
-    if (plen != strlen(e->path) || memcmp(p, e->path, plen) != 0) {
-        char esc[600], msg[700];
-        fb_path_escape(p, esc, sizeof esc);
-        snprintf(msg, sizeof msg, "the archive has a different entry here: %s", esc);
-        return x_corrupt(x, e->path, msg);
-    }
-    const char *hl = archive_entry_hardlink(ae);
-    mode_t ft = archive_entry_filetype(ae);
-    bool type_ok = false;
-    switch (e->meta.type) {
-    case FB_ENTRY_FILE:
-        type_ok = ft == AE_IFREG && !hl;
-        break;
-    case FB_ENTRY_DIR:
-        type_ok = ft == AE_IFDIR && !hl;
-        break;
-    case FB_ENTRY_SYMLINK:
-        type_ok = ft == AE_IFLNK && !hl;
-        break;
-    case FB_ENTRY_HARDLINK:
-        /* The link must name the file the manifest says, which was
-         * extracted earlier in this run (the parser checked the order). */
-        type_ok = hl != NULL && (ft == AE_IFREG || ft == 0);
-        break;
-    }
-    if (!type_ok) {
-        char msg[128];
-        snprintf(msg, sizeof msg, "entry type differs (manifest: %s)",
-                 fb_entry_type_name(e->meta.type));
-        return x_corrupt(x, e->path, msg);
-    }
-    if (e->meta.type == FB_ENTRY_SYMLINK) {
-        const char *t = archive_entry_symlink(ae);
-        if (!t)
-            t = archive_entry_symlink_utf8(ae);
-        if (!t || strcmp(t, e->target) != 0)
-            return x_corrupt(x, e->path, "symlink target differs");
-    }
-    if (e->meta.type == FB_ENTRY_HARDLINK && strcmp(hl, e->target) != 0)
-        return x_corrupt(x, e->path, "hardlink target differs");
-    if (archive_entry_sparse_count(ae) > 0)
-        return x_corrupt(x, e->path, "sparse tar entry");
-    uint64_t want_size = e->meta.type == FB_ENTRY_FILE ? e->meta.size : 0;
-    if (!archive_entry_size_is_set(ae) && want_size)
-        return x_corrupt(x, e->path, "tar entry has no size");
-    la_int64_t tsize = archive_entry_size(ae);
-    if (tsize < 0 || (uint64_t)tsize != want_size)
-        return x_mismatch(x, e->path, "size", (long long)tsize, (long long)want_size);
-    if ((uint32_t)(archive_entry_perm(ae) & 07777) != e->meta.mode)
-        return x_mismatch(x, e->path, "mode", (long long)(archive_entry_perm(ae) & 07777),
-                          (long long)e->meta.mode);
-    if (archive_entry_uid(ae) != (la_int64_t)e->meta.uid)
-        return x_mismatch(x, e->path, "uid", (long long)archive_entry_uid(ae),
-                          (long long)e->meta.uid);
-    if (archive_entry_gid(ae) != (la_int64_t)e->meta.gid)
-        return x_mismatch(x, e->path, "gid", (long long)archive_entry_gid(ae),
-                          (long long)e->meta.gid);
-    if ((int64_t)archive_entry_mtime(ae) != e->meta.mtime)
-        return x_mismatch(x, e->path, "mtime", (long long)archive_entry_mtime(ae),
-                          (long long)e->meta.mtime);
-    if ((uint32_t)archive_entry_mtime_nsec(ae) != e->meta.mtime_nsec)
-        return x_mismatch(x, e->path, "mtime_nsec", (long long)archive_entry_mtime_nsec(ae),
-                          (long long)e->meta.mtime_nsec);
-    if (e->meta.type == FB_ENTRY_FILE) {
-        la_int64_t at = archive_filter_bytes(a, 0);
-        if (at < 0 || (uint64_t)at != e->offset)
-            return x_mismatch(x, e->path, "data offset", (long long)at, (long long)e->offset);
-    }
-    return 0;
 }
 
 /* What archive_write_disk gets: built from the manifest entry only. */
@@ -964,70 +769,31 @@ static struct archive_entry *x_disk_entry(xctx *x, const fb_manifest_entry *e)
     return oe;
 }
 
-/* Copies the data of the current entry into the disk writer, hashing it and
- * never writing past the manifest size. */
-static int x_copy_data(xctx *x, struct archive *a, struct archive *w, const fb_manifest_entry *e)
+/* Where the data of the current entry goes: the disk writer. */
+typedef struct x_sink {
+    xctx *x;
+    struct archive *w;
+    const char *path;
+} x_sink;
+
+static int x_write_block(void *ctx, const void *buf, size_t len, fb_error *err)
 {
-    fb_sha256 h;
-    int rc = fb_sha256_init(&h, x->err);
-    if (rc < 0)
-        return rc;
-    uint64_t want = e->meta.type == FB_ENTRY_FILE ? e->meta.size : 0;
-    uint64_t got = 0;
-    for (;;) {
-        const void *buf;
-        size_t len;
-        la_int64_t off;
-        int ar = archive_read_data_block(a, &buf, &len, &off);
-        if (ar == ARCHIVE_EOF)
-            break;
-        if (ar != ARCHIVE_OK) {
-            rc = x_read_failure(x, a);
-            break;
-        }
-        if (off < 0 || (uint64_t)off != got) {
-            rc = x_corrupt(x, e->path, "data with holes");
-            break;
-        }
-        if (len > want - got) {
-            rc = x_corrupt(x, e->path, "more data in the archive than the manifest size");
-            break;
-        }
-        if (len == 0)
-            continue;
-        fb_sha256_update(&h, buf, len);
-        la_ssize_t wr = archive_write_data(w, buf, len);
-        if (wr < 0 || (size_t)wr != len) {
-            rc = x_write_failure(x, w, e->path);
-            break;
-        }
-        got += len;
-    }
-    uint8_t digest[FB_SHA256_LEN];
-    fb_sha256_final(&h, digest);
-    fb_sha256_fini(&h);
-    if (rc < 0)
-        return rc;
-    if (got != want)
-        return x_mismatch(x, e->path, "content size", (long long)got, (long long)want);
-    if (e->meta.type == FB_ENTRY_FILE && memcmp(digest, e->sha256, FB_SHA256_LEN) != 0)
-        return x_corrupt(x, e->path, "content sha256 mismatch");
+    (void)err; /* x_write_failure fills x->err, which is err */
+    x_sink *s = ctx;
+    la_ssize_t wr = archive_write_data(s->w, buf, len);
+    if (wr < 0 || (size_t)wr != len)
+        return x_write_failure(s->x, s->w, s->path);
     return 0;
 }
 
 static int x_extract(xctx *x)
 {
     const fb_manifest *m = x->m;
-    struct archive *a = archive_read_new();
+    struct archive *a = NULL;
     struct archive *w = archive_write_disk_new();
     int rc = 0;
-    if (!a || !w) {
+    if (!w) {
         rc = oom(x->err);
-        goto out;
-    }
-    if (archive_read_support_format_tar(a) != ARCHIVE_OK ||
-        archive_read_support_filter_none(a) != ARCHIVE_OK) {
-        rc = fb_error_set(x->err, FB_EIO, "%s: libarchive: %s", x->name, archive_error_string(a));
         goto out;
     }
     int flags = ARCHIVE_EXTRACT_SECURE_NODOTDOT | ARCHIVE_EXTRACT_SECURE_SYMLINKS |
@@ -1039,10 +805,8 @@ static int x_extract(xctx *x)
         rc = fb_error_set(x->err, FB_EIO, "%s: libarchive: %s", x->name, archive_error_string(w));
         goto out;
     }
-    if (archive_read_open(a, x, NULL, x_read_cb, NULL) != ARCHIVE_OK) {
-        rc = x_read_failure(x, a);
+    if ((rc = fb_tar_source_open(&x->src, &a, x->err)) < 0)
         goto out;
-    }
     size_t idx = 0;
     for (;;) {
         struct archive_entry *ae;
@@ -1051,7 +815,7 @@ static int x_extract(xctx *x)
             break;
         /* ARCHIVE_WARN is a charset remark; the path bytes are compared. */
         if (ar != ARCHIVE_OK && ar != ARCHIVE_WARN) {
-            rc = x_read_failure(x, a);
+            rc = fb_tar_source_failure(&x->src, a, x->err);
             break;
         }
         if (idx >= m->n_entries) {
@@ -1061,7 +825,7 @@ static int x_extract(xctx *x)
             break;
         }
         const fb_manifest_entry *e = &m->entries[idx];
-        if ((rc = x_check_header(x, a, ae, e)) < 0)
+        if ((rc = fb_tar_entry_check(ae, e, archive_filter_bytes(a, 0), x->name, x->err)) < 0)
             break;
         struct archive_entry *oe = x_disk_entry(x, e);
         if (!oe) {
@@ -1074,7 +838,8 @@ static int x_extract(xctx *x)
             break;
         }
         archive_entry_free(oe);
-        if ((rc = x_copy_data(x, a, w, e)) < 0)
+        x_sink sink = {.x = x, .w = w, .path = e->path};
+        if ((rc = fb_tar_entry_data(&x->src, a, e, x_write_block, &sink, x->err)) < 0)
             break;
         if (archive_write_finish_entry(w) != ARCHIVE_OK) {
             rc = x_write_failure(x, w, e->path);
@@ -1098,19 +863,7 @@ static int x_extract(xctx *x)
         goto out;
     /* Whatever follows the tar end is hashed too: the whole file must be
      * the one the manifest describes. */
-    while (!x->at_end) {
-        const uint8_t *data;
-        size_t len;
-        if ((rc = fb_archive_stream_next(x->stream, &data, &len, x->err)) < 0)
-            goto out;
-        if (len == 0)
-            x->at_end = true;
-    }
-    uint8_t sum[FB_SHA256_LEN];
-    if ((rc = fb_archive_stream_file_sha256(x->stream, sum, x->err)) < 0)
-        goto out;
-    if (memcmp(sum, m->archive.sha256, FB_SHA256_LEN) != 0)
-        rc = fb_error_set(x->err, FB_ECORRUPT, "%s: archive.tar.zst: sha256 mismatch", x->name);
+    rc = fb_tar_source_finish(&x->src, m->archive.sha256, x->err);
 out:
     if (w)
         archive_write_free(w);
@@ -1140,10 +893,13 @@ __attribute__((noreturn)) static void child_main(run *r, int report_fd, pid_t pa
         x.name = r->label;
         x.err = &rep.err;
         x.rep = &rep;
-        rep.rc = fb_archive_stream_new(r->reader, &x.stream, &rep.err);
-        if (rep.rc == 0)
+        fb_archive_stream *stream = NULL;
+        rep.rc = fb_archive_stream_new(r->reader, &stream, &rep.err);
+        if (rep.rc == 0) {
+            fb_tar_source_init(&x.src, stream, x.name, NULL, NULL);
             rep.rc = x_extract(&x);
-        fb_archive_stream_free(x.stream);
+        }
+        fb_archive_stream_free(stream);
     }
     _exit(fb_write_all(report_fd, &rep, sizeof rep) == 0 ? 0 : 121);
 }
@@ -1262,19 +1018,7 @@ static int open_archive(run *r)
         close(fd);
         return rc;
     }
-    const fb_seek_table *t = fb_archive_reader_seek_table(r->reader);
-    if (t->n_frames != r->m.archive.frames)
-        return fb_error_set(r->err, FB_ECORRUPT,
-                            "%s: archive.tar.zst: has %zu frames, the manifest says %llu",
-                            r->label, t->n_frames, (unsigned long long)r->m.archive.frames);
-    for (size_t i = 0; i < t->n_frames; i++)
-        if (t->frames[i].d_size > r->m.archive.frame_size)
-            return fb_error_set(r->err, FB_ECORRUPT,
-                                "%s: archive.tar.zst: frame %zu holds %u bytes, more than the "
-                                "frame size %llu",
-                                r->label, i, t->frames[i].d_size,
-                                (unsigned long long)r->m.archive.frame_size);
-    return 0;
+    return fb_tar_frames_check(fb_archive_reader_seek_table(r->reader), &r->m, r->label, r->err);
 }
 
 static bool dir_is_empty(int fd, int *err_out)
@@ -1476,36 +1220,25 @@ static bool is_staging_name_of(const char *name, const char *sid)
 /* Removes .restore-<sid>-* left by interrupted restores of this session
  * (called with the session lock held). One still locked by a running
  * restore is left alone. */
+/* A staging dir of this session other than the one of this run. */
+static bool is_leftover(int dirfd, const char *name, void *ctx)
+{
+    (void)dirfd;
+    const run *r = ctx;
+    return is_staging_name_of(name, r->req->session_id) &&
+           !(r->staging_made && !strcmp(name, r->staging));
+}
+
 static void clear_leftovers(run *r)
 {
-    int lfd = openat(r->parent_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    DIR *d = lfd >= 0 ? fdopendir(lfd) : NULL;
-    if (!d) {
-        if (lfd >= 0)
-            close(lfd);
+    char **names;
+    size_t n;
+    int rc = fb_list_dir_names_at(r->parent_fd, is_leftover, r, &names, &n);
+    if (rc < 0) {
         warn(r, "cannot list %s for leftovers of interrupted restores: %s", r->parent_shown,
-             strerror(errno));
+             strerror(-rc));
         return;
     }
-    char **names = NULL;
-    size_t n = 0, cap = 0;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        if (!is_staging_name_of(de->d_name, r->req->session_id) ||
-            (r->staging_made && !strcmp(de->d_name, r->staging)))
-            continue;
-        if (n == cap) {
-            cap = cap ? cap * 2 : 8;
-            char **nn = realloc(names, cap * sizeof *nn);
-            if (!nn)
-                break;
-            names = nn;
-        }
-        if (!(names[n] = strdup(de->d_name)))
-            break;
-        n++;
-    }
-    closedir(d);
     bool removed = false;
     for (size_t i = 0; i < n; i++) {
         int fd = openat(r->parent_fd, names[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -1525,7 +1258,7 @@ static void clear_leftovers(run *r)
         if (fd >= 0)
             close(fd);
     }
-    free_names(names, n);
+    fb_string_list_free(names, n);
     if (removed)
         fsync(r->parent_fd);
 }
@@ -1913,17 +1646,10 @@ static int run_steps(run *r)
     return move_incremental(r);
 }
 
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 int fb_restore_run(fb_store *store, const fb_restore_request *req, fb_restore_result *out,
                    fb_error *err)
 {
-    double t0 = now_seconds();
+    double t0 = fb_monotonic_seconds();
     if (!store || !req || !out)
         return fb_error_set(err, FB_EMISUSE, "fb_restore_run: missing argument");
     int rc = fb_session_id_check(req->session_id, err);
@@ -1978,6 +1704,6 @@ int fb_restore_run(fb_store *store, const fb_restore_request *req, fb_restore_re
     free(r->dest_name);
     free(r->dest_shown);
     free(r);
-    out->seconds = now_seconds() - t0;
+    out->seconds = fb_monotonic_seconds() - t0;
     return rc < 0 ? rc : 0;
 }

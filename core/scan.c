@@ -15,6 +15,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fb_fsutil.h"
+#include "fb_text.h"
+
 void fb_scan_result_init(fb_scan_result *r)
 {
     memset(r, 0, sizeof *r);
@@ -30,84 +33,6 @@ void fb_scan_result_fini(fb_scan_result *r)
     }
     free(r->entries);
     memset(r, 0, sizeof *r);
-}
-
-/* Length of the valid UTF-8 sequence at s (at most avail bytes), 0 if invalid. */
-static size_t utf8_seq_len(const unsigned char *s, size_t avail)
-{
-    unsigned char c = s[0];
-    size_t n;
-    uint32_t cp;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF) {
-        n = 2;
-        cp = c & 0x1F;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        n = 3;
-        cp = c & 0x0F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (avail < n)
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-        (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    return n;
-}
-
-void fb_path_escape(const char *path, char *out, size_t size)
-{
-    if (size == 0)
-        return;
-    const unsigned char *s = (const unsigned char *)path;
-    size_t len = strlen(path);
-    size_t o = 0;
-    for (size_t i = 0; i < len;) {
-        char buf[8];
-        size_t n = utf8_seq_len(s + i, len - i);
-        size_t blen;
-        if (n == 1 && s[i] >= 0x20 && s[i] != 0x7F && s[i] != '\\') {
-            buf[0] = (char)s[i];
-            blen = 1;
-        } else if (n > 1) {
-            memcpy(buf, s + i, n);
-            blen = n;
-        } else {
-            if (s[i] == '\n')
-                blen = (size_t)snprintf(buf, sizeof buf, "\\n");
-            else if (s[i] == '\t')
-                blen = (size_t)snprintf(buf, sizeof buf, "\\t");
-            else if (s[i] == '\\')
-                blen = (size_t)snprintf(buf, sizeof buf, "\\\\");
-            else
-                blen = (size_t)snprintf(buf, sizeof buf, "\\x%02x", s[i]);
-            n = 1;
-        }
-        /* keep room for "..." and the NUL when truncating */
-        if (o + blen + 1 > size || (i + n < len && o + blen + 4 > size)) {
-            if (size >= 4) {
-                while (o + 4 > size)
-                    o--;
-                memcpy(out + o, "...", 3);
-                o += 3;
-            }
-            break;
-        }
-        memcpy(out + o, buf, blen);
-        o += blen;
-        i += n;
-    }
-    out[o < size ? o : size - 1] = '\0';
 }
 
 /* ---- the inode map that turns later links of a file into hardlink entries ---- */
@@ -319,57 +244,14 @@ static bool included(const walker *w)
     return !w->opts->include || fb_config_include_matches(w->opts->include, w->path);
 }
 
-static int cmp_names(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static void free_names(char **names, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        free(names[i]);
-    free(names);
-}
-
 /* Reads every name of d (but . and ..), sorted bytewise. */
 static int list_names(walker *w, DIR *d, char ***out, size_t *n_out)
 {
-    char **names = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        errno = 0;
-        struct dirent *de = readdir(d);
-        if (!de) {
-            if (errno) {
-                int e = errno;
-                free_names(names, n);
-                return fail_path(w, e, "cannot list directory");
-            }
-            break;
-        }
-        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-            continue;
-        if (n == cap) {
-            size_t ncap = cap ? cap * 2 : 32;
-            char **nn = realloc(names, ncap * sizeof *nn);
-            if (!nn) {
-                free_names(names, n);
-                return oom(w->err);
-            }
-            names = nn;
-            cap = ncap;
-        }
-        names[n] = strdup(de->d_name);
-        if (!names[n]) {
-            free_names(names, n);
-            return oom(w->err);
-        }
-        n++;
-    }
-    if (n > 1)
-        qsort(names, n, sizeof *names, cmp_names);
-    *out = names;
-    *n_out = n;
+    int rc = fb_read_dir_names(d, NULL, NULL, out, n_out);
+    if (rc == -ENOMEM)
+        return oom(w->err);
+    if (rc < 0)
+        return fail_path(w, -rc, "cannot list directory");
     return 0;
 }
 
@@ -538,7 +420,7 @@ static int walk_dir(walker *w, int fd)
         w->len = base_len;
         w->path[base_len] = '\0';
     }
-    free_names(names, n);
+    fb_string_list_free(names, n);
     closedir(d);
     return rc;
 }

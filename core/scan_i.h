@@ -1,6 +1,5 @@
 /* Private to the backup module: the walk of a session source directory that
- * decides which entries a backup holds, in archive order, plus the escaping
- * used when a raw path goes into a message. */
+ * decides which entries a backup holds, in archive order. */
 #ifndef FB_SCAN_I_H
 #define FB_SCAN_I_H
 
@@ -59,10 +58,5 @@ void fb_scan_result_fini(fb_scan_result *r);
  * FB_ENOMEM. */
 int fb_scan_dir(int source_fd, const char *source_name, const fb_scan_options *opts,
                 fb_scan_result *out, fb_error *err);
-
-/* Copies path into out (size >= 1) for use in a message: control bytes,
- * backslash and bytes that are not valid UTF-8 become \n, \t, \\ or \xNN.
- * Truncates with "..." when out is too small. */
-void fb_path_escape(const char *path, char *out, size_t size);
 
 #endif

@@ -271,9 +271,11 @@ int fb_seek_table_parse(const uint8_t *file, size_t file_size, const char *name,
     int rc = check_min_size(file_size, name, err);
     if (rc)
         return rc;
-    uint32_t n_frames;
-    bool with_checksums;
-    uint64_t table_size;
+    /* Set by parse_footer when it returns 0; initialised because GCC -O3
+     * cannot see that and warns (fatal with -Dwerror=true). */
+    uint32_t n_frames = 0;
+    bool with_checksums = false;
+    uint64_t table_size = 0;
     rc = parse_footer(file + file_size - FB_SEEK_FOOTER_SIZE, file_size, name, &n_frames,
                       &with_checksums, &table_size, err);
     if (rc)
@@ -293,9 +295,11 @@ int fb_seek_table_read_fd(int fd, uint64_t file_size, const char *name, fb_seek_
                         "seek table footer", err);
     if (rc)
         return rc;
-    uint32_t n_frames;
-    bool with_checksums;
-    uint64_t table_size;
+    /* Set by parse_footer when it returns 0; initialised because GCC -O3
+     * cannot see that and warns (fatal with -Dwerror=true). */
+    uint32_t n_frames = 0;
+    bool with_checksums = false;
+    uint64_t table_size = 0;
     rc = parse_footer(footer, file_size, name, &n_frames, &with_checksums, &table_size, err);
     if (rc)
         return rc;

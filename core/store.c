@@ -6,7 +6,6 @@
  * O_NOFOLLOW so a planted symlink never redirects us out of the store. */
 #include "fb_store.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -530,77 +529,17 @@ int fb_store_open_session(const fb_store *store, const char *session_id, bool cr
     return 0;
 }
 
-void fb_string_list_free(char **list, size_t n)
-{
-    if (!list)
-        return;
-    for (size_t i = 0; i < n; i++)
-        free(list[i]);
-    free(list);
-}
-
-static int cmp_strings(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-typedef bool (*name_filter_fn)(int dirfd, const char *name);
-
-/* Sorted names in dirfd accepted by filter. A fresh open file description
- * is used so concurrent readers of the same store do not share an offset. */
-static int list_names(int dirfd, const char *what, name_filter_fn filter, char ***out,
+/* Sorted names in dirfd accepted by filter (fb_list_dir_names_at: a fresh
+ * open file description, so concurrent readers of the same store do not
+ * share an offset). */
+static int list_names(int dirfd, const char *what, fb_name_filter_fn filter, char ***out,
                       size_t *n_out, fb_error *err)
 {
-    *out = NULL;
-    *n_out = 0;
-    int lfd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (lfd < 0)
-        return fb_error_set_errno(err, errno, "cannot open %s", what);
-    DIR *d = fdopendir(lfd);
-    if (!d) {
-        int e = errno;
-        close(lfd);
-        return fb_error_set_errno(err, e, "cannot list %s", what);
-    }
-    char **list = NULL;
-    size_t n = 0, cap = 0;
-    int rc = 0;
-    for (;;) {
-        errno = 0;
-        struct dirent *de = readdir(d);
-        if (!de) {
-            if (errno)
-                rc = fb_error_set_errno(err, errno, "cannot list %s", what);
-            break;
-        }
-        if (!filter(dirfd, de->d_name))
-            continue;
-        if (n == cap) {
-            size_t ncap = cap ? cap * 2 : 16;
-            char **nl = realloc(list, ncap * sizeof *nl);
-            if (!nl) {
-                rc = store_oom(err);
-                break;
-            }
-            list = nl;
-            cap = ncap;
-        }
-        list[n] = strdup(de->d_name);
-        if (!list[n]) {
-            rc = store_oom(err);
-            break;
-        }
-        n++;
-    }
-    closedir(d);
-    if (rc) {
-        fb_string_list_free(list, n);
-        return rc;
-    }
-    if (n > 1)
-        qsort(list, n, sizeof *list, cmp_strings);
-    *out = list;
-    *n_out = n;
+    int rc = fb_list_dir_names_at(dirfd, filter, NULL, out, n_out);
+    if (rc == -ENOMEM)
+        return store_oom(err);
+    if (rc < 0)
+        return fb_error_set_errno(err, -rc, "cannot list %s", what);
     return 0;
 }
 
@@ -610,8 +549,9 @@ static bool is_real_dir(int dirfd, const char *name)
     return fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
 }
 
-static bool session_dir_filter(int dirfd, const char *name)
+static bool session_dir_filter(int dirfd, const char *name, void *ctx)
 {
+    (void)ctx;
     return fb_session_id_check(name, NULL) == 0 && is_real_dir(dirfd, name);
 }
 
@@ -621,8 +561,9 @@ int fb_store_list_sessions(const fb_store *store, char ***out, size_t *n_out, fb
                       err);
 }
 
-static bool backup_dir_filter(int dirfd, const char *name)
+static bool backup_dir_filter(int dirfd, const char *name, void *ctx)
 {
+    (void)ctx;
     if (!fb_backup_id_is_valid(name))
         return false;
     int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -973,8 +914,9 @@ int fb_store_save_index(int session_fd, const char *session_id, const fb_index *
     return rc;
 }
 
-static bool leftover_filter(int dirfd, const char *name)
+static bool leftover_filter(int dirfd, const char *name, void *ctx)
 {
+    (void)ctx;
     (void)dirfd;
     return strncmp(name, ".tmp-", 5) == 0 || strncmp(name, ".trash-", 7) == 0;
 }

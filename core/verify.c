@@ -7,8 +7,6 @@
  * files by offset, so a wrong offset must fail here even if the tar is fine. */
 #include "fb_verify.h"
 
-#include <archive.h>
-#include <archive_entry.h>
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -20,8 +18,8 @@
 
 #include "fb_archive_reader.h"
 #include "fb_hash.h"
-#include "fb_seek_table.h"
-#include "scan_i.h"
+#include "fb_text.h"
+#include "tar_check_i.h"
 
 #define ARCHIVE_NAME "archive.tar.zst"
 /* JSON members of an incremental are parsed in memory; beyond this they are
@@ -40,10 +38,8 @@ typedef struct verify_ctx {
     const char *name;
     fb_error *err;
     fb_archive_stream *stream;
+    fb_tar_source src;
     uint64_t pos;          /* decompressed bytes handed to libarchive so far */
-    bool at_end;
-    int stream_rc;         /* error from the stream inside the read callback */
-    fb_error stream_err;
     /* The raw-offset check. */
     range_check rc;
     size_t next_range;     /* next manifest entry to look at for a range */
@@ -125,70 +121,15 @@ static int range_feed(verify_ctx *c, const uint8_t *data, size_t len)
     return 0;
 }
 
-static la_ssize_t read_cb(struct archive *a, void *ctx, const void **buf)
+/* Every decompressed chunk passes here on its way to libarchive. */
+static int on_chunk(void *ctx, const uint8_t *data, size_t len, fb_error *err)
 {
     verify_ctx *c = ctx;
-    if (c->at_end)
-        return 0;
-    const uint8_t *data = NULL;
-    size_t len = 0;
-    int rc = fb_archive_stream_next(c->stream, &data, &len, &c->stream_err);
-    if (rc < 0) {
-        c->stream_rc = rc;
-        archive_set_error(a, EIO, "%s", c->stream_err.message);
-        return -1;
-    }
-    if (len == 0) {
-        c->at_end = true;
-        return 0;
-    }
-    rc = range_feed(c, data, len);
-    if (rc < 0) {
-        c->stream_rc = rc;
-        fb_error_set(&c->stream_err, rc, "%s: out of memory", c->name);
-        archive_set_error(a, ENOMEM, "out of memory");
-        return -1;
-    }
+    int rc = range_feed(c, data, len);
+    if (rc < 0)
+        return fb_error_set(err, rc, "%s: out of memory", c->name);
     c->pos += len;
-    *buf = data;
-    return (la_ssize_t)len;
-}
-
-static int corrupt(verify_ctx *c, const char *path, const char *fmt, const char *a,
-                   const char *b)
-{
-    char esc[600];
-    fb_path_escape(path, esc, sizeof esc);
-    char detail[800];
-    snprintf(detail, sizeof detail, fmt, a, b);
-    return fb_error_set(c->err, FB_ECORRUPT, "%s: %s: %s", c->name, esc, detail);
-}
-
-static int corrupt_num(verify_ctx *c, const char *path, const char *what, long long got,
-                       long long want)
-{
-    char esc[600];
-    fb_path_escape(path, esc, sizeof esc);
-    if (!strcmp(what, "mode"))
-        return fb_error_set(c->err, FB_ECORRUPT,
-                            "%s: %s: mode is 0%llo in the archive, 0%llo in the manifest", c->name,
-                            esc, (unsigned long long)got, (unsigned long long)want);
-    return fb_error_set(c->err, FB_ECORRUPT,
-                        "%s: %s: %s is %lld in the archive, %lld in the manifest", c->name, esc,
-                        what, got, want);
-}
-
-/* The error after libarchive failed: ours from the stream if that was the
- * cause, else libarchive's parse error. */
-static int tar_failure(verify_ctx *c, struct archive *a)
-{
-    if (c->stream_rc < 0) {
-        *c->err = c->stream_err;
-        return c->stream_rc;
-    }
-    const char *msg = archive_error_string(a);
-    return fb_error_set(c->err, FB_ECORRUPT, "%s: %s: tar stream: %s", c->name, ARCHIVE_NAME,
-                        msg ? msg : "unreadable");
+    return 0;
 }
 
 static bool ends_with_json(const char *p)
@@ -212,7 +153,23 @@ static int check_json(verify_ctx *c, const char *path, const char *buf, size_t l
     }
     cJSON_Delete(j);
     if (!ok)
-        return corrupt(c, path, "%s%s", "member does not parse as JSON", "");
+        return fb_tar_corrupt(c->err, c->name, path, "member does not parse as JSON");
+    return 0;
+}
+
+/* Where the data of a JSON member is collected to be parsed. */
+typedef struct json_buf {
+    char *data;
+    size_t len;
+} json_buf;
+
+static int collect_json(void *ctx, const void *buf, size_t len, fb_error *err)
+{
+    (void)err;
+    json_buf *j = ctx;
+    /* fb_tar_entry_data never hands more than the manifest size. */
+    memcpy(j->data + j->len, buf, len);
+    j->len += len;
     return 0;
 }
 
@@ -220,137 +177,23 @@ static int check_json(verify_ctx *c, const char *path, const char *buf, size_t l
 static int check_entry(verify_ctx *c, struct archive *a, struct archive_entry *ae,
                        const fb_manifest_entry *e)
 {
-    const char *p = archive_entry_pathname(ae);
-    if (!p)
-        p = archive_entry_pathname_utf8(ae);
-    if (!p)
-        return corrupt(c, e->path, "%s%s", "tar entry without a readable path", "");
-    size_t plen = strlen(p);
-    /* Tar writers mark directories with one trailing '/'. */
-    if (e->meta.type == FB_ENTRY_DIR && plen > 1 && p[plen - 1] == '/')
-        plen--;
-    if (plen != strlen(e->path) || memcmp(p, e->path, plen) != 0) {
-        char esc[600];
-        fb_path_escape(p, esc, sizeof esc);
-        return corrupt(c, e->path, "%s%s", "the archive has a different entry here: ", esc);
-    }
-
-    const char *hl = archive_entry_hardlink(ae);
-    mode_t ft = archive_entry_filetype(ae);
-    const char *want_type = fb_entry_type_name(e->meta.type);
-    bool type_ok;
-    switch (e->meta.type) {
-    case FB_ENTRY_FILE:
-        type_ok = ft == AE_IFREG && !hl;
-        break;
-    case FB_ENTRY_DIR:
-        type_ok = ft == AE_IFDIR && !hl;
-        break;
-    case FB_ENTRY_SYMLINK:
-        type_ok = ft == AE_IFLNK && !hl;
-        break;
-    case FB_ENTRY_HARDLINK:
-        type_ok = hl != NULL;
-        break;
-    default:
-        type_ok = false;
-    }
-    if (!type_ok)
-        return corrupt(c, e->path, "type differs (manifest: %s)%s", want_type, "");
-    if (e->meta.type == FB_ENTRY_SYMLINK) {
-        const char *t = archive_entry_symlink(ae);
-        if (!t)
-            t = archive_entry_symlink_utf8(ae);
-        if (!t || !e->target || strcmp(t, e->target) != 0)
-            return corrupt(c, e->path, "%s%s", "symlink target differs", "");
-    }
-    if (e->meta.type == FB_ENTRY_HARDLINK && (!e->target || strcmp(hl, e->target) != 0))
-        return corrupt(c, e->path, "%s%s", "hardlink target differs", "");
-    if (archive_entry_sparse_count(ae) > 0)
-        return corrupt(c, e->path, "%s%s", "sparse tar entry", "");
-
-    uint64_t want_size = e->meta.type == FB_ENTRY_FILE ? e->meta.size : 0;
-    if (!archive_entry_size_is_set(ae) && want_size)
-        return corrupt(c, e->path, "%s%s", "tar entry has no size", "");
-    la_int64_t tsize = archive_entry_size(ae);
-    if (tsize < 0 || (uint64_t)tsize != want_size)
-        return corrupt_num(c, e->path, "size", (long long)tsize, (long long)want_size);
-    if ((uint32_t)(archive_entry_perm(ae) & 07777) != e->meta.mode)
-        return corrupt_num(c, e->path, "mode", (long long)(archive_entry_perm(ae) & 07777),
-                           (long long)e->meta.mode);
-    if (archive_entry_uid(ae) != (la_int64_t)e->meta.uid)
-        return corrupt_num(c, e->path, "uid", (long long)archive_entry_uid(ae),
-                           (long long)e->meta.uid);
-    if (archive_entry_gid(ae) != (la_int64_t)e->meta.gid)
-        return corrupt_num(c, e->path, "gid", (long long)archive_entry_gid(ae),
-                           (long long)e->meta.gid);
-    if ((int64_t)archive_entry_mtime(ae) != e->meta.mtime)
-        return corrupt_num(c, e->path, "mtime", (long long)archive_entry_mtime(ae),
-                           (long long)e->meta.mtime);
-    if ((uint32_t)archive_entry_mtime_nsec(ae) != e->meta.mtime_nsec)
-        return corrupt_num(c, e->path, "mtime_nsec", (long long)archive_entry_mtime_nsec(ae),
-                           (long long)e->meta.mtime_nsec);
-    if (e->meta.type == FB_ENTRY_FILE) {
-        /* Right after the header libarchive has consumed exactly the headers,
-         * so its position is where this file's data starts. */
-        la_int64_t at = archive_filter_bytes(a, 0);
-        if (at < 0 || (uint64_t)at != e->offset)
-            return corrupt_num(c, e->path, "data offset", (long long)at, (long long)e->offset);
-    }
-
-    /* The data, as libarchive returns it. */
+    int rc = fb_tar_entry_check(ae, e, archive_filter_bytes(a, 0), c->name, c->err);
+    if (rc < 0)
+        return rc;
     bool want_json = c->m->type == FB_BACKUP_INCREMENTAL && e->meta.type == FB_ENTRY_FILE &&
                      ends_with_json(e->path);
-    if (want_json && e->meta.size > JSON_MEMBER_MAX)
-        return corrupt(c, e->path, "%s%s",
-                       "JSON member over 64 MiB, too large to check that it parses", "");
-    char *json = NULL;
-    if (want_json) {
-        json = malloc(e->meta.size ? e->meta.size : 1);
-        if (!json)
-            return fb_error_set(c->err, FB_ENOMEM, "%s: out of memory", c->name);
-    }
-    fb_sha256 h;
-    if (fb_sha256_init(&h, c->err) < 0) {
-        free(json);
-        return FB_ENOMEM;
-    }
-    uint64_t got = 0;
-    int rc = 0;
-    for (;;) {
-        const void *buf;
-        size_t len;
-        la_int64_t off;
-        int r = archive_read_data_block(a, &buf, &len, &off);
-        if (r == ARCHIVE_EOF)
-            break;
-        if (r != ARCHIVE_OK) {
-            rc = tar_failure(c, a);
-            break;
-        }
-        if (off < 0 || (uint64_t)off != got) {
-            rc = corrupt(c, e->path, "%s%s", "data with holes", "");
-            break;
-        }
-        if (len > e->meta.size - got || e->meta.type != FB_ENTRY_FILE) {
-            rc = corrupt(c, e->path, "%s%s", "more data in the archive than the manifest size", "");
-            break;
-        }
-        fb_sha256_update(&h, buf, len);
-        if (json)
-            memcpy(json + got, buf, len);
-        got += len;
-    }
-    uint8_t digest[FB_SHA256_LEN];
-    fb_sha256_final(&h, digest);
-    fb_sha256_fini(&h);
-    if (rc == 0 && got != want_size)
-        rc = corrupt_num(c, e->path, "content size", (long long)got, (long long)want_size);
-    if (rc == 0 && e->meta.type == FB_ENTRY_FILE && memcmp(digest, e->sha256, FB_SHA256_LEN) != 0)
-        rc = corrupt(c, e->path, "%s%s", "content sha256 mismatch", "");
-    if (rc == 0 && json)
-        rc = check_json(c, e->path, json, (size_t)got);
-    free(json);
+    if (!want_json)
+        return fb_tar_entry_data(&c->src, a, e, NULL, NULL, c->err);
+    if (e->meta.size > JSON_MEMBER_MAX)
+        return fb_tar_corrupt(c->err, c->name, e->path,
+                              "JSON member over 64 MiB, too large to check that it parses");
+    json_buf j = {.data = malloc(e->meta.size ? e->meta.size : 1), .len = 0};
+    if (!j.data)
+        return fb_error_set(c->err, FB_ENOMEM, "%s: out of memory", c->name);
+    rc = fb_tar_entry_data(&c->src, a, e, collect_json, &j, c->err);
+    if (rc == 0)
+        rc = check_json(c, e->path, j.data, j.len);
+    free(j.data);
     return rc;
 }
 
@@ -388,35 +231,6 @@ static int open_archive(verify_ctx *c, int backup_dirfd, int *fd_out)
     return 0;
 }
 
-/* After the tar end: hash the rest of the file (the stream must be drained
- * for the whole-file SHA-256) and compare. */
-static int finish_stream(verify_ctx *c)
-{
-    while (!c->at_end) {
-        const uint8_t *data;
-        size_t len;
-        int rc = fb_archive_stream_next(c->stream, &data, &len, c->err);
-        if (rc < 0)
-            return rc;
-        if (len == 0) {
-            c->at_end = true;
-            break;
-        }
-        rc = range_feed(c, data, len);
-        if (rc < 0)
-            return rc;
-        c->pos += len;
-    }
-    uint8_t sum[FB_SHA256_LEN];
-    int rc = fb_archive_stream_file_sha256(c->stream, sum, c->err);
-    if (rc < 0)
-        return rc;
-    if (memcmp(sum, c->m->archive.sha256, FB_SHA256_LEN) != 0)
-        return fb_error_set(c->err, FB_ECORRUPT, "%s: %s: sha256 mismatch", c->name,
-                            ARCHIVE_NAME);
-    return 0;
-}
-
 static int check_ranges(verify_ctx *c)
 {
     if (c->rc.active || (range_advance(c), c->next_range < c->m->n_entries)) {
@@ -446,21 +260,10 @@ static int check_ranges(verify_ctx *c)
 
 static int walk_tar(verify_ctx *c)
 {
-    struct archive *a = archive_read_new();
-    if (!a)
-        return fb_error_set(c->err, FB_ENOMEM, "%s: out of memory", c->name);
-    int rc = 0;
-    if (archive_read_support_format_tar(a) != ARCHIVE_OK ||
-        archive_read_support_filter_none(a) != ARCHIVE_OK) {
-        rc = fb_error_set(c->err, FB_EIO, "%s: libarchive: %s", c->name, archive_error_string(a));
-        archive_read_free(a);
+    struct archive *a;
+    int rc = fb_tar_source_open(&c->src, &a, c->err);
+    if (rc < 0)
         return rc;
-    }
-    if (archive_read_open(a, c, NULL, read_cb, NULL) != ARCHIVE_OK) {
-        rc = tar_failure(c, a);
-        archive_read_free(a);
-        return rc;
-    }
     size_t idx = 0;
     for (;;) {
         struct archive_entry *ae;
@@ -469,7 +272,7 @@ static int walk_tar(verify_ctx *c)
             break;
         /* ARCHIVE_WARN is a charset remark; the path bytes are compared below. */
         if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
-            rc = tar_failure(c, a);
+            rc = fb_tar_source_failure(&c->src, a, c->err);
             break;
         }
         if (idx >= c->m->n_entries) {
@@ -478,7 +281,7 @@ static int walk_tar(verify_ctx *c)
             while ((r = archive_read_next_header(a, &ae)) == ARCHIVE_OK || r == ARCHIVE_WARN)
                 count++;
             if (r != ARCHIVE_EOF)
-                rc = tar_failure(c, a);
+                rc = fb_tar_source_failure(&c->src, a, c->err);
             else
                 rc = fb_error_set(c->err, FB_ECORRUPT, "%s: archive has %zu entries, manifest %zu",
                                   c->name, count, c->m->n_entries);
@@ -517,30 +320,18 @@ int fb_verify_backup_dir(int backup_dirfd, const fb_manifest *m, const char *nam
         close(fd);
         return rc;
     }
-    const fb_seek_table *t = fb_archive_reader_seek_table(reader);
-    if (t->n_frames != m->archive.frames) {
-        rc = fb_error_set(err, FB_ECORRUPT, "%s: %s: has %zu frames, the manifest says %llu",
-                          c.name, ARCHIVE_NAME, t->n_frames,
-                          (unsigned long long)m->archive.frames);
+    rc = fb_tar_frames_check(fb_archive_reader_seek_table(reader), m, c.name, err);
+    if (rc < 0)
         goto out;
-    }
-    for (size_t i = 0; i < t->n_frames; i++) {
-        if (t->frames[i].d_size > m->archive.frame_size) {
-            rc = fb_error_set(err, FB_ECORRUPT,
-                              "%s: %s: frame %zu holds %u bytes, more than the frame size %llu",
-                              c.name, ARCHIVE_NAME, i, t->frames[i].d_size,
-                              (unsigned long long)m->archive.frame_size);
-            goto out;
-        }
-    }
     rc = fb_archive_stream_new(reader, &c.stream, err);
     if (rc < 0)
         goto out;
+    fb_tar_source_init(&c.src, c.stream, c.name, on_chunk, &c);
     rc = range_start(&c);
     if (rc == 0)
         rc = walk_tar(&c);
     if (rc == 0)
-        rc = finish_stream(&c);
+        rc = fb_tar_source_finish(&c.src, m->archive.sha256, err);
     if (rc == 0)
         rc = check_ranges(&c);
 out:
@@ -551,35 +342,12 @@ out:
     return rc < 0 ? rc : 0;
 }
 
-static int field_mismatch(fb_error *err, const fb_index_record *rec, const char *field)
-{
-    return fb_error_set(err, FB_ECORRUPT,
-                        "index record %s: field '%s' disagrees with the backup's manifest",
-                        rec->id, field);
-}
-
 int fb_verify_index_record(const fb_index_record *rec, const fb_manifest *m, fb_error *err)
 {
-    if (strcmp(rec->id, m->backup_id) != 0)
-        return field_mismatch(err, rec, "id");
-    if (rec->seq != m->seq)
-        return field_mismatch(err, rec, "seq");
-    if (rec->type != m->type)
-        return field_mismatch(err, rec, "type");
-    if (rec->created_at != m->created_at)
-        return field_mismatch(err, rec, "created_at");
-    if ((rec->note == NULL) != (m->note == NULL) ||
-        (rec->note && strcmp(rec->note, m->note) != 0))
-        return field_mismatch(err, rec, "note");
-    if (strcmp(rec->base, m->base) != 0)
-        return field_mismatch(err, rec, "base");
-    if (rec->files != m->totals.files)
-        return field_mismatch(err, rec, "files");
-    if (rec->bytes != m->totals.bytes)
-        return field_mismatch(err, rec, "bytes");
-    if (rec->stored_bytes != m->archive.size)
-        return field_mismatch(err, rec, "stored_bytes");
-    if (memcmp(rec->archive_sha256, m->archive.sha256, FB_SHA256_LEN) != 0)
-        return field_mismatch(err, rec, "archive_sha256");
+    const char *field = fb_index_record_mismatch(rec, m);
+    if (field)
+        return fb_error_set(err, FB_ECORRUPT,
+                            "index record %s: field '%s' disagrees with the backup's manifest",
+                            rec->id, field);
     return 0;
 }

@@ -4,6 +4,7 @@
 #ifndef FB_FSUTIL_H
 #define FB_FSUTIL_H
 
+#include <dirent.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -47,5 +48,24 @@ int fb_random_bytes(void *buf, size_t len, fb_error *err);
 
 /* Joins a and b with '/' into a malloc'd string (NULL on ENOMEM). */
 char *fb_path_join(const char *a, const char *b);
+
+/* Selects names for the listings below; dirfd is the directory listed. */
+typedef bool (*fb_name_filter_fn)(int dirfd, const char *name, void *ctx);
+
+/* The names left to read in d, except "." and "..", that keep (NULL: all)
+ * accepts, sorted bytewise. *names is a malloc'd array of malloc'd strings
+ * (free with fb_string_list_free). d is not closed. Returns 0 or -errno
+ * (-ENOMEM when out of memory). */
+int fb_read_dir_names(DIR *d, fb_name_filter_fn keep, void *ctx, char ***names, size_t *n);
+
+/* The same for the directory open on dirfd, read through a fresh open file
+ * description: dirfd's own offset is never moved, so concurrent readers of
+ * one store (threads of the mount) cannot disturb each other. */
+int fb_list_dir_names_at(int dirfd, fb_name_filter_fn keep, void *ctx, char ***names,
+                         size_t *n);
+
+/* Frees list and its n strings (NULL is accepted). Also declared in
+ * fb_store.h, whose listings return such lists. */
+void fb_string_list_free(char **list, size_t n);
 
 #endif

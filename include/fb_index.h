@@ -50,6 +50,10 @@ const fb_index_record *fb_index_newest_full(const fb_index *idx);
 uint64_t fb_index_next_seq(const fb_index *idx);
 /* True when every field the record carries equals the manifest's. */
 bool fb_index_record_matches(const fb_index_record *rec, const fb_manifest *m);
+/* The name of the first field of the record that differs from the
+ * manifest's ("id", "seq", "type", "created_at", "note", "base", "files",
+ * "bytes", "stored_bytes", "archive_sha256"), or NULL when none does. */
+const char *fb_index_record_mismatch(const fb_index_record *rec, const fb_manifest *m);
 
 /* Pretty JSON (2-space indent, trailing newline), malloc'd. */
 int fb_index_to_json(const fb_index *idx, char **out, size_t *out_len, fb_error *err);

@@ -93,6 +93,15 @@ int fb_manifest_to_json(const fb_manifest *m, char **out, size_t *out_len, fb_er
 int fb_manifest_parse(const char *json, size_t len, const char *source, fb_manifest *out,
                       fb_error *err);
 
+/* The indices of m's entries sorted by path (bytewise), so that lookups by
+ * path stay O(log n) whatever the names: a malloc'd array of n_entries
+ * (at least one slot), or NULL when out of memory. */
+size_t *fb_manifest_sort_by_path(const fb_manifest *m);
+/* With by_path from fb_manifest_sort_by_path: the index of the entry whose
+ * path is exactly p[0..n), or -1. */
+long fb_manifest_find_path(const fb_manifest *m, const size_t *by_path, const char *p,
+                           size_t n);
+
 /* RFC 3339 UTC with seconds: "2026-12-01T03:15:00Z" (out >= 21 bytes). */
 void fb_rfc3339_format(int64_t t, char out[32]);
 /* Accepts only that exact form. Returns 0 or FB_ECORRUPT. */

@@ -1,0 +1,134 @@
+/* Raw-byte names as text: the strict UTF-8 decoder shared by the JSON
+ * reader and writer, the manifest's name encoding and message escaping (see
+ * fb_text.h for why there is only one). */
+#include "fb_text.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fb_error.h"
+
+size_t fb_utf8_seq_len(const char *str, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    unsigned char c = s[0];
+    if (c < 0x80)
+        return 1;
+    if (c < 0xC2) /* continuation byte, or overlong 2-byte lead */
+        return 0;
+    if (c < 0xE0) {
+        if (n < 2 || (s[1] & 0xC0) != 0x80)
+            return 0;
+        return 2;
+    }
+    if (c < 0xF0) {
+        if (n < 3)
+            return 0;
+        unsigned char lo = 0x80, hi = 0xBF;
+        if (c == 0xE0)
+            lo = 0xA0; /* overlong */
+        else if (c == 0xED)
+            hi = 0x9F; /* UTF-16 surrogates */
+        if (s[1] < lo || s[1] > hi || (s[2] & 0xC0) != 0x80)
+            return 0;
+        return 3;
+    }
+    if (c < 0xF5) {
+        if (n < 4)
+            return 0;
+        unsigned char lo = 0x80, hi = 0xBF;
+        if (c == 0xF0)
+            lo = 0x90; /* overlong */
+        else if (c == 0xF4)
+            hi = 0x8F; /* > U+10FFFF */
+        if (s[1] < lo || s[1] > hi || (s[2] & 0xC0) != 0x80 || (s[3] & 0xC0) != 0x80)
+            return 0;
+        return 4;
+    }
+    return 0;
+}
+
+bool fb_utf8_valid(const char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        size_t k = fb_utf8_seq_len(s + i, n - i);
+        if (k == 0)
+            return false;
+        i += k;
+    }
+    return true;
+}
+
+int fb_utf8_lossy(const char *s, size_t n, char **out)
+{
+    *out = NULL;
+    if (n > (SIZE_MAX - 1) / 3)
+        return FB_ENOMEM;
+    char *o = malloc(n * 3 + 1); /* each invalid byte grows to 3 */
+    if (!o)
+        return FB_ENOMEM;
+    size_t i = 0, j = 0;
+    while (i < n) {
+        size_t k = fb_utf8_seq_len(s + i, n - i);
+        if (k == 0) {
+            memcpy(o + j, "\xEF\xBF\xBD", 3);
+            j += 3;
+            i++;
+        } else {
+            memcpy(o + j, s + i, k);
+            j += k;
+            i += k;
+        }
+    }
+    o[j] = '\0';
+    *out = o;
+    return 0;
+}
+
+void fb_path_escape(const char *path, char *out, size_t size)
+{
+    if (size == 0)
+        return;
+    const unsigned char *s = (const unsigned char *)path;
+    size_t len = strlen(path);
+    size_t o = 0;
+    for (size_t i = 0; i < len;) {
+        char buf[8];
+        size_t n = fb_utf8_seq_len(path + i, len - i);
+        size_t blen;
+        if (n == 1 && s[i] >= 0x20 && s[i] != 0x7F && s[i] != '\\') {
+            buf[0] = (char)s[i];
+            blen = 1;
+        } else if (n > 1) {
+            memcpy(buf, s + i, n);
+            blen = n;
+        } else {
+            if (s[i] == '\n')
+                blen = (size_t)snprintf(buf, sizeof buf, "\\n");
+            else if (s[i] == '\t')
+                blen = (size_t)snprintf(buf, sizeof buf, "\\t");
+            else if (s[i] == '\\')
+                blen = (size_t)snprintf(buf, sizeof buf, "\\\\");
+            else
+                blen = (size_t)snprintf(buf, sizeof buf, "\\x%02x", s[i]);
+            n = 1;
+        }
+        /* keep room for "..." and the NUL when truncating */
+        if (o + blen + 1 > size || (i + n < len && o + blen + 4 > size)) {
+            if (size >= 4) {
+                while (o + 4 > size)
+                    o--;
+                memcpy(out + o, "...", 3);
+                o += 3;
+            }
+            break;
+        }
+        memcpy(out + o, buf, blen);
+        o += blen;
+        i += n;
+    }
+    out[o < size ? o : size - 1] = '\0';
+}

@@ -1,0 +1,30 @@
+/* Raw-byte names as text: names on disk are bytes, while JSON, messages and
+ * terminals want valid UTF-8 with control bytes made visible. The one
+ * UTF-8 decoder of the project lives here, so that what the manifest calls
+ * valid, what the JSON writer replaces and what a message escapes agree. */
+#ifndef FB_TEXT_H
+#define FB_TEXT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Length (1..4) of the valid UTF-8 sequence at s, of which avail >= 1 bytes
+ * may be read, or 0 if it is not one. Strict: no overlong forms, no UTF-16
+ * surrogates, nothing above U+10FFFF. On a NUL-terminated string,
+ * avail = strlen(s) + 1 is safe (a NUL is never a continuation byte). */
+size_t fb_utf8_seq_len(const char *s, size_t avail);
+
+/* s[0..n) is strict UTF-8 throughout. */
+bool fb_utf8_valid(const char *s, size_t n);
+
+/* Copy of s[0..n) with each byte that is not part of valid UTF-8 replaced
+ * by U+FFFD (what the JSON writer writes). *out is malloc'd and
+ * NUL-terminated. Returns 0 or FB_ENOMEM. */
+int fb_utf8_lossy(const char *s, size_t n, char **out);
+
+/* Copies path into out (size >= 1) for use in a message: control bytes,
+ * backslash and bytes that are not valid UTF-8 become \n, \t, \\ or \xNN.
+ * Truncates with "..." when out is too small. */
+void fb_path_escape(const char *path, char *out, size_t size);
+
+#endif
