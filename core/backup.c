@@ -539,6 +539,24 @@ static void unpublish(run *r)
         return;
 }
 
+/* Does the index.json now on disk list backup id? Unreadable counts as yes:
+ * the caller then rewrites it, which is always safe under the lock. */
+static bool index_on_disk_lists(run *r, const char *id)
+{
+    char *json = NULL;
+    size_t len = 0;
+    if (fb_read_file_at(r->session_fd, r->sess_name, "index.json", FB_MANIFEST_SIZE_MAX, &json,
+                        &len, NULL) != 0)
+        return true;
+    fb_index idx;
+    fb_index_init(&idx, r->req->session_id);
+    bool listed = fb_index_parse(json, len, "index.json", &idx, NULL) != 0 ||
+                  fb_index_find(&idx, id) >= 0;
+    fb_index_fini(&idx);
+    free(json);
+    return listed;
+}
+
 static int publish(run *r)
 {
     progress(r, "publish", r->scan.file_bytes, r->scan.file_bytes);
@@ -568,11 +586,28 @@ static int publish(run *r)
         return rc;
     }
     rc = fb_index_add_from_manifest(&r->idx, &r->m, r->err);
-    if (rc >= 0)
-        rc = fb_store_save_index(r->session_fd, r->req->session_id, &r->idx, r->err);
     if (rc < 0) {
         fb_error_prefix(r->err, "%s: backup %s not recorded in the index", r->sess_name, r->id);
         unpublish(r);
+        return rc;
+    }
+    rc = fb_store_save_index(r->session_fd, r->req->session_id, &r->idx, r->err);
+    if (rc < 0) {
+        fb_error_prefix(r->err, "%s: backup %s not recorded in the index", r->sess_name, r->id);
+        /* The save can fail after its rename (the dir fsync), with the new
+         * index already in place. Put the previous index back before taking
+         * the backup out of view, so the index never names a missing backup;
+         * if even that fails, the backup (complete and validated) stays. */
+        fb_error undo_err;
+        fb_error_clear(&undo_err);
+        if (fb_index_remove(&r->idx, r->id, &undo_err) == 0 &&
+            (!index_on_disk_lists(r, r->id) ||
+             fb_store_save_index(r->session_fd, r->req->session_id, &r->idx, &undo_err) == 0))
+            unpublish(r);
+        else
+            fb_warnf(r->req->warn, r->req->warn_ctx,
+                     "%s: backup %s left published: restoring the previous index failed: %s",
+                     r->sess_name, r->id, undo_err.message);
         return rc;
     }
     return 0;
