@@ -539,18 +539,18 @@ static void unpublish(run *r)
         return;
 }
 
-/* Does the index.json now on disk list backup id? Unreadable counts as yes:
- * the caller then rewrites it, which is always safe under the lock. */
+/* Does the index.json now on disk list backup id? One that cannot be read
+ * or parsed lists nothing (readers rebuild it from the dirs on disk). */
 static bool index_on_disk_lists(run *r, const char *id)
 {
     char *json = NULL;
     size_t len = 0;
     if (fb_read_file_at(r->session_fd, r->sess_name, "index.json", FB_MANIFEST_SIZE_MAX, &json,
                         &len, NULL) != 0)
-        return true;
+        return false;
     fb_index idx;
     fb_index_init(&idx, r->req->session_id);
-    bool listed = fb_index_parse(json, len, "index.json", &idx, NULL) != 0 ||
+    bool listed = fb_index_parse(json, len, "index.json", &idx, NULL) == 0 &&
                   fb_index_find(&idx, id) >= 0;
     fb_index_fini(&idx);
     free(json);
