@@ -1,6 +1,7 @@
 /* Output helpers shared by the commands: human sizes, local time, names made
  * safe for a terminal, and JSON emission that keeps 64-bit integers exact. */
 #include "cli_i.h"
+#include "fb_text.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -46,43 +47,13 @@ void cli_format_local_time(int64_t t, bool with_zone, char out[64])
         snprintf(out, 64, "@%" PRId64, t);
 }
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 if it is not one. */
-static size_t utf8_seq_len(const unsigned char *s)
-{
-    unsigned char c = s[0];
-    if (c < 0x80)
-        return 1;
-    size_t n;
-    uint32_t cp;
-    if (c >= 0xC2 && c <= 0xDF) {
-        n = 2;
-        cp = c & 0x1F;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        n = 3;
-        cp = c & 0x0F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10FFFF ||
-        (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    return n;
-}
-
 void cli_print_escaped(FILE *f, const char *str)
 {
     const unsigned char *s = (const unsigned char *)str;
+    const unsigned char *end = s + strlen(str);
     while (*s) {
         unsigned char c = *s;
-        size_t n = utf8_seq_len(s);
+        size_t n = fb_utf8_seq_len((const char *)s, (size_t)(end - s) + 1);
         if (n > 1 && !(n == 2 && c == 0xC2 && s[1] < 0xA0)) {
             /* printable multi-byte character (C1 controls are escaped) */
             fwrite(s, 1, n, f);
@@ -119,27 +90,8 @@ void cli_print_escaped(FILE *f, const char *str)
 
 char *cli_utf8_sanitize(const char *str)
 {
-    const unsigned char *s = (const unsigned char *)str;
-    size_t len = strlen(str);
-    /* each invalid byte grows to 3 bytes at most */
-    char *out = malloc(len * 3 + 1);
-    if (!out)
-        return NULL;
-    size_t o = 0;
-    while (*s) {
-        size_t n = utf8_seq_len(s);
-        if (n == 0) {
-            memcpy(out + o, "\xEF\xBF\xBD", 3);
-            o += 3;
-            s++;
-        } else {
-            memcpy(out + o, s, n);
-            o += n;
-            s += n;
-        }
-    }
-    out[o] = '\0';
-    return out;
+    char *out = NULL;
+    return fb_utf8_lossy(str, strlen(str), &out) == 0 ? out : NULL;
 }
 
 cJSON *cli_json_uint(uint64_t v)
