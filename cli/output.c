@@ -1,7 +1,6 @@
 /* Output helpers shared by the commands: human sizes, local time, names made
  * safe for a terminal, and JSON emission that keeps 64-bit integers exact. */
 #include "cli_i.h"
-#include "fb_text.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -11,6 +10,7 @@
 
 #include "fb_manifest.h"
 #include "fb_retention.h"
+#include "fb_text.h"
 
 void cli_format_size(uint64_t bytes, char out[32])
 {
