@@ -1,78 +1,71 @@
 #!/usr/bin/env bash
-# Backup throughput: flowloom-backup (full, verify on and off) against
-# `tar -cf - | zstd -3 -T0` on the same generated session, best of N runs.
-# Prints a table; it is a benchmark, never a test (timings vary by machine).
+# Backup throughput: flowloom-backup full (validated, the default, and with
+# --no-verify) against `tar -cf - | zstd -3 -T0` on the same generated
+# session, best of N runs each, the contenders taking turns. With
+# FB_BASE_BUILD_DIR set, a second build (say, before a change) runs in the
+# same turns, for a before/after table. Prints a table; it is a benchmark,
+# never a test (timings vary by machine and by what else runs on it).
 #
-# usage: bench/backup_throughput.sh [SIZE_MIB] [RUNS]   (env FB_BUILD_DIR, default ./build)
+# usage: bench/backup_throughput.sh [SIZE_MIB] [RUNS]
+#        env FB_BUILD_DIR (default ./build), FB_BASE_BUILD_DIR (optional)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-build=${FB_BUILD_DIR:-$here/build}
-cli=$build/cli/flowloom-backup
+. "$here/bench/lib.sh"
+cli=$(abs_build "${FB_BUILD_DIR:-build}")/cli/flowloom-backup
+base_cli=
+[ -n "${FB_BASE_BUILD_DIR:-}" ] && base_cli=$(abs_build "$FB_BASE_BUILD_DIR")/cli/flowloom-backup
 size_mib=${1:-256}
 runs=${2:-3}
-[ -x "$cli" ] || { echo "bench: $cli not built (run meson/ninja first)" >&2; exit 2; }
+for c in "$cli" $base_cli; do
+    [ -x "$c" ] || { echo "bench: $c not built (run meson/ninja first)" >&2; exit 2; }
+done
 
 work=$(mktemp -d /tmp/fb-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 root=$work/root
 sess=$root/.flowloom/sessions/bench
-mkdir -p "$sess/logs" "$sess/artifacts"
-
-# Half text logs (compress well), a quarter binary-ish artifacts (moderately),
-# a quarter random (not at all): closer to a real session than zeros.
-python3 - "$sess" "$size_mib" <<'PY'
-import os, random, sys
-sess, mib = sys.argv[1], int(sys.argv[2])
-rnd = random.Random(42)
-words = [("w%d" % i) for i in range(5000)]
-def text(n):
-    out, size = [], 0
-    while size < n:
-        line = "%d INFO %s\n" % (rnd.randrange(10**9), " ".join(rnd.choice(words) for _ in range(12)))
-        out.append(line); size += len(line)
-    return "".join(out)[:n]
-per = 8 * 1024 * 1024
-for i in range(max(1, mib // 2 * 1024 * 1024 // per)):
-    with open(os.path.join(sess, "logs", "run%03d.log" % i), "w") as f:
-        f.write(text(per))
-for i in range(max(1, mib // 4)):
-    block = bytes(rnd.randrange(16) for _ in range(4096)) * 256
-    with open(os.path.join(sess, "artifacts", "model%03d.bin" % i), "wb") as f:
-        f.write(block)
-for i in range(max(1, mib // 4)):
-    with open(os.path.join(sess, "artifacts", "blob%03d.bin" % i), "wb") as f:
-        f.write(os.urandom(1024 * 1024))
-with open(os.path.join(sess, "metadata.json"), "w") as f:
-    f.write('{"id": "bench"}\n')
-PY
+python3 "$here/bench/gen_session.py" "$sess" "$size_mib"
 bytes=$(du -sb "$sess" | cut -f1)
 
-best() { # best wall time in seconds of running "$@" $runs times
-    local b="" t s e
-    for _ in $(seq "$runs"); do
-        s=$(date +%s.%N); "$@" >/dev/null 2>&1; e=$(date +%s.%N)
-        t=$(awk -v s="$s" -v e="$e" 'BEGIN{printf "%.3f", e-s}')
-        if [ -z "$b" ] || awk -v t="$t" -v b="$b" 'BEGIN{exit !(t<b)}'; then b=$t; fi
-    done
-    echo "$b"
-}
-
+# Each backup starts from an empty store (emptied untimed), so every run
+# does the same work.
+empty_store() { rm -rf "$root/.flowloom/backups"; }
 fb_backup() { FLOWLOOM_ROOT=$root "$cli" backup bench full --no-cleanup --quiet "$@"; }
+fb_backup_nv() { fb_backup --no-verify; }
+base_backup() { FLOWLOOM_ROOT=$root "$base_cli" backup bench full --no-cleanup --quiet "$@"; }
+base_backup_nv() { base_backup --no-verify; }
 tar_zstd() { tar -C "$sess" -cf - . | zstd -3 -T0 -q -o "$work/tar.zst" -f; }
 
+bench_add tar : tar_zstd
+bench_add fb empty_store fb_backup
+bench_add fbnv empty_store fb_backup_nv
+if [ -n "$base_cli" ]; then
+    bench_add base empty_store base_backup
+    bench_add basenv empty_store base_backup_nv
+fi
+
+load_before=$(machine_line)
 sync
-t_tar=$(best tar_zstd)
-t_fb=$(best fb_backup)
-t_fbnv=$(best fb_backup --no-verify)
-stored_fb=$(ls -t "$root"/.flowloom/backups/bench/*/archive.tar.zst | head -1 | xargs stat -c %s)
+bench_run "$runs"
+empty_store
+fb_backup_nv >/dev/null
+stored_fb=$(stat -c %s "$root"/.flowloom/backups/bench/*/archive.tar.zst)
 stored_tar=$(stat -c %s "$work/tar.zst")
 
-mbps() { awk -v b="$bytes" -v t="$1" 'BEGIN{printf "%.1f", b/1048576/t}'; }
-mib() { awk -v b="$1" 'BEGIN{printf "%.1f", b/1048576}'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2fx", a/b}'; }
-printf '\nbackup of %s MiB (%d runs, best), %s cores\n' "$((bytes / 1048576))" "$runs" "$(nproc)"
-printf '%-36s %9s %10s %12s %8s\n' tool seconds MiB/s stored_MiB vs_tar
-row() { printf '%-36s %9s %10s %12s %8s\n' "$@"; }
-row "tar | zstd -3 -T0" "$t_tar" "$(mbps "$t_tar")" "$(mib "$stored_tar")" "1.00x"
-row "flowloom-backup full (validated)" "$t_fb" "$(mbps "$t_fb")" "$(mib "$stored_fb")" "$(ratio "$t_tar" "$t_fb")"
-row "flowloom-backup full --no-verify" "$t_fbnv" "$(mbps "$t_fbnv")" "$(mib "$stored_fb")" "$(ratio "$t_tar" "$t_fbnv")"
+printf '\nbackup of %s MiB (%d runs each, in turns, best)\n' "$((bytes / 1048576))" "$runs"
+printf 'before: %s\nafter:  %s\n' "$load_before" "$(machine_line)"
+printf '%-40s %9s %10s %12s %8s\n' tool seconds MiB/s stored_MiB vs_tar
+t_tar=$(bench_best tar)
+row() { # LABEL NAME STORED
+    local t
+    t=$(bench_best "$1")
+    printf '%-40s %9s %10s %12s %8s\n' "$2" "$t" "$(mbps "$bytes" "$t")" "$(mib "$3")" \
+        "$(ratio "$t_tar" "$t")"
+}
+row tar "tar | zstd -3 -T0" "$stored_tar"
+row fb "flowloom-backup full (validated)" "$stored_fb"
+row fbnv "flowloom-backup full --no-verify" "$stored_fb"
+if [ -n "$base_cli" ]; then
+    row base "base build: full (validated)" "$stored_fb"
+    row basenv "base build: full --no-verify" "$stored_fb"
+fi

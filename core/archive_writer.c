@@ -2,14 +2,26 @@
  * docs/archive-format.md describes. libarchive formats the pax tar stream
  * into a callback with no blocking of its own; the stream is cut into frames
  * of exactly frame_size bytes (the last one shorter), each compressed as an
- * independent zstd frame by our own worker threads, and written to fd in
- * order by the calling thread. A ring of (threads + 2) frame slots bounds the
- * memory whatever the archive size. The seek table goes last. */
+ * independent zstd frame by our own worker threads. A ring of (threads + 2)
+ * frame slots bounds the memory whatever the archive size. The seek table
+ * goes last.
+ *
+ * Division of work: the calling thread reads the source files straight into
+ * the frame being filled and hashes each file (the bytes are still in cache)
+ * and write()s the finished frames in order; the workers compress, and
+ * whichever worker finishes the oldest frame not yet hashed takes the
+ * "hashing turn": it hashes the compressed bytes into the archive SHA-256 in
+ * order and records the frame in the seek table. Hashing the output on the
+ * calling thread made it the bottleneck for incompressible data, where
+ * compression is cheap. The write()s stay on the calling thread, so the
+ * archive's writes are one thread's sequence of calls (fault-injection tests
+ * count them per thread). */
 #include "fb_archive_writer.h"
 
 #include <archive.h>
 #include <archive_entry.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <locale.h>
 #include <pthread.h>
@@ -30,6 +42,7 @@
 #define THREADS_AUTO_MAX 64
 /* Source reads are capped so the bytes are still in cache when hashed. */
 #define READ_CHUNK (256u * 1024)
+#define WRITEBACK_CHUNK (8u * 1024 * 1024)
 
 typedef struct frame_slot {
     uint8_t *in;      /* frame_size bytes, allocated on first use */
@@ -38,6 +51,13 @@ typedef struct frame_slot {
     size_t result;    /* ZSTD_compress2's return value; guarded by mu */
     bool done;        /* compression finished; guarded by mu */
 } frame_slot;
+
+/* The first error of the writing turn (a worker), handed to the calling
+ * thread under mu. */
+typedef struct async_error {
+    int code;
+    fb_error error;
+} async_error;
 
 struct fb_archive_writer {
     int fd;
@@ -64,23 +84,30 @@ struct fb_archive_writer {
     frame_slot *cur;
     uint64_t submitted; /* guarded by mu (read by workers) */
     uint64_t taken;     /* guarded by mu */
-    uint64_t written;
+    uint64_t hashed;    /* guarded by mu: frames hashed and in the seek table */
+    bool hashing;       /* guarded by mu: a worker has the hashing turn */
+    async_error async;  /* guarded by mu */
+    uint64_t written;   /* calling thread only */
 
     pthread_mutex_t mu;
     pthread_cond_t work_cv; /* a frame was submitted, or stop */
-    pthread_cond_t done_cv; /* a frame finished compressing */
+    pthread_cond_t done_cv; /* a frame was hashed, the turn ended, or it failed */
     bool sync_ready;
     pthread_t *workers;
     unsigned n_started;
     unsigned n_idle; /* guarded by mu */
     bool stop;       /* guarded by mu */
 
+    /* Owned by the hashing turn until every frame is hashed, then by the
+     * calling thread (the seek table and the summary). */
     fb_sha256 out_hash;
     bool out_hash_ready;
-    uint64_t c_total; /* bytes written to fd */
-    uint64_t d_total; /* bytes of tar stream produced */
     fb_frame_entry *frames;
     size_t n_frames, cap_frames;
+
+    uint64_t c_total; /* bytes written to fd */
+    uint64_t flushed; /* bytes of fd whose writeback was started */
+    uint64_t d_total; /* bytes of tar stream produced */
 
     int failed;     /* first error code, 0 while healthy */
     fb_error error; /* its message */
@@ -117,15 +144,6 @@ static int fail(fb_archive_writer *w, int code, const char *fmt, ...)
     return code;
 }
 
-static int fail_errno(fb_archive_writer *w, int errnum, const char *what)
-{
-    if (w->failed)
-        return w->failed;
-    fail(w, FB_EIO, "%s: %s: %s", w->name, what, strerror(errnum));
-    w->error.sys_errno = errnum;
-    return FB_EIO;
-}
-
 /* Hands the writer's error to the caller. */
 static int report(fb_archive_writer *w, fb_error *err)
 {
@@ -144,6 +162,113 @@ static int check_usable(fb_archive_writer *w, fb_error *err)
     if (w->finished)
         return fb_error_set(err, FB_EMISUSE, "%s: writer already finished", w->name);
     return 0;
+}
+
+/* ---- output ---- */
+
+/* Writes len bytes to fd (the calling thread). */
+static int write_all(fb_archive_writer *w, const uint8_t *p, size_t len)
+{
+    while (len) {
+        ssize_t n = write(w->fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            int e = errno;
+            fail(w, FB_EIO, "%s: write: %s", w->name, strerror(e));
+            w->error.sys_errno = e;
+            return FB_EIO;
+        }
+        if (n == 0)
+            return fail(w, FB_EIO, "%s: write: wrote nothing", w->name);
+        p += n;
+        len -= (size_t)n;
+        w->c_total += (uint64_t)n;
+    }
+    /* Start the writeback of what is written so far, so the caller's fsync
+     * at the end waits for the last few MiB instead of the whole archive,
+     * and the disk works while we compress. Only a hint: an error (say, fd
+     * is a pipe) changes nothing, and a failed writeback is still reported
+     * by that fsync. */
+    if (w->c_total - w->flushed >= WRITEBACK_CHUNK) {
+        (void)sync_file_range(w->fd, (off64_t)w->flushed, (off64_t)(w->c_total - w->flushed),
+                              SYNC_FILE_RANGE_WRITE);
+        w->flushed = w->c_total;
+    }
+    return 0;
+}
+
+static int push_frame_entry(fb_archive_writer *w, uint32_t c_size, uint32_t d_size,
+                            uint32_t checksum, fb_error *err)
+{
+    if (w->n_frames == w->cap_frames) {
+        size_t cap = w->cap_frames ? w->cap_frames * 2 : 64;
+        fb_frame_entry *f = realloc(w->frames, cap * sizeof *f);
+        if (!f)
+            return fb_error_set(err, FB_ENOMEM, "%s: out of memory for the seek table", w->name);
+        w->frames = f;
+        w->cap_frames = cap;
+    }
+    fb_frame_entry *e = &w->frames[w->n_frames++];
+    memset(e, 0, sizeof *e);
+    e->c_size = c_size;
+    e->d_size = d_size;
+    e->checksum = checksum;
+    return 0;
+}
+
+/* The in-order part of compressed frame `seq` (slot s, zstd result r):
+ * its seek table entry and the archive hash. */
+static int hash_frame(fb_archive_writer *w, const frame_slot *s, size_t r, uint64_t seq,
+                      fb_error *err)
+{
+    if (ZSTD_isError(r))
+        return fb_error_set(err,
+                            ZSTD_getErrorCode(r) == ZSTD_error_memory_allocation ? FB_ENOMEM
+                                                                                 : FB_EIO,
+                            "%s: zstd compression of frame %llu failed: %s", w->name,
+                            (unsigned long long)seq, ZSTD_getErrorName(r));
+    /* A frame always ends with its 4-byte content checksum (checksumFlag),
+     * which is the low 32 bits of XXH64: what the seek table records. */
+    if (r < 4 || r > UINT32_MAX)
+        return fb_error_set(err, FB_EIO, "%s: zstd produced a frame of unexpected size %zu",
+                            w->name, r);
+    const uint8_t *t = s->out + r - 4;
+    uint32_t checksum = (uint32_t)t[0] | (uint32_t)t[1] << 8 | (uint32_t)t[2] << 16 |
+                        (uint32_t)t[3] << 24;
+    int rc = push_frame_entry(w, (uint32_t)r, (uint32_t)s->in_len, checksum, err);
+    if (rc)
+        return rc;
+    fb_sha256_update(&w->out_hash, s->out, r);
+    return 0;
+}
+
+/* Called with mu held by a worker that found no one hashing: hashes every
+ * compressed frame that is next in order, dropping mu around each. */
+static void hashing_turn(fb_archive_writer *w)
+{
+    w->hashing = true;
+    while (!w->stop && !w->async.code && w->hashed < w->taken) {
+        frame_slot *s = &w->slots[w->hashed % w->n_slots];
+        if (!s->done)
+            break;
+        size_t r = s->result;
+        uint64_t seq = w->hashed;
+        pthread_mutex_unlock(&w->mu);
+        fb_error e;
+        fb_error_clear(&e);
+        int rc = hash_frame(w, s, r, seq, &e);
+        pthread_mutex_lock(&w->mu);
+        if (rc) {
+            w->async.code = rc;
+            w->async.error = e;
+        } else {
+            w->hashed++;
+        }
+        pthread_cond_broadcast(&w->done_cv);
+    }
+    w->hashing = false;
+    pthread_cond_broadcast(&w->done_cv);
 }
 
 /* ---- compression workers ---- */
@@ -183,7 +308,8 @@ static void *worker_main(void *arg)
         pthread_mutex_lock(&w->mu);
         s->result = r;
         s->done = true;
-        pthread_cond_broadcast(&w->done_cv);
+        if (!w->hashing)
+            hashing_turn(w);
     }
     pthread_mutex_unlock(&w->mu);
     ZSTD_freeCCtx(cctx);
@@ -203,90 +329,36 @@ static void stop_workers(fb_archive_writer *w)
     w->n_started = 0;
 }
 
-/* ---- output ---- */
-
-static int write_out(fb_archive_writer *w, const uint8_t *p, size_t len)
+/* Takes over the hashing turn's failure, if any (mu held). */
+static int take_async(fb_archive_writer *w)
 {
-    fb_sha256_update(&w->out_hash, p, len);
-    while (len) {
-        ssize_t n = write(w->fd, p, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return fail_errno(w, errno, "write");
-        }
-        if (n == 0)
-            return fail(w, FB_EIO, "%s: write: wrote nothing", w->name);
-        p += n;
-        len -= (size_t)n;
-        w->c_total += (uint64_t)n;
+    if (!w->async.code)
+        return 0;
+    if (!w->failed) {
+        w->error = w->async.error;
+        w->failed = w->async.code;
     }
-    return 0;
+    return w->failed;
 }
 
-static int push_frame_entry(fb_archive_writer *w, uint32_t c_size, uint32_t d_size,
-                            uint32_t checksum)
+/* Writes, in order, the frames that are hashed; first waits until at least
+ * `until` frames are. */
+static int write_hashed(fb_archive_writer *w, uint64_t until)
 {
-    if (w->n_frames == w->cap_frames) {
-        size_t cap = w->cap_frames ? w->cap_frames * 2 : 64;
-        fb_frame_entry *f = realloc(w->frames, cap * sizeof *f);
-        if (!f)
-            return fail(w, FB_ENOMEM, "%s: out of memory for the seek table", w->name);
-        w->frames = f;
-        w->cap_frames = cap;
-    }
-    fb_frame_entry *e = &w->frames[w->n_frames++];
-    memset(e, 0, sizeof *e);
-    e->c_size = c_size;
-    e->d_size = d_size;
-    e->checksum = checksum;
-    return 0;
-}
-
-/* Writes frame `written` to fd. With wait, blocks until it is compressed;
- * without, returns 1 when it is not ready yet. */
-static int write_oldest(fb_archive_writer *w, bool wait)
-{
-    frame_slot *s = &w->slots[w->written % w->n_slots];
     pthread_mutex_lock(&w->mu);
-    while (!s->done && wait)
+    while (!w->async.code && w->hashed < until)
         pthread_cond_wait(&w->done_cv, &w->mu);
-    bool done = s->done;
-    size_t r = s->result;
+    int rc = take_async(w);
+    uint64_t upto = w->hashed;
     pthread_mutex_unlock(&w->mu);
-    if (!done)
-        return 1;
-
-    if (ZSTD_isError(r))
-        return fail(w, ZSTD_getErrorCode(r) == ZSTD_error_memory_allocation ? FB_ENOMEM : FB_EIO,
-                    "%s: zstd compression of frame %llu failed: %s", w->name,
-                    (unsigned long long)w->written, ZSTD_getErrorName(r));
-    /* A frame always ends with its 4-byte content checksum (checksumFlag),
-     * which is the low 32 bits of XXH64: what the seek table records. */
-    if (r < 4 || r > UINT32_MAX)
-        return fail(w, FB_EIO, "%s: zstd produced a frame of unexpected size %zu", w->name, r);
-    const uint8_t *t = s->out + r - 4;
-    uint32_t checksum = (uint32_t)t[0] | (uint32_t)t[1] << 8 | (uint32_t)t[2] << 16 |
-                        (uint32_t)t[3] << 24;
-    int rc = push_frame_entry(w, (uint32_t)r, (uint32_t)s->in_len, checksum);
     if (rc)
         return rc;
-    rc = write_out(w, s->out, r);
-    if (rc)
-        return rc;
-    w->written++;
-    return 0;
-}
-
-/* Writes every frame that is already compressed, in order. */
-static int write_ready(fb_archive_writer *w)
-{
-    while (w->written < w->submitted) {
-        int rc = write_oldest(w, false);
-        if (rc < 0)
+    while (w->written < upto) {
+        const frame_slot *s = &w->slots[w->written % w->n_slots];
+        rc = write_all(w, s->out, s->result);
+        if (rc)
             return rc;
-        if (rc > 0)
-            break;
+        w->written++;
     }
     return 0;
 }
@@ -309,8 +381,8 @@ static int submit_current(fb_archive_writer *w)
 {
     frame_slot *s = w->cur;
     w->cur = NULL;
-    s->done = false;
     pthread_mutex_lock(&w->mu);
+    s->done = false;
     w->submitted++;
     /* Workers start on demand so a small archive costs one thread. */
     bool want_worker = w->n_started < w->n_threads &&
@@ -322,14 +394,14 @@ static int submit_current(fb_archive_writer *w)
         if (rc)
             return rc;
     }
-    return write_ready(w);
+    return write_hashed(w, 0);
 }
 
 /* Makes w->cur a slot ready to be filled, writing out old frames to free one. */
 static int acquire_slot(fb_archive_writer *w)
 {
     while (w->submitted - w->written >= w->n_slots) {
-        int rc = write_oldest(w, true);
+        int rc = write_hashed(w, w->written + 1);
         if (rc)
             return rc;
     }
@@ -766,10 +838,12 @@ int fb_archive_writer_finish(fb_archive_writer *w, fb_archive_summary *out, fb_e
             return report(w, err);
         w->cur = NULL;
     }
-    while (w->written < w->submitted) {
-        if (write_oldest(w, true))
-            return report(w, err);
-    }
+    if (write_hashed(w, w->submitted))
+        return report(w, err);
+    pthread_mutex_lock(&w->mu);
+    while (w->hashing) /* the turn owns the hash until it lets go */
+        pthread_cond_wait(&w->done_cv, &w->mu);
+    pthread_mutex_unlock(&w->mu);
 
     uint8_t *table = NULL;
     size_t table_len = 0;
@@ -780,7 +854,8 @@ int fb_archive_writer_finish(fb_archive_writer *w, fb_archive_summary *out, fb_e
         fail(w, rc, "%s: seek table: %s", w->name, e.message);
         return report(w, err);
     }
-    rc = write_out(w, table, table_len);
+    fb_sha256_update(&w->out_hash, table, table_len);
+    rc = write_all(w, table, table_len);
     free(table);
     if (rc)
         return report(w, err);

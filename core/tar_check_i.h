@@ -19,8 +19,10 @@
 #include "fb_manifest.h"
 #include "fb_seek_table.h"
 
-/* Sees each decompressed chunk before libarchive does (verify hashes the
- * raw byte ranges with it). Returns 0, or an error with err filled. */
+/* Sees each decompressed chunk before libarchive does, on the caller's
+ * thread. (verify hashes the raw byte ranges through the archive stream's
+ * frame hook instead, which runs where the frame was decoded.) Returns 0, or
+ * an error with err filled. */
 typedef int (*fb_tar_chunk_fn)(void *ctx, const uint8_t *data, size_t len, fb_error *err);
 
 typedef struct fb_tar_source {

@@ -2,14 +2,24 @@
  * read once, sequentially: the archive reader checks every frame (sizes,
  * content checksum) and hashes the whole file; the decompressed stream is fed
  * to libarchive's tar reader, whose entries must equal the manifest's one by
- * one; and independently of libarchive, the bytes at each file's recorded
- * offset in the raw stream are hashed, because the mount and restore read
- * files by offset, so a wrong offset must fail here even if the tar is fine. */
+ * one, each file's data starting exactly at its recorded offset.
+ *
+ * File contents are hashed once, from the raw stream: the bytes at
+ * [offset, offset + size) of each file, as the frames go by on their way to
+ * libarchive, because the mount and restore read files by offset. This runs
+ * as a frame hook of the archive stream, on the read-ahead thread that
+ * decoded the frame, while it is still in that core's cache. libarchive only
+ * parses the headers and skips the data: with the header's data position
+ * equal to the recorded offset and its size equal to the recorded size, its
+ * data and the raw range are the same bytes, so hashing them a second time
+ * would prove nothing more. Only the .json members of an incremental are
+ * read through libarchive too, to be parsed. */
 #include "fb_verify.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,11 +49,13 @@ typedef struct verify_ctx {
     fb_error *err;
     fb_archive_stream *stream;
     fb_tar_source src;
-    uint64_t pos;          /* decompressed bytes handed to libarchive so far */
-    /* The raw-offset check. */
+    /* The raw-offset check, run by the frame hook: in stream order, but
+     * maybe on a read-ahead thread. Only bad_range is read meanwhile (by
+     * the walk); the rest is read once the stream has ended or stopped. */
+    uint64_t pos;          /* decompressed bytes hashed so far */
     range_check rc;
     size_t next_range;     /* next manifest entry to look at for a range */
-    size_t bad_range;      /* first entry whose bytes at its offset mismatch, or SIZE_MAX */
+    atomic_size_t bad_range; /* first entry whose bytes at its offset mismatch, or SIZE_MAX */
     uint64_t last_end;     /* end of the previous range, to refuse overlaps */
     bool ranges_out_of_order;
 } verify_ctx;
@@ -59,7 +71,14 @@ static void range_advance(verify_ctx *c)
         c->next_range++;
 }
 
-static int range_start(verify_ctx *c)
+/* Records the first bad range (entries are checked in order). */
+static void range_bad(verify_ctx *c, size_t entry)
+{
+    if (atomic_load(&c->bad_range) == SIZE_MAX)
+        atomic_store(&c->bad_range, entry);
+}
+
+static int range_start(verify_ctx *c, fb_error *err)
 {
     range_advance(c);
     if (c->next_range >= c->m->n_entries)
@@ -67,7 +86,7 @@ static int range_start(verify_ctx *c)
     const fb_manifest_entry *e = &c->m->entries[c->next_range];
     if (e->offset < c->last_end)
         c->ranges_out_of_order = true;
-    if (fb_sha256_init(&c->rc.h, c->err) < 0)
+    if (fb_sha256_init(&c->rc.h, err) < 0)
         return FB_ENOMEM;
     c->rc.entry = c->next_range;
     c->rc.hashed = 0;
@@ -77,7 +96,7 @@ static int range_start(verify_ctx *c)
 
 /* Hashes the part of [offset, offset+size) of each file that lies in the
  * chunk [pos, pos+len) of the decompressed stream. */
-static int range_feed(verify_ctx *c, const uint8_t *data, size_t len)
+static int range_feed(verify_ctx *c, const uint8_t *data, size_t len, fb_error *err)
 {
     uint64_t chunk_end = c->pos + len;
     while (c->rc.active) {
@@ -91,10 +110,9 @@ static int range_feed(verify_ctx *c, const uint8_t *data, size_t len)
             c->ranges_out_of_order = true;
             fb_sha256_fini(&c->rc.h);
             c->rc.active = false;
-            if (c->bad_range == SIZE_MAX)
-                c->bad_range = c->rc.entry;
+            range_bad(c, c->rc.entry);
             c->next_range++;
-            int r = range_start(c);
+            int r = range_start(c, err);
             if (r < 0)
                 return r;
             continue;
@@ -110,22 +128,23 @@ static int range_feed(verify_ctx *c, const uint8_t *data, size_t len)
         fb_sha256_final(&c->rc.h, got);
         fb_sha256_fini(&c->rc.h);
         c->rc.active = false;
-        if (memcmp(got, e->sha256, FB_SHA256_LEN) != 0 && c->bad_range == SIZE_MAX)
-            c->bad_range = c->rc.entry;
+        if (memcmp(got, e->sha256, FB_SHA256_LEN) != 0)
+            range_bad(c, c->rc.entry);
         c->last_end = e->offset + e->meta.size;
         c->next_range++;
-        int r = range_start(c);
+        int r = range_start(c, err);
         if (r < 0)
             return r;
     }
     return 0;
 }
 
-/* Every decompressed chunk passes here on its way to libarchive. */
-static int on_chunk(void *ctx, const uint8_t *data, size_t len, fb_error *err)
+/* The frame hook: every decompressed frame passes here, in order, before
+ * libarchive gets it. */
+static int on_frame(void *ctx, const uint8_t *data, size_t len, fb_error *err)
 {
     verify_ctx *c = ctx;
-    int rc = range_feed(c, data, len);
+    int rc = range_feed(c, data, len, err);
     if (rc < 0)
         return fb_error_set(err, rc, "%s: out of memory", c->name);
     c->pos += len;
@@ -173,7 +192,19 @@ static int collect_json(void *ctx, const void *buf, size_t len, fb_error *err)
     return 0;
 }
 
-/* Compares one tar header with manifest entry e, then reads its data. */
+/* Once libarchive has read the header of entry `before` (or the end), the
+ * data of every earlier entry has gone through range_feed: a mismatch among
+ * them is reported now, so the first problem in stream order is the one
+ * named. */
+static int check_hashed_before(verify_ctx *c, size_t before)
+{
+    size_t bad = atomic_load(&c->bad_range);
+    if (bad == SIZE_MAX || bad >= before)
+        return 0;
+    return fb_tar_corrupt(c->err, c->name, c->m->entries[bad].path, "content sha256 mismatch");
+}
+
+/* Compares one tar header with manifest entry e, then passes its data. */
 static int check_entry(verify_ctx *c, struct archive *a, struct archive_entry *ae,
                        const fb_manifest_entry *e)
 {
@@ -182,8 +213,13 @@ static int check_entry(verify_ctx *c, struct archive *a, struct archive_entry *a
         return rc;
     bool want_json = c->m->type == FB_BACKUP_INCREMENTAL && e->meta.type == FB_ENTRY_FILE &&
                      ends_with_json(e->path);
-    if (!want_json)
-        return fb_tar_entry_data(&c->src, a, e, NULL, NULL, c->err);
+    if (!want_json) {
+        /* The header's size is the manifest's (checked above), so libarchive
+         * skips exactly the bytes range_feed hashes. */
+        if (archive_read_data_skip(a) != ARCHIVE_OK)
+            return fb_tar_source_failure(&c->src, a, c->err);
+        return 0;
+    }
     if (e->meta.size > JSON_MEMBER_MAX)
         return fb_tar_corrupt(c->err, c->name, e->path,
                               "JSON member over 64 MiB, too large to check that it parses");
@@ -243,8 +279,9 @@ static int check_ranges(verify_ctx *c)
                             c->name, esc, (unsigned long long)c->m->entries[i].offset,
                             (unsigned long long)c->m->entries[i].meta.size);
     }
-    if (c->bad_range != SIZE_MAX) {
-        const fb_manifest_entry *e = &c->m->entries[c->bad_range];
+    size_t bad = atomic_load(&c->bad_range);
+    if (bad != SIZE_MAX) {
+        const fb_manifest_entry *e = &c->m->entries[bad];
         char esc[600];
         fb_path_escape(e->path, esc, sizeof esc);
         return fb_error_set(c->err, FB_ECORRUPT,
@@ -268,7 +305,11 @@ static int walk_tar(verify_ctx *c)
     for (;;) {
         struct archive_entry *ae;
         int r = archive_read_next_header(a, &ae);
-        if (r == ARCHIVE_EOF)
+        if (r == ARCHIVE_EOF) {
+            rc = check_hashed_before(c, idx);
+            break;
+        }
+        if ((rc = check_hashed_before(c, idx)) < 0)
             break;
         /* ARCHIVE_WARN is a charset remark; the path bytes are compared below. */
         if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
@@ -306,7 +347,7 @@ int fb_verify_backup_dir(int backup_dirfd, const fb_manifest *m, const char *nam
     c.m = m;
     c.name = name ? name : "backup";
     c.err = err;
-    c.bad_range = SIZE_MAX;
+    atomic_init(&c.bad_range, SIZE_MAX);
 
     int fd = -1;
     int rc = open_archive(&c, backup_dirfd, &fd);
@@ -326,8 +367,10 @@ int fb_verify_backup_dir(int backup_dirfd, const fb_manifest *m, const char *nam
     rc = fb_archive_stream_new(reader, &c.stream, err);
     if (rc < 0)
         goto out;
-    fb_tar_source_init(&c.src, c.stream, c.name, on_chunk, &c);
-    rc = range_start(&c);
+    fb_tar_source_init(&c.src, c.stream, c.name, NULL, NULL);
+    rc = range_start(&c, err);
+    if (rc == 0)
+        rc = fb_archive_stream_set_frame_hook(c.stream, on_frame, &c, err);
     if (rc == 0)
         rc = walk_tar(&c);
     if (rc == 0)
@@ -335,9 +378,9 @@ int fb_verify_backup_dir(int backup_dirfd, const fb_manifest *m, const char *nam
     if (rc == 0)
         rc = check_ranges(&c);
 out:
+    fb_archive_stream_free(c.stream); /* stops the hook's thread first */
     if (c.rc.active)
         fb_sha256_fini(&c.rc.h);
-    fb_archive_stream_free(c.stream);
     fb_archive_reader_free(reader);
     return rc < 0 ? rc : 0;
 }

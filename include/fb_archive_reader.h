@@ -45,7 +45,11 @@ const fb_seek_table *fb_archive_reader_seek_table(const fb_archive_reader *r);
 
 /* Sequential pass over the whole archive for verify and restore: returns the
  * frames in order (each checked as above, bypassing the cache) and hashes
- * every byte of the archive file on the way, seek table included. */
+ * every byte of the archive file on the way, seek table included. The next
+ * frames are read and decoded ahead on up to two threads of the stream's
+ * own (started by the first fb_archive_stream_next), holding up to 5 frames
+ * (4 with frames over 4 MiB, 3 over 8 MiB). The frames returned and the
+ * error, and where it comes, are exactly those of a one-thread pass. */
 typedef struct fb_archive_stream fb_archive_stream;
 
 /* r: borrowed, must outlive the stream. */
@@ -54,6 +58,18 @@ int fb_archive_stream_new(fb_archive_reader *r, fb_archive_stream **out, fb_erro
  * At the end returns 0 with *len == 0. */
 int fb_archive_stream_next(fb_archive_stream *s, const uint8_t **data, size_t *len,
                            fb_error *err);
+/* Optional, before the first fb_archive_stream_next (else FB_EMISUSE): fn
+ * sees every frame's decoded bytes exactly once, in stream order, before that
+ * frame is returned by fb_archive_stream_next, and never for an empty frame.
+ * It may run on one of the stream's read-ahead threads, never two calls at
+ * once. What the calls for the frames returned so far did is visible to the
+ * caller's thread; calls for later frames may be running meanwhile, so
+ * state they change is read with atomics until the stream has ended (or is
+ * freed). A negative FB_E* return fails the stream at that frame with fn's
+ * err. Lets verify hash the decoded bytes on the core that decoded them. */
+typedef int (*fb_archive_frame_fn)(void *ctx, const uint8_t *data, size_t len, fb_error *err);
+int fb_archive_stream_set_frame_hook(fb_archive_stream *s, fb_archive_frame_fn fn, void *ctx,
+                                     fb_error *err);
 /* After the end was reached: SHA-256 of the entire archive file. Returns
  * FB_EMISUSE before the end. */
 int fb_archive_stream_file_sha256(fb_archive_stream *s, uint8_t out[FB_SHA256_LEN],
