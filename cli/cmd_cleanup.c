@@ -8,13 +8,13 @@
  * writes a rebuilt index back, so it changes nothing on disk. */
 #include "cli_i.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "fb_fsutil.h"
 #include "fb_lock.h"
 #include "fb_retention.h"
 #include "fb_store.h"
@@ -75,50 +75,18 @@ typedef struct cleanup_args {
 
 /* Names of the .tmp-* / .trash-* leftovers in the session's store dir (a
  * dry run reports them instead of clearing them). */
+static bool is_leftover(int dirfd, const char *name, void *ctx)
+{
+    (void)dirfd;
+    (void)ctx;
+    return strncmp(name, ".tmp-", 5) == 0 || strncmp(name, ".trash-", 7) == 0;
+}
+
 static int list_leftovers(int session_fd, char ***out, size_t *n_out)
 {
     *out = NULL;
     *n_out = 0;
-    int fd = dup(session_fd);
-    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-    if (!d) {
-        int e = errno;
-        if (fd >= 0)
-            close(fd);
-        return -e;
-    }
-    rewinddir(d);
-    char **list = NULL;
-    size_t n = 0;
-    int rc = 0;
-    struct dirent *de;
-    errno = 0;
-    while ((de = readdir(d)) != NULL) {
-        if (strncmp(de->d_name, ".tmp-", 5) != 0 && strncmp(de->d_name, ".trash-", 7) != 0)
-            continue;
-        char **grown = realloc(list, (n + 1) * sizeof *list);
-        char *copy = strdup(de->d_name);
-        if (!grown || !copy) {
-            free(copy);
-            if (grown)
-                list = grown;
-            rc = -ENOMEM;
-            break;
-        }
-        list = grown;
-        list[n++] = copy;
-        errno = 0;
-    }
-    if (rc == 0 && errno)
-        rc = -errno;
-    closedir(d);
-    if (rc) {
-        fb_string_list_free(list, n);
-        return rc;
-    }
-    *out = list;
-    *n_out = n;
-    return 0;
+    return fb_list_dir_names_at(session_fd, is_leftover, NULL, out, n_out);
 }
 
 typedef struct backup_shown {

@@ -181,61 +181,19 @@ static bool verify_backup(verify_run *v, int session_fd, const char *session_id,
 }
 
 /* Names of the directories in the session dir shaped like backup ids. */
+static bool is_backup_shaped_dir(int dirfd, const char *name, void *ctx)
+{
+    (void)ctx;
+    struct stat st;
+    return cli_is_backup_spec(name) && strcmp(name, "latest") != 0 &&
+           fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
+}
+
 static int list_backup_shaped_dirs(int session_fd, char ***out, size_t *n_out)
 {
     *out = NULL;
     *n_out = 0;
-    int fd = dup(session_fd);
-    if (fd < 0)
-        return -errno;
-    DIR *d = fdopendir(fd);
-    if (!d) {
-        int e = errno;
-        close(fd);
-        return -e;
-    }
-    rewinddir(d);
-    char **list = NULL;
-    size_t n = 0;
-    int rc = 0;
-    struct dirent *de;
-    errno = 0;
-    while ((de = readdir(d)) != NULL) {
-        if (!cli_is_backup_spec(de->d_name) || strcmp(de->d_name, "latest") == 0)
-            continue;
-        struct stat st;
-        if (fstatat(session_fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
-            !S_ISDIR(st.st_mode))
-            continue;
-        char **grown = realloc(list, (n + 1) * sizeof *list);
-        char *copy = strdup(de->d_name);
-        if (!grown || !copy) {
-            free(copy);
-            if (grown)
-                list = grown;
-            rc = -ENOMEM;
-            break;
-        }
-        list = grown;
-        list[n++] = copy;
-        errno = 0;
-    }
-    if (rc == 0 && errno)
-        rc = -errno;
-    closedir(d);
-    if (rc) {
-        fb_string_list_free(list, n);
-        return rc;
-    }
-    for (size_t i = 1; i < n; i++)
-        for (size_t j = i; j > 0 && strcmp(list[j - 1], list[j]) > 0; j--) {
-            char *t = list[j];
-            list[j] = list[j - 1];
-            list[j - 1] = t;
-        }
-    *out = list;
-    *n_out = n;
-    return 0;
+    return fb_list_dir_names_at(session_fd, is_backup_shaped_dir, NULL, out, n_out);
 }
 
 static bool in_list(char **list, size_t n, const char *s)
