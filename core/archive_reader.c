@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,9 +28,9 @@
 
 #include "fb_hash.h"
 #include "frame_cache_i.h"
+#include "frame_proof_i.h"
 #include "seek_table_i.h"
 
-#define WINDOW_LOG_MAX 27
 /* Idle decompression contexts kept for reuse; more threads than this still
  * work, they create and free their own. */
 #define DCTX_POOL_MAX 8
@@ -60,6 +61,17 @@ struct fb_archive_reader {
     pthread_mutex_t slot_lock;
     fb_frame_ref *slot_ref;
     size_t slot_frame;
+
+    /* Random access maps an offset to a frame through the sizes of every
+     * frame before it, so frames 0 .. proven-1 are proven against the
+     * table (frame_proof_i.h) before any offset at or past them is
+     * served. Proven in order, on demand: a small file near the start of
+     * a large archive costs a few header reads. `proven` is read without
+     * the lock (acquire) and advanced under prove_lock (release). */
+    pthread_mutex_t prove_lock;
+    atomic_size_t proven;
+    size_t bad_frame;  /* guarded by prove_lock: first frame whose proof failed */
+    fb_error bad_err;  /* guarded by prove_lock: why */
 };
 
 /* One frame of the sequential stream: its compressed and decoded bytes. */
@@ -128,7 +140,7 @@ static uint32_t get_le32(const uint8_t *p)
 static ZSTD_DCtx *dctx_new(void)
 {
     ZSTD_DCtx *d = ZSTD_createDCtx();
-    if (d && ZSTD_isError(ZSTD_DCtx_setParameter(d, ZSTD_d_windowLogMax, WINDOW_LOG_MAX))) {
+    if (d && ZSTD_isError(ZSTD_DCtx_setParameter(d, ZSTD_d_windowLogMax, FB_FRAME_WINDOW_LOG_MAX))) {
         ZSTD_freeDCtx(d);
         return NULL;
     }
@@ -158,46 +170,13 @@ static void dctx_release(fb_archive_reader *r, ZSTD_DCtx *d)
 
 /* ---- one frame ---- */
 
-/* Checks the frame header before zstd sees it: a zstd frame (not skippable),
- * no reserved bit, a content checksum present, and a window no larger than
- * 2^WINDOW_LOG_MAX. Caller guarantees len >= FB_ZSTD_FRAME_MIN. */
-static int check_frame_header(const fb_archive_reader *r, size_t i, const uint8_t *in,
-                              fb_error *err)
-{
-    if (get_le32(in) != ZSTD_MAGICNUMBER)
-        return fb_error_set(err, FB_ECORRUPT, "%s: frame %zu: not a zstd frame (magic 0x%08" PRIx32
-                            ")", r->name, i, get_le32(in));
-    uint8_t fhd = in[4];
-    if (fhd & 0x08)
-        return fb_error_set(err, FB_ECORRUPT, "%s: frame %zu: reserved header bit set", r->name,
-                            i);
-    if (!(fhd & 0x04))
-        return fb_error_set(err, FB_ECORRUPT, "%s: frame %zu: no content checksum", r->name, i);
-    bool single_segment = (fhd & 0x20) != 0;
-    if (!single_segment) {
-        /* Window_Descriptor: exponent (5 bits) and mantissa (3 bits). */
-        uint8_t wd = in[5];
-        unsigned window_log = 10u + (wd >> 3);
-        uint64_t base = (uint64_t)1 << window_log;
-        uint64_t window = base + (base / 8) * (wd & 7u);
-        if (window > ((uint64_t)1 << WINDOW_LOG_MAX))
-            return fb_error_set(err, FB_ECORRUPT,
-                                "%s: frame %zu: window of %" PRIu64
-                                " bytes exceeds the 2^%d limit",
-                                r->name, i, window, WINDOW_LOG_MAX);
-    }
-    /* Single segment: the window is the content size, which must equal the
-     * declared d_size (<= FB_FRAME_DSIZE_MAX), checked by the caller. */
-    return 0;
-}
-
 /* Decodes frame i from its c_size compressed bytes in `in` into `out`
  * (capacity exactly d_size). */
 static int decode_frame(fb_archive_reader *r, ZSTD_DCtx *dctx, size_t i, const uint8_t *in,
                         uint8_t *out, fb_error *err)
 {
     const fb_frame_entry *f = &r->table.frames[i];
-    int rc = check_frame_header(r, i, in, err);
+    int rc = fb_frame_header_check(in, f->c_size, i, r->name, err);
     if (rc)
         return rc;
     size_t csz = ZSTD_findFrameCompressedSize(in, f->c_size);
@@ -211,7 +190,11 @@ static int decode_frame(fb_archive_reader *r, ZSTD_DCtx *dctx, size_t i, const u
     unsigned long long fcs = ZSTD_getFrameContentSize(in, f->c_size);
     if (fcs == ZSTD_CONTENTSIZE_ERROR)
         return fb_error_set(err, FB_ECORRUPT, "%s: frame %zu: bad frame header", r->name, i);
-    if (fcs != ZSTD_CONTENTSIZE_UNKNOWN && fcs != f->d_size)
+    if (fcs == ZSTD_CONTENTSIZE_UNKNOWN)
+        return fb_error_set(err, FB_ECORRUPT,
+                            "%s: frame %zu: the frame header does not declare its content size",
+                            r->name, i);
+    if (fcs != f->d_size)
         return fb_error_set(err, FB_ECORRUPT,
                             "%s: frame %zu: header says %llu bytes, seek table says %" PRIu32,
                             r->name, i, fcs, f->d_size);
@@ -307,6 +290,37 @@ static int get_frame(fb_archive_reader *r, size_t i, fb_frame_cache **owner, fb_
     return 0;
 }
 
+/* Proves frames up to and including i (see the struct). A frame that
+ * fails its proof stays failed: every offset past it is unmappable. An I/O
+ * error is not remembered, the next call tries again. */
+static int ensure_proven(fb_archive_reader *r, size_t i, fb_error *err)
+{
+    if (atomic_load_explicit(&r->proven, memory_order_acquire) > i)
+        return 0;
+    fb_error local;
+    fb_error_clear(&local);
+    int rc = 0;
+    pthread_mutex_lock(&r->prove_lock);
+    size_t k = atomic_load_explicit(&r->proven, memory_order_relaxed);
+    if (r->bad_frame <= i) {
+        local = r->bad_err;
+        rc = r->bad_err.code;
+    }
+    while (rc == 0 && k <= i) {
+        rc = fb_frame_prove(r->fd, &r->table, k, r->name, &local);
+        if (rc == 0) {
+            atomic_store_explicit(&r->proven, ++k, memory_order_release);
+        } else if (rc == FB_ECORRUPT) {
+            r->bad_frame = k;
+            r->bad_err = local;
+        }
+    }
+    pthread_mutex_unlock(&r->prove_lock);
+    if (rc && err)
+        *err = local;
+    return rc;
+}
+
 /* ---- reader ---- */
 
 int fb_archive_reader_open(int fd, fb_frame_cache *cache, const char *name,
@@ -341,6 +355,9 @@ int fb_archive_reader_open(int fd, fb_frame_cache *cache, const char *name,
     }
     pthread_mutex_init(&r->pool_lock, NULL);
     pthread_mutex_init(&r->slot_lock, NULL);
+    pthread_mutex_init(&r->prove_lock, NULL);
+    atomic_init(&r->proven, 0);
+    r->bad_frame = SIZE_MAX;
     r->cache = cache;
     r->key = cache ? fb_frame_cache_new_key(cache) : 0;
     r->fd = fd;
@@ -362,6 +379,7 @@ void fb_archive_reader_free(fb_archive_reader *r)
         ZSTD_freeDCtx(r->pool[i]);
     pthread_mutex_destroy(&r->pool_lock);
     pthread_mutex_destroy(&r->slot_lock);
+    pthread_mutex_destroy(&r->prove_lock);
     fb_seek_table_fini(&r->table);
     close(r->fd);
     free(r->name);
@@ -379,11 +397,20 @@ int fb_archive_reader_pread(fb_archive_reader *r, void *buf, size_t len, uint64_
     uint8_t *dst = buf;
     uint64_t pos = offset;
     size_t done = 0;
+    /* Where the stream ends is only known once every frame is proven. */
+    int rc = want < len ? ensure_proven(r, r->table.n_frames - 1, err) : 0;
+    if (rc)
+        return rc;
+    /* The search may look at unproven offsets, but the frame it returns
+     * holds `offset` for real once the frames up to it are proven: the
+     * table's offsets are cumulative, so that proves both ends of it. */
     size_t i = fb_seek_table_find(&r->table, offset);
     while (done < want) {
         if (i >= r->table.n_frames) /* cannot happen with a validated table */
             return fb_error_set(err, FB_ECORRUPT, "%s: offset %" PRIu64 " beyond the last frame",
                                 r->name, pos);
+        if ((rc = ensure_proven(r, i, err)) != 0)
+            return rc;
         const fb_frame_entry *f = &r->table.frames[i];
         if (f->d_size == 0) {
             i++;
@@ -391,7 +418,7 @@ int fb_archive_reader_pread(fb_archive_reader *r, void *buf, size_t len, uint64_
         }
         fb_frame_cache *owner;
         fb_frame_ref *ref;
-        int rc = get_frame(r, i, &owner, &ref, err);
+        rc = get_frame(r, i, &owner, &ref, err);
         if (rc)
             return rc;
         size_t in_frame = (size_t)(pos - f->d_offset);

@@ -29,6 +29,7 @@
 #include "fb_manifest.h"
 #include "fb_store.h"
 #include "clock_i.h"
+#include "tar_header_i.h"
 
 #define MT_NONE UINT32_MAX
 /* Parent index of the entries at the top of a backup. */
@@ -1825,6 +1826,9 @@ int fb_mount_tree_open(fb_mount_tree *t, uint64_t ino, fb_mount_file **out, fb_e
     b->pins++;
     rc = entry_load(t, b, ino, err);
     uint64_t archive_size = 0;
+    char *path = NULL;
+    char label[FB_SESSION_ID_MAX + FB_BACKUP_ID_LEN + 32];
+    snprintf(label, sizeof label, "%s/%s/archive.tar.zst", b->session->id, b->id);
     if (rc == 0) {
         const mt_contents *c = b->contents;
         uint32_t e = c->nodes[c->nodes[ref.node].target].entry;
@@ -1835,6 +1839,9 @@ int fb_mount_tree_open(fb_mount_tree *t, uint64_t ino, fb_mount_file **out, fb_e
             f->data_offset = c->m.entries[e].offset;
             f->size = c->m.entries[e].meta.size;
             archive_size = c->m.archive.size;
+            /* Copied: the contents may go once the backup is unpinned. */
+            if (!(path = strdup(c->m.entries[e].path)))
+                rc = fb_error_set(err, FB_ENOMEM, "out of memory");
         }
     }
     uint64_t end;
@@ -1898,7 +1905,16 @@ int fb_mount_tree_open(fb_mount_tree *t, uint64_t ino, fb_mount_file **out, fb_e
     fb_archive_reader_free(spare);
     free(spare_a);
     if (rc) {
+        free(path);
         free(f);
+        return rc;
+    }
+    /* The manifest's offset is only trusted once the tar header there is
+     * this file's (tar_header_i.h): once per open, never per read. */
+    rc = fb_tar_member_prove(f->archive->reader, f->data_offset, path, f->size, label, err);
+    free(path);
+    if (rc) {
+        fb_mount_file_close(t, f);
         return rc;
     }
     *out = f;

@@ -513,7 +513,11 @@ static void expect_stream_frame1_corrupt(const char *path, const uint8_t *src, c
     fb_archive_reader_free(r);
 }
 
-static void expect_frame1_corrupt(const char *path, const uint8_t *src, const char *reason)
+/* later_readable: frame 1's damage leaves its size and extent provable
+ * (frame_proof_i.h), so frame 2 still reads; otherwise no offset past frame
+ * 1 can be mapped and frame 2 is refused too, naming frame 1. */
+static void expect_frame1_corrupt(const char *path, const uint8_t *src, const char *reason,
+                                  bool later_readable)
 {
     expect_stream_frame1_corrupt(path, src, reason);
     fb_archive_reader *r = open_reader(path, NULL);
@@ -529,11 +533,18 @@ static void expect_frame1_corrupt(const char *path, const uint8_t *src, const ch
         fprintf(stderr, "rc %d message \"%s\", expected \"%s\"\n", rc, err.message, reason);
         fbtest_failures++;
     }
-    /* Frame 0 and the frame after 1 still read. */
+    /* Frame 0 still reads; the frame after 1 only when 1 places it. */
     CHECK_EQ_INT(fb_archive_reader_pread(r, buf, FRAME, 0, &got, &err), 0);
     CHECK(got == FRAME && memcmp(buf, src, FRAME) == 0);
-    CHECK_EQ_INT(fb_archive_reader_pread(r, buf, FRAME, t->frames[2].d_offset, &got, &err), 0);
-    CHECK(got == FRAME && memcmp(buf, src + 2 * FRAME, FRAME) == 0);
+    fb_error_clear(&err);
+    rc = fb_archive_reader_pread(r, buf, FRAME, t->frames[2].d_offset, &got, &err);
+    if (later_readable) {
+        CHECK_EQ_INT(rc, 0);
+        CHECK(got == FRAME && memcmp(buf, src + 2 * FRAME, FRAME) == 0);
+    } else {
+        CHECK_EQ_INT(rc, FB_ECORRUPT);
+        CHECK(strstr(err.message, NAME ": frame 1: ") != NULL);
+    }
     fb_archive_reader_free(r);
     free(buf);
 }
@@ -546,24 +557,32 @@ static void test_wrong_declared_size(void)
     for (int no_size = 0; no_size <= 1; no_size++) {
         size_t clen;
         uint8_t *c = compress_frame(d, FRAME, no_size, &clen);
-        /* Sanity: the untouched frame reads. */
+        /* Sanity: the untouched frame reads, unless it does not declare
+         * its size (which our writer always does). */
         build_with_frame1(src, c, clen, FRAME, true, path);
         fb_archive_reader *r = open_reader(path, NULL);
         REQUIRE(r);
         uint8_t *buf = malloc(3 * FRAME);
-        CHECK_EQ_INT(check_range(r, src, 3 * FRAME, 0, 3 * FRAME, buf), 0);
+        CHECK_EQ_INT(check_range(r, src, 3 * FRAME, 0, 3 * FRAME, buf),
+                     no_size ? FB_ECORRUPT : 0);
         fb_archive_reader_free(r);
         free(buf);
 
+        /* Without a declared content size nothing proves the table's, so
+         * nothing after the frame can be placed. */
+        const char *undeclared = "the frame header does not declare its content size";
         build_with_frame1(src, c, clen, FRAME + 1, true, path);
-        expect_frame1_corrupt(path, src, no_size ? "decompresses to 65536 bytes, seek table says 65537"
-                                                 : "header says 65536 bytes, seek table says 65537");
+        expect_frame1_corrupt(path, src, no_size ? undeclared
+                                                 : "header says 65536 bytes, seek table says 65537",
+                              false);
         build_with_frame1(src, c, clen, FRAME - 1, true, path);
-        expect_frame1_corrupt(path, src, no_size ? "more than the 65535 bytes"
-                                                 : "header says 65536 bytes, seek table says 65535");
+        expect_frame1_corrupt(path, src, no_size ? undeclared
+                                                 : "header says 65536 bytes, seek table says 65535",
+                              false);
         build_with_frame1(src, c, clen, FRAME - 1000, true, path);
-        expect_frame1_corrupt(path, src, no_size ? "more than the 64536 bytes"
-                                                 : "header says 65536 bytes, seek table says 64536");
+        expect_frame1_corrupt(path, src, no_size ? undeclared
+                                                 : "header says 65536 bytes, seek table says 64536",
+                              false);
         free(c);
     }
     free(src);
@@ -571,8 +590,29 @@ static void test_wrong_declared_size(void)
     fbtest_rmtree(dir);
 }
 
+/* Gives a frame compressed without a content size a 4-byte
+ * Frame_Content_Size field (the reader requires one); the frame stays
+ * valid, the decoder checks the size. Frees c. */
+static uint8_t *declare_content_size(uint8_t *c, size_t *clen, size_t content)
+{
+    if ((c[4] & 0xC3) != 0 || (c[4] & 0x20) != 0) { /* want no size, no dict id, a window byte */
+        fprintf(stderr, "declare_content_size: unexpected frame header 0x%02x\n", c[4]);
+        exit(2);
+    }
+    uint8_t *out = malloc(*clen + 4);
+    memcpy(out, c, 6);
+    out[4] |= 0x80; /* FCS_Field_Size 4 */
+    for (int k = 0; k < 4; k++)
+        out[6 + k] = (uint8_t)(content >> (8 * k));
+    memcpy(out + 10, c + 6, *clen - 6);
+    *clen += 4;
+    free(c);
+    return out;
+}
+
 /* A zstd frame whose header asks for a 2^28 window, made cheaply: streaming
- * compression with no size known keeps the window the parameter asks for. */
+ * compression with no size known keeps the window the parameter asks for
+ * (the size is then put in the header by hand). */
 static uint8_t *compress_with_window(const uint8_t *src, size_t len, int window_log,
                                      size_t *clen)
 {
@@ -590,7 +630,7 @@ static uint8_t *compress_with_window(const uint8_t *src, size_t len, int window_
     if (ZSTD_isError(rc) || rc != 0)
         exit(2);
     *clen = o.pos;
-    return out;
+    return declare_content_size(out, clen, len);
 }
 
 static void test_window_too_large(void)
@@ -602,7 +642,7 @@ static void test_window_too_large(void)
     CHECK_EQ_INT(c[4] & 0x20, 0);         /* not single segment: a window descriptor */
     CHECK_EQ_INT(c[5], (28 - 10) << 3);   /* which says 2^28 */
     build_with_frame1(src, c, clen, FRAME, true, path);
-    expect_frame1_corrupt(path, src, "window of 268435456 bytes exceeds the 2^27 limit");
+    expect_frame1_corrupt(path, src, "window of 268435456 bytes exceeds the 2^27 limit", true);
     free(c);
 
     /* 2^27 itself is allowed; 2^27 + 2^24 (mantissa 1) is not. */
@@ -617,7 +657,7 @@ static void test_window_too_large(void)
     free(buf);
     c[5] |= 1;
     build_with_frame1(src, c, clen, FRAME, true, path);
-    expect_frame1_corrupt(path, src, "window of 150994944 bytes exceeds");
+    expect_frame1_corrupt(path, src, "window of 150994944 bytes exceeds", true);
     free(c);
     free(src);
     free(path);
@@ -636,14 +676,14 @@ static void test_frame_not_exactly_one_zstd_frame(void)
     memcpy(two, c1, l1);
     memcpy(two + l1, c2, l2);
     build_with_frame1(src, two, l1 + l2, FRAME, true, path);
-    expect_frame1_corrupt(path, src, "seek table says");
+    expect_frame1_corrupt(path, src, "seek table says", false);
     /* A frame cut short (the entry claims fewer bytes than the frame has). */
     build_with_frame1(src, c1, l1 - 1, FRAME / 2, false, path);
-    expect_frame1_corrupt(path, src, "");
+    expect_frame1_corrupt(path, src, "", false);
     /* A skippable frame where a data frame should be. */
     uint8_t skip[16] = {0x50, 0x2A, 0x4D, 0x18, 8, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8};
     build_with_frame1(src, skip, sizeof skip, 8, false, path);
-    expect_frame1_corrupt(path, src, "not a zstd frame");
+    expect_frame1_corrupt(path, src, "not a zstd frame", false);
     /* Even claiming no content: pread never needs it, the stream rejects it. */
     build_with_frame1(src, skip, sizeof skip, 0, false, path);
     expect_stream_frame1_corrupt(path, src, "not a zstd frame");
@@ -653,7 +693,7 @@ static void test_frame_not_exactly_one_zstd_frame(void)
     clen = ZSTD_compress(plain, clen, src + FRAME, FRAME, 3);
     REQUIRE(!ZSTD_isError(clen));
     build_with_frame1(src, plain, clen, FRAME, false, path);
-    expect_frame1_corrupt(path, src, "no content checksum");
+    expect_frame1_corrupt(path, src, "no content checksum", true);
     free(plain);
     free(two);
     free(c1);

@@ -1,0 +1,170 @@
+/* Frame proof (see frame_proof_i.h): the zstd frame format's header and
+ * block headers, read by hand so that a frame's extent and content size are
+ * known from a few bytes, without decompressing it. Field layout: RFC 8878,
+ * sections 3.1.1 (frame header) and 3.1.1.2 (blocks). */
+#include "frame_proof_i.h"
+
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+
+#include <zstd.h>
+
+#include "seek_table_i.h"
+
+/* Largest block content a frame may carry (Block_Maximum_Size, 128 KiB). */
+#define BLOCK_SIZE_MAX (128u * 1024)
+#define FRAME_HEADER_MAX 18
+#define BLOCK_HEADER_SIZE 3
+#define CHECKSUM_SIZE 4
+
+static uint32_t get_le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t get_le(const uint8_t *p, size_t n)
+{
+    uint64_t v = 0;
+    for (size_t k = n; k > 0; k--)
+        v = v << 8 | p[k - 1];
+    return v;
+}
+
+int fb_frame_header_check(const uint8_t *in, size_t len, size_t i, const char *name,
+                          fb_error *err)
+{
+    if (len < 6 || get_le32(in) != ZSTD_MAGICNUMBER)
+        return fb_error_set(err, FB_ECORRUPT, "%s: frame %zu: not a zstd frame (magic 0x%08" PRIx32
+                            ")", name, i, len >= 4 ? get_le32(in) : 0);
+    uint8_t fhd = in[4];
+    if (fhd & 0x08)
+        return fb_error_set(err, FB_ECORRUPT, "%s: frame %zu: reserved header bit set", name, i);
+    if (!(fhd & 0x04))
+        return fb_error_set(err, FB_ECORRUPT, "%s: frame %zu: no content checksum", name, i);
+    if (!(fhd & 0x20)) {
+        /* Window_Descriptor: exponent (5 bits) and mantissa (3 bits). A
+         * single-segment frame's window is its content size, which the
+         * callers bound by FB_FRAME_DSIZE_MAX. */
+        uint8_t wd = in[5];
+        unsigned window_log = 10u + (wd >> 3);
+        uint64_t base = (uint64_t)1 << window_log;
+        uint64_t window = base + (base / 8) * (wd & 7u);
+        if (window > ((uint64_t)1 << FB_FRAME_WINDOW_LOG_MAX))
+            return fb_error_set(err, FB_ECORRUPT,
+                                "%s: frame %zu: window of %" PRIu64
+                                " bytes exceeds the 2^%d limit",
+                                name, i, window, FB_FRAME_WINDOW_LOG_MAX);
+    }
+    return 0;
+}
+
+/* Parses the frame header at the start of `in` (len bytes available): its
+ * size, the Frame_Content_Size it declares, and whether a checksum ends the
+ * frame. Only what places the frame and its bytes is required here (the
+ * magic, no reserved bit, a declared content size, which our writer always
+ * writes); the rest (window, checksum, dictionary) is the decoder's to
+ * refuse, and does not move any other frame. */
+static int parse_frame_header(const uint8_t *in, size_t len, size_t i, const char *name,
+                              size_t *header_size, uint64_t *content_size, bool *has_checksum,
+                              fb_error *err)
+{
+    if (len < 6 || get_le32(in) != ZSTD_MAGICNUMBER)
+        return fb_error_set(err, FB_ECORRUPT, "%s: frame %zu: not a zstd frame (magic 0x%08" PRIx32
+                            ")", name, i, len >= 4 ? get_le32(in) : 0);
+    uint8_t fhd = in[4];
+    if (fhd & 0x08)
+        return fb_error_set(err, FB_ECORRUPT, "%s: frame %zu: reserved header bit set", name, i);
+    unsigned fcs_flag = fhd >> 6;
+    bool single_segment = (fhd & 0x20) != 0;
+    static const size_t did_sizes[4] = {0, 1, 2, 4};
+    static const size_t fcs_sizes[4] = {0, 2, 4, 8};
+    size_t did_size = did_sizes[fhd & 0x03];
+    size_t fcs_size = fcs_sizes[fcs_flag];
+    if (fcs_flag == 0 && single_segment)
+        fcs_size = 1;
+    if (fcs_size == 0)
+        return fb_error_set(err, FB_ECORRUPT,
+                            "%s: frame %zu: the frame header does not declare its content size",
+                            name, i);
+    size_t pos = 5 + (single_segment ? 0 : 1) + did_size;
+    if (pos + fcs_size > len)
+        return fb_error_set(err, FB_ECORRUPT, "%s: frame %zu: frame header is cut short", name,
+                            i);
+    uint64_t fcs = get_le(in + pos, fcs_size);
+    if (fcs_size == 2)
+        fcs += 256; /* the 2-byte field is offset by 256 */
+    *header_size = pos + fcs_size;
+    *content_size = fcs;
+    *has_checksum = (fhd & 0x04) != 0;
+    return 0;
+}
+
+int fb_frame_prove(int fd, const fb_seek_table *t, size_t i, const char *name, fb_error *err)
+{
+    const fb_frame_entry *f = &t->frames[i];
+    uint8_t hdr[FRAME_HEADER_MAX];
+    size_t n = f->c_size < sizeof hdr ? f->c_size : sizeof hdr;
+    char what[64];
+    snprintf(what, sizeof what, "frame %zu header", i);
+    int rc = fb_pread_exact(fd, hdr, n, f->c_offset, name, what, err);
+    if (rc)
+        return rc;
+    size_t header_size = 0;
+    uint64_t fcs = 0;
+    bool has_checksum = false;
+    rc = parse_frame_header(hdr, n, i, name, &header_size, &fcs, &has_checksum, err);
+    if (rc)
+        return rc;
+    if (fcs != f->d_size)
+        return fb_error_set(err, FB_ECORRUPT,
+                            "%s: frame %zu: header says %" PRIu64
+                            " bytes, seek table says %" PRIu32,
+                            name, i, fcs, f->d_size);
+
+    /* Walk the blocks: each header gives the size of what follows it, so
+     * the walk finds where the frame really ends. The table's c_size is
+     * >= FB_ZSTD_FRAME_MIN, so the end is past the header. */
+    uint64_t end = f->c_offset + f->c_size;
+    uint64_t pos = f->c_offset + header_size;
+    uint64_t tail = has_checksum ? CHECKSUM_SIZE : 0;
+    snprintf(what, sizeof what, "frame %zu block header", i);
+    for (;;) {
+        if (end < pos || end - pos < BLOCK_HEADER_SIZE + tail)
+            return fb_error_set(err, FB_ECORRUPT,
+                                "%s: frame %zu: blocks run past the %" PRIu32
+                                " bytes the seek table gives the frame",
+                                name, i, f->c_size);
+        uint8_t bh[BLOCK_HEADER_SIZE];
+        rc = fb_pread_exact(fd, bh, sizeof bh, pos, name, what, err);
+        if (rc)
+            return rc;
+        uint32_t v = (uint32_t)bh[0] | (uint32_t)bh[1] << 8 | (uint32_t)bh[2] << 16;
+        bool last = v & 1u;
+        unsigned type = (v >> 1) & 3u;
+        uint32_t size = v >> 3;
+        if (type == 3)
+            return fb_error_set(err, FB_ECORRUPT, "%s: frame %zu: reserved block type", name, i);
+        if (size > BLOCK_SIZE_MAX)
+            return fb_error_set(err, FB_ECORRUPT,
+                                "%s: frame %zu: block of %" PRIu32 " bytes exceeds 128 KiB",
+                                name, i, size);
+        /* An RLE block stores one byte that is repeated `size` times. */
+        uint64_t stored = type == 1 ? 1 : size;
+        pos += BLOCK_HEADER_SIZE;
+        if (stored > end - pos)
+            return fb_error_set(err, FB_ECORRUPT,
+                                "%s: frame %zu: blocks run past the %" PRIu32
+                                " bytes the seek table gives the frame",
+                                name, i, f->c_size);
+        pos += stored;
+        if (last)
+            break;
+    }
+    if (end - pos != tail)
+        return fb_error_set(err, FB_ECORRUPT,
+                            "%s: frame %zu: the frame is %" PRIu64
+                            " bytes, seek table says %" PRIu32,
+                            name, i, pos + tail - f->c_offset, f->c_size);
+    return 0;
+}
