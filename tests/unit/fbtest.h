@@ -42,6 +42,16 @@ static int fbtest_failures;
         }                                                                             \
     } while (0)
 
+/* A fixture step failed (not the code under test): the test program cannot go
+ * on. Declared noreturn so that compilers know nothing after a failed step
+ * runs; otherwise clang -Werror flags values set only when the step succeeds
+ * (-Wsometimes-uninitialized). */
+static inline _Noreturn void fbtest_die(const char *what)
+{
+    fprintf(stderr, "fixture: %s: %s\n", what, strerror(errno));
+    exit(2);
+}
+
 static int fbtest_rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
     (void)sb; (void)flag; (void)ftw;
