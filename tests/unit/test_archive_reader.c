@@ -703,6 +703,82 @@ static void test_frame_not_exactly_one_zstd_frame(void)
     fbtest_rmtree(dir);
 }
 
+/* Frames placed by a seek table that lies about earlier frames: the sizes
+ * of frame 0 decide where every later byte is, so no later offset may be
+ * served until frame 0 is proven (issue 7: served shifted bytes before). */
+static void test_lying_table_never_shifts_bytes(void)
+{
+    char *dir = fbtest_tempdir(), *path = path_in(dir, NAME);
+    uint8_t *src = make_source();
+    size_t n_frames = (SRC_LEN + FRAME - 1) / FRAME;
+    uint8_t *buf = malloc(FRAME);
+    fb_error err;
+    size_t got;
+    for (int how = 0; how < 3; how++) {
+        builder b = {0};
+        size_t c0, c1;
+        /* Case 2 needs frames 0 and 1 small enough together to pass for
+         * one frame's compressed size. */
+        fbtest_fill(src, 2 * FRAME, 77, how == 2);
+        uint8_t *f0 = compress_frame(src, FRAME, false, &c0);
+        uint8_t *f1 = compress_frame(src + FRAME, FRAME, false, &c1);
+        size_t first = 1;
+        if (how == 0) {
+            /* frame 0 claims 4096 more bytes than it holds */
+            add_raw(&b, f0, c0, FRAME + 4096);
+        } else if (how == 1) {
+            /* frame 0 claims 4096 fewer */
+            add_raw(&b, f0, c0, FRAME - 4096);
+        } else {
+            /* frames 0 and 1 under one entry that claims frame 0's content:
+             * the next entry then lands on frame 2, whose size and
+             * checksum are those of a good frame */
+            uint8_t *both = malloc(c0 + c1);
+            memcpy(both, f0, c0);
+            memcpy(both + c0, f1, c1);
+            add_raw(&b, both, c0 + c1, FRAME);
+            free(both);
+            first = 2;
+        }
+        for (size_t i = first; i < n_frames; i++) {
+            size_t off = i * FRAME;
+            add_frame(&b, src + off, SRC_LEN - off < FRAME ? SRC_LEN - off : FRAME);
+        }
+        finish(&b, true, path);
+        free(f0);
+        free(f1);
+        /* Straight to a late offset first, then everywhere after frame 0:
+         * an error or the genuine bytes at that stream offset, never others. */
+        fb_archive_reader *r = open_reader(path, NULL);
+        REQUIRE(r);
+        const fb_seek_table *t = fb_archive_reader_seek_table(r);
+        int refused = 0;
+        uint64_t probes[] = {t->frames[t->n_frames / 2].d_offset + 5, t->frames[1].d_offset,
+                             t->frames[1].d_offset + 100, t->frames[t->n_frames - 1].d_offset};
+        for (size_t k = 0; k < sizeof probes / sizeof probes[0]; k++) {
+            fb_error_clear(&err);
+            int rc = fb_archive_reader_pread(r, buf, 1000, probes[k], &got, &err);
+            if (rc == 0 && (probes[k] + got > SRC_LEN ||
+                            memcmp(buf, src + probes[k], got) != 0)) {
+                fprintf(stderr, "case %d: wrong bytes at %llu\n", how,
+                        (unsigned long long)probes[k]);
+                fbtest_failures++;
+            }
+            if (rc == FB_ECORRUPT && strstr(err.message, NAME ": frame 0: "))
+                refused++;
+        }
+        CHECK_EQ_INT(refused, 4);
+        /* Frame 0's own bytes: the decoder refuses a frame that does not
+         * hold what its entry says. */
+        CHECK_EQ_INT(fb_archive_reader_pread(r, buf, 100, 0, &got, &err), FB_ECORRUPT);
+        fb_archive_reader_free(r);
+    }
+    free(buf);
+    free(src);
+    free(path);
+    fbtest_rmtree(dir);
+}
+
 static void test_open_rejects(void)
 {
     char *dir = fbtest_tempdir(), *path = path_in(dir, NAME);
@@ -1216,6 +1292,7 @@ int main(void)
     RUN_TEST(test_wrong_declared_size);
     RUN_TEST(test_window_too_large);
     RUN_TEST(test_frame_not_exactly_one_zstd_frame);
+    RUN_TEST(test_lying_table_never_shifts_bytes);
     RUN_TEST(test_open_rejects);
     RUN_TEST(test_truncated_after_open);
     RUN_TEST(test_empty_frames);
