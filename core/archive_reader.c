@@ -72,6 +72,7 @@ struct fb_archive_reader {
     atomic_size_t proven;
     size_t bad_frame;  /* guarded by prove_lock: first frame whose proof failed */
     fb_error bad_err;  /* guarded by prove_lock: why */
+    fb_archive_proof identity; /* the file as fstat saw it at open (frames unused) */
 };
 
 /* One frame of the sequential stream: its compressed and decoded bytes. */
@@ -321,6 +322,22 @@ static int ensure_proven(fb_archive_reader *r, size_t i, fb_error *err)
     return rc;
 }
 
+/* FNV-1a over every frame's sizes: what a proof was made against (the
+ * offsets follow from the sizes). Catches accidental change, which is all a
+ * proof carried between readers of one file has to fear. */
+static uint64_t table_digest(const fb_seek_table *t)
+{
+    uint64_t h = 0xcbf29ce484222325u;
+    for (size_t i = 0; i < t->n_frames; i++) {
+        uint64_t v = (uint64_t)t->frames[i].c_size << 32 | t->frames[i].d_size;
+        for (int k = 0; k < 8; k++) {
+            h ^= (v >> (8 * k)) & 0xffu;
+            h *= 0x100000001b3u;
+        }
+    }
+    return h ^ t->n_frames;
+}
+
 /* ---- reader ---- */
 
 int fb_archive_reader_open(int fd, fb_frame_cache *cache, const char *name,
@@ -358,6 +375,11 @@ int fb_archive_reader_open(int fd, fb_frame_cache *cache, const char *name,
     pthread_mutex_init(&r->prove_lock, NULL);
     atomic_init(&r->proven, 0);
     r->bad_frame = SIZE_MAX;
+    r->identity = (fb_archive_proof){
+        .dev = (uint64_t)st.st_dev, .ino = (uint64_t)st.st_ino, .size = (uint64_t)st.st_size,
+        .mtime_sec = (int64_t)st.st_mtim.tv_sec, .mtime_nsec = (int64_t)st.st_mtim.tv_nsec,
+        .ctime_sec = (int64_t)st.st_ctim.tv_sec, .ctime_nsec = (int64_t)st.st_ctim.tv_nsec,
+        .table_digest = table_digest(&r->table)};
     r->cache = cache;
     r->key = cache ? fb_frame_cache_new_key(cache) : 0;
     r->fd = fd;
@@ -433,6 +455,26 @@ int fb_archive_reader_pread(fb_archive_reader *r, void *buf, size_t len, uint64_
     }
     *out_len = done;
     return 0;
+}
+
+void fb_archive_reader_get_proof(fb_archive_reader *r, fb_archive_proof *out)
+{
+    *out = r->identity;
+    out->frames = atomic_load_explicit(&r->proven, memory_order_acquire);
+}
+
+void fb_archive_reader_adopt_proof(fb_archive_reader *r, const fb_archive_proof *p)
+{
+    const fb_archive_proof *me = &r->identity;
+    if (p->dev != me->dev || p->ino != me->ino || p->size != me->size ||
+        p->mtime_sec != me->mtime_sec || p->mtime_nsec != me->mtime_nsec ||
+        p->ctime_sec != me->ctime_sec || p->ctime_nsec != me->ctime_nsec ||
+        p->table_digest != me->table_digest || p->frames > r->table.n_frames)
+        return;
+    pthread_mutex_lock(&r->prove_lock);
+    if (p->frames > atomic_load_explicit(&r->proven, memory_order_relaxed))
+        atomic_store_explicit(&r->proven, p->frames, memory_order_release);
+    pthread_mutex_unlock(&r->prove_lock);
 }
 
 uint64_t fb_archive_reader_uncompressed_size(const fb_archive_reader *r)

@@ -81,6 +81,10 @@ typedef struct mt_backup {
     unsigned pins;          /* in-flight operations and open dir handles */
     mt_contents *contents;
     mt_archive *archive;    /* shared reader while files of it are open */
+    /* What the last reader of the archive proved of its frame map, so a
+     * file opened after all were closed does not prove it again. */
+    fb_archive_proof proof;
+    bool has_proof;
 } mt_backup;
 
 struct mt_archive {
@@ -1753,7 +1757,8 @@ void fb_mount_dir_close(fb_mount_tree *t, fb_mount_dir *d)
 /* ---------------------------------------------------------------- files */
 
 static int archive_open(fb_mount_tree *t, const char *sid, const char *bid,
-                        uint64_t expected_size, fb_archive_reader **out, fb_error *err)
+                        uint64_t expected_size, const fb_archive_proof *proof,
+                        fb_archive_reader **out, fb_error *err)
 {
     *out = NULL;
     int sfd = -1, afd = -1;
@@ -1779,6 +1784,8 @@ static int archive_open(fb_mount_tree *t, const char *sid, const char *bid,
         fb_archive_reader_free(r);
         return rc;
     }
+    if (proof)
+        fb_archive_reader_adopt_proof(r, proof);
     *out = r;
     return 0;
 }
@@ -1789,8 +1796,11 @@ static fb_archive_reader *archive_unref(fb_mount_tree *t, mt_archive *a)
 {
     if (--a->refs > 0)
         return NULL;
-    if (a->backup)
+    if (a->backup) {
+        fb_archive_reader_get_proof(a->reader, &a->backup->proof);
+        a->backup->has_proof = true;
         a->backup->archive = NULL;
+    }
     if (a->prev)
         a->prev->next = a->next;
     else
@@ -1858,10 +1868,12 @@ int fb_mount_tree_open(fb_mount_tree *t, uint64_t ino, fb_mount_file **out, fb_e
         char sid[FB_SESSION_ID_MAX + 1], bid[FB_BACKUP_ID_LEN + 1];
         strcpy(sid, b->session->id);
         strcpy(bid, b->id);
+        fb_archive_proof proof = b->proof;
+        bool has_proof = b->has_proof;
         pthread_mutex_unlock(&t->lock);
         fb_archive_reader *r = NULL;
         mt_archive *fresh = NULL;
-        rc = archive_open(t, sid, bid, archive_size, &r, err);
+        rc = archive_open(t, sid, bid, archive_size, has_proof ? &proof : NULL, &r, err);
         if (rc == 0 && !(fresh = calloc(1, sizeof *fresh))) {
             fb_archive_reader_free(r);
             rc = fb_error_set(err, FB_ENOMEM, "out of memory");

@@ -39,6 +39,28 @@ void fb_archive_reader_free(fb_archive_reader *r);
 int fb_archive_reader_pread(fb_archive_reader *r, void *buf, size_t len, uint64_t offset,
                             size_t *out_len, fb_error *err);
 
+/* What a reader has proven of its archive's frame map (before serving an
+ * offset it proves every frame up to it against the seek table, see
+ * core/frame_proof_i.h), so that a later reader of the very same file need
+ * not prove it again. Identity is the file's device, inode, size, mtime and
+ * ctime (any write to the file changes its ctime) and a digest of the seek
+ * table the proof was made against (a table that rotted on disk since, with
+ * no write, is not the one proven). Frames are still checked whenever they
+ * are decoded. */
+typedef struct fb_archive_proof {
+    uint64_t dev, ino, size;
+    int64_t mtime_sec, mtime_nsec, ctime_sec, ctime_nsec;
+    uint64_t table_digest;
+    size_t frames; /* frames 0 .. frames-1 are proven */
+} fb_archive_proof;
+
+/* Fills out with what r has proven so far. Any thread. */
+void fb_archive_reader_get_proof(fb_archive_reader *r, fb_archive_proof *out);
+/* Takes over p when r's file is the one p was proven on (same identity as
+ * r saw at open, and the same number of frames); otherwise does nothing.
+ * Call before r is shared between threads. */
+void fb_archive_reader_adopt_proof(fb_archive_reader *r, const fb_archive_proof *p);
+
 uint64_t fb_archive_reader_uncompressed_size(const fb_archive_reader *r);
 uint64_t fb_archive_reader_file_size(const fb_archive_reader *r);
 const fb_seek_table *fb_archive_reader_seek_table(const fb_archive_reader *r);

@@ -779,6 +779,74 @@ static void test_lying_table_never_shifts_bytes(void)
     fbtest_rmtree(dir);
 }
 
+/* A proof carries over to a later reader of the very same file, and to no
+ * other file, nor to the same file once it was written to. */
+static void test_proof_carries_over_only_to_the_same_file(void)
+{
+    char *dir = fbtest_tempdir(), *path = path_in(dir, NAME), *other = path_in(dir, "b.zst");
+    uint8_t *src = make_source();
+    build_standard(src, true, path);
+    build_standard(src, true, other);
+    fb_archive_reader *a = open_reader(path, NULL);
+    REQUIRE(a);
+    const fb_seek_table *t = fb_archive_reader_seek_table(a);
+    size_t n = t->n_frames;
+    fb_archive_proof p;
+    fb_archive_reader_get_proof(a, &p);
+    CHECK_EQ_INT(p.frames, 0); /* nothing proven before a read */
+    uint8_t byte;
+    size_t got;
+    fb_error err;
+    CHECK_EQ_INT(fb_archive_reader_pread(a, &byte, 1, SRC_LEN - 1, &got, &err), 0);
+    fb_archive_reader_get_proof(a, &p);
+    CHECK_EQ_INT(p.frames, n);
+    fb_archive_reader_free(a);
+
+    fb_archive_proof q;
+    fb_archive_reader *b = open_reader(path, NULL);
+    fb_archive_reader_adopt_proof(b, &p);
+    fb_archive_reader_get_proof(b, &q);
+    CHECK_EQ_INT(q.frames, n);
+    fb_archive_proof wrong = p;
+    wrong.table_digest ^= 1; /* a table that changed without a write */
+    fb_archive_reader_free(b);
+    b = open_reader(path, NULL);
+    fb_archive_reader_adopt_proof(b, &wrong);
+    fb_archive_reader_get_proof(b, &q);
+    CHECK_EQ_INT(q.frames, 0);
+    fb_archive_reader_free(b);
+
+    b = open_reader(other, NULL); /* same bytes, another inode */
+    fb_archive_reader_adopt_proof(b, &p);
+    fb_archive_reader_get_proof(b, &q);
+    CHECK_EQ_INT(q.frames, 0);
+    fb_archive_reader_free(b);
+
+    /* Written to (same bytes back): the ctime moved, the proof is stale. */
+    struct timespec pause = {0, 20 * 1000 * 1000};
+    nanosleep(&pause, NULL);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    REQUIRE(fd >= 0);
+    uint8_t first;
+    int rfd = open(path, O_RDONLY | O_CLOEXEC);
+    CHECK(pread(rfd, &first, 1, 0) == 1);
+    close(rfd);
+    CHECK(pwrite(fd, &first, 1, 0) == 1);
+    close(fd);
+    b = open_reader(path, NULL);
+    fb_archive_reader_adopt_proof(b, &p);
+    fb_archive_reader_get_proof(b, &q);
+    CHECK_EQ_INT(q.frames, 0);
+    /* and it proves again on demand */
+    CHECK_EQ_INT(fb_archive_reader_pread(b, &byte, 1, SRC_LEN - 1, &got, &err), 0);
+    CHECK(got == 1 && byte == src[SRC_LEN - 1]);
+    fb_archive_reader_free(b);
+    free(src);
+    free(path);
+    free(other);
+    fbtest_rmtree(dir);
+}
+
 static void test_open_rejects(void)
 {
     char *dir = fbtest_tempdir(), *path = path_in(dir, NAME);
@@ -1293,6 +1361,7 @@ int main(void)
     RUN_TEST(test_window_too_large);
     RUN_TEST(test_frame_not_exactly_one_zstd_frame);
     RUN_TEST(test_lying_table_never_shifts_bytes);
+    RUN_TEST(test_proof_carries_over_only_to_the_same_file);
     RUN_TEST(test_open_rejects);
     RUN_TEST(test_truncated_after_open);
     RUN_TEST(test_empty_frames);
