@@ -31,15 +31,26 @@ static uint64_t get_le(const uint8_t *p, size_t n)
     return v;
 }
 
-int fb_frame_header_check(const uint8_t *in, size_t len, size_t i, const char *name,
-                          fb_error *err)
+/* What every check of a frame header starts with: a zstd data frame (not
+ * a skippable one) whose descriptor has no reserved bit set. */
+static int check_frame_start(const uint8_t *in, size_t len, size_t i, const char *name,
+                             fb_error *err)
 {
     if (len < 6 || get_le32(in) != ZSTD_MAGICNUMBER)
         return fb_error_set(err, FB_ECORRUPT, "%s: frame %zu: not a zstd frame (magic 0x%08" PRIx32
                             ")", name, i, len >= 4 ? get_le32(in) : 0);
-    uint8_t fhd = in[4];
-    if (fhd & 0x08)
+    if (in[4] & 0x08)
         return fb_error_set(err, FB_ECORRUPT, "%s: frame %zu: reserved header bit set", name, i);
+    return 0;
+}
+
+int fb_frame_header_check(const uint8_t *in, size_t len, size_t i, const char *name,
+                          fb_error *err)
+{
+    int rc = check_frame_start(in, len, i, name, err);
+    if (rc)
+        return rc;
+    uint8_t fhd = in[4];
     if (!(fhd & 0x04))
         return fb_error_set(err, FB_ECORRUPT, "%s: frame %zu: no content checksum", name, i);
     if (!(fhd & 0x20)) {
@@ -69,12 +80,10 @@ static int parse_frame_header(const uint8_t *in, size_t len, size_t i, const cha
                               size_t *header_size, uint64_t *content_size, bool *has_checksum,
                               fb_error *err)
 {
-    if (len < 6 || get_le32(in) != ZSTD_MAGICNUMBER)
-        return fb_error_set(err, FB_ECORRUPT, "%s: frame %zu: not a zstd frame (magic 0x%08" PRIx32
-                            ")", name, i, len >= 4 ? get_le32(in) : 0);
+    int rc = check_frame_start(in, len, i, name, err);
+    if (rc)
+        return rc;
     uint8_t fhd = in[4];
-    if (fhd & 0x08)
-        return fb_error_set(err, FB_ECORRUPT, "%s: frame %zu: reserved header bit set", name, i);
     unsigned fcs_flag = fhd >> 6;
     bool single_segment = (fhd & 0x20) != 0;
     static const size_t did_sizes[4] = {0, 1, 2, 4};
