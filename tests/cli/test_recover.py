@@ -324,8 +324,10 @@ def craft_backup(fl, sid, bid, members):
                 e.update(type="symlink", mode=0o777, size=0, target=payload)
             entries.append(e)
     tar = buf.getvalue()
-    frame = subprocess.run(["zstd", "-q", "-c", "--no-progress"], input=tar,
-                           capture_output=True, check=True).stdout
+    # --stream-size: the frame header declares its content size, as the
+    # writer's frames do (readers refuse frames that do not).
+    frame = subprocess.run(["zstd", "-q", "-c", "--no-progress", f"--stream-size={len(tar)}"],
+                           input=tar, capture_output=True, check=True).stdout
     table = struct.pack("<II", len(frame), len(tar))
     footer = struct.pack("<IBI", 1, 0, 0x8F92EAB1)
     archive = frame + struct.pack("<II", 0x184D2A5E, len(table) + len(footer)) + table + footer
