@@ -847,6 +847,51 @@ static void test_write_error_names_archive(void)
     fbtest_rmtree(dir);
 }
 
+/* A write that fails while libarchive is writing a tar header: only
+ * directories, so every byte of the stream is header, and with one thread
+ * the ring of frame slots fills after a few frames, so a write() (EBADF)
+ * happens inside archive_write_header. The error reaches the caller, the
+ * writer refuses more, and freeing it releases everything libarchive holds.
+ * Regression: the callback used to hand the failure to libarchive, which
+ * went FATAL, and then archive_write_free (libarchive < 3.8.2) leaked the
+ * 33 bytes archive_write_open2 had allocated (the same leak as a backup
+ * failing with EFBIG); LeakSanitizer in the sanitizer build catches it. */
+static void test_write_error_in_header_frees_everything(void)
+{
+    char *dir = fbtest_tempdir();
+    char *archive = path_join(dir, "ro.tar.zst");
+    write_file(archive, (const uint8_t *)"", 0);
+    int afd = open(archive, O_RDONLY | O_CLOEXEC); /* write() gives EBADF */
+    REQUIRE(afd >= 0);
+    fb_archive_writer_options o = opts_of(3, SMALL_FRAME, 1);
+    o.name = archive;
+    fb_archive_writer *w = NULL;
+    fb_error err;
+    fb_error_clear(&err);
+    REQUIRE(fb_archive_writer_new(afd, &o, &w, &err) == 0);
+    fb_entry_meta dm = file_meta(0);
+    dm.type = FB_ENTRY_DIR;
+    dm.mtime_nsec = 123456789; /* a pax header too: more header bytes per entry */
+    int rc = 0;
+    for (int n = 0; n < 100000 && rc == 0; n++) {
+        char name[32];
+        snprintf(name, sizeof name, "dir-%06d", n);
+        rc = fb_archive_writer_add_dir(w, name, &dm, &err);
+    }
+    CHECK_EQ_INT(rc, FB_EIO);
+    CHECK_EQ_INT(err.sys_errno, EBADF);
+    CHECK(strstr(err.message, archive) != NULL);
+    fb_error_clear(&err);
+    CHECK_EQ_INT(fb_archive_writer_add_dir(w, "more", &dm, &err), FB_EMISUSE);
+    CHECK(strstr(err.message, "unusable") != NULL);
+    fb_error_clear(&err);
+    CHECK_EQ_INT(fb_archive_writer_finish(w, NULL, &err), FB_EMISUSE);
+    fb_archive_writer_free(w);
+    close(afd);
+    free(archive);
+    fbtest_rmtree(dir);
+}
+
 static void test_bad_entries_refused(void)
 {
     char *dir = fbtest_tempdir();
@@ -944,6 +989,7 @@ int main(void)
     RUN_TEST(test_source_shrinks);
     RUN_TEST(test_read_error_names_path);
     RUN_TEST(test_write_error_names_archive);
+    RUN_TEST(test_write_error_in_header_frees_everything);
     RUN_TEST(test_bad_entries_refused);
     RUN_TEST(test_many_frames_and_free_midway);
     FBTEST_EXIT();
