@@ -9,6 +9,10 @@ PACKAGES=(
     libfuse3-dev libarchive-dev libcjson-dev libzstd-dev libssl-dev
     fuse3                                               # fusermount3 for mount/umount
     python3 python3-pytest tar zstd libarchive-tools jq rsync util-linux strace  # tests
+    time                                                # /usr/bin/time: peak RSS in tests/reliability
+    libasan8 libubsan1                                  # gcc 12's ASan (with LSan) and UBSan runtimes
+    clang libclang-rt-14-dev                            # the clang build; its sanitizer and libFuzzer runtimes
+    llvm                                                # llvm-symbolizer: stack traces in clang sanitizer reports
 )
 
 if ! command -v dpkg-query >/dev/null 2>&1; then

@@ -73,18 +73,12 @@ typedef struct fixture {
     warns w;
 } fixture;
 
-static void die(const char *what)
-{
-    fprintf(stderr, "fixture: %s: %s\n", what, strerror(errno));
-    exit(2);
-}
-
 static void put(int dfd, const char *rel, const void *data, size_t len, mode_t mode)
 {
     unlinkat(dfd, rel, 0);
     int fd = openat(dfd, rel, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0600);
     if (fd < 0 || fb_write_all(fd, data, len) != 0 || fchmod(fd, mode) != 0 || close(fd) != 0)
-        die(rel);
+        fbtest_die(rel);
 }
 
 static void put_str(int dfd, const char *rel, const char *s, mode_t mode)
@@ -96,13 +90,13 @@ static void set_time(int dfd, const char *rel, int64_t sec, long nsec)
 {
     struct timespec ts[2] = {{.tv_sec = sec, .tv_nsec = nsec}, {.tv_sec = sec, .tv_nsec = nsec}};
     if (utimensat(dfd, rel, ts, AT_SYMLINK_NOFOLLOW) != 0)
-        die(rel);
+        fbtest_die(rel);
 }
 
 static void mk(int dfd, const char *rel, mode_t mode)
 {
     if (mkdirat(dfd, rel, mode) != 0 || fchmodat(dfd, rel, mode, 0) != 0)
-        die(rel);
+        fbtest_die(rel);
 }
 
 /* Every path of the standard tree, for setting deterministic times. */
@@ -128,10 +122,10 @@ static void build_tree(fixture *f)
     put(d, "blob.bin", buf, 100 * 1024, 0644);
     free(buf);
     if (linkat(d, "blob.bin", d, "blob2.bin", 0) != 0)
-        die("blob2.bin");
+        fbtest_die("blob2.bin");
     put(d, "empty.txt", "", 0, 0444);
     if (symlinkat("state/x.json", d, "link") != 0 || symlinkat("/etc/hostname", d, "abs") != 0)
-        die("symlink");
+        fbtest_die("symlink");
     mk(d, "artifacts", 0700);
     mk(d, "artifacts/deep", 0755);
     put_str(d, "artifacts/deep/out.txt", "result\n", 0644);
@@ -265,7 +259,7 @@ static void snap_dir(snap *s, int dfd, const char *prefix)
     int lfd = openat(dfd, ".", O_RDONLY | O_DIRECTORY);
     DIR *d = fdopendir(lfd);
     if (!d)
-        die("snapshot");
+        fbtest_die("snapshot");
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
         if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
@@ -274,7 +268,7 @@ static void snap_dir(snap *s, int dfd, const char *prefix)
         snprintf(path, sizeof path, "%s%s%s", prefix, *prefix ? "/" : "", de->d_name);
         struct stat st;
         if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
-            die(path);
+            fbtest_die(path);
         char extra[4200] = "";
         char type = '?';
         if (S_ISREG(st.st_mode)) {
@@ -300,7 +294,7 @@ static void snap_dir(snap *s, int dfd, const char *prefix)
         if (S_ISDIR(st.st_mode)) {
             int sub = openat(dfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
             if (sub < 0)
-                die(path);
+                fbtest_die(path);
             snap_dir(s, sub, path);
             close(sub);
         }
@@ -372,7 +366,7 @@ static size_t count_backups(fixture *f)
     fb_index idx;
     fb_error err;
     if (fb_store_load_index(f->store, SID, 0, &idx, NULL, NULL, NULL, &err) != 0)
-        die(err.message);
+        fbtest_die(err.message);
     size_t n = idx.n;
     fb_index_fini(&idx);
     return n;
@@ -772,10 +766,10 @@ static void flip_byte(const char *path, off_t at)
     int fd = open(path, O_RDWR);
     uint8_t c;
     if (fd < 0 || pread(fd, &c, 1, at) != 1)
-        die(path);
+        fbtest_die(path);
     c ^= 0x01;
     if (pwrite(fd, &c, 1, at) != 1)
-        die(path);
+        fbtest_die(path);
     close(fd);
 }
 
@@ -879,7 +873,7 @@ static void craft_tar(const item *it, size_t n, membuf *tar, uint64_t *offsets)
     archive_write_set_format_pax(a);
     archive_write_set_bytes_per_block(a, 0);
     if (archive_write_open(a, tar, NULL, mb_write_cb, NULL) != ARCHIVE_OK)
-        die("archive_write_open");
+        fbtest_die("archive_write_open");
     for (size_t i = 0; i < n; i++) {
         if (it[i].manifest_only)
             continue;
@@ -914,7 +908,7 @@ static void craft_tar(const item *it, size_t n, membuf *tar, uint64_t *offsets)
         }
         archive_entry_set_size(e, (la_int64_t)size);
         if (archive_write_header(a, e) != ARCHIVE_OK)
-            die(archive_error_string(a));
+            fbtest_die(archive_error_string(a));
         offsets[i] = tar->len;
         const char *data = it[i].tar_data ? it[i].tar_data : it[i].data;
         for (size_t k = 0; k < size; k++) {
@@ -943,7 +937,7 @@ static void craft_zstd(const membuf *tar, membuf *out, size_t *frames)
         size_t cl = ZSTD_compress2(c, buf, cap, tar->p + off, len);
         ZSTD_freeCCtx(c);
         if (ZSTD_isError(cl) || nf == 256)
-            die("zstd");
+            fbtest_die("zstd");
         const uint8_t *ck = buf + cl - 4;
         fe[nf++] = (fb_frame_entry){.c_size = (uint32_t)cl, .d_size = (uint32_t)len,
                                     .checksum = (uint32_t)ck[0] | (uint32_t)ck[1] << 8 |
@@ -955,7 +949,7 @@ static void craft_zstd(const membuf *tar, membuf *out, size_t *frames)
     size_t tl;
     fb_error err;
     if (fb_seek_table_encode(fe, nf, true, &table, &tl, &err) != 0)
-        die(err.message);
+        fbtest_die(err.message);
     mb_append(out, table, tl);
     free(table);
     *frames = nf;
@@ -965,7 +959,7 @@ static void write_at(int dfd, const char *name, const void *p, size_t n)
 {
     int fd = openat(dfd, name, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     if (fd < 0 || fb_write_all(fd, p, n) != 0 || close(fd) != 0)
-        die(name);
+        fbtest_die(name);
 }
 
 /* Publishes a backup holding exactly the described archive, with a manifest
@@ -1031,15 +1025,15 @@ static void craft_backup(fixture *f, unsigned n_id, const item *it, size_t n, co
         }
         if (fb_manifest_add_entry(&m, it[i].path, &meta, meta.type == FB_ENTRY_FILE ? sha : NULL,
                                   meta.type == FB_ENTRY_FILE ? offsets[i] : 0, target, &err) != 0)
-            die(err.message);
+            fbtest_die(err.message);
     }
     char *json;
     size_t jl;
     if (fb_manifest_to_json(&m, &json, &jl, &err) != 0)
-        die(err.message);
+        fbtest_die(err.message);
     int sess;
     if (fb_store_open_session(f->store, SID, true, &sess, &err) != 0)
-        die(err.message);
+        fbtest_die(err.message);
     mkdirat(sess, id_out, 0700);
     int bd = openat(sess, id_out, O_RDONLY | O_DIRECTORY);
     write_at(bd, "manifest.json", json, jl);
@@ -1305,11 +1299,11 @@ static void make_leftover(const char *dir, const char *name)
     char p[4400];
     snprintf(p, sizeof p, "%s/%s", dir, name);
     if (mkdir(p, 0700) != 0)
-        die(p);
+        fbtest_die(p);
     strcat(p, "/junk");
     FILE *fp = fopen(p, "w");
     if (!fp)
-        die(p);
+        fbtest_die(p);
     fputs("partial", fp);
     fclose(fp);
 }
