@@ -4,25 +4,25 @@
 #include "json_strict_i.h"
 
 #include <inttypes.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-typedef struct fb_json_numref {
-    const cJSON *node;
-    size_t off; /* start of the number's text */
-} fb_json_numref;
-
+/* Numbers are read from their text, never from cJSON's double. Where a
+ * number node's text starts is kept in the node itself, in valueint (cJSON's
+ * int copy of the value, which nothing here reads): set once by the walk of
+ * fb_json_parse, it makes the lookup O(1) and costs no memory, where a map
+ * from node to offset cost 16 bytes per number and a sort. So a document
+ * is at most INT_MAX bytes. */
 struct fb_json_doc {
     cJSON *root;
     const char *text;
     size_t len;
     int code;
     char source[512];
-    fb_json_numref *nums; /* sorted by node address */
-    size_t n_nums;
 };
 
 /* --------------------------------------------------------------- base64 */
@@ -265,6 +265,22 @@ static int syntax_fail(const char *source, int code, const char *text, size_t of
 
 /* ------------------------------------------------------------- pre-scan */
 
+/* cJSON builds a node of about 80 bytes (with malloc's overhead) for every
+ * value, and a string for every string and key: that costs 150-450 ns per
+ * value, mostly page faults, whatever the value. Dense junk such as an
+ * unknown key holding [0,0,0,...] is 2 bytes a value: 256 MB of it took
+ * 57 s and 10.5 GB. No document we read comes near: the densest manifest
+ * entry possible ({"path":"a","type":"dir", six 0s}, compact) is 9 values
+ * in 85 bytes, one our writer makes (indented) about 28 bytes a value. So a
+ * document may hold one value per VALUE_BYTES_MIN bytes, plus VALUES_FREE
+ * for small ones (a config with a list of one-letter patterns): that bounds
+ * the tree to about 10 times the text, and the time to about half a second
+ * per 10 MB (bench/manifest_parse.py). The pre-scan stops at the first
+ * value over the limit, so junk is refused in a fraction of a second,
+ * before anything is built. */
+#define VALUE_BYTES_MIN 8
+#define VALUES_FREE 65536
+
 /* One open container, so a lexical error can be reported with the JSON
  * path of the value it is in ("entries[3].path"), not only line/col. */
 typedef struct prescan_level {
@@ -280,10 +296,13 @@ typedef struct prescan {
     size_t len;
     size_t pos;
     const char *reason; /* set on a lexical error, at pos */
-    size_t *nums;       /* offsets of number tokens, document order */
+    uint32_t *nums;     /* offsets of number tokens, document order */
     size_t n_nums, cap_nums;
     prescan_level *stack;
     size_t depth, cap_stack;
+    size_t n_values; /* every value: containers, strings (not keys), numbers, literals */
+    size_t max_values;
+    bool too_many; /* stopped at value max_values + 1 */
     bool oom;
 } prescan;
 
@@ -420,7 +439,7 @@ static bool push_number(prescan *s, size_t off)
 {
     if (s->n_nums == s->cap_nums) {
         size_t cap = s->cap_nums ? s->cap_nums * 2 : 64;
-        size_t *n = realloc(s->nums, cap * sizeof *n);
+        uint32_t *n = realloc(s->nums, cap * sizeof *n);
         if (!n) {
             s->oom = true;
             return false;
@@ -428,7 +447,7 @@ static bool push_number(prescan *s, size_t off)
         s->nums = n;
         s->cap_nums = cap;
     }
-    s->nums[s->n_nums++] = off;
+    s->nums[s->n_nums++] = (uint32_t)off; /* off < len <= INT_MAX */
     return true;
 }
 
@@ -486,6 +505,14 @@ static void prescan_path(const prescan *s, char *buf, size_t cap)
     }
 }
 
+static bool count_value(prescan *s)
+{
+    if (++s->n_values <= s->max_values)
+        return true;
+    s->too_many = true;
+    return false;
+}
+
 static bool prescan_run(prescan *s)
 {
     while (s->pos < s->len) {
@@ -512,6 +539,8 @@ static bool prescan_run(prescan *s)
             break;
         case '{':
         case '[':
+            if (!count_value(s))
+                return false;
             if (!push_level(s, (char)c))
                 return false;
             s->pos++;
@@ -533,18 +562,26 @@ static bool prescan_run(prescan *s)
                     return false;
                 break;
             }
+            if (!count_value(s))
+                return false;
             if (!scan_string(s))
                 return false;
             break;
         case 't':
+            if (!count_value(s))
+                return false;
             if (!scan_literal(s, "true"))
                 return false;
             break;
         case 'f':
+            if (!count_value(s))
+                return false;
             if (!scan_literal(s, "false"))
                 return false;
             break;
         case 'n':
+            if (!count_value(s))
+                return false;
             if (!scan_literal(s, "null"))
                 return false;
             break;
@@ -556,6 +593,8 @@ static bool prescan_run(prescan *s)
                     s->reason = "malformed number";
                     return false;
                 }
+                if (!count_value(s))
+                    return false;
                 if (!push_number(s, s->pos))
                     return false;
                 s->pos += k;
@@ -573,8 +612,9 @@ static bool prescan_run(prescan *s)
 
 typedef struct walker {
     fb_json_doc *doc;
-    const cJSON **nodes; /* number nodes, document order */
-    size_t n, cap;
+    const uint32_t *offs; /* the pre-scan's number offsets, document order */
+    size_t n_offs;
+    size_t n; /* number nodes seen so far */
     fb_error *err;
     int rc;
 } walker;
@@ -644,17 +684,11 @@ static bool walk(walker *w, const fb_json_val *here)
 {
     const cJSON *node = here->node;
     if (cJSON_IsNumber(node)) {
-        if (w->n == w->cap) {
-            size_t cap = w->cap ? w->cap * 2 : 64;
-            const cJSON **nn = realloc(w->nodes, cap * sizeof *nn);
-            if (!nn) {
-                w->rc = fb_error_set(w->err, FB_ENOMEM, "%s: out of memory", w->doc->source);
-                return false;
-            }
-            w->nodes = nn;
-            w->cap = cap;
-        }
-        w->nodes[w->n++] = node;
+        /* The tree is the document's own (fb_json_doc.root is not const):
+         * the walk is where each number learns where its text is. */
+        if (w->n < w->n_offs)
+            ((cJSON *)node)->valueint = (int)w->offs[w->n];
+        w->n++;
         return true;
     }
     if (cJSON_IsObject(node)) {
@@ -681,13 +715,6 @@ static bool walk(walker *w, const fb_json_val *here)
     return true;
 }
 
-static int cmp_numref(const void *a, const void *b)
-{
-    uintptr_t x = (uintptr_t)((const fb_json_numref *)a)->node;
-    uintptr_t y = (uintptr_t)((const fb_json_numref *)b)->node;
-    return x < y ? -1 : x > y;
-}
-
 /* ----------------------------------------------------------------- parse */
 
 static bool is_ws(char c)
@@ -699,10 +726,13 @@ int fb_json_parse(const char *text, size_t len, size_t max_len, const char *sour
                   fb_json_doc **out, fb_error *err)
 {
     *out = NULL;
+    if (max_len > INT_MAX)
+        max_len = INT_MAX; /* number offsets are kept in an int */
     if (len > max_len)
         return fb_error_set(err, code, "%s: %zu bytes, more than the limit of %zu", source, len,
                             max_len);
-    prescan s = {.p = (const unsigned char *)text, .len = len};
+    prescan s = {.p = (const unsigned char *)text, .len = len,
+                 .max_values = VALUES_FREE + len / VALUE_BYTES_MIN};
     if (!prescan_run(&s)) {
         char path[FB_JSON_PATH_MAX];
         prescan_path(&s, path, sizeof path);
@@ -710,6 +740,11 @@ int fb_json_parse(const char *text, size_t len, size_t max_len, const char *sour
         free(s.stack);
         if (s.oom)
             return fb_error_set(err, FB_ENOMEM, "%s: out of memory", source);
+        if (s.too_many)
+            return fb_error_set(err, code,
+                                "%s: more than %zu JSON values in %zu bytes (at most one per %d "
+                                "bytes, and %d): refused before building them",
+                                source, s.max_values, len, VALUE_BYTES_MIN, VALUES_FREE);
         return syntax_fail(source, code, text, s.pos, path, err, s.reason);
     }
     free(s.stack);
@@ -750,41 +785,22 @@ int fb_json_parse(const char *text, size_t len, size_t max_len, const char *sour
     doc->code = code;
     snprintf(doc->source, sizeof doc->source, "%s", source);
 
-    walker w = {.doc = doc, .err = err};
+    walker w = {.doc = doc, .offs = s.nums, .n_offs = s.n_nums, .err = err};
     fb_json_val top;
     fb_json_root(doc, &top);
-    if (!walk(&w, &top)) {
-        free(w.nodes);
-        free(s.nums);
+    bool ok = walk(&w, &top);
+    free(s.nums);
+    if (!ok) {
         fb_json_doc_free(doc);
         return w.rc;
     }
     if (w.n != s.n_nums) {
         /* Both walk the same text in order; a mismatch means cJSON read a
          * number token differently than the grammar says. */
-        free(w.nodes);
-        free(s.nums);
         fb_json_doc_free(doc);
         return fb_error_set(err, code, "%s: numbers parsed inconsistently (%zu vs %zu)", source,
                             w.n, s.n_nums);
     }
-    if (w.n) {
-        doc->nums = malloc(w.n * sizeof *doc->nums);
-        if (!doc->nums) {
-            free(w.nodes);
-            free(s.nums);
-            fb_json_doc_free(doc);
-            return fb_error_set(err, FB_ENOMEM, "%s: out of memory", source);
-        }
-        for (size_t i = 0; i < w.n; i++) {
-            doc->nums[i].node = w.nodes[i];
-            doc->nums[i].off = s.nums[i];
-        }
-        doc->n_nums = w.n;
-        qsort(doc->nums, doc->n_nums, sizeof *doc->nums, cmp_numref);
-    }
-    free(w.nodes);
-    free(s.nums);
     *out = doc;
     return 0;
 }
@@ -794,7 +810,6 @@ void fb_json_doc_free(fb_json_doc *doc)
     if (!doc)
         return;
     cJSON_Delete(doc->root);
-    free(doc->nums);
     free(doc);
 }
 
@@ -810,14 +825,12 @@ void fb_json_root(const fb_json_doc *doc, fb_json_val *out)
 /* The number's text, for exact integers and messages. */
 static bool number_text(const fb_json_doc *doc, const cJSON *node, const char **p, size_t *n)
 {
-    fb_json_numref key = {.node = node};
-    const fb_json_numref *r =
-        bsearch(&key, doc->nums, doc->n_nums, sizeof *doc->nums, cmp_numref);
-    if (!r)
+    if (node->valueint < 0 || (size_t)node->valueint >= doc->len)
         return false;
+    size_t off = (size_t)node->valueint;
     bool is_int;
-    *p = doc->text + r->off;
-    *n = number_len((const unsigned char *)*p, doc->len - r->off, &is_int);
+    *p = doc->text + off;
+    *n = number_len((const unsigned char *)*p, doc->len - off, &is_int);
     return *n > 0;
 }
 

@@ -6,8 +6,11 @@
  * it accepts trailing data, duplicate keys, raw control characters, leading
  * zeros, invalid UTF-8, and truncates strings at an escaped NUL. So a parse
  * here is: size cap -> one lexical pre-scan of the raw text (strict RFC 8259
- * tokens, valid UTF-8, no \u0000, nesting <= FB_JSON_DEPTH_MAX) -> cJSON ->
- * only whitespace after the value -> no duplicate or case-twin keys.
+ * tokens, valid UTF-8, no \u0000, nesting <= FB_JSON_DEPTH_MAX, at most one
+ * value per 8 bytes plus 65,536: cJSON spends about 80 bytes a value, so
+ * "[0,0,0,...]" near the size cap would need gigabytes; a real manifest has
+ * about 28 bytes a value) -> cJSON -> only whitespace after the value -> no
+ * duplicate or case-twin keys.
  *
  * Integers are taken from the original number text, never from cJSON's
  * double, so 2^53+1 is not silently read as 2^53 and 1.0 / 1e2 are not

@@ -548,41 +548,148 @@ static int entry_fail(const fb_json_val *entries, size_t i, const char *key, fb_
     return fb_json_fail_key(&ev, key, err, fmt, qa, qb);
 }
 
+/* One entry in the order check_entries sorts by. */
+typedef struct path_key {
+    const char *p;
+    size_t len;
+    size_t idx; /* entry index: ties (duplicates) sort in manifest order */
+} path_key;
+
+/* Length of the common prefix of a and b, both at least n bytes. Paths of
+ * deeply nested trees share thousands of bytes, so 8 at a time. */
+static size_t common_prefix(const char *a, const char *b, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x, y;
+        memcpy(&x, a + i, 8);
+        memcpy(&y, b + i, 8);
+        if (x != y)
+            break;
+    }
+    while (i < n && a[i] == b[i])
+        i++;
+    return i;
+}
+
+/* Byte order with '/' below every other byte (paths hold no NUL), so a
+ * path is directly followed by everything below it: "a", "a/b", "a/c/d",
+ * "a-b". An absent byte (end of path) sorts first. */
+static int path_cmp(const char *a, size_t alen, const char *b, size_t blen)
+{
+    size_t n = alen < blen ? alen : blen;
+    size_t i = common_prefix(a, b, n);
+    if (i == n)
+        return (alen > blen) - (alen < blen);
+    int x = a[i] == '/' ? 0 : (unsigned char)a[i];
+    int y = b[i] == '/' ? 0 : (unsigned char)b[i];
+    return x - y;
+}
+
+static int cmp_path_key(const void *a, const void *b)
+{
+    const path_key *x = a, *y = b;
+    int c = path_cmp(x->p, x->len, y->p, y->len);
+    return c ? c : (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+/* Index of the entry whose path is p[0..n) in keys (sorted), or -1. */
+static long find_key(const path_key *keys, size_t count, const char *p, size_t n)
+{
+    size_t lo = 0, hi = count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = path_cmp(keys[mid].p, keys[mid].len, p, n);
+        if (c == 0)
+            return (long)keys[mid].idx;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return -1;
+}
+
+static bool same_path(const path_key *a, const path_key *b)
+{
+    return a->len == b->len && memcmp(a->p, b->p, a->len) == 0;
+}
+
+/* True when a lies below b (b followed by '/' is a prefix of a). */
+static bool is_below(const path_key *a, const path_key *b)
+{
+    return a->len > b->len && a->p[b->len] == '/' && memcmp(a->p, b->p, b->len) == 0;
+}
+
 /* Rules across entries: unique paths, nothing below a non-directory entry,
- * hardlinks to earlier files of the same size, increasing file offsets. */
+ * hardlinks to earlier files of the same size, increasing file offsets.
+ *
+ * Cost: one sort (O(n log n) comparisons of at most a path each) and
+ * linear passes, whatever the names and the depth. The order puts every
+ * path right after the entry it lies below, so the entries below one path
+ * are a contiguous run behind it; one pass then finds, for each entry, the
+ * shallowest non-directory above it, without looking up every ancestor
+ * (which cost a binary search per '/' of every path: seconds for a few MB
+ * of deeply nested paths). Ancestors that are not entries at all are
+ * allowed, as before (the mount implies them; restore has its own rule). */
 static int check_entries(const fb_manifest *m, const fb_json_val *entries, fb_error *err)
 {
     size_t n = m->n_entries;
     if (n == 0)
         return 0;
-    /* Sorted, for duplicate, hardlink and parent lookups with O(n log n)
-     * worst case whatever the names. */
-    size_t *by_path = fb_manifest_sort_by_path(m);
-    if (!by_path)
+    path_key *keys = malloc(n * sizeof *keys);
+    if (!keys)
         return fb_error_set(err, FB_ENOMEM, "manifest: out of memory");
+    for (size_t i = 0; i < n; i++)
+        keys[i] = (path_key){m->entries[i].path, strlen(m->entries[i].path), i};
+    qsort(keys, n, sizeof *keys, cmp_path_key);
 
-    int rc = 0;
-    for (size_t k = 1; k < n && !rc; k++) {
-        size_t a = by_path[k - 1], b = by_path[k];
-        if (strcmp(m->entries[a].path, m->entries[b].path) == 0)
-            rc = entry_fail(entries, a > b ? a : b, "path", err, "\"%s\": duplicate path%s",
-                            m->entries[b].path, "");
+    /* Duplicates are adjacent, in manifest order: report the first entry
+     * (in the manifest) that repeats an earlier one. */
+    size_t dup = n;
+    for (size_t k = 1; k < n; k++) {
+        /* The second of a run of equal paths has the run's second index. */
+        if (same_path(&keys[k - 1], &keys[k]) && (k == 1 || !same_path(&keys[k - 2], &keys[k])) &&
+            keys[k].idx < dup)
+            dup = keys[k].idx;
+    }
+    if (dup < n) {
+        free(keys);
+        return entry_fail(entries, dup, "path", err, "\"%s\": duplicate path%s",
+                          m->entries[dup].path, "");
     }
 
+    /* A restore would have to write through a symlink or into a file. In
+     * this order, the entries below a path P are the run right behind P;
+     * `block` is the shallowest non-directory whose run we are in. The
+     * entry reported is the first one in manifest order, named with its
+     * shallowest non-directory ancestor. */
+    size_t bad = n, bad_under = 0;
+    const path_key *block = NULL;
+    for (size_t k = 0; k < n; k++) {
+        const path_key *c = &keys[k];
+        if (block && is_below(c, block)) {
+            if (c->idx < bad) {
+                bad = c->idx;
+                bad_under = block->idx;
+            }
+            continue;
+        }
+        block = m->entries[c->idx].meta.type != FB_ENTRY_DIR ? c : NULL;
+    }
+
+    int rc = 0;
     for (size_t i = 0; i < n && !rc; i++) {
         const fb_manifest_entry *e = &m->entries[i];
-        /* A restore would have to write through a symlink or into a file. */
-        for (const char *slash = strchr(e->path, '/'); slash && !rc;
-             slash = strchr(slash + 1, '/')) {
-            long j = fb_manifest_find_path(m, by_path, e->path, (size_t)(slash - e->path));
-            if (j >= 0 && m->entries[j].meta.type != FB_ENTRY_DIR)
-                rc = entry_fail(entries, i, "path", err,
-                                "\"%s\" lies below \"%s\", which is not a directory", e->path,
-                                m->entries[j].path);
+        if (i == bad) {
+            rc = entry_fail(entries, i, "path", err,
+                            "\"%s\" lies below \"%s\", which is not a directory", e->path,
+                            m->entries[bad_under].path);
+            break;
         }
-        if (rc || e->meta.type != FB_ENTRY_HARDLINK)
+        if (e->meta.type != FB_ENTRY_HARDLINK)
             continue;
-        long j = fb_manifest_find_path(m, by_path, e->target, strlen(e->target));
+        long j = find_key(keys, n, e->target, strlen(e->target));
         if (j < 0 || (size_t)j >= i)
             rc = entry_fail(entries, i, "link", err, "\"%s\" is not an earlier entry%s",
                             e->target, "");
@@ -594,7 +701,7 @@ static int check_entries(const fb_manifest *m, const fb_json_val *entries, fb_er
                             "differs from the size of \"%s\", the file it links to%s",
                             e->target, "");
     }
-    free(by_path);
+    free(keys);
     if (rc)
         return rc;
 
@@ -734,14 +841,20 @@ static int parse_root(fb_manifest *m, const fb_json_val *root, fb_error *err)
             return fb_error_set(err, FB_ENOMEM, "%s: out of memory", "manifest");
         m->cap_entries = count;
     }
+    /* Each entry's JSON is freed once it is converted, so the entries and
+     * their names do not add to the peak held by the whole tree. Messages
+     * name an entry by its index only ("entries[12].path"), which stays
+     * valid. The tree is this parse's own (fb_manifest_parse). */
+    cJSON *list = (cJSON *)arr.node;
     size_t i = 0;
-    for (const cJSON *c = arr.node->child; c; c = c->next, i++) {
+    for (cJSON *c = list->child; c; c = list->child, i++) {
         fb_json_val ev;
         fb_json_element(&arr, c, i, &ev);
         /* Counted before parsing so fini frees a half-filled entry. */
         m->n_entries = i + 1;
         if ((rc = parse_entry(&ev, &m->entries[i], err)) < 0)
             return rc;
+        cJSON_Delete(cJSON_DetachItemViaPointer(list, c));
     }
     if ((rc = check_entries(m, &arr, err)) < 0)
         return rc;

@@ -653,6 +653,218 @@ static void test_rejects_cross_entry_rules(void)
     }
 }
 
+/* Serialises m (then frees it), parses it and returns the parse's code;
+ * *entries gets the number of entries read. */
+static int parse_manifest(fb_manifest *m, size_t *entries, fb_error *err)
+{
+    char *j = NULL;
+    int rc = fb_manifest_to_json(m, &j, NULL, err);
+    fb_manifest_fini(m);
+    if (rc != 0)
+        return rc;
+    fb_manifest back;
+    rc = fb_manifest_parse(j, strlen(j), "manifest.json", &back, err);
+    if (rc != 0)
+        fprintf(stderr, "  %s\n", err->message);
+    *entries = back.n_entries;
+    fb_manifest_fini(&back);
+    free(j);
+    return rc;
+}
+
+#define DEEP 2000 /* "d/d/.../d": 3999 bytes, about as deep as a 4096-byte path goes */
+
+/* The chain d, d/d, ... (DEEP directories) and, in the deepest ones, files.
+ * skip (a depth, 0 for none) leaves that directory out; nondir (a depth,
+ * 0 for none) makes that one a file (sym: a symlink) instead. */
+static void build_deep(fb_manifest *m, int skip, int nondir, bool sym)
+{
+    static char path[FB_PATH_MAX + 1];
+    uint8_t d[FB_SHA256_LEN];
+    fill_digest(d, 0x5a);
+    base_header(m, FB_BACKUP_FULL, FULL_ID);
+    fb_entry_meta dir = meta(FB_ENTRY_DIR, 0755, 0), f = meta(FB_ENTRY_FILE, 0644, 1);
+    fb_entry_meta sl = meta(FB_ENTRY_SYMLINK, 0777, 1);
+    uint64_t off = 512;
+    for (int k = 1; k <= DEEP; k++) {
+        size_t n = (size_t)(2 * k - 1);
+        for (size_t i = 0; i < n; i++)
+            path[i] = i % 2 ? '/' : 'd';
+        path[n] = '\0';
+        if (k == skip)
+            continue;
+        if (k == nondir && sym) {
+            REQUIRE(fb_manifest_add_entry(m, path, &sl, NULL, 0, "elsewhere", NULL) == 0);
+        } else if (k == nondir) {
+            REQUIRE(fb_manifest_add_entry(m, path, &f, d, off, NULL, NULL) == 0);
+            off += 1024;
+        } else {
+            REQUIRE(fb_manifest_add_entry(m, path, &dir, NULL, 0, NULL, NULL) == 0);
+        }
+    }
+    /* Files in the 4 deepest directories: long shared prefixes. */
+    for (int i = 0; i < 200; i++) {
+        int k = DEEP - i % 4;
+        size_t n = (size_t)(2 * k - 1);
+        for (size_t c = 0; c < n; c++)
+            path[c] = c % 2 ? '/' : 'd';
+        snprintf(path + n, sizeof path - n, "/f%03d", i);
+        REQUIRE(fb_manifest_add_entry(m, path, &f, d, off, NULL, NULL) == 0);
+        off += 1024;
+    }
+}
+
+/* issue 7: every '/' of every path used to cost a binary search over all
+ * paths (seconds for a few MB of deep paths). Deep trees parse, and every
+ * rule about what lies below what still holds at any depth. */
+static void test_deep_nesting(void)
+{
+    fb_manifest m;
+    fb_error err;
+    size_t n = 0;
+    build_deep(&m, 0, 0, false);
+    CHECK_EQ_INT(parse_manifest(&m, &n, &err), 0);
+    CHECK_EQ_INT(n, DEEP + 200);
+
+    /* A directory in the middle that is a file, or a symlink: everything
+     * below it is refused, the first such entry named, with the file. */
+    char want[64];
+    snprintf(want, sizeof want, "entries[%d].path", 1000);
+    build_deep(&m, 0, 1000, false);
+    CHECK(expect_bad_manifest(&m, want, "which is not a directory"));
+    build_deep(&m, 0, 1000, true);
+    CHECK(expect_bad_manifest(&m, want, "which is not a directory"));
+    build_deep(&m, 0, 3, false);
+    CHECK(expect_bad_manifest(&m, "entries[3].path", "lies below \"d/d/d\", which is not"));
+    /* The deepest directory a file: only the files below it are refused. */
+    build_deep(&m, 0, DEEP, false);
+    snprintf(want, sizeof want, "entries[%d].path", DEEP);
+    CHECK(expect_bad_manifest(&m, want, "which is not a directory"));
+
+    /* An ancestor that is not an entry at all is allowed (as before: the
+     * mount implies the directory, restore refuses it on its own, see
+     * check_tree_order), but a non-directory above the gap is still
+     * found: checking only each path's parent would miss it. */
+    build_deep(&m, 1500, 0, false);
+    CHECK_EQ_INT(parse_manifest(&m, &n, &err), 0);
+    CHECK_EQ_INT(n, DEEP - 1 + 200);
+    build_deep(&m, 2, 1, true);
+    CHECK(expect_bad_manifest(&m, "entries[1].path", "lies below \"d\", which is not"));
+    /* d/...(1499 deep) a file, the next level absent: the first entry
+     * refused is the one 1501 deep (index 1499, one entry skipped). */
+    build_deep(&m, 1500, 1499, false);
+    CHECK(expect_bad_manifest(&m, "entries[1499].path", "which is not a directory"));
+}
+
+/* Names with bytes that sort before '/' ("a/b-x", "a/b.c") sit between "a/b"
+ * and "a/b/..." in byte order; none of them is below "a/b". */
+static void test_below_rules_and_neighbours(void)
+{
+    fb_manifest m;
+    fb_error err;
+    size_t n = 0;
+    uint8_t d[FB_SHA256_LEN];
+    fill_digest(d, 0xaa);
+    fb_entry_meta f = meta(FB_ENTRY_FILE, 0644, 1), dir = meta(FB_ENTRY_DIR, 0755, 0);
+    fb_entry_meta sl = meta(FB_ENTRY_SYMLINK, 0777, 1);
+
+    base_header(&m, FB_BACKUP_FULL, FULL_ID);
+    fb_manifest_add_entry(&m, "a", &dir, NULL, 0, NULL, NULL);
+    fb_manifest_add_entry(&m, "a/b", &f, d, 512, NULL, NULL);
+    fb_manifest_add_entry(&m, "a/b-x", &dir, NULL, 0, NULL, NULL);
+    fb_manifest_add_entry(&m, "a/b-x/y", &f, d, 1536, NULL, NULL);
+    fb_manifest_add_entry(&m, "a/b.c", &dir, NULL, 0, NULL, NULL);
+    fb_manifest_add_entry(&m, "a/b.c/z", &sl, NULL, 0, "a/b", NULL);
+    fb_manifest_add_entry(&m, "a/b\x01", &f, d, 2560, NULL, NULL);
+    fb_manifest_add_entry(&m, "a/bb/c", &f, d, 3584, NULL, NULL);
+    CHECK_EQ_INT(parse_manifest(&m, &n, &err), 0);
+    CHECK_EQ_INT(n, 8);
+
+    /* The same with one entry below the file "a/b", listed last. */
+    base_header(&m, FB_BACKUP_FULL, FULL_ID);
+    fb_manifest_add_entry(&m, "a/b", &f, d, 512, NULL, NULL);
+    fb_manifest_add_entry(&m, "a/b-x", &dir, NULL, 0, NULL, NULL);
+    fb_manifest_add_entry(&m, "a/b-x/y", &f, d, 1536, NULL, NULL);
+    fb_manifest_add_entry(&m, "a/b.c/z", &sl, NULL, 0, "a/b", NULL);
+    fb_manifest_add_entry(&m, "a/b/c/d", &f, d, 2560, NULL, NULL);
+    fb_manifest_add_entry(&m, "a/b/c", &dir, NULL, 0, NULL, NULL);
+    CHECK(expect_bad_manifest(&m, "entries[4].path",
+                              "\"a/b/c/d\" lies below \"a/b\", which is not a directory"));
+    /* Named with the shallowest non-directory above it. */
+    base_header(&m, FB_BACKUP_FULL, FULL_ID);
+    fb_manifest_add_entry(&m, "x/y/z", &f, d, 512, NULL, NULL);
+    fb_manifest_add_entry(&m, "x/y", &sl, NULL, 0, "t", NULL);
+    fb_manifest_add_entry(&m, "x", &sl, NULL, 0, "t", NULL);
+    CHECK(expect_bad_manifest(&m, "entries[0].path", "\"x/y/z\" lies below \"x\","));
+
+    /* The first entry repeating an earlier path is the one named. */
+    base_header(&m, FB_BACKUP_FULL, FULL_ID);
+    fb_manifest_add_entry(&m, "b", &dir, NULL, 0, NULL, NULL);
+    fb_manifest_add_entry(&m, "a", &dir, NULL, 0, NULL, NULL);
+    fb_manifest_add_entry(&m, "b", &dir, NULL, 0, NULL, NULL);
+    fb_manifest_add_entry(&m, "a", &dir, NULL, 0, NULL, NULL);
+    fb_manifest_add_entry(&m, "a", &dir, NULL, 0, NULL, NULL);
+    CHECK(expect_bad_manifest(&m, "entries[2].path: \"b\": duplicate path", NULL));
+    /* A duplicate is found before anything below it. */
+    base_header(&m, FB_BACKUP_FULL, FULL_ID);
+    fb_manifest_add_entry(&m, "f", &f, d, 512, NULL, NULL);
+    fb_manifest_add_entry(&m, "f/g", &f, d, 1536, NULL, NULL);
+    fb_manifest_add_entry(&m, "f/g", &f, d, 2560, NULL, NULL);
+    CHECK(expect_bad_manifest(&m, "entries[2].path: \"f/g\": duplicate path", NULL));
+
+    /* Hardlinks are looked up in the same order: "a/b" is found among its
+     * neighbours, "a" (a prefix of them) is not a file. */
+    fb_entry_meta hl = meta(FB_ENTRY_HARDLINK, 0644, 1);
+    base_header(&m, FB_BACKUP_FULL, FULL_ID);
+    fb_manifest_add_entry(&m, "a", &dir, NULL, 0, NULL, NULL);
+    fb_manifest_add_entry(&m, "a/b-x", &f, d, 512, NULL, NULL);
+    fb_manifest_add_entry(&m, "a/b", &f, d, 1536, NULL, NULL);
+    fb_manifest_add_entry(&m, "a/b.c", &f, d, 2560, NULL, NULL);
+    fb_manifest_add_entry(&m, "h", &hl, NULL, 0, "a/b", NULL);
+    CHECK_EQ_INT(parse_manifest(&m, &n, &err), 0);
+    base_header(&m, FB_BACKUP_FULL, FULL_ID);
+    fb_manifest_add_entry(&m, "a", &dir, NULL, 0, NULL, NULL);
+    fb_manifest_add_entry(&m, "a/b", &f, d, 512, NULL, NULL);
+    fb_manifest_add_entry(&m, "h", &hl, NULL, 0, "a", NULL);
+    CHECK(expect_bad_manifest(&m, "entries[2].link: \"a\" is not a file entry", NULL));
+    base_header(&m, FB_BACKUP_FULL, FULL_ID);
+    fb_manifest_add_entry(&m, "a/b", &f, d, 512, NULL, NULL);
+    fb_manifest_add_entry(&m, "h", &hl, NULL, 0, "a/b/c", NULL);
+    CHECK(expect_bad_manifest(&m, "entries[1].link: \"a/b/c\" is not an earlier entry", NULL));
+}
+
+/* An unknown key may hold anything, but not so many values that building
+ * them costs far more than the text: one per 8 bytes (and 65536) at most. */
+static void test_refuses_dense_values(void)
+{
+    char *j = small_json(FB_BACKUP_FULL, FULL_ID, NULL);
+    REQUIRE(j);
+    size_t count = 120000;
+    char *junk = malloc(count * 8 + 64);
+    REQUIRE(junk);
+    /* "0      ,": 8 bytes a value is accepted. */
+    size_t k = (size_t)sprintf(junk, "\"seq\": 1, \"junk\": [");
+    for (size_t i = 0; i < count; i++)
+        k += (size_t)sprintf(junk + k, i + 1 < count ? "0      ," : "0]");
+    strcpy(junk + k, ",");
+    char *ok = replace1(j, "\"seq\": 1,", junk);
+    fb_manifest m;
+    fb_error err;
+    CHECK_EQ_INT(fb_manifest_parse(ok, strlen(ok), "manifest.json", &m, &err), 0);
+    CHECK_EQ_INT(m.n_entries, 4);
+    fb_manifest_fini(&m);
+    free(ok);
+    /* "0,": 2 bytes a value is refused, before cJSON builds them. */
+    k = (size_t)sprintf(junk, "\"seq\": 1, \"junk\": [");
+    for (size_t i = 0; i < count; i++)
+        k += (size_t)sprintf(junk + k, i + 1 < count ? "0," : "0]");
+    strcpy(junk + k, ",");
+    CHECK(expect_bad(replace1(j, "\"seq\": 1,", junk), "JSON values in",
+                     "at most one per 8 bytes"));
+    free(junk);
+    free(j);
+}
+
 static void test_rfc3339_and_names(void)
 {
     char buf[32];
@@ -723,6 +935,9 @@ int main(void)
     RUN_TEST(test_rejects_bad_base);
     RUN_TEST(test_rejects_names_in_base64);
     RUN_TEST(test_rejects_cross_entry_rules);
+    RUN_TEST(test_deep_nesting);
+    RUN_TEST(test_below_rules_and_neighbours);
+    RUN_TEST(test_refuses_dense_values);
     RUN_TEST(test_rfc3339_and_names);
     RUN_TEST(test_writer_refuses_unrepresentable);
     FBTEST_EXIT();
