@@ -171,6 +171,11 @@ void cli_format_local_time(int64_t t, bool with_zone, char out[64]);
 /* Writes s for a terminal: control characters, backslashes and bytes that
  * are not UTF-8 are shown as C escapes, so a name cannot forge output lines. */
 void cli_print_escaped(FILE *f, const char *s);
+/* Writes a message from core (fb_error, warnings) for a terminal: core
+ * escaped the names in it already (fb_path_escape), so its backslashes are
+ * kept as they are; any raw control character or non-UTF-8 byte left is
+ * still escaped. */
+void cli_print_message(FILE *f, const char *message);
 /* s with invalid UTF-8 replaced by U+FFFD, malloc'd (NULL on ENOMEM). */
 char *cli_utf8_sanitize(const char *s);
 

@@ -295,7 +295,7 @@ static void print_human(const cli_ctx *ctx, const fb_backup_result *r, const cha
     fputs("  retention:  ", stdout);
     if (r->retention_error.code) {
         fputs("failed: ", stdout);
-        cli_print_escaped(stdout, r->retention_error.message);
+        cli_print_message(stdout, r->retention_error.message);
         fputs(" (the backup itself is complete)\n", stdout);
         return;
     }

@@ -31,7 +31,7 @@ static void print_line(const char *command, const char *message)
     fprintf(stderr, "%s: ", CLI_PROG);
     if (command)
         fprintf(stderr, "%s: ", command);
-    cli_print_escaped(stderr, message);
+    cli_print_message(stderr, message);
     fputc('\n', stderr);
 }
 

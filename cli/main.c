@@ -268,7 +268,7 @@ void cli_warn(void *vctx, const char *message)
         ctx->progress_line_active = false;
     }
     fprintf(stderr, "%s: warning: ", CLI_PROG);
-    cli_print_escaped(stderr, message);
+    cli_print_message(stderr, message);
     fputc('\n', stderr);
 }
 

@@ -47,7 +47,10 @@ void cli_format_local_time(int64_t t, bool with_zone, char out[64])
         snprintf(out, 64, "@%" PRId64, t);
 }
 
-void cli_print_escaped(FILE *f, const char *str)
+/* Shared by the two printers below: escape_backslash is what tells raw
+ * text (a name: its backslashes must stay distinguishable from escapes)
+ * from a core message, whose names core already escaped. */
+static void print_for_terminal(FILE *f, const char *str, bool escape_backslash)
 {
     const unsigned char *s = (const unsigned char *)str;
     const unsigned char *end = s + strlen(str);
@@ -67,7 +70,7 @@ void cli_print_escaped(FILE *f, const char *str)
         }
         switch (c) {
         case '\\':
-            fputs("\\\\", f);
+            fputs(escape_backslash ? "\\\\" : "\\", f);
             break;
         case '\n':
             fputs("\\n", f);
@@ -86,6 +89,16 @@ void cli_print_escaped(FILE *f, const char *str)
         }
         s++;
     }
+}
+
+void cli_print_escaped(FILE *f, const char *str)
+{
+    print_for_terminal(f, str, true);
+}
+
+void cli_print_message(FILE *f, const char *message)
+{
+    print_for_terminal(f, message, false);
 }
 
 char *cli_utf8_sanitize(const char *str)

@@ -341,6 +341,18 @@ def test_fifo_and_socket_are_skipped_with_a_warning_and_do_not_block(fl):
     assert [e["path"] for e in m["entries"]] == ["state.json"]
 
 
+def test_a_warned_name_is_escaped_once(fl):
+    """Core escapes the name in its message; the CLI must not escape the
+    backslash of that escape again (issue 8: 'a\\nb' was printed)."""
+    sdir = fl.session("S1", realistic=False)
+    (sdir / "state.json").write_text("{}")
+    os.mkfifo(os.path.join(os.fsencode(str(sdir)), b"a\nb"))
+    r = fl.run("backup", "S1", "full", timeout=30)
+    assert r.rc == 0, r
+    warn = [line for line in r.err.splitlines() if "FIFO" in line]
+    assert warn == ["flowloom-backup: warning: skipped FIFO: a\\nb"], r.err
+
+
 ODD_NAMES = [
     b"name with spaces.txt",
     b"new\nline.txt",
