@@ -28,6 +28,7 @@
 #include "fb_index.h"
 #include "fb_manifest.h"
 #include "fb_store.h"
+#include "fb_text.h"
 #include "clock_i.h"
 #include "tar_header_i.h"
 
@@ -186,6 +187,19 @@ struct fb_mount_tree {
 };
 
 /* ------------------------------------------------------- store location */
+
+/* A name from a manifest or a lookup, first len bytes, escaped for a
+ * message (names are raw bytes: a newline must not forge a log line). */
+static const char *esc_name(const char *p, size_t len, char *buf, size_t size)
+{
+    char raw[FB_PATH_MAX + 1];
+    if (len > FB_PATH_MAX)
+        len = FB_PATH_MAX;
+    memcpy(raw, p, len);
+    raw[len] = '\0';
+    fb_path_escape(raw, buf, size);
+    return buf;
+}
 
 static bool ends_with_store_dir(const char *p, size_t len, size_t *prefix_len)
 {
@@ -493,7 +507,9 @@ static int contents_build(mt_contents *c, const char *name, fb_error *err)
         c->nodes[i] = (mt_node){.entry = (uint32_t)i, .target = (uint32_t)i};
         keys[i] = (mt_key){e->path, (uint32_t)len};
         if (hash_find(&h, keys, e->path, len) != MT_NONE) {
-            rc = fb_error_set(err, FB_ECORRUPT, "%s: path '%s' appears twice", name, e->path);
+            char eb[600];
+            rc = fb_error_set(err, FB_ECORRUPT, "%s: path '%s' appears twice", name,
+                              esc_name(e->path, len, eb, sizeof eb));
             goto out;
         }
         hash_put(&h, keys, (uint32_t)i);
@@ -506,8 +522,9 @@ static int contents_build(mt_contents *c, const char *name, fb_error *err)
         const char *nm = slash ? slash + 1 : p;
         uint32_t nlen = (uint32_t)(p + len - nm);
         if (nlen == 0 || (slash && slash == p)) {
-            rc = fb_error_set(err, FB_ECORRUPT, "%s: entry '%.*s' has an empty name", name,
-                              (int)len, p);
+            char eb[600];
+            rc = fb_error_set(err, FB_ECORRUPT, "%s: entry '%s' has an empty name", name,
+                              esc_name(p, len, eb, sizeof eb));
             goto out;
         }
         if (c->nodes[i].entry == MT_NONE) {
@@ -543,8 +560,10 @@ static int contents_build(mt_contents *c, const char *name, fb_error *err)
             hash_put(&h, keys, parent);
         }
         if (!node_is_dir(c, parent)) {
-            rc = fb_error_set(err, FB_ECORRUPT, "%s: '%.*s' is inside '%.*s', which is not a directory",
-                              name, (int)len, p, (int)plen, p);
+            char eb[600], pb[600];
+            rc = fb_error_set(err, FB_ECORRUPT, "%s: '%s' is inside '%s', which is not a directory",
+                              name, esc_name(p, len, eb, sizeof eb),
+                              esc_name(p, plen, pb, sizeof pb));
             goto out;
         }
         c->nodes[i].parent = parent;
@@ -561,8 +580,10 @@ static int contents_build(mt_contents *c, const char *name, fb_error *err)
             uint32_t tg = link ? hash_find(&h, keys, link, strlen(link)) : MT_NONE;
             if (tg == MT_NONE || c->nodes[tg].entry == MT_NONE ||
                 c->m.entries[c->nodes[tg].entry].meta.type != FB_ENTRY_FILE) {
+                const char *hp = c->m.entries[nd->entry].path;
+                char eb[600];
                 rc = fb_error_set(err, FB_ECORRUPT, "%s: hardlink '%s' does not link to a file",
-                                  name, c->m.entries[nd->entry].path);
+                                  name, esc_name(hp, strlen(hp), eb, sizeof eb));
                 goto out;
             }
             nd->target = tg;
@@ -1350,8 +1371,11 @@ int fb_mount_tree_lookup(fb_mount_tree *t, uint64_t parent, const char *name, fb
         mt_session *s = session_find(t, name, NULL);
         bool found = s && s->present;
         pthread_mutex_unlock(&t->lock);
-        if (!found)
-            return fb_error_set(err, FB_ENOTFOUND, "no session '%s'", name);
+        if (!found) {
+            char eb[600];
+            return fb_error_set(err, FB_ENOTFOUND, "no session '%s'",
+                                esc_name(name, strlen(name), eb, sizeof eb));
+        }
         refresh_session(t, s, false, &ignored);
         pthread_mutex_lock(&t->lock);
         s->kref++;
@@ -1378,8 +1402,11 @@ int fb_mount_tree_lookup(fb_mount_tree *t, uint64_t parent, const char *name, fb
             }
         }
         pthread_mutex_unlock(&t->lock);
-        if (rc)
-            return fb_error_set(err, rc, "session %s: no backup '%s'", s->id, name);
+        if (rc) {
+            char eb[600];
+            return fb_error_set(err, rc, "session %s: no backup '%s'", s->id,
+                                esc_name(name, strlen(name), eb, sizeof eb));
+        }
         return 0;
     }
     return fb_error_set(err, FB_EMISUSE, "inode %llu is not a directory",
@@ -1410,8 +1437,9 @@ in_backup:;
         if (rc == 0) {
             uint32_t n = count ? child_find(c, start, count, name) : MT_NONE;
             if (n == MT_NONE) {
+                char eb[600];
                 rc = fb_error_set(err, FB_ENOTFOUND, "%s/%s: no entry '%s'", b->session->id,
-                                  b->id, name);
+                                  b->id, esc_name(name, strlen(name), eb, sizeof eb));
             } else {
                 attr_entry(b, n, out);
                 b->kref++;

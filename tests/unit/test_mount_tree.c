@@ -459,6 +459,18 @@ static void test_tree_shape(void)
     CHECK_EQ_INT(lookup_path(t, path, &a), FB_EMISUSE);
     CHECK_EQ_INT(fb_mount_tree_getattr(t, 999999999, &a, &err), FB_ENOTFOUND);
 
+    /* A missed name is escaped in the message: a newline cannot forge a
+     * line of the daemon's log. */
+    CHECK_EQ_INT(lookup_path(t, "sess-a", &a), 0);
+    CHECK_EQ_INT(fb_mount_tree_lookup(t, a.st.st_ino, "no\nsuch", &a, &err), FB_ENOTFOUND);
+    CHECK(strchr(err.message, '\n') == NULL && strstr(err.message, "no\\nsuch") != NULL);
+    snprintf(path, sizeof path, "sess-a/%s", ID_FULL);
+    CHECK_EQ_INT(lookup_path(t, path, &a), 0);
+    CHECK_EQ_INT(fb_mount_tree_lookup(t, a.st.st_ino, "x\ny", &a, &err), FB_ENOTFOUND);
+    CHECK(strchr(err.message, '\n') == NULL && strstr(err.message, "x\\ny") != NULL);
+    CHECK_EQ_INT(fb_mount_tree_lookup(t, FB_MOUNT_ROOT_INO, "s\nx", &a, &err), FB_ENOTFOUND);
+    CHECK(strchr(err.message, '\n') == NULL);
+
     struct statvfs sv;
     CHECK_EQ_INT(fb_mount_tree_statfs(t, &sv, &err), 0);
     CHECK(sv.f_bsize > 0);
