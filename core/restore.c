@@ -27,12 +27,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
@@ -872,13 +873,30 @@ out:
     return rc;
 }
 
+/* If the calling process dies, its extraction must not carry on alone.
+ * The child holds the read end of a pipe whose write end only the caller
+ * holds: when the caller's process ends, however it ends, the read sees the
+ * end of the file. (PR_SET_PDEATHSIG would follow the thread that forked,
+ * not the process: a library must not tie the child to its caller's
+ * thread.) */
+static void *lifeline_main(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    char c;
+    ssize_t n;
+    do {
+        n = read(fd, &c, 1);
+    } while (n < 0 && errno == EINTR);
+    _exit(120);
+}
+
 /* The child's whole life: into the staging dir, extract, report, exit. */
-__attribute__((noreturn)) static void child_main(run *r, int report_fd, pid_t parent)
+__attribute__((noreturn)) static void child_main(run *r, int report_fd, int lifeline_fd)
 {
     xreport rep;
     memset(&rep, 0, sizeof rep);
-    /* If the caller is killed, its extraction must not carry on alone. */
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+    pthread_t watcher;
+    if (pthread_create(&watcher, NULL, lifeline_main, (void *)(intptr_t)lifeline_fd) != 0)
         _exit(120);
     /* Parents libarchive may have to create, and files before their mode
      * is set, are private. */
@@ -906,22 +924,31 @@ __attribute__((noreturn)) static void child_main(run *r, int report_fd, pid_t pa
 
 static int extract(run *r)
 {
-    int p[2];
+    int p[2], life[2];
     if (pipe2(p, O_CLOEXEC) != 0)
         return fb_error_set_errno(r->err, errno, "cannot create a pipe for the extraction");
-    pid_t parent = getpid();
+    if (pipe2(life, O_CLOEXEC) != 0) {
+        int e = errno;
+        close(p[0]);
+        close(p[1]);
+        return fb_error_set_errno(r->err, e, "cannot create a pipe for the extraction");
+    }
     pid_t pid = fork();
     if (pid < 0) {
         int e = errno;
         close(p[0]);
         close(p[1]);
+        close(life[0]);
+        close(life[1]);
         return fb_error_set_errno(r->err, e, "cannot start the extraction process");
     }
     if (pid == 0) {
         close(p[0]);
-        child_main(r, p[1], parent);
+        close(life[1]);
+        child_main(r, p[1], life[0]);
     }
     close(p[1]);
+    close(life[0]);
     xreport rep;
     size_t got = 0;
     while (got < sizeof rep) {
@@ -938,6 +965,7 @@ static int extract(run *r)
     do {
         w = waitpid(pid, &status, 0);
     } while (w < 0 && errno == EINTR);
+    close(life[1]); /* only now: closing it tells the child we are gone */
     /* With SIGCHLD ignored by the caller the child is reaped for us; its
      * complete report is then the verdict. */
     bool exited_ok = (w == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0) ||

@@ -17,6 +17,7 @@ import shutil
 import stat
 import struct
 import subprocess
+import sys
 import tarfile
 
 import pytest
@@ -513,3 +514,63 @@ def test_a8_restored_as_nobody_belongs_to_nobody(shared_tmp, fb_bin, as_root):
     assert got and all((uid, gid) == nobody for _, uid, gid in got.values()), got
     assert got["state.json"][0] == 0o755
     assert privileged_modes(top) == []
+
+
+# The extraction child must end with the process that called recover, however
+# it dies (issue 8: PR_SET_PDEATHSIG followed the forking thread instead). A
+# helper process makes itself the subreaper, so that the orphaned child is
+# reparented to it and its exit status can be read: 120 means the child saw
+# its caller go and stopped.
+ORPHAN_PROBE = r'''
+import ctypes, os, signal, subprocess, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+assert libc.prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+rec = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+child = None
+deadline = time.monotonic() + 30
+while child is None and time.monotonic() < deadline and rec.poll() is None:
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == rec.pid:
+                child = int(d)
+                os.kill(child, signal.SIGSTOP)
+                break
+if child is None:
+    print("no-child", rec.wait())
+    sys.exit(0)
+os.kill(rec.pid, signal.SIGKILL)
+rec.wait()
+os.kill(child, signal.SIGCONT)
+_, status = os.waitpid(child, 0)
+print("child-exit", os.WEXITSTATUS(status) if os.WIFEXITED(status) else -os.WTERMSIG(status))
+'''
+
+
+def test_extraction_child_ends_when_recover_is_killed(fl, tmp_path):
+    sdir = fl.session("S", realistic=False)
+    (sdir / "state.json").write_text("{}")
+    with open(sdir / "big.log", "w") as f:
+        line = "a line of the agent's log that compresses well enough\n"
+        f.write(line * (160 * 1024 * 1024 // len(line)))
+    fl.backup("full", sid="S", now=NOW)
+    target = tmp_path / "target"
+    env = fl.env()
+    argv = [sys.executable, "-c", ORPHAN_PROBE, str(fl.bin), "--root", str(fl.root),
+            "recover", "--session", "S", "latest", "--target", str(target)]
+    for _ in range(3):  # a fast machine may finish before the child is seen
+        r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+        out = r.stdout.split()
+        assert r.returncode == 0 and out, r
+        if out[0] == "child-exit":
+            assert out[1] == "120", r
+            break
+        shutil.rmtree(target, ignore_errors=True)
+    else:
+        pytest.fail("the extraction child was never caught running")
+    assert not target.exists() or not any(p.name for p in target.iterdir()
+                                          if not p.name.startswith(".restore-"))
