@@ -171,15 +171,12 @@ class Store:
     def manifest(self, sid, bid):
         return self.fl.manifest(sid, bid)
 
-    def has_cleanup(self):
-        r = self.fl.run("cleanup", "--help")
-        return r.rc == 0
-
     def remove(self, sid, bid):
-        """Removes one backup while mounted: the CLI's cleanup when it has one
-        (keeping one full removes the older full), else the same steps by
-        hand (index first, then rename aside and delete)."""
-        if self.has_cleanup() and bid == self.ids(sid, "full")[0] and len(self.ids(sid, "full")) == 2:
+        """Removes one backup while mounted: the CLI's cleanup when retention
+        would pick it (the older of two full backups, with keep_full 1),
+        else the same steps by hand (index first, then rename aside and
+        delete), as any other tool working on the store would."""
+        if bid == self.ids(sid, "full")[0] and len(self.ids(sid, "full")) == 2:
             r = self.fl.run("cleanup", "--session", sid, "--keep-full", "1",
                             env={"FLOWLOOM_NOW": str(self.now)})
             assert r.rc == 0, r

@@ -362,10 +362,7 @@ def test_backup_created_and_removed_while_mounted(populated, mounts):
 
 
 def test_cleanup_while_mounted_removes_backup(populated, mounts):
-    """Retention run by the CLI while mounted (skipped until the CLI has
-    `cleanup`)."""
-    if not populated.has_cleanup():
-        pytest.skip("flowloom-backup has no cleanup command yet")
+    """Retention run by the CLI while mounted."""
     m = mounts(populated.store)
     old_full = populated.ids("S1", "full")[0]
     assert old_full in os.listdir(m.path("S1"))

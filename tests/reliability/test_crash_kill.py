@@ -49,6 +49,8 @@ def kill_loop(base, tmp_path, args, syscalls, after_kill, after_done):
             after_kill(work, f"killed at {sc} #{n}: {point}")
         else:
             pytest.fail(f"{sc}: the command was still being killed at when={CAP}")
+    # A set the command never calls would pass without testing anything.
+    assert points, f"no call of {syscalls} was ever killed: this loop tested nothing"
     print(f"\n{len(points)} kill points:")
     for sc, n, point in points:
         print(f"  {sc} #{n}: {point}")
@@ -245,7 +247,8 @@ def base_five(fl, need_strace):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sysset", list(SETS))
+# cleanup creates no directory: the mkdir set has no kill point in it.
+@pytest.mark.parametrize("sysset", [s for s in SETS if s != "mkdir"])
 def test_f3_sigkill_during_cleanup(base_five, tmp_path, sysset):
     """cleanup --keep-full 1 removes four backups: index first, then each
     directory renamed to .trash-* and deleted. After any kill the index lists

@@ -166,6 +166,11 @@ def f4_loop(base, tmp_path, args, check_state, check_rerun):
             points.setdefault(sc + " (child)", []).append(n)
             check_state(work, desc, completed=False, child_killed=r.rc == 5)
             check_rerun(work, desc)
+    # Both the CLI and its child were killed somewhere: a loop that killed
+    # nothing would pass without testing anything. (Not every syscall of the
+    # set is called: a restore into an absent target unlinks nothing.)
+    assert any(not k.endswith("(child)") for k in points), "the CLI was never killed"
+    assert any(k.endswith("(child)") for k in points), "the extraction child was never killed"
     print(f"\nkill points: {sum(len(v) for v in points.values())}")
     for k, v in points.items():
         print(f"  {k}: {len(v)} (calls {v[0]}..{v[-1]})")
