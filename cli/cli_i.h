@@ -20,14 +20,14 @@
 
 #define CLI_PROG "flowloom-backup"
 
-/* Exit statuses (SPEC "Exit codes"). */
+/* Exit statuses (SPEC "Exit codes"): core's, shared with flowloom-backupfs. */
 enum {
-    CLI_EXIT_OK = 0,
-    CLI_EXIT_CORRUPT = 1,
-    CLI_EXIT_USAGE = 2,
-    CLI_EXIT_NOTFOUND = 3,
-    CLI_EXIT_BUSY = 4,
-    CLI_EXIT_RUNTIME = 5,
+    CLI_EXIT_OK = FB_EXIT_OK,
+    CLI_EXIT_CORRUPT = FB_EXIT_CORRUPT,
+    CLI_EXIT_USAGE = FB_EXIT_USAGE,
+    CLI_EXIT_NOTFOUND = FB_EXIT_NOTFOUND,
+    CLI_EXIT_BUSY = FB_EXIT_BUSY,
+    CLI_EXIT_RUNTIME = FB_EXIT_RUNTIME,
 };
 
 /* ---- options ---- */

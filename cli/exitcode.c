@@ -10,20 +10,7 @@
 
 int cli_exit_code(int fb_code)
 {
-    switch (fb_code) {
-    case FB_OK:
-        return CLI_EXIT_OK;
-    case FB_ECORRUPT:
-        return CLI_EXIT_CORRUPT;
-    case FB_EINVAL:
-        return CLI_EXIT_USAGE;
-    case FB_ENOTFOUND:
-        return CLI_EXIT_NOTFOUND;
-    case FB_EBUSY:
-        return CLI_EXIT_BUSY;
-    default:
-        return CLI_EXIT_RUNTIME;
-    }
+    return fb_error_exit_status(fb_code);
 }
 
 static void print_line(const char *command, const char *message)

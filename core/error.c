@@ -125,6 +125,24 @@ const char *fb_error_code_name(int code)
     }
 }
 
+int fb_error_exit_status(int code)
+{
+    switch (code) {
+    case FB_OK:
+        return FB_EXIT_OK;
+    case FB_ECORRUPT:
+        return FB_EXIT_CORRUPT;
+    case FB_EINVAL:
+        return FB_EXIT_USAGE;
+    case FB_ENOTFOUND:
+        return FB_EXIT_NOTFOUND;
+    case FB_EBUSY:
+        return FB_EXIT_BUSY;
+    default:
+        return FB_EXIT_RUNTIME;
+    }
+}
+
 void fb_warnf(fb_warn_fn warn, void *ctx, const char *fmt, ...)
 {
     if (!warn)

@@ -19,12 +19,6 @@
 #include <sys/resource.h>
 #include <syslog.h>
 
-enum {
-    EXIT_USAGE = 2,
-    EXIT_NOT_FOUND = 3,
-    EXIT_RUNTIME = 5,
-};
-
 struct fs_options {
     unsigned cache_mib;
     int allow_other;
@@ -116,18 +110,6 @@ static void raise_fd_limit(void)
     }
 }
 
-static int exit_code_for(int fb_code)
-{
-    switch (fb_code) {
-    case FB_ENOTFOUND:
-        return EXIT_NOT_FOUND;
-    case FB_EINVAL:
-        return EXIT_USAGE;
-    default:
-        return EXIT_RUNTIME;
-    }
-}
-
 int main(int argc, char *argv[])
 {
     const char *prog = "flowloom-backupfs";
@@ -135,7 +117,7 @@ int main(int argc, char *argv[])
     struct fs_options o = {.cache_mib = FB_MOUNT_CACHE_DEFAULT_MIB};
     struct fuse_cmdline_opts opts;
     memset(&opts, 0, sizeof opts);
-    int status = EXIT_USAGE;
+    int status = FB_EXIT_USAGE;
     fb_mount_tree *tree = NULL;
     struct fuse_session *se = NULL;
     char *mount_opts = NULL;
@@ -159,7 +141,7 @@ int main(int argc, char *argv[])
         free(fsname);
         mount_opts = NULL;
         fprintf(stderr, "%s: out of memory\n", prog);
-        status = EXIT_RUNTIME;
+        status = FB_EXIT_RUNTIME;
         goto out;
     }
     free(fsname);
@@ -197,7 +179,7 @@ int main(int argc, char *argv[])
     int rc = fb_mount_check_mountpoint(o.backups_dir, opts.mountpoint, &err);
     if (rc) {
         fprintf(stderr, "%s: %s\n", prog, err.message);
-        status = rc == FB_EINVAL ? EXIT_USAGE : exit_code_for(rc);
+        status = fb_error_exit_status(rc);
         goto out;
     }
     fb_mount_options mo = {
@@ -209,7 +191,7 @@ int main(int argc, char *argv[])
     rc = fb_mount_tree_new(o.backups_dir, &mo, &tree, &err);
     if (rc) {
         fprintf(stderr, "%s: %s\n", prog, err.message);
-        status = exit_code_for(rc);
+        status = fb_error_exit_status(rc);
         goto out;
     }
     raise_fd_limit();
@@ -219,7 +201,7 @@ int main(int argc, char *argv[])
         fprintf(stderr, "%s: cannot start the FUSE session (bad options?)\n", prog);
         goto out;
     }
-    status = EXIT_RUNTIME;
+    status = FB_EXIT_RUNTIME;
     if (fuse_set_signal_handlers(se) != 0) {
         fprintf(stderr, "%s: cannot install signal handlers\n", prog);
         goto out;
@@ -263,7 +245,7 @@ int main(int argc, char *argv[])
         status = 0;
     } else {
         fuse_log(FUSE_LOG_ERR, "%s: session ended with error %d\n", prog, ret);
-        status = EXIT_RUNTIME;
+        status = FB_EXIT_RUNTIME;
     }
 
 out:

@@ -62,6 +62,20 @@ void fb_error_prefix(fb_error *err, const char *fmt, ...)
 /* Short stable name of a code ("corrupt", "I/O error", ...). */
 const char *fb_error_code_name(int code);
 
+/* Exit statuses of both programs (SPEC "Exit codes"). */
+enum {
+    FB_EXIT_OK = 0,
+    FB_EXIT_CORRUPT = 1,  /* verification found corruption */
+    FB_EXIT_USAGE = 2,    /* bad usage or bad input */
+    FB_EXIT_NOTFOUND = 3, /* root, session, backup */
+    FB_EXIT_BUSY = 4,     /* the session lock is held */
+    FB_EXIT_RUNTIME = 5,  /* I/O or other runtime failure */
+};
+
+/* The exit status for an FB_E* code: the one mapping flowloom-backup and
+ * flowloom-backupfs share. */
+int fb_error_exit_status(int code);
+
 /* Calls warn(ctx, formatted) when warn is not NULL. */
 void fb_warnf(fb_warn_fn warn, void *ctx, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
