@@ -221,30 +221,9 @@ int cli_parse_uint32(const char *opt, const char *value, uint32_t *out)
     return 0;
 }
 
-static bool all_digits(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (s[i] < '0' || s[i] > '9')
-            return false;
-    return true;
-}
-
 bool cli_is_backup_spec(const char *s)
 {
-    if (strcmp(s, "latest") == 0)
-        return true;
-    /* YYYYMMDDTHHMMSSZ-full-xxxxxx / -incr- */
-    if (strlen(s) != FB_BACKUP_ID_LEN)
-        return false;
-    if (!all_digits(s, 8) || s[8] != 'T' || !all_digits(s + 9, 6) || s[15] != 'Z' ||
-        s[16] != '-')
-        return false;
-    if (memcmp(s + 17, "full-", 5) != 0 && memcmp(s + 17, "incr-", 5) != 0)
-        return false;
-    for (int i = 22; i < 28; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-            return false;
-    return true;
+    return strcmp(s, "latest") == 0 || fb_backup_id_has_shape(s);
 }
 
 bool cli_parse_backup_type(const char *s, fb_backup_type *out)

@@ -121,7 +121,7 @@ static int days_in_month(int y, int m)
     return days[m - 1];
 }
 
-bool fb_backup_id_is_valid(const char *id)
+bool fb_backup_id_has_shape(const char *id)
 {
     /* YYYYMMDDTHHMMSSZ-full-xxxxxx: fixed length, so the type word is 4 chars */
     if (!id || strlen(id) != FB_BACKUP_ID_LEN)
@@ -136,6 +136,13 @@ bool fb_backup_id_is_valid(const char *id)
         if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
             return false;
     }
+    return true;
+}
+
+bool fb_backup_id_is_valid(const char *id)
+{
+    if (!fb_backup_id_has_shape(id))
+        return false;
     int year = digits_value(id, 4), month = digits_value(id + 4, 2), day = digits_value(id + 6, 2);
     int hour = digits_value(id + 9, 2), min = digits_value(id + 11, 2), sec = digits_value(id + 13, 2);
     if (month < 1 || month > 12 || day < 1 || day > days_in_month(year, month))

@@ -23,7 +23,11 @@
 /* Session id rule: 1..128 of [A-Za-z0-9._-], not starting with '.' or '-'.
  * Returns 0 or FB_EINVAL with a message quoting the id (escaped) and the reason. */
 int fb_session_id_check(const char *id, fb_error *err);
-/* Backup id shape: YYYYMMDDTHHMMSSZ-(full|incr)-[0-9a-f]{6}, valid date. */
+/* Backup id grammar: YYYYMMDDTHHMMSSZ-(full|incr)-[0-9a-f]{6}. Has the
+ * shape: the characters are of the right kinds in the right places (what
+ * tells a typed id from a session name). Is valid: the shape and a real
+ * date and time (what the store accepts). */
+bool fb_backup_id_has_shape(const char *id);
 bool fb_backup_id_is_valid(const char *id);
 /* Type encoded in a valid id. */
 fb_backup_type fb_backup_id_type(const char *id);

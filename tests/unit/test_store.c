@@ -121,6 +121,12 @@ static void test_backup_id_rules(void)
         CHECK(!fb_backup_id_is_valid(bad[i]));
     }
     CHECK(!fb_backup_id_is_valid(NULL));
+    /* The shape alone: the first nine bad ids are only bad dates or times. */
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+        CHECK(fb_backup_id_has_shape(good[i]));
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        CHECK(fb_backup_id_has_shape(bad[i]) == (i >= 2 && i <= 10));
+    CHECK(!fb_backup_id_has_shape(NULL));
     CHECK(fb_backup_id_type("20261201T031500Z-full-3fa9c2") == FB_BACKUP_FULL);
     CHECK(fb_backup_id_type("20261201T031500Z-incr-3fa9c2") == FB_BACKUP_INCREMENTAL);
 
