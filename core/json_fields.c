@@ -7,8 +7,7 @@
 #include <string.h>
 
 #include "fb_hash.h"
-#include "fb_manifest.h"
-#include "fb_store.h"
+#include "fb_ids.h"
 #include "fb_text.h"
 
 void fb_json_put_name(fb_json_writer *w, const char *key, const char *name)

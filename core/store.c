@@ -1,4 +1,4 @@
-/* The store on disk (SPEC "Finding things", "Storage layout"): id rules,
+/* The store on disk (SPEC "Finding things", "Storage layout"): the
  * root and current-session discovery, opening the session dirs and the
  * backups in them, loading the derived index (rebuilding it from manifests
  * when it cannot be trusted), clearing leftovers of interrupted runs.
@@ -19,172 +19,7 @@
 #include "fb_fsutil.h"
 #include "fb_hash.h"
 #include "fb_lock.h"
-
-/* Quotes untrusted text for a message: printable ASCII as is, everything
- * else escaped, and long input cut, so a hostile id cannot forge lines or
- * terminal escapes in our output. */
-static void escape_for_message(const char *s, char *out, size_t size)
-{
-    static const size_t input_max = 160;
-    size_t o = 0;
-    size_t i = 0;
-    if (size == 0)
-        return;
-    for (; s[i] && i < input_max; i++) {
-        unsigned char c = (unsigned char)s[i];
-        char tmp[8];
-        if (c == '\n')
-            snprintf(tmp, sizeof tmp, "\\n");
-        else if (c == '\t')
-            snprintf(tmp, sizeof tmp, "\\t");
-        else if (c == '\r')
-            snprintf(tmp, sizeof tmp, "\\r");
-        else if (c == '\\' || c == '\'')
-            snprintf(tmp, sizeof tmp, "\\%c", c);
-        else if (c < 0x20 || c >= 0x7f)
-            snprintf(tmp, sizeof tmp, "\\x%02x", c);
-        else
-            snprintf(tmp, sizeof tmp, "%c", c);
-        size_t l = strlen(tmp);
-        if (o + l + 4 >= size)
-            break;
-        memcpy(out + o, tmp, l);
-        o += l;
-    }
-    if (s[i] && o + 4 < size) {
-        memcpy(out + o, "...", 3);
-        o += 3;
-    }
-    out[o] = '\0';
-}
-
-static bool session_char_ok(unsigned char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '.' || c == '_' || c == '-';
-}
-
-int fb_session_id_check(const char *id, fb_error *err)
-{
-    char shown[FB_ERROR_MESSAGE_MAX / 2];
-    if (!id)
-        return fb_error_set(err, FB_EINVAL, "invalid session id: none given");
-    escape_for_message(id, shown, sizeof shown);
-    size_t len = strlen(id);
-    if (len == 0)
-        return fb_error_set(err, FB_EINVAL, "invalid session id '': it is empty");
-    for (size_t i = 0; i < len; i++) {
-        if (!session_char_ok((unsigned char)id[i]))
-            return fb_error_set(err, FB_EINVAL,
-                                "invalid session id '%s': only letters, digits, '.', '_' and "
-                                "'-' are allowed",
-                                shown);
-    }
-    if (len > FB_SESSION_ID_MAX)
-        return fb_error_set(err, FB_EINVAL,
-                            "invalid session id '%s': longer than %d characters (%zu)", shown,
-                            FB_SESSION_ID_MAX, len);
-    /* A leading '.' would allow "." and ".." and hide the dir; a leading '-'
-     * would look like an option to any tool a user pipes the name into. */
-    if (id[0] == '.' || id[0] == '-')
-        return fb_error_set(err, FB_EINVAL,
-                            "invalid session id '%s': must not start with '.' or '-'", shown);
-    return 0;
-}
-
-static bool all_digits(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (s[i] < '0' || s[i] > '9')
-            return false;
-    return true;
-}
-
-static int digits_value(const char *s, size_t n)
-{
-    int v = 0;
-    for (size_t i = 0; i < n; i++)
-        v = v * 10 + (s[i] - '0');
-    return v;
-}
-
-static bool is_leap_year(int y)
-{
-    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-}
-
-static int days_in_month(int y, int m)
-{
-    static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    if (m == 2 && is_leap_year(y))
-        return 29;
-    return days[m - 1];
-}
-
-bool fb_backup_id_has_shape(const char *id)
-{
-    /* YYYYMMDDTHHMMSSZ-full-xxxxxx: fixed length, so the type word is 4 chars */
-    if (!id || strlen(id) != FB_BACKUP_ID_LEN)
-        return false;
-    if (!all_digits(id, 8) || id[8] != 'T' || !all_digits(id + 9, 6) || id[15] != 'Z' ||
-        id[16] != '-' || id[21] != '-')
-        return false;
-    if (memcmp(id + 17, "full", 4) != 0 && memcmp(id + 17, "incr", 4) != 0)
-        return false;
-    for (int i = 22; i < FB_BACKUP_ID_LEN; i++) {
-        char c = id[i];
-        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
-            return false;
-    }
-    return true;
-}
-
-bool fb_backup_id_is_valid(const char *id)
-{
-    if (!fb_backup_id_has_shape(id))
-        return false;
-    int year = digits_value(id, 4), month = digits_value(id + 4, 2), day = digits_value(id + 6, 2);
-    int hour = digits_value(id + 9, 2), min = digits_value(id + 11, 2), sec = digits_value(id + 13, 2);
-    if (month < 1 || month > 12 || day < 1 || day > days_in_month(year, month))
-        return false;
-    if (hour > 23 || min > 59 || sec > 59)
-        return false;
-    return true;
-}
-
-fb_backup_type fb_backup_id_type(const char *id)
-{
-    if (id && strlen(id) >= 21 && memcmp(id + 17, "full", 4) == 0)
-        return FB_BACKUP_FULL;
-    return FB_BACKUP_INCREMENTAL;
-}
-
-int fb_backup_id_generate(int64_t now, fb_backup_type type, char out[FB_BACKUP_ID_LEN + 1],
-                          fb_error *err)
-{
-    out[0] = '\0';
-    time_t t = (time_t)now;
-    struct tm tm;
-    if ((int64_t)t != now || !gmtime_r(&t, &tm) || tm.tm_year + 1900 < 0 ||
-        tm.tm_year + 1900 > 9999)
-        return fb_error_set(err, FB_EINVAL, "time %lld cannot be written as a backup id",
-                            (long long)now);
-    uint8_t raw[3];
-    int rc = fb_random_bytes(raw, sizeof raw, err);
-    if (rc)
-        return rc;
-    char hex[7];
-    fb_hex_encode(raw, sizeof raw, hex);
-    char buf[64];
-    snprintf(buf, sizeof buf, "%04d%02d%02dT%02d%02d%02dZ-%s-%s", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-             type == FB_BACKUP_FULL ? "full" : "incr", hex);
-    if (!fb_backup_id_is_valid(buf))
-        return fb_error_set(err, FB_EINVAL, "time %lld cannot be written as a backup id",
-                            (long long)now);
-    memcpy(out, buf, FB_BACKUP_ID_LEN + 1);
-    return 0;
-}
+#include "fb_text.h"
 
 /* ---- finding the root and the current session ---- */
 
@@ -595,7 +430,7 @@ static int open_backup_dir(int session_fd, const char *session_id, const char *b
     *fd_out = -1;
     if (!fb_backup_id_is_valid(backup_id)) {
         char shown[256];
-        escape_for_message(backup_id ? backup_id : "", shown, sizeof shown);
+        fb_text_quote(backup_id ? backup_id : "", shown, sizeof shown);
         return fb_error_set(err, FB_EINVAL, "invalid backup id '%s'", shown);
     }
     int fd = openat(session_fd, backup_id, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -972,7 +807,7 @@ int fb_store_resolve_backup(const fb_index *idx, const char *spec,
     }
     if (!fb_backup_id_is_valid(spec)) {
         char shown[256];
-        escape_for_message(spec ? spec : "", shown, sizeof shown);
+        fb_text_quote(spec ? spec : "", shown, sizeof shown);
         return fb_error_set(err, FB_EINVAL,
                             "invalid backup id '%s': expected 'latest' or an id like "
                             "20261201T031500Z-full-3fa9c2",

@@ -132,3 +132,38 @@ void fb_path_escape(const char *path, char *out, size_t size)
     }
     out[o < size ? o : size - 1] = '\0';
 }
+
+void fb_text_quote(const char *s, char *out, size_t size)
+{
+    static const size_t input_max = 160;
+    size_t o = 0;
+    size_t i = 0;
+    if (size == 0)
+        return;
+    for (; s[i] && i < input_max; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char tmp[8];
+        if (c == '\n')
+            snprintf(tmp, sizeof tmp, "\\n");
+        else if (c == '\t')
+            snprintf(tmp, sizeof tmp, "\\t");
+        else if (c == '\r')
+            snprintf(tmp, sizeof tmp, "\\r");
+        else if (c == '\\' || c == '\'')
+            snprintf(tmp, sizeof tmp, "\\%c", c);
+        else if (c < 0x20 || c >= 0x7f)
+            snprintf(tmp, sizeof tmp, "\\x%02x", c);
+        else
+            snprintf(tmp, sizeof tmp, "%c", c);
+        size_t l = strlen(tmp);
+        if (o + l + 4 >= size)
+            break;
+        memcpy(out + o, tmp, l);
+        o += l;
+    }
+    if (s[i] && o + 4 < size) {
+        memcpy(out + o, "...", 3);
+        o += 3;
+    }
+    out[o] = '\0';
+}

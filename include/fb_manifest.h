@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "fb_error.h"
+#include "fb_ids.h"
 #include "fb_types.h"
 
 #define FB_MANIFEST_FORMAT 1
@@ -101,15 +102,5 @@ size_t *fb_manifest_sort_by_path(const fb_manifest *m);
  * path is exactly p[0..n), or -1. */
 long fb_manifest_find_path(const fb_manifest *m, const size_t *by_path, const char *p,
                            size_t n);
-
-/* RFC 3339 UTC with seconds: "2026-12-01T03:15:00Z" (out >= 21 bytes). */
-void fb_rfc3339_format(int64_t t, char out[32]);
-/* Accepts only that exact form. Returns 0 or FB_ECORRUPT. */
-int fb_rfc3339_parse(const char *s, int64_t *out);
-
-/* The "file"/"dir"/... names and their parse: 0, or FB_EINVAL for any
- * other string (case-sensitive). */
-int fb_entry_type_parse(const char *s, fb_entry_type *out);
-int fb_backup_type_parse(const char *s, fb_backup_type *out);
 
 #endif

@@ -17,23 +17,10 @@
 
 #include "fb_error.h"
 #include "fb_index.h"
+#include "fb_ids.h"
 #include "fb_manifest.h"
 #include "fb_types.h"
 
-/* Session id rule: 1..128 of [A-Za-z0-9._-], not starting with '.' or '-'.
- * Returns 0 or FB_EINVAL with a message quoting the id (escaped) and the reason. */
-int fb_session_id_check(const char *id, fb_error *err);
-/* Backup id grammar: YYYYMMDDTHHMMSSZ-(full|incr)-[0-9a-f]{6}. Has the
- * shape: the characters are of the right kinds in the right places (what
- * tells a typed id from a session name). Is valid: the shape and a real
- * date and time (what the store accepts). */
-bool fb_backup_id_has_shape(const char *id);
-bool fb_backup_id_is_valid(const char *id);
-/* Type encoded in a valid id. */
-fb_backup_type fb_backup_id_type(const char *id);
-/* New id for time now: "YYYYMMDDTHHMMSSZ-full-3fa9c2" with random hex. */
-int fb_backup_id_generate(int64_t now, fb_backup_type type, char out[FB_BACKUP_ID_LEN + 1],
-                          fb_error *err);
 
 /* Root discovery: explicit (--root) if not NULL, else env_root
  * ($FLOWLOOM_ROOT) if not NULL/empty, else the nearest directory at or above

@@ -27,4 +27,10 @@ int fb_utf8_lossy(const char *s, size_t n, char **out);
  * Truncates with "..." when out is too small. */
 void fb_path_escape(const char *path, char *out, size_t size);
 
+/* Copies untrusted text typed by a user (an id, a backup spec) into out
+ * (size >= 1) for quoting between '' in a message: printable ASCII as is,
+ * everything else (and ' and \\) escaped, input cut after 160 bytes with
+ * "...", so a hostile id cannot forge lines or terminal escapes. */
+void fb_text_quote(const char *s, char *out, size_t size);
+
 #endif

@@ -38,9 +38,4 @@ typedef struct fb_entry_meta {
     uint64_t size;
 } fb_entry_meta;
 
-/* "file", "dir", "symlink", "hardlink" */
-const char *fb_entry_type_name(fb_entry_type type);
-/* "full", "incremental" */
-const char *fb_backup_type_name(fb_backup_type type);
-
 #endif
