@@ -152,13 +152,13 @@ static int run_show(cli_ctx *ctx)
             fputc('\n', stdout);
     } else {
         size_t len = strlen(fb_store_backups_path(store)) + strlen(session_id) + strlen(id) +
-                     strlen("/archive.tar.zst") + 3;
+                     strlen("/" FB_ARCHIVE_NAME) + 3;
         archive_path = malloc(len);
         if (!archive_path) {
             status = cli_failf(CLI_EXIT_RUNTIME, "out of memory");
             goto out;
         }
-        snprintf(archive_path, len, "%s/%s/%s/archive.tar.zst", fb_store_backups_path(store),
+        snprintf(archive_path, len, "%s/%s/%s/" FB_ARCHIVE_NAME, fb_store_backups_path(store),
                  session_id, id);
         print_manifest(ctx, &m, archive_path, files);
     }

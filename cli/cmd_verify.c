@@ -216,7 +216,7 @@ static int read_raw_index(int session_fd, const char *session_id, fb_index *raw,
     *present = false;
     *ok = false;
     problem[0] = '\0';
-    int rc = fb_read_file_at(session_fd, session_id, "index.json", FB_MANIFEST_SIZE_MAX, &buf,
+    int rc = fb_read_file_at(session_fd, session_id, FB_INDEX_NAME, FB_MANIFEST_SIZE_MAX, &buf,
                              &len, &err);
     if (rc == FB_ENOTFOUND)
         return 0;
@@ -229,7 +229,7 @@ static int read_raw_index(int session_fd, const char *session_id, fb_index *raw,
         return cli_fail(&err);
     }
     char source[FB_SESSION_ID_MAX + 16];
-    snprintf(source, sizeof source, "%s/index.json", session_id);
+    snprintf(source, sizeof source, "%s/" FB_INDEX_NAME, session_id);
     rc = fb_index_parse(buf, len, source, raw, &err);
     free(buf);
     if (rc == FB_ENOMEM)

@@ -189,12 +189,12 @@ static int dir_errno(const cli_ctx *ctx, const char *sub, const char *session_id
 
 int cli_session_source_errno(const cli_ctx *ctx, const char *session_id)
 {
-    return dir_errno(ctx, ".flowloom/sessions", session_id);
+    return dir_errno(ctx, FB_SESSIONS_PATH, session_id);
 }
 
 int cli_session_store_errno(const cli_ctx *ctx, const char *session_id)
 {
-    return dir_errno(ctx, ".flowloom/backups", session_id);
+    return dir_errno(ctx, FB_BACKUPS_PATH, session_id);
 }
 
 int cli_session_not_found(const cli_ctx *ctx, const char *session_id)

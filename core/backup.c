@@ -30,8 +30,6 @@
 #define FB_VERSION "unknown"
 #endif
 
-#define MANIFEST_NAME "manifest.json"
-#define ARCHIVE_NAME "archive.tar.zst"
 
 void fb_backup_result_init(fb_backup_result *r)
 {
@@ -427,14 +425,14 @@ static int build(run *r)
     if (req->after_scan)
         req->after_scan(req->after_scan_ctx);
 
-    r->archive_fd = openat(r->tmp_fd, ARCHIVE_NAME,
+    r->archive_fd = openat(r->tmp_fd, FB_ARCHIVE_NAME,
                            O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (r->archive_fd < 0)
         return fb_error_set_errno(r->err, errno, "%s/%s/%s: cannot create", r->sess_name,
-                                  r->tmpname, ARCHIVE_NAME);
+                                  r->tmpname, FB_ARCHIVE_NAME);
     char archive_name[FB_PATH_MAX];
     snprintf(archive_name, sizeof archive_name, "%s/%s/%s", r->sess_name, r->tmpname,
-             ARCHIVE_NAME);
+             FB_ARCHIVE_NAME);
     fb_archive_writer_options wo = {
         .name = archive_name,
         .level = req->config->level,
@@ -458,12 +456,12 @@ static int build(run *r)
      * dropped the dirty pages (fsyncgate), so the backup just fails. */
     if (fsync(r->archive_fd) != 0)
         return fb_error_set_errno(r->err, errno, "%s/%s/%s: fsync", r->sess_name, r->tmpname,
-                                  ARCHIVE_NAME);
+                                  FB_ARCHIVE_NAME);
     int cr = close(r->archive_fd);
     r->archive_fd = -1;
     if (cr != 0)
         return fb_error_set_errno(r->err, errno, "%s/%s/%s: close", r->sess_name, r->tmpname,
-                                  ARCHIVE_NAME);
+                                  FB_ARCHIVE_NAME);
 
     fb_manifest *m = &r->m;
     m->format = FB_MANIFEST_FORMAT;
@@ -485,7 +483,7 @@ static int build(run *r)
     rc = fb_manifest_to_json(m, &json, &json_len, r->err);
     if (rc < 0)
         return rc;
-    rc = write_file_in(r, r->tmp_fd, MANIFEST_NAME, json, json_len);
+    rc = write_file_in(r, r->tmp_fd, FB_MANIFEST_NAME, json, json_len);
     free(json);
     if (rc < 0)
         return rc;
@@ -503,14 +501,14 @@ static int validate(run *r)
     snprintf(tmp_label, sizeof tmp_label, "%s/%s", r->sess_name, r->tmpname);
     char *json = NULL, *again = NULL;
     size_t len = 0, again_len = 0;
-    int rc = fb_read_file_at(r->tmp_fd, tmp_label, MANIFEST_NAME, FB_MANIFEST_SIZE_MAX, &json,
+    int rc = fb_read_file_at(r->tmp_fd, tmp_label, FB_MANIFEST_NAME, FB_MANIFEST_SIZE_MAX, &json,
                              &len, r->err);
     if (rc < 0)
         return rc;
     fb_manifest parsed;
     fb_manifest_init(&parsed);
     char source[PATH_MAX];
-    snprintf(source, sizeof source, "%s/%s", r->label, MANIFEST_NAME);
+    snprintf(source, sizeof source, "%s/%s", r->label, FB_MANIFEST_NAME);
     rc = fb_manifest_parse(json, len, source, &parsed, r->err);
     if (rc >= 0)
         rc = fb_manifest_to_json(&parsed, &again, &again_len, r->err);
@@ -545,12 +543,12 @@ static bool index_on_disk_lists(run *r, const char *id)
 {
     char *json = NULL;
     size_t len = 0;
-    if (fb_read_file_at(r->session_fd, r->sess_name, "index.json", FB_MANIFEST_SIZE_MAX, &json,
+    if (fb_read_file_at(r->session_fd, r->sess_name, FB_INDEX_NAME, FB_MANIFEST_SIZE_MAX, &json,
                         &len, NULL) != 0)
         return false;
     fb_index idx;
     fb_index_init(&idx, r->req->session_id);
-    bool listed = fb_index_parse(json, len, "index.json", &idx, NULL) == 0 &&
+    bool listed = fb_index_parse(json, len, FB_INDEX_NAME, &idx, NULL) == 0 &&
                   fb_index_find(&idx, id) >= 0;
     fb_index_fini(&idx);
     free(json);
@@ -727,7 +725,7 @@ int fb_backup_run(fb_store *store, const fb_backup_request *req, fb_backup_resul
     fb_scan_result_init(&r->scan);
     fb_manifest_init(&r->m);
     r->sess_name = fb_path_join(fb_store_backups_path(store), req->session_id);
-    char *sessions = fb_path_join(fb_store_root(store), ".flowloom/sessions");
+    char *sessions = fb_path_join(fb_store_root(store), FB_SESSIONS_PATH);
     r->src_name = sessions ? fb_path_join(sessions, req->session_id) : NULL;
     free(sessions);
 

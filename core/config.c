@@ -231,7 +231,7 @@ int fb_config_load(const char *root, fb_config *cfg, fb_warn_fn warn, void *warn
     int rc = fb_config_init_defaults(cfg, err);
     if (rc < 0)
         return rc;
-    char *flowloom = fb_path_join(root, ".flowloom");
+    char *flowloom = fb_path_join(root, FB_FLOWLOOM_DIR);
     char *path = flowloom ? fb_path_join(flowloom, "backup.json") : NULL;
     free(flowloom);
     if (!path) {

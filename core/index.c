@@ -309,7 +309,7 @@ int fb_index_parse(const char *json, size_t len, const char *source, fb_index *o
 {
     fb_index_init(out, NULL);
     if (!source)
-        source = "index.json";
+        source = FB_INDEX_NAME;
     fb_json_doc *doc;
     int rc = fb_json_parse(json, len, FB_MANIFEST_SIZE_MAX, source, FB_ECORRUPT, &doc, err);
     if (rc < 0)

@@ -763,7 +763,7 @@ int fb_manifest_parse(const char *json, size_t len, const char *source, fb_manif
 {
     fb_manifest_init(out);
     if (!source)
-        source = "manifest.json";
+        source = FB_MANIFEST_NAME;
     fb_json_doc *doc;
     int rc = fb_json_parse(json, len, FB_MANIFEST_SIZE_MAX, source, FB_ECORRUPT, &doc, err);
     if (rc < 0)

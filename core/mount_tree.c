@@ -203,7 +203,7 @@ static const char *esc_name(const char *p, size_t len, char *buf, size_t size)
 
 static bool ends_with_store_dir(const char *p, size_t len, size_t *prefix_len)
 {
-    static const char suffix[] = ".flowloom/backups";
+    static const char suffix[] = FB_BACKUPS_PATH;
     size_t sl = sizeof suffix - 1;
     if (len < sl || memcmp(p + len - sl, suffix, sl) != 0)
         return false;
@@ -923,7 +923,7 @@ static bool session_is_listed(fb_mount_tree *t, const char *id)
     int sfd = -1;
     if (fb_store_open_session(t->store, id, false, &sfd, NULL) != 0)
         return false;
-    bool listed = faccessat(sfd, "index.json", F_OK, AT_SYMLINK_NOFOLLOW) == 0;
+    bool listed = faccessat(sfd, FB_INDEX_NAME, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
     if (!listed) {
         char **ids = NULL;
         size_t n = 0;
@@ -1018,7 +1018,7 @@ static int contents_load(fb_mount_tree *t, const char *sid, const char *bid, int
     }
     if (rc == 0) {
         char name[FB_SESSION_ID_MAX + FB_BACKUP_ID_LEN + 32];
-        snprintf(name, sizeof name, "%s/%s/manifest.json", sid, bid);
+        snprintf(name, sizeof name, "%s/%s/" FB_MANIFEST_NAME, sid, bid);
         rc = contents_build(c, name, err);
     }
     if (rc != 0) {
@@ -1798,7 +1798,7 @@ static int archive_open(fb_mount_tree *t, const char *sid, const char *bid,
     if (rc)
         return rc;
     char name[FB_SESSION_ID_MAX + FB_BACKUP_ID_LEN + 32];
-    snprintf(name, sizeof name, "%s/%s/archive.tar.zst", sid, bid);
+    snprintf(name, sizeof name, "%s/%s/" FB_ARCHIVE_NAME, sid, bid);
     fb_archive_reader *r = NULL;
     rc = fb_archive_reader_open(afd, t->cache, name, &r, err);
     if (rc) {
@@ -1866,7 +1866,7 @@ int fb_mount_tree_open(fb_mount_tree *t, uint64_t ino, fb_mount_file **out, fb_e
     uint64_t archive_size = 0;
     char *path = NULL;
     char label[FB_SESSION_ID_MAX + FB_BACKUP_ID_LEN + 32];
-    snprintf(label, sizeof label, "%s/%s/archive.tar.zst", b->session->id, b->id);
+    snprintf(label, sizeof label, "%s/%s/" FB_ARCHIVE_NAME, b->session->id, b->id);
     if (rc == 0) {
         const mt_contents *c = b->contents;
         uint32_t e = c->nodes[c->nodes[ref.node].target].entry;

@@ -1030,7 +1030,7 @@ static int open_archive(run *r)
     if (fstat(fd, &st) != 0) {
         int e = errno;
         close(fd);
-        return fb_error_set_errno(r->err, e, "%s: archive.tar.zst", r->label);
+        return fb_error_set_errno(r->err, e, "%s: " FB_ARCHIVE_NAME, r->label);
     }
     if ((uint64_t)st.st_size != r->m.archive.size) {
         close(fd);
@@ -1040,7 +1040,7 @@ static int open_archive(run *r)
                             (unsigned long long)r->m.archive.size);
     }
     char name[sizeof r->label + 32];
-    snprintf(name, sizeof name, "%s: archive.tar.zst", r->label);
+    snprintf(name, sizeof name, "%s: " FB_ARCHIVE_NAME, r->label);
     rc = fb_archive_reader_open(fd, NULL, name, &r->reader, r->err);
     if (rc < 0) {
         close(fd);
@@ -1120,8 +1120,8 @@ static int setup_destination(run *r)
 {
     const fb_restore_request *req = r->req;
     if (r->into_session) {
-        char *flowloom = fb_path_join(fb_store_root(r->store), ".flowloom");
-        r->parent_shown = flowloom ? fb_path_join(flowloom, "sessions") : NULL;
+        char *flowloom = fb_path_join(fb_store_root(r->store), FB_FLOWLOOM_DIR);
+        r->parent_shown = flowloom ? fb_path_join(flowloom, FB_SESSIONS_SUBDIR) : NULL;
         r->dest_name = strdup(req->session_id);
         r->dest_shown = r->parent_shown ? fb_path_join(r->parent_shown, req->session_id) : NULL;
         if (!flowloom || !r->parent_shown || !r->dest_name || !r->dest_shown) {
@@ -1134,14 +1134,14 @@ static int setup_destination(run *r)
         if (ffd < 0)
             return fb_error_from_errno(r->err, e, "cannot open the .flowloom directory of %s",
                                        fb_store_root(r->store));
-        r->parent_fd = openat(ffd, "sessions", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        r->parent_fd = openat(ffd, FB_SESSIONS_SUBDIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (r->parent_fd < 0 && errno == ENOENT && !req->dry_run) {
-            if (mkdirat(ffd, "sessions", 0700) != 0 && errno != EEXIST) {
+            if (mkdirat(ffd, FB_SESSIONS_SUBDIR, 0700) != 0 && errno != EEXIST) {
                 e = errno;
                 close(ffd);
                 return fb_error_set_errno(r->err, e, "cannot create %s", r->parent_shown);
             }
-            r->parent_fd = openat(ffd, "sessions", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            r->parent_fd = openat(ffd, FB_SESSIONS_SUBDIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         }
         e = errno;
         close(ffd);

@@ -27,7 +27,7 @@
  * be symlinks the user set up; only what is below is held to O_NOFOLLOW. */
 static bool has_flowloom_dir(const char *dir)
 {
-    char *p = fb_path_join(dir, ".flowloom");
+    char *p = fb_path_join(dir, FB_FLOWLOOM_DIR);
     if (!p)
         return false;
     struct stat st;
@@ -136,7 +136,7 @@ int fb_current_session_find(const char *root, const char *env_session, char **ou
         return 0;
     }
 
-    char *flowloom = fb_path_join(root, ".flowloom");
+    char *flowloom = fb_path_join(root, FB_FLOWLOOM_DIR);
     if (!flowloom)
         return fb_error_set(err, FB_ENOMEM, "out of memory");
     int dfd = open(flowloom, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -220,10 +220,10 @@ int fb_store_open(const char *root, bool create, fb_store **out, fb_error *err)
     st->flowloom_fd = -1;
     st->backups_fd = -1;
     int rc = 0;
-    char *flowloom = fb_path_join(root, ".flowloom");
+    char *flowloom = fb_path_join(root, FB_FLOWLOOM_DIR);
     st->root = strdup(root);
-    st->backups_path = flowloom ? fb_path_join(flowloom, "backups") : NULL;
-    st->sessions_path = flowloom ? fb_path_join(flowloom, "sessions") : NULL;
+    st->backups_path = flowloom ? fb_path_join(flowloom, FB_BACKUPS_SUBDIR) : NULL;
+    st->sessions_path = flowloom ? fb_path_join(flowloom, FB_SESSIONS_SUBDIR) : NULL;
     if (!flowloom || !st->root || !st->backups_path || !st->sessions_path) {
         rc = store_oom(err);
         goto fail;
@@ -235,7 +235,7 @@ int fb_store_open(const char *root, bool create, fb_store **out, fb_error *err)
         goto fail;
     }
     if (create) {
-        if (mkdirat(st->flowloom_fd, "backups", 0700) == 0) {
+        if (mkdirat(st->flowloom_fd, FB_BACKUPS_SUBDIR, 0700) == 0) {
             /* The new directory entry must survive a crash like the data below it. */
             rc = fb_fsync_dir(st->flowloom_fd, flowloom, err);
             if (rc)
@@ -245,7 +245,7 @@ int fb_store_open(const char *root, bool create, fb_store **out, fb_error *err)
             goto fail;
         }
     }
-    st->backups_fd = openat(st->flowloom_fd, "backups",
+    st->backups_fd = openat(st->flowloom_fd, FB_BACKUPS_SUBDIR,
                             O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (st->backups_fd < 0) {
         int e = errno;
@@ -305,7 +305,7 @@ int fb_store_open_source(const fb_store *store, const char *session_id, int *fd_
     int rc = fb_session_id_check(session_id, err);
     if (rc)
         return rc;
-    int sfd = openat(store->flowloom_fd, "sessions", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int sfd = openat(store->flowloom_fd, FB_SESSIONS_SUBDIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (sfd < 0) {
         if (errno == ENOENT)
             return fb_error_set(err, FB_ENOTFOUND, "session %s not found: %s does not exist",
@@ -412,7 +412,7 @@ static bool backup_dir_filter(int dirfd, const char *name, void *ctx)
     if (fd < 0)
         return false;
     struct stat st;
-    bool ok = fstatat(fd, "manifest.json", &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
+    bool ok = fstatat(fd, FB_MANIFEST_NAME, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
     close(fd);
     return ok;
 }
@@ -461,12 +461,12 @@ int fb_store_read_manifest(int session_fd, const char *session_id, const char *b
     if (rc)
         return rc;
     char source[FB_SESSION_ID_MAX + FB_BACKUP_ID_LEN + 32];
-    snprintf(source, sizeof source, "%s/%s/manifest.json", session_id, backup_id);
+    snprintf(source, sizeof source, "%s/%s/" FB_MANIFEST_NAME, session_id, backup_id);
     char dir_name[FB_SESSION_ID_MAX + FB_BACKUP_ID_LEN + 8];
     snprintf(dir_name, sizeof dir_name, "%s/%s", session_id, backup_id);
     char *json = NULL;
     size_t len = 0;
-    rc = fb_read_file_at(dfd, dir_name, "manifest.json", FB_MANIFEST_SIZE_MAX, &json, &len, err);
+    rc = fb_read_file_at(dfd, dir_name, FB_MANIFEST_NAME, FB_MANIFEST_SIZE_MAX, &json, &len, err);
     close(dfd);
     if (rc)
         return rc;
@@ -501,7 +501,7 @@ int fb_store_open_archive(int session_fd, const char *backup_id, int *fd_out, fb
     int rc = open_backup_dir(session_fd, NULL, backup_id, &dfd, err);
     if (rc)
         return rc;
-    int fd = openat(dfd, "archive.tar.zst", O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    int fd = openat(dfd, FB_ARCHIVE_NAME, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
     int e = errno;
     close(dfd);
     if (fd < 0) {
@@ -512,13 +512,13 @@ int fb_store_open_archive(int session_fd, const char *backup_id, int *fd_out, fb
             return fb_error_set(err, FB_ECORRUPT,
                                 "%s/archive.tar.zst is a symlink; refusing to follow it",
                                 backup_id);
-        return fb_error_from_errno(err, e, "cannot open %s/archive.tar.zst", backup_id);
+        return fb_error_from_errno(err, e, "cannot open %s/" FB_ARCHIVE_NAME, backup_id);
     }
     struct stat st;
     if (fstat(fd, &st) != 0) {
         e = errno;
         close(fd);
-        return fb_error_set_errno(err, e, "cannot stat %s/archive.tar.zst", backup_id);
+        return fb_error_set_errno(err, e, "cannot stat %s/" FB_ARCHIVE_NAME, backup_id);
     }
     if (!S_ISREG(st.st_mode)) {
         close(fd);
@@ -536,7 +536,6 @@ int fb_store_open_archive(int session_fd, const char *backup_id, int *fd_out, fb
 
 /* ---- the index ---- */
 
-#define INDEX_NAME "index.json"
 
 static int cmp_ids(const void *a, const void *b)
 {
@@ -554,13 +553,13 @@ static int index_check(int session_fd, const char *session_id, char **dirs, size
     size_t len = 0;
     fb_error sub;
     fb_error_clear(&sub);
-    int rc = fb_read_file_at(session_fd, session_id, INDEX_NAME, FB_MANIFEST_SIZE_MAX, &json, &len,
+    int rc = fb_read_file_at(session_fd, session_id, FB_INDEX_NAME, FB_MANIFEST_SIZE_MAX, &json, &len,
                              &sub);
     if (rc == FB_ENOTFOUND) {
         /* A session dir with no backups and no index is simply new. */
         if (n_dirs == 0)
             return 0;
-        snprintf(reason, reason_size, "%s/" INDEX_NAME " is missing", session_id);
+        snprintf(reason, reason_size, "%s/" FB_INDEX_NAME " is missing", session_id);
         return 1;
     }
     if (rc == FB_ENOMEM)
@@ -570,7 +569,7 @@ static int index_check(int session_fd, const char *session_id, char **dirs, size
         return 1;
     }
     char source[FB_SESSION_ID_MAX + 16];
-    snprintf(source, sizeof source, "%s/" INDEX_NAME, session_id);
+    snprintf(source, sizeof source, "%s/" FB_INDEX_NAME, session_id);
     fb_index_fini(out);
     rc = fb_index_parse(json, len, source, out, &sub);
     free(json);
@@ -751,7 +750,7 @@ int fb_store_save_index(int session_fd, const char *session_id, const fb_index *
     int rc = fb_index_to_json(idx, &json, &len, err);
     if (rc)
         return rc;
-    rc = fb_atomic_write_at(session_fd, session_id, INDEX_NAME, json, len, err);
+    rc = fb_atomic_write_at(session_fd, session_id, FB_INDEX_NAME, json, len, err);
     free(json);
     return rc;
 }

@@ -9,7 +9,6 @@
 #include "fb_hash.h"
 #include "fb_text.h"
 
-#define ARCHIVE_NAME "archive.tar.zst"
 
 void fb_tar_source_init(fb_tar_source *src, fb_archive_stream *stream, const char *name,
                         fb_tar_chunk_fn on_chunk, void *chunk_ctx)
@@ -26,13 +25,13 @@ int fb_tar_frames_check(const fb_seek_table *t, const fb_manifest *m, const char
 {
     if (t->n_frames != m->archive.frames)
         return fb_error_set(err, FB_ECORRUPT, "%s: %s: has %zu frames, the manifest says %llu",
-                            name, ARCHIVE_NAME, t->n_frames,
+                            name, FB_ARCHIVE_NAME, t->n_frames,
                             (unsigned long long)m->archive.frames);
     for (size_t i = 0; i < t->n_frames; i++)
         if (t->frames[i].d_size > m->archive.frame_size)
             return fb_error_set(err, FB_ECORRUPT,
                                 "%s: %s: frame %zu holds %u bytes, more than the frame size %llu",
-                                name, ARCHIVE_NAME, i, t->frames[i].d_size,
+                                name, FB_ARCHIVE_NAME, i, t->frames[i].d_size,
                                 (unsigned long long)m->archive.frame_size);
     return 0;
 }
@@ -92,7 +91,7 @@ int fb_tar_source_failure(fb_tar_source *src, struct archive *a, fb_error *err)
         return src->stream_rc;
     }
     const char *msg = archive_error_string(a);
-    return fb_error_set(err, FB_ECORRUPT, "%s: %s: tar stream: %s", src->name, ARCHIVE_NAME,
+    return fb_error_set(err, FB_ECORRUPT, "%s: %s: tar stream: %s", src->name, FB_ARCHIVE_NAME,
                         msg ? msg : "unreadable");
 }
 
@@ -117,7 +116,7 @@ int fb_tar_source_finish(fb_tar_source *src, const uint8_t want[FB_SHA256_LEN], 
         return rc;
     if (memcmp(sum, want, FB_SHA256_LEN) != 0)
         return fb_error_set(err, FB_ECORRUPT, "%s: %s: sha256 mismatch", src->name,
-                            ARCHIVE_NAME);
+                            FB_ARCHIVE_NAME);
     return 0;
 }
 

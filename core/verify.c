@@ -31,7 +31,6 @@
 #include "fb_text.h"
 #include "tar_check_i.h"
 
-#define ARCHIVE_NAME "archive.tar.zst"
 /* JSON members of an incremental are parsed in memory; beyond this they are
  * reported instead of parsed. */
 #define JSON_MEMBER_MAX (64u * 1024 * 1024)
@@ -235,32 +234,32 @@ static int check_entry(verify_ctx *c, struct archive *a, struct archive_entry *a
 
 static int open_archive(verify_ctx *c, int backup_dirfd, int *fd_out)
 {
-    int fd = openat(backup_dirfd, ARCHIVE_NAME, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    int fd = openat(backup_dirfd, FB_ARCHIVE_NAME, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) {
         int e = errno;
         if (e == ENOENT)
-            return fb_error_set(c->err, FB_ECORRUPT, "%s: %s: missing", c->name, ARCHIVE_NAME);
+            return fb_error_set(c->err, FB_ECORRUPT, "%s: %s: missing", c->name, FB_ARCHIVE_NAME);
         if (e == ELOOP)
             return fb_error_set(c->err, FB_ECORRUPT, "%s: %s: is a symlink", c->name,
-                                ARCHIVE_NAME);
-        return fb_error_set_errno(c->err, e, "%s: %s", c->name, ARCHIVE_NAME);
+                                FB_ARCHIVE_NAME);
+        return fb_error_set_errno(c->err, e, "%s: %s", c->name, FB_ARCHIVE_NAME);
     }
     struct stat st;
     if (fstat(fd, &st) != 0) {
         int e = errno;
         close(fd);
-        return fb_error_set_errno(c->err, e, "%s: %s", c->name, ARCHIVE_NAME);
+        return fb_error_set_errno(c->err, e, "%s: %s", c->name, FB_ARCHIVE_NAME);
     }
     if (!S_ISREG(st.st_mode)) {
         close(fd);
         return fb_error_set(c->err, FB_ECORRUPT, "%s: %s: not a regular file", c->name,
-                            ARCHIVE_NAME);
+                            FB_ARCHIVE_NAME);
     }
     if ((uint64_t)st.st_size != c->m->archive.size) {
         close(fd);
         return fb_error_set(c->err, FB_ECORRUPT,
                             "%s: %s: size is %lld bytes, the manifest says %llu", c->name,
-                            ARCHIVE_NAME, (long long)st.st_size,
+                            FB_ARCHIVE_NAME, (long long)st.st_size,
                             (unsigned long long)c->m->archive.size);
     }
     *fd_out = fd;
@@ -354,7 +353,7 @@ int fb_verify_backup_dir(int backup_dirfd, const fb_manifest *m, const char *nam
     if (rc < 0)
         return rc;
     char label[FB_ERROR_MESSAGE_MAX];
-    snprintf(label, sizeof label, "%s: %s", c.name, ARCHIVE_NAME);
+    snprintf(label, sizeof label, "%s: %s", c.name, FB_ARCHIVE_NAME);
     fb_archive_reader *reader = NULL;
     rc = fb_archive_reader_open(fd, NULL, label, &reader, err);
     if (rc < 0) {

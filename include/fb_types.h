@@ -13,6 +13,18 @@
 /* Longest relative path we store or accept in a manifest. */
 #define FB_PATH_MAX 4096
 
+/* The names of the layout on disk (SPEC "Storage layout"), written once:
+ * <root>/.flowloom/sessions/<sid>/ is a session, <root>/.flowloom/backups/
+ * <sid>/index.json its index, <sid>/<backup_id>/ a backup's two files. */
+#define FB_FLOWLOOM_DIR ".flowloom"
+#define FB_SESSIONS_SUBDIR "sessions"
+#define FB_BACKUPS_SUBDIR "backups"
+#define FB_SESSIONS_PATH FB_FLOWLOOM_DIR "/" FB_SESSIONS_SUBDIR
+#define FB_BACKUPS_PATH FB_FLOWLOOM_DIR "/" FB_BACKUPS_SUBDIR
+#define FB_INDEX_NAME "index.json"
+#define FB_MANIFEST_NAME "manifest.json"
+#define FB_ARCHIVE_NAME "archive.tar.zst"
+
 typedef enum fb_entry_type {
     FB_ENTRY_FILE = 0,
     FB_ENTRY_DIR,
