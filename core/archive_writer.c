@@ -34,11 +34,6 @@
 #include "fb_hash.h"
 #include "fb_seek_table.h"
 
-#define LEVEL_MIN 1
-#define LEVEL_MAX 19
-#define FRAME_SIZE_MIN (64u * 1024)
-#define FRAME_SIZE_MAX (64u * 1024 * 1024)
-#define THREADS_MAX 256
 #define THREADS_AUTO_MAX 64
 /* Source reads are capped so the bytes are still in cache when hashed. */
 #define READ_CHUNK (256u * 1024)
@@ -470,16 +465,16 @@ int fb_archive_writer_new(int fd, const fb_archive_writer_options *opts, fb_arch
     if (!opts)
         return fb_error_set(err, FB_EMISUSE, "archive writer: no options");
     const char *name = opts->name ? opts->name : "archive";
-    if (opts->level < LEVEL_MIN || opts->level > LEVEL_MAX)
+    if (opts->level < FB_LEVEL_MIN || opts->level > FB_LEVEL_MAX)
         return fb_error_set(err, FB_EINVAL, "%s: compression level %d out of range %d..%d", name,
-                            opts->level, LEVEL_MIN, LEVEL_MAX);
-    if (opts->frame_size < FRAME_SIZE_MIN || opts->frame_size > FRAME_SIZE_MAX)
+                            opts->level, FB_LEVEL_MIN, FB_LEVEL_MAX);
+    if (opts->frame_size < FB_FRAME_SIZE_MIN || opts->frame_size > FB_FRAME_SIZE_MAX)
         return fb_error_set(err, FB_EINVAL, "%s: frame size %llu out of range %u..%u", name,
-                            (unsigned long long)opts->frame_size, FRAME_SIZE_MIN,
-                            FRAME_SIZE_MAX);
-    if (opts->threads > THREADS_MAX)
+                            (unsigned long long)opts->frame_size, FB_FRAME_SIZE_MIN,
+                            FB_FRAME_SIZE_MAX);
+    if (opts->threads > FB_THREADS_MAX)
         return fb_error_set(err, FB_EINVAL, "%s: %u compression threads, at most %u allowed",
-                            name, opts->threads, THREADS_MAX);
+                            name, opts->threads, FB_THREADS_MAX);
     if (fd < 0)
         return fb_error_set(err, FB_EMISUSE, "%s: invalid file descriptor", name);
 

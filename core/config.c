@@ -167,13 +167,14 @@ static int parse_compression(const fb_json_val *sec, fb_config *c, const char *s
         fb_json_child(sec, ch, &v);
         uint32_t u = 0;
         if (key_is(ch, "level")) {
-            rc = parse_u32(&v, 1, 19, &u, err);
+            rc = parse_u32(&v, FB_LEVEL_MIN, FB_LEVEL_MAX, &u, err);
             if (rc == 0)
                 c->level = (int)u;
         } else if (key_is(ch, "frame_size")) {
-            rc = fb_json_as_u64(&v, 0, 65536, 67108864, &c->frame_size, err);
+            rc = fb_json_as_u64(&v, 0, FB_FRAME_SIZE_MIN, FB_FRAME_SIZE_MAX, &c->frame_size,
+                                err);
         } else if (key_is(ch, "threads")) {
-            rc = parse_u32(&v, 0, 256, &c->threads, err);
+            rc = parse_u32(&v, 0, FB_THREADS_MAX, &c->threads, err);
         } else {
             warn_unknown(sec, ch, source, warn, warn_ctx);
         }

@@ -19,9 +19,6 @@
 #define FB_VERSION "unknown"
 #endif
 
-/* zstd's level range (ZSTD_minCLevel() .. ZSTD_maxCLevel()). */
-#define LEVEL_MIN (-131072)
-#define LEVEL_MAX 22
 
 /* ----------------------------------------------------------- in memory */
 
@@ -706,7 +703,7 @@ static int parse_root(fb_manifest *m, const fb_json_val *root, fb_error *err)
         (rc = fb_json_get_u64(&av, "frame_size", 0, 1, FB_JSON_INT_MAX, &m->archive.frame_size,
                               err)) < 0 ||
         (rc = fb_json_get_u64(&av, "frames", 0, 0, FB_JSON_INT_MAX, &m->archive.frames, err)) < 0 ||
-        (rc = fb_json_get_i64(&av, "level", 0, LEVEL_MIN, LEVEL_MAX, &level, err)) < 0)
+        (rc = fb_json_get_i64(&av, "level", 0, FB_ZSTD_LEVEL_MIN, FB_ZSTD_LEVEL_MAX, &level, err)) < 0)
         return rc;
     m->archive.level = (int)level;
 

@@ -11,13 +11,14 @@
 #include <stdint.h>
 
 #include "fb_error.h"
+#include "fb_types.h"
 
 #define FB_SEEKABLE_MAGIC 0x8F92EAB1u
 #define FB_SKIPPABLE_MAGIC_SEEK 0x184D2A5Eu
 #define FB_SEEK_FOOTER_SIZE 9
 /* Hostile-input caps: no frame we read may claim more than this many
  * decompressed bytes, and no table more than this many frames. */
-#define FB_FRAME_DSIZE_MAX (64u * 1024 * 1024)
+#define FB_FRAME_DSIZE_MAX FB_FRAME_SIZE_MAX
 #define FB_SEEK_FRAMES_MAX (1u << 26)
 
 typedef struct fb_frame_entry {

@@ -25,6 +25,19 @@
 #define FB_MANIFEST_NAME "manifest.json"
 #define FB_ARCHIVE_NAME "archive.tar.zst"
 
+/* Compression settings we write with (config "compression", the archive
+ * writer): levels, frame sizes (a frame is at most this many tar bytes;
+ * readers refuse larger ones) and worker threads. */
+#define FB_LEVEL_MIN 1
+#define FB_LEVEL_MAX 19
+#define FB_FRAME_SIZE_MIN (64u * 1024)
+#define FB_FRAME_SIZE_MAX (64u * 1024 * 1024)
+#define FB_THREADS_MAX 256
+/* Levels a manifest may record: zstd's whole range (ZSTD_minCLevel() ..
+ * ZSTD_maxCLevel()), so a manifest from another writer still reads. */
+#define FB_ZSTD_LEVEL_MIN (-131072)
+#define FB_ZSTD_LEVEL_MAX 22
+
 typedef enum fb_entry_type {
     FB_ENTRY_FILE = 0,
     FB_ENTRY_DIR,
