@@ -1,22 +1,14 @@
-/* `flowloom-backup verify`: full check of stored backups. For each backup:
- * its directory and manifest exist and parse, fb_verify_backup_dir (archive
- * SHA-256, every frame, every file, JSON members), and its index record
- * against the manifest. The session's index.json itself is checked against
- * the backup directories on disk: a backup the index forgot, or a record
- * whose directory is gone, is reported. Nothing is modified, except that a
+/* `flowloom-backup verify`: full check of stored backups, done by core's
+ * fb_verify_session (each backup completely, and the session's index.json
+ * against the backup directories); this file picks the sessions and the
+ * backup, and prints the results. Nothing is modified, except that a
  * derived index found inconsistent is rebuilt by the store as every command
  * does (SPEC "index.json"). */
 #include "cli_i.h"
 
-#include <dirent.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-#include "fb_fsutil.h"
 #include "fb_store.h"
 #include "fb_verify.h"
 
@@ -63,30 +55,11 @@ static void print_label(const verify_run *v, const char *session_id, const char 
     printf("%s", id);
 }
 
-/* Core messages name the backup ("S/<id>: ..." or "S/<id>/manifest.json:
- * ..."); the line already starts with the id, so drop that part. */
-static const char *strip_backup_name(const char *problem, const char *session_id,
-                                     const char *id)
-{
-    size_t ls = strlen(session_id), li = strlen(id);
-    if (strncmp(problem, session_id, ls) != 0 || problem[ls] != '/' ||
-        strncmp(problem + ls + 1, id, li) != 0)
-        return problem;
-    const char *rest = problem + ls + 1 + li;
-    if (rest[0] == ':' && rest[1] == ' ')
-        return rest + 2;
-    if (rest[0] == '/')
-        return rest + 1;
-    return problem;
-}
-
 /* problem NULL: the backup is OK. error: the check itself failed (I/O). */
 static void report_backup(verify_run *v, const char *session_id, const char *id,
                           const char *problem, bool error)
 {
     v->checked++;
-    if (problem)
-        problem = strip_backup_name(problem, session_id, id);
     if (problem && error)
         v->errors++;
     else if (problem)
@@ -133,120 +106,19 @@ static void report_index(verify_run *v, const char *session_id, const char *prob
     fputc('\n', stdout);
 }
 
-/* Returns true when the backup is good. */
-static bool verify_backup(verify_run *v, int session_fd, const char *session_id, const char *id,
-                          const fb_index_record *rec)
-{
-    size_t bad_before = v->corrupt + v->errors;
-    fb_error err;
-    fb_error_clear(&err);
-    int dirfd = openat(session_fd, id, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (dirfd < 0) {
-        int e = errno;
-        char msg[256];
-        if (e == ENOENT) {
-            report_backup(v, session_id, id,
-                          "listed in index.json but the backup directory is missing", false);
-        } else if (e == ELOOP || e == ENOTDIR) {
-            report_backup(v, session_id, id, "the backup directory is not a directory", false);
-        } else {
-            snprintf(msg, sizeof msg, "cannot open the backup directory: %s", strerror(e));
-            report_backup(v, session_id, id, msg, true);
-        }
-        return false;
-    }
-    fb_manifest m;
-    fb_manifest_init(&m);
-    int rc = fb_store_read_manifest(session_fd, session_id, id, &m, &err);
-    if (rc == FB_ENOTFOUND) {
-        report_backup(v, session_id, id, "manifest.json is missing", false);
-    } else if (rc == FB_ECORRUPT || rc == FB_EUNSUPPORTED) {
-        report_backup(v, session_id, id, err.message, false);
-    } else if (rc != 0) {
-        report_backup(v, session_id, id, err.message, true);
-    } else {
-        char name[FB_SESSION_ID_MAX + FB_BACKUP_ID_LEN + 2];
-        snprintf(name, sizeof name, "%s/%s", session_id, id);
-        rc = fb_verify_backup_dir(dirfd, &m, name, &err);
-        if (rc == 0 && rec)
-            rc = fb_verify_index_record(rec, &m, &err);
-        if (rc == 0)
-            report_backup(v, session_id, id, NULL, false);
-        else
-            report_backup(v, session_id, id, err.message, rc != FB_ECORRUPT);
-    }
-    fb_manifest_fini(&m);
-    close(dirfd);
-    return v->corrupt + v->errors == bad_before;
-}
+typedef struct sink_ctx {
+    verify_run *v;
+    const char *session_id;
+} sink_ctx;
 
-/* Names of the directories in the session dir shaped like backup ids. */
-static bool is_backup_shaped_dir(int dirfd, const char *name, void *ctx)
+static void on_result(void *vctx, const char *backup_id, fb_verify_outcome outcome,
+                      const char *problem)
 {
-    (void)ctx;
-    struct stat st;
-    return cli_is_backup_spec(name) && strcmp(name, "latest") != 0 &&
-           fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
-}
-
-static int list_backup_shaped_dirs(int session_fd, char ***out, size_t *n_out)
-{
-    *out = NULL;
-    *n_out = 0;
-    return fb_list_dir_names_at(session_fd, is_backup_shaped_dir, NULL, out, n_out);
-}
-
-static bool in_list(char **list, size_t n, const char *s)
-{
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(list[i], s) == 0)
-            return true;
-    return false;
-}
-
-/* Reads index.json as it is on disk (no rebuild). Returns 0 with *ok set,
- * or an exit status for a failure that is not about the index's content. */
-static int read_raw_index(int session_fd, const char *session_id, fb_index *raw, bool *present,
-                          bool *ok, char *problem, size_t problem_size)
-{
-    fb_error err;
-    fb_error_clear(&err);
-    char *buf = NULL;
-    size_t len = 0;
-    *present = false;
-    *ok = false;
-    problem[0] = '\0';
-    int rc = fb_read_file_at(session_fd, session_id, FB_INDEX_NAME, FB_MANIFEST_SIZE_MAX, &buf,
-                             &len, &err);
-    if (rc == FB_ENOTFOUND)
-        return 0;
-    *present = true;
-    if (rc != 0) {
-        if (rc == FB_ECORRUPT || err.sys_errno == ELOOP) {
-            snprintf(problem, problem_size, "%s", err.message);
-            return 0;
-        }
-        return cli_fail(&err);
-    }
-    char source[FB_SESSION_ID_MAX + 16];
-    snprintf(source, sizeof source, "%s/" FB_INDEX_NAME, session_id);
-    rc = fb_index_parse(buf, len, source, raw, &err);
-    free(buf);
-    if (rc == FB_ENOMEM)
-        return cli_fail(&err);
-    if (rc != 0) {
-        fb_index_init(raw, session_id);
-        snprintf(problem, problem_size, "%s", err.message);
-        return 0;
-    }
-    if (strcmp(raw->session_id, session_id) != 0) {
-        snprintf(problem, problem_size, "names session '%s'", raw->session_id);
-        fb_index_fini(raw);
-        fb_index_init(raw, session_id);
-        return 0;
-    }
-    *ok = true;
-    return 0;
+    sink_ctx *s = vctx;
+    if (backup_id)
+        report_backup(s->v, s->session_id, backup_id, problem, outcome == FB_VERIFY_FAILED);
+    else
+        report_index(s->v, s->session_id, problem);
 }
 
 /* Verifies the session's backups: all of them (spec NULL) or one. */
@@ -256,100 +128,45 @@ static int verify_session(verify_run *v, fb_store *store, const char *session_id
     cli_ctx *ctx = v->ctx;
     fb_error err;
     fb_error_clear(&err);
-    int session_fd = -1;
-    if (!store || fb_store_open_session(store, session_id, false, &session_fd, &err) != 0) {
-        if (store && err.code != FB_ENOTFOUND)
-            return cli_fail(&err);
-        if (spec)
-            return cli_failf(CLI_EXIT_NOTFOUND, "backup '%s' not found: session %s has no backups",
-                             spec, session_id);
+    char id[FB_BACKUP_ID_LEN + 1] = "";
+    if (spec && strcmp(spec, "latest") == 0) {
+        /* The store's view: the index, rebuilt in memory if it must be. */
+        fb_index idx;
+        int status = cli_load_index(ctx, store, session_id, &idx);
+        if (status == 0 && idx.n == 0)
+            status = cli_failf(CLI_EXIT_NOTFOUND,
+                               "backup 'latest' not found: session %s has no backups",
+                               session_id);
+        if (status == 0 && fb_store_resolve_backup(&idx, spec, id, &err) != 0)
+            status = cli_fail(&err);
+        fb_index_fini(&idx);
+        if (status)
+            return status;
+    } else if (spec) {
+        snprintf(id, sizeof id, "%s", spec);
+    }
+    sink_ctx sc = {.v = v, .session_id = session_id};
+    bool index_stale = false;
+    int rc = store ? fb_verify_session(store, session_id, spec ? id : NULL, on_result, &sc,
+                                       &index_stale, &err)
+                   : fb_error_set(&err, FB_ENOTFOUND, "backup '%s' not found: session %s has no "
+                                  "backups", spec ? spec : "", session_id);
+    if (rc == FB_ENOTFOUND && !spec) {
         if (!ctx->json && !ctx->quiet)
             printf("No backups of session %s yet.\n", session_id);
         return 0;
     }
-
-    int status = 0;
-    fb_index raw;
-    fb_index_init(&raw, session_id);
-    char **dirs = NULL;
-    size_t n_dirs = 0;
-    bool present, raw_ok;
-    char problem[FB_ERROR_MESSAGE_MAX];
-
-    status = read_raw_index(session_fd, session_id, &raw, &present, &raw_ok, problem,
-                            sizeof problem);
-    if (status)
-        goto out;
-    int rc = list_backup_shaped_dirs(session_fd, &dirs, &n_dirs);
-    if (rc) {
-        status = cli_failf(CLI_EXIT_RUNTIME, "reading %s/%s: %s", fb_store_backups_path(store),
-                           session_id, strerror(-rc));
-        goto out;
-    }
-
-    if (spec) {
-        char id[FB_BACKUP_ID_LEN + 1];
-        if (strcmp(spec, "latest") == 0) {
-            /* The store's view: the index, rebuilt in memory if it must be. */
-            fb_index idx;
-            status = cli_load_index(ctx, store, session_id, &idx);
-            if (status == 0 && fb_store_resolve_backup(&idx, spec, id, &err) != 0)
-                status = cli_fail(&err);
-            fb_index_fini(&idx);
-            if (status)
-                goto out;
-        } else if (fb_index_find(&raw, spec) >= 0 || in_list(dirs, n_dirs, spec)) {
-            snprintf(id, sizeof id, "%s", spec);
-        } else {
-            status = cli_failf(CLI_EXIT_NOTFOUND, "backup '%s' not found in session %s", spec,
-                               session_id);
-            goto out;
-        }
-        long at = fb_index_find(&raw, id);
-        verify_backup(v, session_fd, session_id, id, at >= 0 ? &raw.records[at] : NULL);
-        goto out;
-    }
-
-    bool index_problem = false;
-    if (present && !raw_ok) {
-        report_index(v, session_id, problem);
-        index_problem = true;
-    } else if (!present && n_dirs > 0) {
-        report_index(v, session_id, "missing while backup directories exist");
-        index_problem = true;
-    }
-    for (size_t i = 0; i < raw.n; i++) {
-        verify_backup(v, session_fd, session_id, raw.records[i].id, &raw.records[i]);
-        if (!in_list(dirs, n_dirs, raw.records[i].id))
-            index_problem = true;
-    }
-    for (size_t i = 0; i < n_dirs; i++) {
-        if (fb_index_find(&raw, dirs[i]) >= 0)
-            continue;
-        /* A damaged backup is rightly absent from the index: report it
-         * once, as corrupt; a good one the index forgot is an index fault. */
-        if (verify_backup(v, session_fd, session_id, dirs[i], NULL) && raw_ok) {
-            snprintf(problem, sizeof problem, "does not list backup %s", dirs[i]);
-            report_index(v, session_id, problem);
-            index_problem = true;
-        }
-    }
-    if (index_problem) {
+    if (rc)
+        return cli_fail(&err);
+    if (index_stale) {
         /* Derived data: let the store rebuild it (it says so on stderr and
          * writes it back only if nobody holds the session lock). */
         fb_index idx;
-        int st = cli_load_index(ctx, store, session_id, &idx);
+        int status = cli_load_index(ctx, store, session_id, &idx);
         fb_index_fini(&idx);
-        if (st && !status)
-            status = st;
+        return status;
     }
-
-out:
-    if (dirs)
-        fb_string_list_free(dirs, n_dirs);
-    fb_index_fini(&raw);
-    close(session_fd);
-    return status;
+    return 0;
 }
 
 static int run_verify(cli_ctx *ctx)

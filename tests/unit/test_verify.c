@@ -472,6 +472,73 @@ static void test_index_record(void)
     teardown(&f);
 }
 
+/* fb_verify_session: every backup and the index, results in order. */
+typedef struct results {
+    char lines[16][300];
+    size_t n;
+} results;
+
+static void collect(void *ctx, const char *backup_id, fb_verify_outcome outcome,
+                    const char *problem)
+{
+    results *r = ctx;
+    if (r->n < 16)
+        snprintf(r->lines[r->n++], sizeof r->lines[0], "%s %d %s", backup_id ? backup_id : "index",
+                 (int)outcome, problem ? problem : "-");
+}
+
+static void test_session(void)
+{
+    fixture f;
+    REQUIRE(setup(&f));
+    fb_error err;
+    char second[FB_BACKUP_ID_LEN + 1];
+    REQUIRE(run_backup(&f, FB_BACKUP_FULL, NOW + 60, true, second, &err) == 0);
+    results r = {0};
+    bool stale = true;
+    CHECK_EQ_INT(fb_verify_session(f.store, SID, NULL, collect, &r, &stale, &err), 0);
+    CHECK(!stale && r.n == 2);
+    char want[300];
+    snprintf(want, sizeof want, "%s 0 -", f.full);
+    CHECK(strcmp(r.lines[0], want) == 0);
+
+    /* Damage the first archive, drop the second from the index by hand. */
+    int fd = openat(f.sess, f.full, O_RDONLY | O_DIRECTORY);
+    int afd = openat(fd, FB_ARCHIVE_NAME, O_WRONLY);
+    CHECK(pwrite(afd, "X", 1, 100) == 1);
+    close(afd);
+    close(fd);
+    fb_index idx;
+    bool rebuilt;
+    REQUIRE(fb_store_load_index(f.store, SID, 0, &idx, &rebuilt, NULL, NULL, &err) == 0);
+    idx.n = 1; /* the first only; the record of the second is left in place, unused */
+    REQUIRE(fb_store_save_index(f.sess, SID, &idx, &err) == 0);
+    idx.n = 2;
+    fb_index_fini(&idx);
+    memset(&r, 0, sizeof r);
+    CHECK_EQ_INT(fb_verify_session(f.store, SID, NULL, collect, &r, &stale, &err), 0);
+    CHECK(stale && r.n == 3);
+    /* The reason comes without the session and backup names. */
+    snprintf(want, sizeof want, "%s 1 " FB_ARCHIVE_NAME ": ", f.full);
+    CHECK(strncmp(r.lines[0], want, strlen(want)) == 0);
+    snprintf(want, sizeof want, "%s 0 -", second);
+    CHECK(strcmp(r.lines[1], want) == 0);
+    snprintf(want, sizeof want, "index 1 does not list backup %s", second);
+    CHECK(strcmp(r.lines[2], want) == 0);
+
+    /* One backup; unknown ones and sessions are FB_ENOTFOUND. */
+    memset(&r, 0, sizeof r);
+    CHECK_EQ_INT(fb_verify_session(f.store, SID, second, collect, &r, &stale, &err), 0);
+    CHECK(r.n == 1 && strstr(r.lines[0], " 0 -") != NULL);
+    CHECK_EQ_INT(fb_verify_session(f.store, SID, "20270115T080000Z-full-abcdef", collect, &r,
+                                   &stale, &err),
+                 FB_ENOTFOUND);
+    CHECK(strstr(err.message, "not found in session") != NULL);
+    CHECK_EQ_INT(fb_verify_session(f.store, "nosuch", NULL, collect, &r, &stale, &err),
+                 FB_ENOTFOUND);
+    teardown(&f);
+}
+
 int main(void)
 {
     RUN_TEST(test_good_backup_passes);
@@ -480,5 +547,6 @@ int main(void)
     RUN_TEST(test_manifest_file_problems);
     RUN_TEST(test_incremental_json_members);
     RUN_TEST(test_index_record);
+    RUN_TEST(test_session);
     FBTEST_EXIT();
 }
