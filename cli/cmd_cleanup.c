@@ -1,8 +1,8 @@
 /* `flowloom-backup cleanup`: applies the retention policy (SPEC "Retention")
- * to one session or to every session, under the session lock, and reports
- * every backup with the rule that kept or removed it. The decisions and the
- * crash-safe removal are core/retention.c; this file picks the policy
- * (config, then flags), holds the lock and prints.
+ * to one session or to every session and reports every backup with the rule
+ * that kept or removed it. The sequence (lock, leftovers, index, plan,
+ * crash-safe removal) is core's fb_cleanup_run; this file picks the policy
+ * (config, then flags) and the sessions, and prints.
  *
  * A dry run is a reader: it takes no lock, clears no leftovers and never
  * writes a rebuilt index back, so it changes nothing on disk. */
@@ -12,10 +12,8 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#include "fb_fsutil.h"
-#include "fb_lock.h"
+#include "fb_cleanup.h"
 #include "fb_retention.h"
 #include "fb_store.h"
 
@@ -73,126 +71,59 @@ typedef struct cleanup_args {
     const char *session_arg;
 } cleanup_args;
 
-/* Names of the .tmp-* / .trash-* leftovers in the session's store dir (a
- * dry run reports them instead of clearing them). */
-static bool is_leftover(int dirfd, const char *name, void *ctx)
+static void print_decisions(const fb_cleanup_result *r, const fb_retention_policy *policy)
 {
-    (void)dirfd;
-    (void)ctx;
-    return strncmp(name, ".tmp-", 5) == 0 || strncmp(name, ".trash-", 7) == 0;
-}
-
-static int list_leftovers(int session_fd, char ***out, size_t *n_out)
-{
-    *out = NULL;
-    *n_out = 0;
-    return fb_list_dir_names_at(session_fd, is_leftover, NULL, out, n_out);
-}
-
-typedef struct backup_shown {
-    fb_backup_type type;
-    int64_t created_at;
-} backup_shown;
-
-static void print_decisions(const backup_shown *shown, const fb_retention_decision *plan,
-                            size_t n, const fb_retention_policy *policy)
-{
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < r->n_items; i++) {
+        const fb_cleanup_item *it = &r->items[i];
         char desc[256], when[64];
-        fb_retention_describe(&plan[i], policy, desc, sizeof desc);
-        cli_format_local_time(shown[i].created_at, false, when);
-        printf("  %-28s  %-11s  %-19s  %s\n", plan[i].id, fb_backup_type_name(shown[i].type),
+        fb_retention_describe(&it->decision, policy, desc, sizeof desc);
+        cli_format_local_time(it->created_at, false, when);
+        printf("  %-28s  %-11s  %-19s  %s\n", it->decision.id, fb_backup_type_name(it->type),
                when, desc);
     }
 }
 
-/* Cleans one session. json_out: the array to append this session's object
- * to (NULL for human output). Returns 0 or an exit status. */
+/* Cleans one session (core's fb_cleanup_run) and reports it. json_out: the
+ * array to append this session's object to (NULL for human output).
+ * Returns 0 or an exit status. */
 static int cleanup_session(cli_ctx *ctx, fb_store *store, const char *session_id,
                            const fb_retention_policy *policy, const cleanup_args *a,
                            bool heading, bool first, cJSON *json_out)
 {
     fb_error err;
     fb_error_clear(&err);
-    int session_fd = -1;
+    fb_cleanup_request req = {
+        .session_id = session_id,
+        .policy = *policy,
+        .now = ctx->now,
+        .dry_run = a->dry_run,
+        .lock_wait_seconds = a->wait,
+        .warn = cli_warn,
+        .warn_ctx = ctx,
+    };
+    fb_cleanup_result r;
+    fb_cleanup_result_init(&r);
     int status = 0;
-    fb_lock lock = {.fd = -1};
-    fb_index idx;
-    fb_index_init(&idx, session_id);
-    fb_retention_decision *plan = NULL;
-    size_t n_plan = 0;
-    char **leftovers = NULL;
-    size_t n_leftovers = 0;
-    bool rebuilt = false;
-    size_t n_removed = 0;
-    backup_shown *shown = NULL;
-
-    if (store) {
-        int rc = fb_store_open_session(store, session_id, false, &session_fd, &err);
-        if (rc != 0 && rc != FB_ENOTFOUND) {
-            status = cli_fail(&err);
-            goto out;
-        }
-        fb_error_clear(&err);
-    }
-    if (session_fd >= 0) {
-        if (a->dry_run) {
-            int rc = list_leftovers(session_fd, &leftovers, &n_leftovers);
-            if (rc) {
-                status = cli_failf(CLI_EXIT_RUNTIME, "reading %s/%s: %s",
-                                   fb_store_backups_path(store), session_id, strerror(-rc));
-                goto out;
-            }
-        } else {
-            if (fb_lock_acquire(session_fd, session_id, a->wait, &lock, &err) != 0 ||
-                fb_store_clear_leftovers(session_fd, session_id, cli_warn, ctx, &err) != 0) {
-                status = cli_fail(&err);
-                goto out;
-            }
-        }
-        /* Under the lock a rebuilt index is written back before anything is
-         * removed (FB_INDEX_LOAD_LOCKED fails if it cannot be), so removal
-         * starts from an index that matches the manifests on disk. A dry run
-         * keeps a rebuilt index in memory only. */
-        fb_index_fini(&idx);
-        if (fb_store_load_index(store, session_id, a->dry_run ? 0 : FB_INDEX_LOAD_LOCKED, &idx,
-                                &rebuilt, cli_warn, ctx, &err) != 0) {
-            status = cli_fail(&err);
-            goto out;
-        }
-    }
-    if (fb_retention_plan(&idx, policy, ctx->now, &plan, &n_plan, &err) != 0) {
+    if (store && fb_cleanup_run(store, &req, &r, &err) != 0) {
         status = cli_fail(&err);
         goto out;
     }
-    for (size_t i = 0; i < n_plan; i++)
-        n_removed += plan[i].remove;
-    /* What the report shows of each backup, taken before the removal drops
-     * the records (plan[i] is idx.records[i]). */
-    if (n_plan && !(shown = calloc(n_plan, sizeof *shown))) {
-        status = cli_failf(CLI_EXIT_RUNTIME, "out of memory");
-        goto out;
-    }
-    for (size_t i = 0; i < n_plan && i < idx.n; i++)
-        shown[i] = (backup_shown){idx.records[i].type, idx.records[i].created_at};
-    if (!a->dry_run && n_removed > 0 &&
-        fb_retention_apply(session_fd, session_id, &idx, plan, n_plan, &err) != 0) {
-        status = cli_fail(&err);
-        goto out;
-    }
-
     if (json_out) {
+        fb_retention_decision *plan = r.n_items ? calloc(r.n_items, sizeof *plan) : NULL;
+        for (size_t i = 0; plan && i < r.n_items; i++)
+            plan[i] = r.items[i].decision;
         cJSON *o = cJSON_CreateObject();
-        bool ok = cli_json_add(json_out, NULL, o) &&
+        bool ok = (plan || r.n_items == 0) && cli_json_add(json_out, NULL, o) &&
                   cli_json_add(o, "session_id", cJSON_CreateString(session_id)) &&
                   cli_json_add(o, "dry_run", cJSON_CreateBool(a->dry_run)) &&
-                  cli_json_add(o, "index_rebuilt", cJSON_CreateBool(rebuilt)) &&
-                  cli_json_add_retention(o, policy, plan, n_plan);
+                  cli_json_add(o, "index_rebuilt", cJSON_CreateBool(r.index_rebuilt)) &&
+                  cli_json_add_retention(o, policy, plan, r.n_items);
+        free(plan);
         if (ok && a->dry_run) {
             cJSON *l = cJSON_CreateArray();
             ok = cli_json_add(o, "leftovers", l);
-            for (size_t i = 0; ok && i < n_leftovers; i++)
-                ok = cli_json_add(l, NULL, cli_json_string_or_null(leftovers[i]));
+            for (size_t i = 0; ok && i < r.n_leftovers; i++)
+                ok = cli_json_add(l, NULL, cli_json_string_or_null(r.leftovers[i]));
         }
         if (!ok)
             status = cli_failf(CLI_EXIT_RUNTIME, "out of memory while formatting JSON");
@@ -202,36 +133,29 @@ static int cleanup_session(cli_ctx *ctx, fb_store *store, const char *session_id
         fputs("Policy: ", stdout);
         cli_print_policy(stdout, policy);
         fputc('\n', stdout);
-        if (rebuilt)
+        if (r.index_rebuilt)
             printf("Index: rebuilt from the manifests%s\n",
                    a->dry_run ? " (in memory only: dry run)" : " and written");
-        for (size_t i = 0; i < n_leftovers; i++) {
+        for (size_t i = 0; i < r.n_leftovers; i++) {
             fputs("Would clear leftover: ", stdout);
-            cli_print_escaped(stdout, leftovers[i]);
+            cli_print_escaped(stdout, r.leftovers[i]);
             fputc('\n', stdout);
         }
-        if (n_plan == 0) {
+        if (r.n_items == 0) {
             printf("No backups of session %s.\n", session_id);
         } else {
-            print_decisions(shown, plan, n_plan, policy);
+            print_decisions(&r, policy);
+            size_t kept = r.n_items - r.n_removed;
             if (a->dry_run)
                 printf("Dry run: would remove %zu backup%s, keep %zu; nothing was changed.\n",
-                       n_removed, n_removed == 1 ? "" : "s", n_plan - n_removed);
+                       r.n_removed, r.n_removed == 1 ? "" : "s", kept);
             else
-                printf("Removed %zu backup%s, kept %zu.\n", n_removed, n_removed == 1 ? "" : "s",
-                       n_plan - n_removed);
+                printf("Removed %zu backup%s, kept %zu.\n", r.n_removed,
+                       r.n_removed == 1 ? "" : "s", kept);
         }
     }
-
 out:
-    free(shown);
-    if (leftovers)
-        fb_string_list_free(leftovers, n_leftovers);
-    free(plan);
-    fb_index_fini(&idx);
-    fb_lock_release(&lock);
-    if (session_fd >= 0)
-        close(session_fd);
+    fb_cleanup_result_fini(&r);
     return status;
 }
 

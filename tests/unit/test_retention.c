@@ -8,6 +8,8 @@
 
 #include "fb_retention.h"
 #include "fbtest.h"
+#include "fb_cleanup.h"
+#include "fb_lock.h"
 #include "store_fixture.h"
 
 #define NOW 1796094900LL /* 2026-12-01T03:15:00Z */
@@ -425,6 +427,71 @@ static void test_apply_index_failure_removes_nothing(void)
     fbtest_rmtree(dir);
 }
 
+/* fb_cleanup_run: the whole sequence. A dry run lists the leftovers and
+ * changes nothing; a real run clears them and removes what the plan says;
+ * a held lock is FB_EBUSY; a session without backups is empty. */
+static void test_cleanup_run(void)
+{
+    char *dir = fbtest_tempdir();
+    fb_store *st = fixture_store(dir);
+    REQUIRE(st != NULL);
+    fb_error err;
+    int sfd = -1;
+    REQUIRE(fb_store_open_session(st, "S", true, &sfd, &err) == 0);
+    char ids[3][FB_BACKUP_ID_LEN + 1];
+    for (int i = 0; i < 3; i++) {
+        int64_t t = NOW - (2 - i) * DAY;
+        fixture_id(t, FB_BACKUP_FULL, 0xb0 + i, ids[i]);
+        fb_manifest m;
+        REQUIRE(fixture_manifest(&m, "S", ids[i], (uint64_t)i + 1, t, NULL, NULL) == 0);
+        REQUIRE(fixture_write_backup(sfd, &m) == 0);
+        fb_manifest_fini(&m);
+    }
+    REQUIRE(mkdirat(sfd, ".tmp-0123456789abcdef", 0700) == 0);
+    fb_cleanup_request req = {.session_id = "S", .policy = policy(1, 0, 1), .now = NOW,
+                              .dry_run = true};
+    fb_cleanup_result r;
+    REQUIRE(fb_cleanup_run(st, &req, &r, &err) == 0);
+    CHECK_EQ_INT(r.n_items, 3);
+    CHECK_EQ_INT(r.n_removed, 2);
+    CHECK(r.index_rebuilt); /* no index.json yet: rebuilt in memory */
+    CHECK(r.n_leftovers == 1 && strcmp(r.leftovers[0], ".tmp-0123456789abcdef") == 0);
+    CHECK(r.n_items == 3 && r.items[2].type == FB_BACKUP_FULL && !r.items[2].decision.remove &&
+          r.items[0].created_at == NOW - 2 * DAY);
+    fb_cleanup_result_fini(&r);
+    CHECK(faccessat(sfd, ids[0], F_OK, 0) == 0);
+    CHECK(faccessat(sfd, "index.json", F_OK, 0) != 0); /* a dry run writes nothing */
+    CHECK_EQ_INT(count_entries(sfd, ".tmp-"), 1);
+
+    /* Held lock: busy, nothing done. */
+    fb_lock held;
+    REQUIRE(fb_lock_try(sfd, "S", &held, &err) == 0);
+    req.dry_run = false;
+    req.lock_wait_seconds = 0;
+    CHECK_EQ_INT(fb_cleanup_run(st, &req, &r, &err), FB_EBUSY);
+    fb_cleanup_result_fini(&r);
+    fb_lock_release(&held);
+    CHECK(faccessat(sfd, ids[0], F_OK, 0) == 0);
+
+    REQUIRE(fb_cleanup_run(st, &req, &r, &err) == 0);
+    CHECK_EQ_INT(r.n_removed, 2);
+    CHECK(r.n_leftovers == 0);
+    fb_cleanup_result_fini(&r);
+    CHECK(faccessat(sfd, ids[0], F_OK, AT_SYMLINK_NOFOLLOW) != 0);
+    CHECK(faccessat(sfd, ids[1], F_OK, AT_SYMLINK_NOFOLLOW) != 0);
+    CHECK(faccessat(sfd, ids[2], F_OK, 0) == 0);
+    CHECK_EQ_INT(count_entries(sfd, ".tmp-"), 0);
+    CHECK_EQ_INT(count_entries(sfd, ".trash-"), 0);
+
+    req.session_id = "none-yet";
+    REQUIRE(fb_cleanup_run(st, &req, &r, &err) == 0);
+    CHECK(r.n_items == 0 && r.n_removed == 0);
+    fb_cleanup_result_fini(&r);
+    close(sfd);
+    fb_store_free(st);
+    fbtest_rmtree(dir);
+}
+
 int main(void)
 {
     RUN_TEST(test_spec_scenario);
@@ -434,5 +501,6 @@ int main(void)
     RUN_TEST(test_clock_anomalies);
     RUN_TEST(test_apply_on_disk);
     RUN_TEST(test_apply_index_failure_removes_nothing);
+    RUN_TEST(test_cleanup_run);
     FBTEST_EXIT();
 }
