@@ -397,7 +397,7 @@ static int write_file_in(run *r, int dirfd, const char *name, const void *data, 
     if (fd < 0)
         return fb_error_set_errno(r->err, errno, "%s/%s/%s: cannot create", r->sess_name,
                                   r->tmpname, name);
-    int e = -fb_write_all(fd, data, len);
+    int e = fb_write_all(fd, data, len);
     if (!e && fsync(fd) != 0)
         e = errno;
     if (close(fd) != 0 && !e)

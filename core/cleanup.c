@@ -54,7 +54,7 @@ int fb_cleanup_run(fb_store *store, const fb_cleanup_request *req, fb_cleanup_re
             rc = fb_list_dir_names_at(session_fd, is_leftover, NULL, &out->leftovers,
                                       &out->n_leftovers);
             if (rc) {
-                rc = fb_error_from_errno(err, -rc, "%s/%s: cannot list leftovers",
+                rc = fb_error_from_errno(err, rc, "%s/%s: cannot list leftovers",
                                          fb_store_backups_path(store), req->session_id);
                 goto out;
             }

@@ -61,34 +61,12 @@ int fb_write_all(int fd, const void *buf, size_t len)
         if (w < 0) {
             if (errno == EINTR)
                 continue;
-            return -errno;
+            return errno;
         }
         if (w == 0)
-            return -EIO;
+            return EIO;
         p += w;
         len -= (size_t)w;
-    }
-    return 0;
-}
-
-int fb_pread_all(int fd, void *buf, size_t len, uint64_t offset)
-{
-    uint64_t end;
-    if (__builtin_add_overflow(offset, (uint64_t)len, &end) || end > (uint64_t)INT64_MAX)
-        return -EINVAL;
-    uint8_t *p = buf;
-    while (len > 0) {
-        ssize_t r = pread(fd, p, len, (off_t)offset);
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        if (r == 0)
-            return 1;
-        p += r;
-        len -= (size_t)r;
-        offset += (uint64_t)r;
     }
     return 0;
 }
@@ -129,7 +107,7 @@ int fb_atomic_write_at(int dirfd, const char *dir_name, const char *name, const 
 
     int rc = fb_write_all(fd, data, len);
     if (rc) {
-        rc = fb_error_set_errno(err, -rc, "cannot write %s", shown);
+        rc = fb_error_set_errno(err, rc, "cannot write %s", shown);
         goto fail_open;
     }
     if (fsync(fd) != 0) {
@@ -564,7 +542,7 @@ int fb_read_dir_names(DIR *d, fb_name_filter_fn keep, void *ctx, char ***names, 
     }
     if (e) {
         fb_string_list_free(list, n);
-        return -e;
+        return e;
     }
     if (n > 1)
         qsort(list, n, sizeof *list, cmp_names);
@@ -580,12 +558,12 @@ int fb_list_dir_names_at(int dirfd, fb_name_filter_fn keep, void *ctx, char ***n
     *n = 0;
     int lfd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (lfd < 0)
-        return -errno;
+        return errno;
     DIR *d = fdopendir(lfd);
     if (!d) {
         int e = errno;
         close(lfd);
-        return -e;
+        return e;
     }
     int rc = fb_read_dir_names(d, keep, ctx, names, n);
     closedir(d);

@@ -503,11 +503,11 @@ static int walk_live(run *r, int dfd, const char *prefix, live_list *out, unsign
     char **names;
     size_t n;
     int rc = fb_list_dir_names_at(dfd, NULL, NULL, &names, &n);
-    if (rc == -ENOMEM)
+    if (rc == ENOMEM)
         return oom(r->err);
-    if (rc < 0) {
+    if (rc) {
         fb_path_escape(prefix ? prefix : ".", esc, sizeof esc);
-        return fb_error_set_errno(r->err, -rc, "%s: cannot list %s", r->dest_shown, esc);
+        return fb_error_set_errno(r->err, rc, "%s: cannot list %s", r->dest_shown, esc);
     }
     for (size_t i = 0; i < n && rc == 0; i++) {
         char *path = prefix ? fb_path_join(prefix, names[i]) : strdup(names[i]);
@@ -1262,9 +1262,9 @@ static void clear_leftovers(run *r)
     char **names;
     size_t n;
     int rc = fb_list_dir_names_at(r->parent_fd, is_leftover, r, &names, &n);
-    if (rc < 0) {
+    if (rc) {
         warn(r, "cannot list %s for leftovers of interrupted restores: %s", r->parent_shown,
-             strerror(-rc));
+             strerror(rc));
         return;
     }
     bool removed = false;

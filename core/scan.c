@@ -248,10 +248,10 @@ static bool included(const walker *w)
 static int list_names(walker *w, DIR *d, char ***out, size_t *n_out)
 {
     int rc = fb_read_dir_names(d, NULL, NULL, out, n_out);
-    if (rc == -ENOMEM)
+    if (rc == ENOMEM)
         return oom(w->err);
-    if (rc < 0)
-        return fail_path(w, -rc, "cannot list directory");
+    if (rc)
+        return fail_path(w, rc, "cannot list directory");
     return 0;
 }
 

@@ -378,10 +378,10 @@ static int list_names(int dirfd, const char *what, fb_name_filter_fn filter, cha
                       size_t *n_out, fb_error *err)
 {
     int rc = fb_list_dir_names_at(dirfd, filter, NULL, out, n_out);
-    if (rc == -ENOMEM)
+    if (rc == ENOMEM)
         return store_oom(err);
-    if (rc < 0)
-        return fb_error_set_errno(err, -rc, "cannot list %s", what);
+    if (rc)
+        return fb_error_set_errno(err, rc, "cannot list %s", what);
     return 0;
 }
 

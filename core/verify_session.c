@@ -172,7 +172,7 @@ int fb_verify_session(fb_store *store, const char *session_id, const char *backu
         goto out;
     rc = fb_list_dir_names_at(s.session_fd, is_backup_shaped_dir, NULL, &dirs, &n_dirs);
     if (rc) {
-        rc = fb_error_from_errno(err, -rc, "%s/%s: cannot list the backups",
+        rc = fb_error_from_errno(err, rc, "%s/%s: cannot list the backups",
                                  fb_store_backups_path(store), session_id);
         goto out;
     }

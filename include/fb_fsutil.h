@@ -28,11 +28,11 @@ int fb_fsync_dir(int dirfd, const char *dir_name, fb_error *err);
 int fb_read_file_at(int dirfd, const char *dir_name, const char *name, size_t cap, char **out,
                     size_t *out_len, fb_error *err);
 
-/* write() all of buf, retrying on EINTR and short writes. Returns 0 or -errno. */
+/* write() all of buf, retrying on EINTR and short writes. Returns 0 or the
+ * errno of the failure, a positive number: these raw helpers never return
+ * FB_E* codes, and an errno can never be mistaken for one (FB_E* are
+ * negative). */
 int fb_write_all(int fd, const void *buf, size_t len);
-/* pread() exactly len bytes; short read (EOF) gives -EIO-like FB_ECORRUPT
- * upstream: returns 0, -errno, or 1 on a short read. */
-int fb_pread_all(int fd, void *buf, size_t len, uint64_t offset);
 
 /* Removes dirfd/name recursively without ever following a symlink. Missing
  * is not an error. */
@@ -54,8 +54,8 @@ typedef bool (*fb_name_filter_fn)(int dirfd, const char *name, void *ctx);
 
 /* The names left to read in d, except "." and "..", that keep (NULL: all)
  * accepts, sorted bytewise. *names is a malloc'd array of malloc'd strings
- * (free with fb_string_list_free). d is not closed. Returns 0 or -errno
- * (-ENOMEM when out of memory). */
+ * (free with fb_string_list_free). d is not closed. Returns 0 or a positive
+ * errno (ENOMEM when out of memory), as fb_write_all. */
 int fb_read_dir_names(DIR *d, fb_name_filter_fn keep, void *ctx, char ***names, size_t *n);
 
 /* The same for the directory open on dirfd, read through a fresh open file
