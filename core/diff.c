@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fb_fsutil.h"
 #include "fb_hash.h"
 #include "fb_text.h"
 #include "json_fields_i.h"
@@ -295,41 +296,22 @@ static bool is_gone_errno(int e)
  * vanished or a component is no longer what it was, or an FB error. */
 static int open_beneath(live_ctx *lc, const char *path, int *fd_out, fb_error *err)
 {
-    int dirfd = lc->source_fd, own = -1;
-    const char *p = path;
     char esc[600];
-    for (;;) {
-        const char *slash = strchr(p, '/');
-        if (!slash)
-            break;
-        size_t nl = (size_t)(slash - p);
-        char name[NAME_MAX + 1];
-        if (nl == 0 || nl > NAME_MAX) {
-            if (own >= 0)
-                close(own);
+    int dirfd;
+    const char *p;
+    size_t failed_len;
+    int e = fb_open_parent_beneath(lc->source_fd, path, false, &dirfd, &p, &failed_len);
+    if (e) {
+        if (is_gone_errno(e) || e == EINVAL)
             return 1;
-        }
-        memcpy(name, p, nl);
-        name[nl] = '\0';
-        int fd = openat(dirfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        int e = errno;
-        if (own >= 0)
-            close(own);
-        if (fd < 0) {
-            if (is_gone_errno(e))
-                return 1;
-            fb_path_escape(path, esc, sizeof esc);
-            return fb_error_set_errno(err, e, "%s: cannot open the directory of %s",
-                                      lc->source_name, esc);
-        }
-        own = dirfd = fd;
-        p = slash + 1;
+        fb_path_escape(path, esc, sizeof esc);
+        return fb_error_set_errno(err, e, "%s: cannot open the directory of %s",
+                                  lc->source_name, esc);
     }
     /* O_NONBLOCK: a FIFO swapped in since the walk must not block the open. */
     int fd = openat(dirfd, p, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-    int e = errno;
-    if (own >= 0)
-        close(own);
+    e = errno;
+    close(dirfd);
     if (fd < 0) {
         if (is_gone_errno(e))
             return 1;

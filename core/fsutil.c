@@ -237,6 +237,60 @@ static void free_levels(remove_level *levels, size_t n)
     free(levels);
 }
 
+int fb_open_parent_beneath(int root_fd, const char *path, bool create, int *pfd,
+                           const char **base, size_t *failed_len)
+{
+    *pfd = -1;
+    *failed_len = 0;
+    const char *slash = strrchr(path, '/');
+    *base = slash ? slash + 1 : path;
+    size_t dlen = slash ? (size_t)(slash - path) : 0;
+    int cur = fcntl(root_fd, F_DUPFD_CLOEXEC, 0);
+    if (cur < 0)
+        return errno;
+    size_t pos = 0;
+    while (pos < dlen) {
+        const char *e = memchr(path + pos, '/', dlen - pos);
+        size_t end = e ? (size_t)(e - path) : dlen;
+        size_t nl = end - pos;
+        char name[NAME_MAX + 1];
+        *failed_len = end;
+        if (nl == 0 || nl > NAME_MAX) {
+            close(cur);
+            return EINVAL;
+        }
+        memcpy(name, path + pos, nl);
+        name[nl] = '\0';
+        int fd = openat(cur, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0 && errno == ENOENT && create) {
+            if (mkdirat(cur, name, 0700) != 0 && errno != EEXIST) {
+                int e2 = errno;
+                close(cur);
+                return e2;
+            }
+            fd = openat(cur, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        }
+        if (fd < 0) {
+            int e2 = errno;
+            if (e2 == ELOOP || e2 == ENOTDIR) {
+                /* O_DIRECTORY on a symlink says ENOTDIR: tell the two apart. */
+                struct stat st;
+                e2 = fstatat(cur, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode)
+                         ? ELOOP
+                         : ENOTDIR;
+            }
+            close(cur);
+            return e2;
+        }
+        close(cur);
+        cur = fd;
+        pos = end + 1;
+    }
+    *failed_len = 0;
+    *pfd = cur;
+    return 0;
+}
+
 /* Opens dir parent/name for removal without following a symlink. A
  * directory of ours whose stored mode denies us (a restored 0555 or 0000
  * tree) is made 0700 first: it is being deleted anyway. The chmod of a

@@ -259,65 +259,27 @@ enum { WALK_OK = 0, WALK_ABSENT = 1, WALK_CONFLICT = 2 };
 static int walk_parent(run *r, int root_fd, const char *root_shown, const char *path, bool create,
                        int *pfd, const char **base)
 {
-    *pfd = -1;
-    const char *slash = strrchr(path, '/');
-    *base = slash ? slash + 1 : path;
-    size_t dlen = slash ? (size_t)(slash - path) : 0;
-    int cur = fcntl(root_fd, F_DUPFD_CLOEXEC, 0);
-    if (cur < 0)
-        return fb_error_set_errno(r->err, errno, "%s: cannot duplicate a directory fd",
-                                  root_shown);
-    size_t pos = 0;
-    while (pos < dlen) {
-        const char *e = memchr(path + pos, '/', dlen - pos);
-        size_t end = e ? (size_t)(e - path) : dlen;
-        size_t nl = end - pos;
-        char name[NAME_MAX + 1];
-        if (nl == 0 || nl > NAME_MAX) {
-            close(cur);
-            return fb_error_set(r->err, FB_ECORRUPT, "%s: bad path component", r->label);
-        }
-        memcpy(name, path + pos, nl);
-        name[nl] = '\0';
-        /* O_PATH: only search permission is needed to go through. */
-        int fd = openat(cur, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0 && errno == ENOENT && create) {
-            if (mkdirat(cur, name, 0700) != 0 && errno != EEXIST) {
-                int e2 = errno;
-                close(cur);
-                char esc[600];
-                fb_path_escape(path, esc, sizeof esc);
-                return fb_error_set_errno(r->err, e2, "%s: cannot create the directories of %s",
-                                          root_shown, esc);
-            }
-            fd = openat(cur, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        }
-        if (fd < 0) {
-            int e2 = errno;
-            struct stat st;
-            bool is_link = fstatat(cur, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-                           S_ISLNK(st.st_mode);
-            close(cur);
-            if (e2 == ENOENT)
-                return WALK_ABSENT;
-            char *comp = strndup(path, end);
-            char esc[600];
-            fb_path_escape(comp ? comp : path, esc, sizeof esc);
-            free(comp);
-            if (e2 == ELOOP || e2 == ENOTDIR) {
-                fb_error_set(r->err, FB_EINVAL,
-                             "%s: %s is %s; refusing to restore through it", root_shown, esc,
-                             is_link ? "a symlink" : "not a directory");
-                return WALK_CONFLICT;
-            }
-            return fb_error_set_errno(r->err, e2, "%s: cannot open %s", root_shown, esc);
-        }
-        close(cur);
-        cur = fd;
-        pos = end + 1;
+    size_t failed_len;
+    int e = fb_open_parent_beneath(root_fd, path, create, pfd, base, &failed_len);
+    if (e == 0)
+        return WALK_OK;
+    if (e == ENOENT)
+        return WALK_ABSENT;
+    if (e == EINVAL)
+        return fb_error_set(r->err, FB_ECORRUPT, "%s: bad path component", r->label);
+    char *comp = strndup(path, failed_len);
+    char esc[600];
+    fb_path_escape(comp ? comp : path, esc, sizeof esc);
+    free(comp);
+    if (e == ELOOP || e == ENOTDIR) {
+        fb_error_set(r->err, FB_EINVAL, "%s: %s is %s; refusing to restore through it",
+                     root_shown, esc, e == ELOOP ? "a symlink" : "not a directory");
+        return WALK_CONFLICT;
     }
-    *pfd = cur;
-    return WALK_OK;
+    if (create)
+        return fb_error_set_errno(r->err, e, "%s: cannot create the directories of %s",
+                                  root_shown, esc);
+    return fb_error_set_errno(r->err, e, "%s: cannot open %s", root_shown, esc);
 }
 
 /* ---- comparing the backup with a live tree ---- */

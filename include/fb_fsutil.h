@@ -34,6 +34,20 @@ int fb_read_file_at(int dirfd, const char *dir_name, const char *name, size_t ca
  * negative). */
 int fb_write_all(int fd, const void *buf, size_t len);
 
+/* Opens the directory that holds relative path `path` below root_fd, one
+ * component at a time, never through a symlink (O_NOFOLLOW at every step;
+ * O_PATH, so only search permission is needed on the way). With create,
+ * missing components are made, mode 0700. On success returns 0 with *pfd
+ * (owned by the caller) and *base, the last component (inside path).
+ * Otherwise returns a positive errno and closes everything: ENOENT a
+ * component is missing, ELOOP a component is a symlink, ENOTDIR it is
+ * something else than a directory, EINVAL an empty or over-long component,
+ * or the errno of openat/mkdirat; *failed_len is then the length of the
+ * prefix of path up to and including the component that failed. The one
+ * walk of the project: backup, restore and diff open beneath with it. */
+int fb_open_parent_beneath(int root_fd, const char *path, bool create, int *pfd,
+                           const char **base, size_t *failed_len);
+
 /* Removes dirfd/name recursively without ever following a symlink. Missing
  * is not an error. */
 int fb_remove_tree_at(int dirfd, const char *dir_name, const char *name, fb_error *err);

@@ -396,8 +396,48 @@ static void test_path_join_and_random(void)
     CHECK(memcmp(a, b, sizeof a) != 0);
 }
 
+static void test_open_parent_beneath(void)
+{
+    char *dir = fbtest_tempdir();
+    int root = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    REQUIRE(root >= 0);
+    REQUIRE(mkdirat(root, "a", 0755) == 0 && mkdirat(root, "a/b", 0755) == 0);
+    REQUIRE(symlinkat("a", root, "link") == 0);
+    int fd = openat(root, "file", O_WRONLY | O_CREAT, 0600);
+    REQUIRE(fd >= 0);
+    close(fd);
+    int pfd;
+    const char *base;
+    size_t failed;
+    CHECK_EQ_INT(fb_open_parent_beneath(root, "a/b/c.txt", false, &pfd, &base, &failed), 0);
+    CHECK(pfd >= 0 && strcmp(base, "c.txt") == 0);
+    struct stat st;
+    CHECK(fstat(pfd, &st) == 0 && S_ISDIR(st.st_mode));
+    close(pfd);
+    CHECK_EQ_INT(fb_open_parent_beneath(root, "top.txt", false, &pfd, &base, &failed), 0);
+    CHECK(pfd >= 0 && strcmp(base, "top.txt") == 0);
+    close(pfd);
+    /* never through a symlink, nor a file; missing parts; bad components */
+    CHECK_EQ_INT(fb_open_parent_beneath(root, "link/b/x", false, &pfd, &base, &failed), ELOOP);
+    CHECK(pfd == -1 && failed == 4);
+    CHECK_EQ_INT(fb_open_parent_beneath(root, "file/x", false, &pfd, &base, &failed), ENOTDIR);
+    CHECK_EQ_INT(fb_open_parent_beneath(root, "a/nope/x", false, &pfd, &base, &failed), ENOENT);
+    CHECK_EQ_INT(failed, 6);
+    CHECK_EQ_INT(fb_open_parent_beneath(root, "a//b/x", false, &pfd, &base, &failed), EINVAL);
+    /* create makes the missing directories, private */
+    CHECK_EQ_INT(fb_open_parent_beneath(root, "a/n1/n2/x", true, &pfd, &base, &failed), 0);
+    close(pfd);
+    CHECK(fstatat(root, "a/n1/n2", &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode) &&
+          (st.st_mode & 07777) == 0700);
+    CHECK_EQ_INT(fb_open_parent_beneath(root, "link/n3/x", true, &pfd, &base, &failed), ELOOP);
+    CHECK(fstatat(root, "a/n3", &st, AT_SYMLINK_NOFOLLOW) != 0); /* nothing made through it */
+    close(root);
+    fbtest_rmtree(dir);
+}
+
 int main(void)
 {
+    RUN_TEST(test_open_parent_beneath);
     RUN_TEST(test_atomic_write_replaces);
     RUN_TEST(test_atomic_write_dir_removed);
     RUN_TEST(test_atomic_write_onto_directory);
