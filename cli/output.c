@@ -216,41 +216,15 @@ bool cli_json_add_retention(cJSON *obj, const fb_retention_policy *policy,
     return ok;
 }
 
-static char *base64_encode(const unsigned char *in, size_t len)
-{
-    static const char tbl[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    char *out = malloc((len + 2) / 3 * 4 + 1);
-    if (!out)
-        return NULL;
-    size_t o = 0;
-    for (size_t i = 0; i < len; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        if (i + 1 < len)
-            v |= (uint32_t)in[i + 1] << 8;
-        if (i + 2 < len)
-            v |= in[i + 2];
-        out[o++] = tbl[(v >> 18) & 63];
-        out[o++] = tbl[(v >> 12) & 63];
-        out[o++] = i + 1 < len ? tbl[(v >> 6) & 63] : '=';
-        out[o++] = i + 2 < len ? tbl[v & 63] : '=';
-    }
-    out[o] = '\0';
-    return out;
-}
-
 bool cli_json_add_name(cJSON *obj, const char *key, const char *name)
 {
     if (!cli_json_add(obj, key, cli_json_string_or_null(name)))
         return false;
-    char *clean = cli_utf8_sanitize(name);
-    if (!clean)
-        return false;
-    bool utf8 = strcmp(clean, name) == 0;
-    free(clean);
-    if (utf8)
+    if (fb_utf8_valid(name, strlen(name)))
         return true;
-    char *b64 = base64_encode((const unsigned char *)name, strlen(name));
+    char *b64 = NULL;
+    if (fb_base64_encode((const uint8_t *)name, strlen(name), &b64) != 0)
+        return false;
     char k[64];
     snprintf(k, sizeof k, "%s_b64", key);
     bool ok = b64 && cli_json_add(obj, k, cJSON_CreateString(b64));

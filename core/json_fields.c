@@ -175,3 +175,55 @@ int fb_json_get_base(const fb_json_val *obj, fb_backup_type type,
         return fb_json_fail_key(obj, "base", err, "%s is not a full backup", out);
     return 0;
 }
+
+int fb_json_get_name(const fb_json_val *obj, const char *key, unsigned flags, char **out,
+                     fb_error *err)
+{
+    *out = NULL;
+    char key_b64[32];
+    snprintf(key_b64, sizeof key_b64, "%s_b64", key);
+    const char *text, *b64;
+    int rc = fb_json_get_string(obj, key, flags, &text, err);
+    if (rc < 0)
+        return rc;
+    int rc64 = fb_json_get_string(obj, key_b64, FB_JSON_OPTIONAL, &b64, err);
+    if (rc64 < 0)
+        return rc64;
+    if (rc == FB_JSON_ABSENT) {
+        if (rc64 == 0)
+            return fb_json_fail_key(obj, key_b64, err, "present without '%s'", key);
+        return FB_JSON_ABSENT;
+    }
+    if (rc64 == FB_JSON_ABSENT) {
+        *out = strdup(text);
+        if (!*out)
+            return fb_error_set(err, FB_ENOMEM, "out of memory");
+        return 0;
+    }
+    uint8_t *raw;
+    size_t raw_len;
+    rc = fb_base64_decode(b64, strlen(b64), &raw, &raw_len);
+    if (rc == FB_ENOMEM)
+        return fb_error_set(err, FB_ENOMEM, "out of memory");
+    if (rc < 0)
+        return fb_json_fail_key(obj, key_b64, err, "not valid base64");
+    if (memchr(raw, '\0', raw_len)) {
+        free(raw);
+        return fb_json_fail_key(obj, key_b64, err, "contains a NUL byte");
+    }
+    /* The text form must be what the bytes render as, so a reader that
+     * ignores _b64 still sees the same name (modulo U+FFFD). */
+    char *lossy;
+    if (fb_utf8_lossy((const char *)raw, raw_len, &lossy) < 0) {
+        free(raw);
+        return fb_error_set(err, FB_ENOMEM, "out of memory");
+    }
+    bool same = strcmp(lossy, text) == 0;
+    free(lossy);
+    if (!same) {
+        free(raw);
+        return fb_json_fail_key(obj, key, err, "does not match %s", key_b64);
+    }
+    *out = (char *)raw;
+    return 0;
+}

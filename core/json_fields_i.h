@@ -33,6 +33,12 @@ void fb_json_put_backup_origin(fb_json_writer *w, fb_backup_type type, int64_t c
 
 /* ---- reading ---- */
 
+/* A raw-bytes name written by fb_json_put_name: `key`, or the exact bytes
+ * in `key`_b64, which must be valid base64 without a NUL and render as the
+ * text form. *out is malloc'd; FB_JSON_ABSENT when optional and absent. */
+int fb_json_get_name(const fb_json_val *obj, const char *key, unsigned flags, char **out,
+                     fb_error *err);
+
 /* Printable form of a hostile string for a message: control bytes, '"' and
  * '\\' as \xNN, cut after 80 bytes with "...". */
 void fb_json_quote(char *buf, size_t cap, const char *s);

@@ -128,11 +128,6 @@ int fb_json_get_i64(const fb_json_val *obj, const char *key, unsigned flags, int
 /* Offset of a byte in text as 1-based line and column (columns in bytes). */
 void fb_json_line_col(const char *text, size_t offset, size_t *line, size_t *col);
 
-/* Standard base64 with padding. encode: malloc'd NUL-terminated text.
- * decode: strict (alphabet, padding, zero trailing bits); malloc'd bytes
- * with a NUL appended. Return 0, FB_ENOMEM, or -1 (decode: invalid). */
-int fb_base64_encode(const uint8_t *in, size_t n, char **out);
-int fb_base64_decode(const char *in, size_t n, uint8_t **out, size_t *out_len);
 
 /* Pretty JSON writer: 2-space indent, "key": value, empty containers as
  * {} / [], a trailing newline. Integers beyond +-FB_JSON_INT_MAX and

@@ -242,60 +242,6 @@ static const char *path_problem(const char *p, size_t n)
     return NULL;
 }
 
-/* Reads a raw-bytes name field (`key`, or the exact bytes in `key`_b64).
- * *out is malloc'd; FB_JSON_ABSENT when optional and absent. */
-static int get_name(const fb_json_val *obj, const char *key, unsigned flags, char **out,
-                    fb_error *err)
-{
-    *out = NULL;
-    char key_b64[32];
-    snprintf(key_b64, sizeof key_b64, "%s_b64", key);
-    const char *text, *b64;
-    int rc = fb_json_get_string(obj, key, flags, &text, err);
-    if (rc < 0)
-        return rc;
-    int rc64 = fb_json_get_string(obj, key_b64, FB_JSON_OPTIONAL, &b64, err);
-    if (rc64 < 0)
-        return rc64;
-    if (rc == FB_JSON_ABSENT) {
-        if (rc64 == 0)
-            return fb_json_fail_key(obj, key_b64, err, "present without '%s'", key);
-        return FB_JSON_ABSENT;
-    }
-    if (rc64 == FB_JSON_ABSENT) {
-        *out = strdup(text);
-        if (!*out)
-            return fb_error_set(err, FB_ENOMEM, "manifest: out of memory");
-        return 0;
-    }
-    uint8_t *raw;
-    size_t raw_len;
-    rc = fb_base64_decode(b64, strlen(b64), &raw, &raw_len);
-    if (rc == FB_ENOMEM)
-        return fb_error_set(err, FB_ENOMEM, "manifest: out of memory");
-    if (rc < 0)
-        return fb_json_fail_key(obj, key_b64, err, "not valid base64");
-    if (memchr(raw, '\0', raw_len)) {
-        free(raw);
-        return fb_json_fail_key(obj, key_b64, err, "contains a NUL byte");
-    }
-    /* The text form must be what the bytes render as, so a reader that
-     * ignores _b64 still sees the same name (modulo U+FFFD). */
-    char *lossy;
-    if (fb_utf8_lossy((const char *)raw, raw_len, &lossy) < 0) {
-        free(raw);
-        return fb_error_set(err, FB_ENOMEM, "manifest: out of memory");
-    }
-    bool same = strcmp(lossy, text) == 0;
-    free(lossy);
-    if (!same) {
-        free(raw);
-        return fb_json_fail_key(obj, key, err, "does not match %s", key_b64);
-    }
-    *out = (char *)raw;
-    return 0;
-}
-
 /* Rejects a key that does not belong to this entry type: a reader that
  * trusted it (a file with a `target`) would see a different entry. */
 static int refuse_keys(const fb_json_val *obj, const char *const *keys, const char *type_name,
@@ -315,7 +261,7 @@ static int parse_entry(const fb_json_val *ev, fb_manifest_entry *e, fb_error *er
         return rc;
     const char *s;
     uint64_t v;
-    if ((rc = get_name(ev, "path", 0, &e->path, err)) < 0)
+    if ((rc = fb_json_get_name(ev, "path", 0, &e->path, err)) < 0)
         return rc;
     const char *why = path_problem(e->path, strlen(e->path));
     if (why) {
@@ -370,7 +316,7 @@ static int parse_entry(const fb_json_val *ev, fb_manifest_entry *e, fb_error *er
             return fb_json_fail_key(ev, "offset", err, "offset + size overflows");
         break;
     case FB_ENTRY_SYMLINK:
-        if ((rc = get_name(ev, "target", 0, &e->target, err)) < 0)
+        if ((rc = fb_json_get_name(ev, "target", 0, &e->target, err)) < 0)
             return rc;
         /* Any content is allowed: the target is stored, never followed. */
         if (e->target[0] == '\0')
@@ -379,7 +325,7 @@ static int parse_entry(const fb_json_val *ev, fb_manifest_entry *e, fb_error *er
             return fb_json_fail_key(ev, "target", err, "longer than %d bytes", FB_PATH_MAX);
         break;
     case FB_ENTRY_HARDLINK:
-        if ((rc = get_name(ev, "link", 0, &e->target, err)) < 0)
+        if ((rc = fb_json_get_name(ev, "link", 0, &e->target, err)) < 0)
             return rc;
         why = path_problem(e->target, strlen(e->target));
         if (why) {

@@ -167,3 +167,97 @@ void fb_text_quote(const char *s, char *out, size_t size)
     }
     out[o] = '\0';
 }
+
+/* ---- base64: the exact bytes of a name that UTF-8 text cannot carry ---- */
+
+static const char b64_alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+int fb_base64_encode(const uint8_t *in, size_t n, char **out)
+{
+    *out = NULL;
+    if (n > (SIZE_MAX - 1) / 4 * 3 - 3)
+        return FB_ENOMEM;
+    size_t olen = (n + 2) / 3 * 4;
+    char *o = malloc(olen + 1);
+    if (!o)
+        return FB_ENOMEM;
+    size_t j = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16;
+        if (i + 1 < n)
+            v |= (uint32_t)in[i + 1] << 8;
+        if (i + 2 < n)
+            v |= in[i + 2];
+        o[j++] = b64_alphabet[(v >> 18) & 63];
+        o[j++] = b64_alphabet[(v >> 12) & 63];
+        o[j++] = i + 1 < n ? b64_alphabet[(v >> 6) & 63] : '=';
+        o[j++] = i + 2 < n ? b64_alphabet[v & 63] : '=';
+    }
+    o[j] = '\0';
+    *out = o;
+    return 0;
+}
+
+static int b64_value(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+')
+        return 62;
+    if (c == '/')
+        return 63;
+    return -1;
+}
+
+int fb_base64_decode(const char *in, size_t n, uint8_t **out, size_t *out_len)
+{
+    *out = NULL;
+    *out_len = 0;
+    if (n % 4 != 0)
+        return -1;
+    uint8_t *o = malloc(n / 4 * 3 + 1);
+    if (!o)
+        return FB_ENOMEM;
+    size_t j = 0;
+    for (size_t i = 0; i < n; i += 4) {
+        bool last = i + 4 == n;
+        int v[4];
+        int pad = 0;
+        for (int k = 0; k < 4; k++) {
+            unsigned char c = (unsigned char)in[i + k];
+            if (c == '=' && last && k >= 2) {
+                v[k] = 0;
+                pad++;
+                continue;
+            }
+            if (pad) /* data after '=' */
+                goto bad;
+            v[k] = b64_value(c);
+            if (v[k] < 0)
+                goto bad;
+        }
+        uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 |
+                     (uint32_t)v[3];
+        /* Canonical form only: the bits beyond the data must be zero, so one
+         * byte string has exactly one encoding. */
+        if ((pad == 1 && (w & 0xFF) != 0) || (pad == 2 && (w & 0xFFFF) != 0))
+            goto bad;
+        o[j++] = (uint8_t)(w >> 16);
+        if (pad < 2)
+            o[j++] = (uint8_t)(w >> 8);
+        if (pad < 1)
+            o[j++] = (uint8_t)w;
+    }
+    o[j] = '\0';
+    *out = o;
+    *out_len = j;
+    return 0;
+bad:
+    free(o);
+    return -1;
+}

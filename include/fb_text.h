@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* Length (1..4) of the valid UTF-8 sequence at s, of which avail >= 1 bytes
  * may be read, or 0 if it is not one. Strict: no overlong forms, no UTF-16
@@ -32,5 +33,14 @@ void fb_path_escape(const char *path, char *out, size_t size);
  * everything else (and ' and \\) escaped, input cut after 160 bytes with
  * "...", so a hostile id cannot forge lines or terminal escapes. */
 void fb_text_quote(const char *s, char *out, size_t size);
+
+/* Names that are not valid UTF-8 are written in JSON as text (invalid
+ * bytes as U+FFFD) plus "<key>_b64", their exact bytes in base64: the one
+ * rule for every JSON document and output of the project.
+ * Standard base64 with padding. encode: malloc'd NUL-terminated text.
+ * decode: strict (alphabet, padding, zero trailing bits); malloc'd bytes
+ * with a NUL appended. Return 0, FB_ENOMEM, or -1 (decode: invalid). */
+int fb_base64_encode(const uint8_t *in, size_t n, char **out);
+int fb_base64_decode(const char *in, size_t n, uint8_t **out, size_t *out_len);
 
 #endif
