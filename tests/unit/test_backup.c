@@ -4,6 +4,7 @@
  * with the real `tar --zstd`, incrementals, and the failure paths (unreadable
  * file, lock held, EFBIG) leaving the store exactly as it was. */
 #include "fbtest.h"
+#include "warns_fixture.h"
 
 #include <dirent.h>
 #include <grp.h>
@@ -27,33 +28,6 @@
 #define NOW 1790000000
 
 /* ---- warnings and progress ---- */
-
-typedef struct warns {
-    char *msgs[512];
-    size_t n;
-} warns;
-
-static void collect_warn(void *ctx, const char *msg)
-{
-    warns *w = ctx;
-    if (w->n < 512)
-        w->msgs[w->n++] = strdup(msg);
-}
-
-static bool warns_has(const warns *w, const char *needle)
-{
-    for (size_t i = 0; i < w->n; i++)
-        if (strstr(w->msgs[i], needle))
-            return true;
-    return false;
-}
-
-static void warns_free(warns *w)
-{
-    for (size_t i = 0; i < w->n; i++)
-        free(w->msgs[i]);
-    w->n = 0;
-}
 
 typedef struct prog {
     size_t calls;

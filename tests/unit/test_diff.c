@@ -6,6 +6,7 @@
  * chown, touch, retargeted symlink, hardlinks, a dir replaced by a file, a
  * FIFO, and names with a newline and non-UTF-8 bytes. */
 #include "fbtest.h"
+#include "warns_fixture.h"
 
 #include <cJSON.h>
 #include <stdbool.h>
@@ -478,33 +479,6 @@ static void test_incremental_scope(void)
 }
 
 /* ---- live ---- */
-
-typedef struct warns {
-    char *msgs[256];
-    size_t n;
-} warns;
-
-static void collect_warn(void *ctx, const char *msg)
-{
-    warns *w = ctx;
-    if (w->n < 256)
-        w->msgs[w->n++] = strdup(msg);
-}
-
-static bool warns_has(const warns *w, const char *needle)
-{
-    for (size_t i = 0; i < w->n; i++)
-        if (strstr(w->msgs[i], needle))
-            return true;
-    return false;
-}
-
-static void warns_free(warns *w)
-{
-    for (size_t i = 0; i < w->n; i++)
-        free(w->msgs[i]);
-    w->n = 0;
-}
 
 static int put(int dfd, const char *rel, const void *data, size_t len, mode_t mode)
 {

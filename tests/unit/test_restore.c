@@ -7,6 +7,7 @@
  * matching hashes) refused without writing outside the staging dir,
  * dropped mode bits, leftovers of interrupted restores, dry runs. */
 #include "fbtest.h"
+#include "warns_fixture.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -33,33 +34,6 @@
 #define T0 (NOW - 100000)
 
 /* ---- warnings ---- */
-
-typedef struct warns {
-    char *msgs[256];
-    size_t n;
-} warns;
-
-static void collect_warn(void *ctx, const char *msg)
-{
-    warns *w = ctx;
-    if (w->n < 256)
-        w->msgs[w->n++] = strdup(msg);
-}
-
-static bool warns_has(const warns *w, const char *needle)
-{
-    for (size_t i = 0; i < w->n; i++)
-        if (strstr(w->msgs[i], needle))
-            return true;
-    return false;
-}
-
-static void warns_free(warns *w)
-{
-    for (size_t i = 0; i < w->n; i++)
-        free(w->msgs[i]);
-    w->n = 0;
-}
 
 /* ---- the fixture ---- */
 
