@@ -857,9 +857,20 @@ __attribute__((noreturn)) static void child_main(run *r, int report_fd, int life
 {
     xreport rep;
     memset(&rep, 0, sizeof rep);
+    /* The watcher only blocks in read(): a small stack, so that it still
+     * starts under a tight address-space limit. */
+    pthread_attr_t attr;
     pthread_t watcher;
-    if (pthread_create(&watcher, NULL, lifeline_main, (void *)(intptr_t)lifeline_fd) != 0)
-        _exit(120);
+    int e = pthread_attr_init(&attr);
+    if (e == 0) {
+        pthread_attr_setstacksize(&attr, 64 * 1024);
+        e = pthread_create(&watcher, &attr, lifeline_main, (void *)(intptr_t)lifeline_fd);
+        pthread_attr_destroy(&attr);
+    }
+    if (e != 0) {
+        rep.rc = fb_error_set_errno(&rep.err, e, "cannot start the extraction's watcher thread");
+        _exit(fb_write_all(report_fd, &rep, sizeof rep) == 0 ? 0 : 121);
+    }
     /* Parents libarchive may have to create, and files before their mode
      * is set, are private. */
     umask(077);
