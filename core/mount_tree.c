@@ -1,6 +1,8 @@
 /* The mounted view of a store: sessions -> backups -> entries with stable
  * inode numbers, built lazily from indexes and manifests, freed by the
  * kernel's lookup counts. See include/fb_mount_tree.h and docs/mount.md.
+ * A backup's contents (its manifest as a tree of nodes) are built by
+ * mount_contents.c; where a mount may go is mount_paths.c.
  *
  * Locking: one mutex (t->lock) guards every table and node. Slow work (reading
  * an index, loading a manifest, opening an archive) runs with t->lock released:
@@ -30,39 +32,11 @@
 #include "fb_store.h"
 #include "fb_text.h"
 #include "clock_i.h"
+#include "mount_contents_i.h"
 #include "tar_header_i.h"
 
-#define MT_NONE UINT32_MAX
-/* Parent index of the entries at the top of a backup. */
-#define MT_TOP (UINT32_MAX - 1)
-/* Entries plus implied directories must fit in uint32 indexes below MT_TOP. */
-#define MT_MAX_NODES (UINT32_MAX / 4)
+/* st_blksize of every node: reads are served a frame at a time. */
 #define MT_BLKSIZE 65536
-
-/* ---------------------------------------------------------------- types */
-
-typedef struct mt_node {
-    const char *name;  /* last path component, NUL-terminated */
-    uint32_t name_len;
-    uint32_t entry;    /* manifest entry index; MT_NONE for an implied directory */
-    uint32_t parent;   /* node index or MT_TOP */
-    uint32_t target;   /* node whose inode/attributes this name shows (hardlink -> file) */
-    uint32_t nlink;
-    uint32_t child_start; /* directories: slice of contents.children */
-    uint32_t child_count;
-} mt_node;
-
-typedef struct mt_contents {
-    fb_manifest m;
-    mt_node *nodes;
-    uint32_t n_nodes;
-    uint32_t *children; /* node indexes sorted by (parent, name) */
-    uint32_t top_start, top_count;
-    uint32_t top_subdirs;
-    int64_t created_at;  /* for implied directories */
-    uid_t uid;           /* owner of implied directories: the store's */
-    gid_t gid;
-} mt_contents;
 
 typedef struct mt_archive mt_archive;
 typedef struct mt_session mt_session;
@@ -186,111 +160,6 @@ struct fb_mount_tree {
     fb_mount_file *files;
 };
 
-/* ------------------------------------------------------- store location */
-
-/* A name from a manifest or a lookup, first len bytes, escaped for a
- * message (names are raw bytes: a newline must not forge a log line). */
-static const char *esc_name(const char *p, size_t len, char *buf, size_t size)
-{
-    char raw[FB_PATH_MAX + 1];
-    if (len > FB_PATH_MAX)
-        len = FB_PATH_MAX;
-    memcpy(raw, p, len);
-    raw[len] = '\0';
-    fb_path_escape(raw, buf, size);
-    return buf;
-}
-
-static bool ends_with_store_dir(const char *p, size_t len, size_t *prefix_len)
-{
-    static const char suffix[] = FB_BACKUPS_PATH;
-    size_t sl = sizeof suffix - 1;
-    if (len < sl || memcmp(p + len - sl, suffix, sl) != 0)
-        return false;
-    if (len == sl) {
-        *prefix_len = 0;
-        return true;
-    }
-    if (p[len - sl - 1] != '/')
-        return false;
-    *prefix_len = len - sl - 1;
-    return true;
-}
-
-static char *root_from_path(const char *path)
-{
-    size_t len = strlen(path);
-    while (len > 1 && path[len - 1] == '/')
-        len--;
-    size_t prefix;
-    if (!ends_with_store_dir(path, len, &prefix))
-        return NULL;
-    if (prefix == 0)
-        return strdup(path[0] == '/' ? "/" : ".");
-    return strndup(path, prefix);
-}
-
-int fb_mount_store_root(const char *backups_dir, char **root_out, fb_error *err)
-{
-    *root_out = NULL;
-    char *root = root_from_path(backups_dir);
-    if (!root) {
-        /* The path may reach the store through a symlink or "..". */
-        char *real = realpath(backups_dir, NULL);
-        if (!real)
-            return fb_error_from_errno(err, errno, "%s", backups_dir);
-        root = root_from_path(real);
-        free(real);
-        if (!root)
-            return fb_error_set(err, FB_EINVAL,
-                                "%s: not a store directory (expected <root>/.flowloom/backups)",
-                                backups_dir);
-    }
-    /* Absolute, because the daemon changes to "/" when it goes to the
-     * background. Only the root is resolved: .flowloom stays as named. */
-    char *abs = realpath(root, NULL);
-    int saved = errno;
-    free(root);
-    if (!abs)
-        return fb_error_from_errno(err, saved, "%s: root of the store", backups_dir);
-    *root_out = abs;
-    return 0;
-}
-
-static bool path_is_inside(const char *inner, const char *outer)
-{
-    size_t ol = strlen(outer);
-    if (strcmp(outer, "/") == 0)
-        return true;
-    return strncmp(inner, outer, ol) == 0 && inner[ol] == '/';
-}
-
-int fb_mount_check_mountpoint(const char *backups_dir, const char *mountpoint, fb_error *err)
-{
-    char *store = realpath(backups_dir, NULL);
-    if (!store)
-        return fb_error_from_errno(err, errno, "%s", backups_dir);
-    char *mnt = realpath(mountpoint, NULL);
-    if (!mnt) {
-        int saved = errno;
-        free(store);
-        return fb_error_from_errno(err, saved, "mountpoint %s", mountpoint);
-    }
-    int rc = 0;
-    if (strcmp(store, mnt) == 0)
-        rc = fb_error_set(err, FB_EINVAL, "mountpoint %s is the store %s itself", mountpoint,
-                          store);
-    else if (path_is_inside(mnt, store))
-        rc = fb_error_set(err, FB_EINVAL, "mountpoint %s is inside the store %s", mountpoint,
-                          store);
-    else if (path_is_inside(store, mnt))
-        rc = fb_error_set(err, FB_EINVAL, "mountpoint %s contains the store %s", mountpoint,
-                          store);
-    free(store);
-    free(mnt);
-    return rc;
-}
-
 /* ---------------------------------------------------------- inode ranges */
 
 static uint64_t inos_alloc(fb_mount_tree *t, uint64_t count)
@@ -340,310 +209,6 @@ static void range_remove(fb_mount_tree *t, uint64_t base)
     size_t i = (size_t)(r - t->ranges);
     memmove(&t->ranges[i], &t->ranges[i + 1], (t->n_ranges - i - 1) * sizeof *r);
     t->n_ranges--;
-}
-
-/* -------------------------------------------------- backup contents: build */
-
-typedef struct mt_key {
-    const char *p;
-    uint32_t len;
-} mt_key;
-
-typedef struct mt_hash {
-    uint32_t *slots; /* node index or MT_NONE */
-    size_t cap;      /* power of two */
-    size_t used;
-} mt_hash;
-
-static uint64_t key_hash(const char *p, size_t len)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < len; i++) {
-        h ^= (uint8_t)p[i];
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
-
-static uint32_t hash_find(const mt_hash *h, const mt_key *keys, const char *p, size_t len)
-{
-    size_t mask = h->cap - 1;
-    for (size_t i = key_hash(p, len) & mask;; i = (i + 1) & mask) {
-        uint32_t n = h->slots[i];
-        if (n == MT_NONE)
-            return MT_NONE;
-        if (keys[n].len == len && memcmp(keys[n].p, p, len) == 0)
-            return n;
-    }
-}
-
-static void hash_put(mt_hash *h, const mt_key *keys, uint32_t n)
-{
-    size_t mask = h->cap - 1;
-    size_t i = key_hash(keys[n].p, keys[n].len) & mask;
-    while (h->slots[i] != MT_NONE)
-        i = (i + 1) & mask;
-    h->slots[i] = n;
-    h->used++;
-}
-
-static int hash_init(mt_hash *h, size_t want)
-{
-    size_t cap = 16;
-    while ((want + 1) * 2 > cap)
-        cap *= 2;
-    h->slots = malloc(cap * sizeof *h->slots);
-    if (!h->slots)
-        return FB_ENOMEM;
-    memset(h->slots, 0xff, cap * sizeof *h->slots);
-    h->cap = cap;
-    h->used = 0;
-    return 0;
-}
-
-/* Keeps the load factor at most 1/2. */
-static int hash_reserve(mt_hash *h, const mt_key *keys, size_t want)
-{
-    if ((want + 1) * 2 <= h->cap)
-        return 0;
-    size_t cap = h->cap ? h->cap : 16;
-    while ((want + 1) * 2 > cap)
-        cap *= 2;
-    uint32_t *old = h->slots;
-    size_t old_cap = h->cap;
-    h->slots = malloc(cap * sizeof *h->slots);
-    if (!h->slots) {
-        h->slots = old;
-        return FB_ENOMEM;
-    }
-    memset(h->slots, 0xff, cap * sizeof *h->slots);
-    h->cap = cap;
-    h->used = 0;
-    for (size_t i = 0; i < old_cap; i++)
-        if (old[i] != MT_NONE)
-            hash_put(h, keys, old[i]);
-    free(old);
-    return 0;
-}
-
-static bool node_is_dir(const mt_contents *c, uint32_t n)
-{
-    uint32_t e = c->nodes[n].entry;
-    return e == MT_NONE || c->m.entries[e].meta.type == FB_ENTRY_DIR;
-}
-
-static int cmp_children(const void *a, const void *b, void *ctx)
-{
-    const mt_node *nodes = ctx;
-    const mt_node *x = &nodes[*(const uint32_t *)a], *y = &nodes[*(const uint32_t *)b];
-    if (x->parent != y->parent)
-        return x->parent < y->parent ? -1 : 1;
-    size_t l = x->name_len < y->name_len ? x->name_len : y->name_len;
-    int c = memcmp(x->name, y->name, l);
-    if (c)
-        return c;
-    return x->name_len < y->name_len ? -1 : x->name_len > y->name_len;
-}
-
-static void contents_free(mt_contents *c)
-{
-    if (!c)
-        return;
-    if (c->nodes)
-        for (uint32_t i = 0; i < c->n_nodes; i++)
-            if (c->nodes[i].entry == MT_NONE)
-                free((char *)c->nodes[i].name);
-    free(c->nodes);
-    free(c->children);
-    fb_manifest_fini(&c->m);
-    free(c);
-}
-
-static int grow_nodes(mt_contents *c, mt_key **keys, size_t *cap)
-{
-    size_t ncap = *cap * 2;
-    if (ncap > MT_MAX_NODES)
-        ncap = MT_MAX_NODES;
-    if (ncap <= *cap)
-        return FB_ECORRUPT;
-    mt_node *n = realloc(c->nodes, ncap * sizeof *n);
-    if (!n)
-        return FB_ENOMEM;
-    c->nodes = n;
-    mt_key *k = realloc(*keys, ncap * sizeof *k);
-    if (!k)
-        return FB_ENOMEM;
-    *keys = k;
-    *cap = ncap;
-    return 0;
-}
-
-/* Turns the manifest's flat entry list into directories with sorted
- * children. The manifest passed strict parsing, but everything that would
- * break the tree is checked again here: a name inside a non-directory, a
- * duplicate path, a hardlink to something that is not an earlier file. */
-static int contents_build(mt_contents *c, const char *name, fb_error *err)
-{
-    size_t n = c->m.n_entries;
-    if (n >= MT_MAX_NODES)
-        return fb_error_set(err, FB_ECORRUPT, "%s: too many entries (%zu)", name, n);
-    size_t cap = n + 16;
-    c->nodes = malloc(cap * sizeof *c->nodes);
-    mt_key *keys = malloc(cap * sizeof *keys);
-    mt_hash h = {0};
-    int rc = 0;
-    if (!c->nodes || !keys || hash_init(&h, n) != 0) {
-        rc = fb_error_set(err, FB_ENOMEM, "%s: out of memory building the tree", name);
-        goto out;
-    }
-    c->n_nodes = (uint32_t)n;
-    for (size_t i = 0; i < n; i++) {
-        const fb_manifest_entry *e = &c->m.entries[i];
-        size_t len = strlen(e->path);
-        if (len == 0 || len > FB_PATH_MAX || e->path[0] == '/' || e->path[len - 1] == '/') {
-            rc = fb_error_set(err, FB_ECORRUPT, "%s: entry %zu has a bad path", name, i);
-            goto out;
-        }
-        c->nodes[i] = (mt_node){.entry = (uint32_t)i, .target = (uint32_t)i};
-        keys[i] = (mt_key){e->path, (uint32_t)len};
-        if (hash_find(&h, keys, e->path, len) != MT_NONE) {
-            char eb[600];
-            rc = fb_error_set(err, FB_ECORRUPT, "%s: path '%s' appears twice", name,
-                              esc_name(e->path, len, eb, sizeof eb));
-            goto out;
-        }
-        hash_put(&h, keys, (uint32_t)i);
-    }
-    /* Parents; implied directories are appended and resolved in turn. */
-    for (uint32_t i = 0; i < c->n_nodes; i++) {
-        const char *p = keys[i].p;
-        uint32_t len = keys[i].len;
-        const char *slash = memrchr(p, '/', len);
-        const char *nm = slash ? slash + 1 : p;
-        uint32_t nlen = (uint32_t)(p + len - nm);
-        if (nlen == 0 || (slash && slash == p)) {
-            char eb[600];
-            rc = fb_error_set(err, FB_ECORRUPT, "%s: entry '%s' has an empty name", name,
-                              esc_name(p, len, eb, sizeof eb));
-            goto out;
-        }
-        if (c->nodes[i].entry == MT_NONE) {
-            /* Implied directory: its key is a prefix of another path, not
-             * NUL-terminated, so it gets its own copy of the name. */
-            char *copy = strndup(nm, nlen);
-            if (!copy) {
-                rc = fb_error_set(err, FB_ENOMEM, "%s: out of memory", name);
-                goto out;
-            }
-            nm = copy;
-        }
-        c->nodes[i].name = nm;
-        c->nodes[i].name_len = nlen;
-        if (!slash) {
-            c->nodes[i].parent = MT_TOP;
-            continue;
-        }
-        uint32_t plen = (uint32_t)(slash - p);
-        uint32_t parent = hash_find(&h, keys, p, plen);
-        if (parent == MT_NONE) {
-            if (c->n_nodes == cap && (rc = grow_nodes(c, &keys, &cap)) != 0) {
-                rc = fb_error_set(err, rc, "%s: cannot grow the tree", name);
-                goto out;
-            }
-            if (hash_reserve(&h, keys, c->n_nodes + 1) != 0) {
-                rc = fb_error_set(err, FB_ENOMEM, "%s: out of memory", name);
-                goto out;
-            }
-            parent = c->n_nodes++;
-            c->nodes[parent] = (mt_node){.entry = MT_NONE, .target = parent};
-            keys[parent] = (mt_key){p, plen};
-            hash_put(&h, keys, parent);
-        }
-        if (!node_is_dir(c, parent)) {
-            char eb[600], pb[600];
-            rc = fb_error_set(err, FB_ECORRUPT, "%s: '%s' is inside '%s', which is not a directory",
-                              name, esc_name(p, len, eb, sizeof eb),
-                              esc_name(p, plen, pb, sizeof pb));
-            goto out;
-        }
-        c->nodes[i].parent = parent;
-    }
-    for (uint32_t i = 0; i < c->n_nodes; i++) {
-        mt_node *nd = &c->nodes[i];
-        bool dir = node_is_dir(c, i);
-        nd->nlink = dir ? 2 : 1;
-    }
-    for (uint32_t i = 0; i < c->n_nodes; i++) {
-        mt_node *nd = &c->nodes[i];
-        if (nd->entry != MT_NONE && c->m.entries[nd->entry].meta.type == FB_ENTRY_HARDLINK) {
-            const char *link = c->m.entries[nd->entry].target;
-            uint32_t tg = link ? hash_find(&h, keys, link, strlen(link)) : MT_NONE;
-            if (tg == MT_NONE || c->nodes[tg].entry == MT_NONE ||
-                c->m.entries[c->nodes[tg].entry].meta.type != FB_ENTRY_FILE) {
-                const char *hp = c->m.entries[nd->entry].path;
-                char eb[600];
-                rc = fb_error_set(err, FB_ECORRUPT, "%s: hardlink '%s' does not link to a file",
-                                  name, esc_name(hp, strlen(hp), eb, sizeof eb));
-                goto out;
-            }
-            nd->target = tg;
-            if (c->nodes[tg].nlink < UINT32_MAX)
-                c->nodes[tg].nlink++;
-        }
-        if (node_is_dir(c, i)) {
-            if (nd->parent == MT_TOP)
-                c->top_subdirs++;
-            else if (c->nodes[nd->parent].nlink < UINT32_MAX)
-                c->nodes[nd->parent].nlink++;
-        }
-    }
-    c->children = malloc((c->n_nodes ? c->n_nodes : 1) * sizeof *c->children);
-    if (!c->children) {
-        rc = fb_error_set(err, FB_ENOMEM, "%s: out of memory", name);
-        goto out;
-    }
-    for (uint32_t i = 0; i < c->n_nodes; i++)
-        c->children[i] = i;
-    qsort_r(c->children, c->n_nodes, sizeof *c->children, cmp_children, c->nodes);
-    for (uint32_t i = 0; i < c->n_nodes;) {
-        uint32_t parent = c->nodes[c->children[i]].parent;
-        uint32_t j = i;
-        while (j < c->n_nodes && c->nodes[c->children[j]].parent == parent)
-            j++;
-        if (parent == MT_TOP) {
-            c->top_start = i;
-            c->top_count = j - i;
-        } else {
-            c->nodes[parent].child_start = i;
-            c->nodes[parent].child_count = j - i;
-        }
-        i = j;
-    }
-out:
-    free(keys);
-    free(h.slots);
-    return rc;
-}
-
-static uint32_t child_find(const mt_contents *c, uint32_t start, uint32_t count, const char *nm)
-{
-    size_t len = strlen(nm);
-    uint32_t lo = start, hi = start + count;
-    while (lo < hi) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        const mt_node *x = &c->nodes[c->children[mid]];
-        size_t l = x->name_len < len ? x->name_len : len;
-        int r = memcmp(x->name, nm, l);
-        if (r == 0)
-            r = x->name_len < len ? -1 : x->name_len > len;
-        if (r == 0)
-            return c->children[mid];
-        if (r < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return MT_NONE;
 }
 
 /* ------------------------------------------------------------- sessions */
@@ -733,7 +298,7 @@ static void backup_free_node(fb_mount_tree *t, mt_backup *b)
     if (b->entries_count)
         range_remove(t, b->entries_base);
     if (b->contents) {
-        contents_free(b->contents);
+        mt_contents_free(b->contents);
         t->n_loaded--;
     }
     archive_detach(b);
@@ -754,7 +319,7 @@ static void backup_maybe_release(fb_mount_tree *t, mt_backup *b)
     /* The kernel forgot every inode of this backup: its manifest can go; it is
      * reloaded into the same inode range if a path needs it again. */
     if (b->contents) {
-        contents_free(b->contents);
+        mt_contents_free(b->contents);
         b->contents = NULL;
         t->n_loaded--;
     }
@@ -1019,10 +584,10 @@ static int contents_load(fb_mount_tree *t, const char *sid, const char *bid, int
     if (rc == 0) {
         char name[FB_SESSION_ID_MAX + FB_BACKUP_ID_LEN + 32];
         snprintf(name, sizeof name, "%s/%s/" FB_MANIFEST_NAME, sid, bid);
-        rc = contents_build(c, name, err);
+        rc = mt_contents_build(c, name, err);
     }
     if (rc != 0) {
-        contents_free(c);
+        mt_contents_free(c);
         return rc;
     }
     *out = c;
@@ -1072,7 +637,7 @@ static int backup_ensure_loaded(fb_mount_tree *t, mt_backup *b, fb_error *err)
         if (c->n_nodes) {
             uint64_t base = inos_alloc(t, c->n_nodes);
             if (range_add(t, base, c->n_nodes, RANGE_ENTRIES, b) != 0) {
-                contents_free(c);
+                mt_contents_free(c);
                 return fb_error_set(err, FB_ENOMEM, "%s/%s: out of memory", sid, bid);
             }
             b->entries_base = base;
@@ -1137,7 +702,7 @@ void fb_mount_tree_free(fb_mount_tree *t)
     for (size_t i = 0; i < t->n_sessions; i++) {
         mt_session *s = t->sessions[i];
         for (size_t j = 0; j < s->n_backups; j++) {
-            contents_free(s->backups[j]->contents);
+            mt_contents_free(s->backups[j]->contents);
             free(s->backups[j]);
         }
         free(s->backups);
@@ -1374,7 +939,7 @@ int fb_mount_tree_lookup(fb_mount_tree *t, uint64_t parent, const char *name, fb
         if (!found) {
             char eb[600];
             return fb_error_set(err, FB_ENOTFOUND, "no session '%s'",
-                                esc_name(name, strlen(name), eb, sizeof eb));
+                                fb_path_escape_n(name, strlen(name), eb, sizeof eb));
         }
         refresh_session(t, s, false, &ignored);
         pthread_mutex_lock(&t->lock);
@@ -1405,7 +970,7 @@ int fb_mount_tree_lookup(fb_mount_tree *t, uint64_t parent, const char *name, fb
         if (rc) {
             char eb[600];
             return fb_error_set(err, rc, "session %s: no backup '%s'", s->id,
-                                esc_name(name, strlen(name), eb, sizeof eb));
+                                fb_path_escape_n(name, strlen(name), eb, sizeof eb));
         }
         return 0;
     }
@@ -1425,7 +990,7 @@ in_backup:;
             count = c->top_count;
         } else {
             uint32_t dn = c->nodes[ref.node].target;
-            if (!node_is_dir(c, dn)) {
+            if (!mt_node_is_dir(c, dn)) {
                 rc = fb_error_set(err, FB_EMISUSE, "inode %llu is not a directory",
                                   (unsigned long long)parent);
                 start = count = 0;
@@ -1435,11 +1000,11 @@ in_backup:;
             }
         }
         if (rc == 0) {
-            uint32_t n = count ? child_find(c, start, count, name) : MT_NONE;
+            uint32_t n = count ? mt_child_find(c, start, count, name) : MT_NONE;
             if (n == MT_NONE) {
                 char eb[600];
                 rc = fb_error_set(err, FB_ENOTFOUND, "%s/%s: no entry '%s'", b->session->id,
-                                  b->id, esc_name(name, strlen(name), eb, sizeof eb));
+                                  b->id, fb_path_escape_n(name, strlen(name), eb, sizeof eb));
             } else {
                 attr_entry(b, n, out);
                 b->kref++;
@@ -1693,7 +1258,7 @@ int fb_mount_tree_opendir(fb_mount_tree *t, uint64_t ino, fb_mount_dir **out, fb
                 d->parent_ino = b->session->ino;
             } else {
                 uint32_t dn = c->nodes[ref.node].target;
-                if (!node_is_dir(c, dn)) {
+                if (!mt_node_is_dir(c, dn)) {
                     rc = fb_error_set(err, FB_EMISUSE, "inode %llu is not a directory",
                                       (unsigned long long)ino);
                 } else {

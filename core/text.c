@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "fb_error.h"
+#include "fb_types.h"
 
 size_t fb_utf8_seq_len(const char *str, size_t n)
 {
@@ -260,4 +261,15 @@ int fb_base64_decode(const char *in, size_t n, uint8_t **out, size_t *out_len)
 bad:
     free(o);
     return -1;
+}
+
+const char *fb_path_escape_n(const char *p, size_t len, char *out, size_t size)
+{
+    char raw[FB_PATH_MAX + 1];
+    if (len > FB_PATH_MAX)
+        len = FB_PATH_MAX;
+    memcpy(raw, p, len);
+    raw[len] = '\0';
+    fb_path_escape(raw, out, size);
+    return out;
 }

@@ -27,6 +27,9 @@ int fb_utf8_lossy(const char *s, size_t n, char **out);
  * backslash and bytes that are not valid UTF-8 become \n, \t, \\ or \xNN.
  * Truncates with "..." when out is too small. */
 void fb_path_escape(const char *path, char *out, size_t size);
+/* The same for the first len bytes of p (at most FB_PATH_MAX), which need
+ * not be NUL-terminated; returns out. */
+const char *fb_path_escape_n(const char *p, size_t len, char *out, size_t size);
 
 /* Copies untrusted text typed by a user (an id, a backup spec) into out
  * (size >= 1) for quoting between '' in a message: printable ASCII as is,

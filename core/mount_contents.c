@@ -1,0 +1,311 @@
+/* The contents of one backup as the mount shows them (see
+ * mount_contents_i.h): a manifest turned into a tree of nodes, with an open
+ * addressing hash of paths to find each entry's parent in one pass. */
+#include "mount_contents_i.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "fb_text.h"
+
+typedef struct mt_key {
+    const char *p;
+    uint32_t len;
+} mt_key;
+
+typedef struct mt_hash {
+    uint32_t *slots; /* node index or MT_NONE */
+    size_t cap;      /* power of two */
+    size_t used;
+} mt_hash;
+
+static uint64_t key_hash(const char *p, size_t len)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < len; i++) {
+        h ^= (uint8_t)p[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+static uint32_t hash_find(const mt_hash *h, const mt_key *keys, const char *p, size_t len)
+{
+    size_t mask = h->cap - 1;
+    for (size_t i = key_hash(p, len) & mask;; i = (i + 1) & mask) {
+        uint32_t n = h->slots[i];
+        if (n == MT_NONE)
+            return MT_NONE;
+        if (keys[n].len == len && memcmp(keys[n].p, p, len) == 0)
+            return n;
+    }
+}
+
+static void hash_put(mt_hash *h, const mt_key *keys, uint32_t n)
+{
+    size_t mask = h->cap - 1;
+    size_t i = key_hash(keys[n].p, keys[n].len) & mask;
+    while (h->slots[i] != MT_NONE)
+        i = (i + 1) & mask;
+    h->slots[i] = n;
+    h->used++;
+}
+
+static int hash_init(mt_hash *h, size_t want)
+{
+    size_t cap = 16;
+    while ((want + 1) * 2 > cap)
+        cap *= 2;
+    h->slots = malloc(cap * sizeof *h->slots);
+    if (!h->slots)
+        return FB_ENOMEM;
+    memset(h->slots, 0xff, cap * sizeof *h->slots);
+    h->cap = cap;
+    h->used = 0;
+    return 0;
+}
+
+/* Keeps the load factor at most 1/2. */
+static int hash_reserve(mt_hash *h, const mt_key *keys, size_t want)
+{
+    if ((want + 1) * 2 <= h->cap)
+        return 0;
+    size_t cap = h->cap ? h->cap : 16;
+    while ((want + 1) * 2 > cap)
+        cap *= 2;
+    uint32_t *old = h->slots;
+    size_t old_cap = h->cap;
+    h->slots = malloc(cap * sizeof *h->slots);
+    if (!h->slots) {
+        h->slots = old;
+        return FB_ENOMEM;
+    }
+    memset(h->slots, 0xff, cap * sizeof *h->slots);
+    h->cap = cap;
+    h->used = 0;
+    for (size_t i = 0; i < old_cap; i++)
+        if (old[i] != MT_NONE)
+            hash_put(h, keys, old[i]);
+    free(old);
+    return 0;
+}
+
+bool mt_node_is_dir(const mt_contents *c, uint32_t n)
+{
+    uint32_t e = c->nodes[n].entry;
+    return e == MT_NONE || c->m.entries[e].meta.type == FB_ENTRY_DIR;
+}
+
+static int cmp_children(const void *a, const void *b, void *ctx)
+{
+    const mt_node *nodes = ctx;
+    const mt_node *x = &nodes[*(const uint32_t *)a], *y = &nodes[*(const uint32_t *)b];
+    if (x->parent != y->parent)
+        return x->parent < y->parent ? -1 : 1;
+    size_t l = x->name_len < y->name_len ? x->name_len : y->name_len;
+    int c = memcmp(x->name, y->name, l);
+    if (c)
+        return c;
+    return x->name_len < y->name_len ? -1 : x->name_len > y->name_len;
+}
+
+void mt_contents_free(mt_contents *c)
+{
+    if (!c)
+        return;
+    if (c->nodes)
+        for (uint32_t i = 0; i < c->n_nodes; i++)
+            if (c->nodes[i].entry == MT_NONE)
+                free((char *)c->nodes[i].name);
+    free(c->nodes);
+    free(c->children);
+    fb_manifest_fini(&c->m);
+    free(c);
+}
+
+static int grow_nodes(mt_contents *c, mt_key **keys, size_t *cap)
+{
+    size_t ncap = *cap * 2;
+    if (ncap > MT_MAX_NODES)
+        ncap = MT_MAX_NODES;
+    if (ncap <= *cap)
+        return FB_ECORRUPT;
+    mt_node *n = realloc(c->nodes, ncap * sizeof *n);
+    if (!n)
+        return FB_ENOMEM;
+    c->nodes = n;
+    mt_key *k = realloc(*keys, ncap * sizeof *k);
+    if (!k)
+        return FB_ENOMEM;
+    *keys = k;
+    *cap = ncap;
+    return 0;
+}
+
+/* Turns the manifest's flat entry list into directories with sorted
+ * children. The manifest passed strict parsing, but everything that would
+ * break the tree is checked again here: a name inside a non-directory, a
+ * duplicate path, a hardlink to something that is not an earlier file. */
+int mt_contents_build(mt_contents *c, const char *name, fb_error *err)
+{
+    size_t n = c->m.n_entries;
+    if (n >= MT_MAX_NODES)
+        return fb_error_set(err, FB_ECORRUPT, "%s: too many entries (%zu)", name, n);
+    size_t cap = n + 16;
+    c->nodes = malloc(cap * sizeof *c->nodes);
+    mt_key *keys = malloc(cap * sizeof *keys);
+    mt_hash h = {0};
+    int rc = 0;
+    if (!c->nodes || !keys || hash_init(&h, n) != 0) {
+        rc = fb_error_set(err, FB_ENOMEM, "%s: out of memory building the tree", name);
+        goto out;
+    }
+    c->n_nodes = (uint32_t)n;
+    for (size_t i = 0; i < n; i++) {
+        const fb_manifest_entry *e = &c->m.entries[i];
+        size_t len = strlen(e->path);
+        if (len == 0 || len > FB_PATH_MAX || e->path[0] == '/' || e->path[len - 1] == '/') {
+            rc = fb_error_set(err, FB_ECORRUPT, "%s: entry %zu has a bad path", name, i);
+            goto out;
+        }
+        c->nodes[i] = (mt_node){.entry = (uint32_t)i, .target = (uint32_t)i};
+        keys[i] = (mt_key){e->path, (uint32_t)len};
+        if (hash_find(&h, keys, e->path, len) != MT_NONE) {
+            char eb[600];
+            rc = fb_error_set(err, FB_ECORRUPT, "%s: path '%s' appears twice", name,
+                              fb_path_escape_n(e->path, len, eb, sizeof eb));
+            goto out;
+        }
+        hash_put(&h, keys, (uint32_t)i);
+    }
+    /* Parents; implied directories are appended and resolved in turn. */
+    for (uint32_t i = 0; i < c->n_nodes; i++) {
+        const char *p = keys[i].p;
+        uint32_t len = keys[i].len;
+        const char *slash = memrchr(p, '/', len);
+        const char *nm = slash ? slash + 1 : p;
+        uint32_t nlen = (uint32_t)(p + len - nm);
+        if (nlen == 0 || (slash && slash == p)) {
+            char eb[600];
+            rc = fb_error_set(err, FB_ECORRUPT, "%s: entry '%s' has an empty name", name,
+                              fb_path_escape_n(p, len, eb, sizeof eb));
+            goto out;
+        }
+        if (c->nodes[i].entry == MT_NONE) {
+            /* Implied directory: its key is a prefix of another path, not
+             * NUL-terminated, so it gets its own copy of the name. */
+            char *copy = strndup(nm, nlen);
+            if (!copy) {
+                rc = fb_error_set(err, FB_ENOMEM, "%s: out of memory", name);
+                goto out;
+            }
+            nm = copy;
+        }
+        c->nodes[i].name = nm;
+        c->nodes[i].name_len = nlen;
+        if (!slash) {
+            c->nodes[i].parent = MT_TOP;
+            continue;
+        }
+        uint32_t plen = (uint32_t)(slash - p);
+        uint32_t parent = hash_find(&h, keys, p, plen);
+        if (parent == MT_NONE) {
+            if (c->n_nodes == cap && (rc = grow_nodes(c, &keys, &cap)) != 0) {
+                rc = fb_error_set(err, rc, "%s: cannot grow the tree", name);
+                goto out;
+            }
+            if (hash_reserve(&h, keys, c->n_nodes + 1) != 0) {
+                rc = fb_error_set(err, FB_ENOMEM, "%s: out of memory", name);
+                goto out;
+            }
+            parent = c->n_nodes++;
+            c->nodes[parent] = (mt_node){.entry = MT_NONE, .target = parent};
+            keys[parent] = (mt_key){p, plen};
+            hash_put(&h, keys, parent);
+        }
+        if (!mt_node_is_dir(c, parent)) {
+            char eb[600], pb[600];
+            rc = fb_error_set(err, FB_ECORRUPT, "%s: '%s' is inside '%s', which is not a directory",
+                              name, fb_path_escape_n(p, len, eb, sizeof eb),
+                              fb_path_escape_n(p, plen, pb, sizeof pb));
+            goto out;
+        }
+        c->nodes[i].parent = parent;
+    }
+    for (uint32_t i = 0; i < c->n_nodes; i++) {
+        mt_node *nd = &c->nodes[i];
+        bool dir = mt_node_is_dir(c, i);
+        nd->nlink = dir ? 2 : 1;
+    }
+    for (uint32_t i = 0; i < c->n_nodes; i++) {
+        mt_node *nd = &c->nodes[i];
+        if (nd->entry != MT_NONE && c->m.entries[nd->entry].meta.type == FB_ENTRY_HARDLINK) {
+            const char *link = c->m.entries[nd->entry].target;
+            uint32_t tg = link ? hash_find(&h, keys, link, strlen(link)) : MT_NONE;
+            if (tg == MT_NONE || c->nodes[tg].entry == MT_NONE ||
+                c->m.entries[c->nodes[tg].entry].meta.type != FB_ENTRY_FILE) {
+                const char *hp = c->m.entries[nd->entry].path;
+                char eb[600];
+                rc = fb_error_set(err, FB_ECORRUPT, "%s: hardlink '%s' does not link to a file",
+                                  name, fb_path_escape_n(hp, strlen(hp), eb, sizeof eb));
+                goto out;
+            }
+            nd->target = tg;
+            if (c->nodes[tg].nlink < UINT32_MAX)
+                c->nodes[tg].nlink++;
+        }
+        if (mt_node_is_dir(c, i)) {
+            if (nd->parent == MT_TOP)
+                c->top_subdirs++;
+            else if (c->nodes[nd->parent].nlink < UINT32_MAX)
+                c->nodes[nd->parent].nlink++;
+        }
+    }
+    c->children = malloc((c->n_nodes ? c->n_nodes : 1) * sizeof *c->children);
+    if (!c->children) {
+        rc = fb_error_set(err, FB_ENOMEM, "%s: out of memory", name);
+        goto out;
+    }
+    for (uint32_t i = 0; i < c->n_nodes; i++)
+        c->children[i] = i;
+    qsort_r(c->children, c->n_nodes, sizeof *c->children, cmp_children, c->nodes);
+    for (uint32_t i = 0; i < c->n_nodes;) {
+        uint32_t parent = c->nodes[c->children[i]].parent;
+        uint32_t j = i;
+        while (j < c->n_nodes && c->nodes[c->children[j]].parent == parent)
+            j++;
+        if (parent == MT_TOP) {
+            c->top_start = i;
+            c->top_count = j - i;
+        } else {
+            c->nodes[parent].child_start = i;
+            c->nodes[parent].child_count = j - i;
+        }
+        i = j;
+    }
+out:
+    free(keys);
+    free(h.slots);
+    return rc;
+}
+
+uint32_t mt_child_find(const mt_contents *c, uint32_t start, uint32_t count, const char *nm)
+{
+    size_t len = strlen(nm);
+    uint32_t lo = start, hi = start + count;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        const mt_node *x = &c->nodes[c->children[mid]];
+        size_t l = x->name_len < len ? x->name_len : len;
+        int r = memcmp(x->name, nm, l);
+        if (r == 0)
+            r = x->name_len < len ? -1 : x->name_len > len;
+        if (r == 0)
+            return c->children[mid];
+        if (r < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return MT_NONE;
+}

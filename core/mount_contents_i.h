@@ -1,0 +1,59 @@
+/* The contents of one backup as the mount shows them (core/mount_contents.c):
+ * its manifest, one node per entry plus the directories its paths imply,
+ * parents resolved, hardlinks pointing at their file, and each directory's
+ * children sorted by name for lookups. Built from a parsed manifest, then
+ * read-only: safe to read from any thread while the tree keeps it alive. */
+#ifndef FB_MOUNT_CONTENTS_I_H
+#define FB_MOUNT_CONTENTS_I_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "fb_error.h"
+#include "fb_manifest.h"
+
+#define MT_NONE UINT32_MAX
+/* Parent index of the entries at the top of a backup. */
+#define MT_TOP (UINT32_MAX - 1)
+/* Entries plus implied directories must fit in uint32 indexes below MT_TOP. */
+#define MT_MAX_NODES (UINT32_MAX / 4)
+
+/* ---------------------------------------------------------------- types */
+
+typedef struct mt_node {
+    const char *name;  /* last path component, NUL-terminated */
+    uint32_t name_len;
+    uint32_t entry;    /* manifest entry index; MT_NONE for an implied directory */
+    uint32_t parent;   /* node index or MT_TOP */
+    uint32_t target;   /* node whose inode/attributes this name shows (hardlink -> file) */
+    uint32_t nlink;
+    uint32_t child_start; /* directories: slice of contents.children */
+    uint32_t child_count;
+} mt_node;
+
+typedef struct mt_contents {
+    fb_manifest m;
+    mt_node *nodes;
+    uint32_t n_nodes;
+    uint32_t *children; /* node indexes sorted by (parent, name) */
+    uint32_t top_start, top_count;
+    uint32_t top_subdirs;
+    int64_t created_at;  /* for implied directories */
+    uid_t uid;           /* owner of implied directories: the store's */
+    gid_t gid;
+} mt_contents;
+
+/* Builds c->nodes and c->children from c->m (filled by the caller). name
+ * names the backup in messages. Returns 0, FB_ECORRUPT (a path that
+ * appears twice, an empty name, an entry below a non-directory, a hardlink
+ * to no file), FB_ENOMEM. */
+int mt_contents_build(mt_contents *c, const char *name, fb_error *err);
+/* Frees c and what it owns (NULL is accepted). */
+void mt_contents_free(mt_contents *c);
+/* True when node n is a directory (an entry or an implied one). */
+bool mt_node_is_dir(const mt_contents *c, uint32_t n);
+/* The child named nm among children[start .. start+count), or MT_NONE. */
+uint32_t mt_child_find(const mt_contents *c, uint32_t start, uint32_t count, const char *nm);
+
+#endif
