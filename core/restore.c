@@ -11,7 +11,8 @@
  * other thread. So the extraction runs in a forked child that fchdir()s into
  * the staging dir, hands its verdict back over a pipe and exits; a crash on
  * hostile input there cannot take the caller down either, and the parent
- * removes the staging dir whatever happened.
+ * removes the staging dir whatever happened. That part is
+ * restore_extract.c; this file holds the steps around it.
  *
  * What is written comes from the manifest, not from the tar header: each
  * header must equal the next manifest entry (path, type, size, mode, owner,
@@ -21,14 +22,10 @@
  * and device nodes, FIFOs and sockets cannot be expressed at all. */
 #include "fb_restore.h"
 
-#include <archive.h>
-#include <archive_entry.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,7 +33,6 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -49,6 +45,7 @@
 #include "fb_manifest.h"
 #include "fb_text.h"
 #include "clock_i.h"
+#include "restore_i.h"
 #include "tar_check_i.h"
 
 #define STAGING_PREFIX ".restore-"
@@ -58,14 +55,6 @@
 #define WALK_DEPTH_MAX 512
 /* Rough per-entry allowance in the free-space check (inode, dir entry). */
 #define ENTRY_OVERHEAD 512
-
-/* Setuid, setgid and sticky bits are never restored, nor write permission
- * for others: a restored tree must not hand privileges or write access to
- * other local users (RELIABILITY A7), and FlowLoom sessions never need it. */
-static uint32_t restored_mode(uint32_t mode)
-{
-    return mode & 0777u & ~0002u;
-}
 
 const char *fb_restore_change_kind_name(fb_restore_change_kind kind)
 {
@@ -108,31 +97,6 @@ void fb_restore_result_fini(fb_restore_result *r)
 
 /* ---- one run ---- */
 
-typedef struct run {
-    fb_store *store;
-    const fb_restore_request *req;
-    fb_restore_result *out;
-    fb_error *err;
-    char label[FB_SESSION_ID_MAX + FB_BACKUP_ID_LEN + 2]; /* "<sid>/<backup_id>" */
-    fb_manifest m;
-    size_t *by_path;      /* manifest indices sorted by path */
-    int store_session_fd; /* .flowloom/backups/<sid> */
-    fb_archive_reader *reader;
-    /* The destination: dest_name inside parent_fd, which also holds the
-     * staging dir. parent_fd is -1 in a dry run whose parent is absent. */
-    bool into_session;
-    int parent_fd;
-    char *parent_shown;
-    char *dest_name;
-    char *dest_shown;
-    /* The staging dir, while it exists under its own name. */
-    char staging[NAME_MAX + 1];
-    bool staging_made;
-    int staging_fd;
-    fb_lock lock;
-    size_t changes_cap;
-} run;
-
 static void warn(run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void warn(run *r, const char *fmt, ...)
 {
@@ -144,11 +108,6 @@ static void warn(run *r, const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     r->req->warn(r->req->warn_ctx, msg);
-}
-
-static int oom(fb_error *err)
-{
-    return fb_error_set(err, FB_ENOMEM, "out of memory");
 }
 
 /* ---- the manifest, looked up by path ---- */
@@ -168,7 +127,7 @@ static int check_tree_order(run *r)
 {
     size_t n = r->m.n_entries;
     if (!(r->by_path = fb_manifest_sort_by_path(&r->m)))
-        return oom(r->err);
+        return restore_oom(r->err);
     for (size_t i = 0; i < n; i++) {
         const fb_manifest_entry *e = &r->m.entries[i];
         const char *slash = strrchr(e->path, '/');
@@ -205,13 +164,13 @@ static int add_change(run *r, const char *path, fb_restore_change_kind kind)
         size_t cap = r->changes_cap ? r->changes_cap * 2 : 16;
         fb_restore_change *nc = realloc(o->changes, cap * sizeof *nc);
         if (!nc)
-            return oom(r->err);
+            return restore_oom(r->err);
         o->changes = nc;
         r->changes_cap = cap;
     }
     char *p = strdup(path);
     if (!p)
-        return oom(r->err);
+        return restore_oom(r->err);
     o->changes[o->n_changes].path = p;
     o->changes[o->n_changes].kind = kind;
     o->n_changes++;
@@ -370,7 +329,7 @@ static int compare_entry(run *r, int root_fd, const fb_manifest_entry *e, const 
     bool same_mtime = (int64_t)st->st_mtim.tv_sec == e->meta.mtime &&
                       (uint32_t)st->st_mtim.tv_nsec == e->meta.mtime_nsec;
     bool meta = !same_mtime;
-    if (e->meta.type != FB_ENTRY_SYMLINK && (st->st_mode & 07777) != restored_mode(e->meta.mode))
+    if (e->meta.type != FB_ENTRY_SYMLINK && (st->st_mode & 07777) != restore_mode(e->meta.mode))
         meta = true;
     if (r->req->same_owner && (st->st_uid != e->meta.uid || st->st_gid != e->meta.gid))
         meta = true;
@@ -466,7 +425,7 @@ static int walk_live(run *r, int dfd, const char *prefix, live_list *out, unsign
     size_t n;
     int rc = fb_list_dir_names_at(dfd, NULL, NULL, &names, &n);
     if (rc == ENOMEM)
-        return oom(r->err);
+        return restore_oom(r->err);
     if (rc) {
         fb_path_escape(prefix ? prefix : ".", esc, sizeof esc);
         return fb_error_set_errno(r->err, rc, "%s: cannot list %s", r->dest_shown, esc);
@@ -474,7 +433,7 @@ static int walk_live(run *r, int dfd, const char *prefix, live_list *out, unsign
     for (size_t i = 0; i < n && rc == 0; i++) {
         char *path = prefix ? fb_path_join(prefix, names[i]) : strdup(names[i]);
         if (!path) {
-            rc = oom(r->err);
+            rc = restore_oom(r->err);
             break;
         }
         struct stat st;
@@ -494,7 +453,7 @@ static int walk_live(run *r, int dfd, const char *prefix, live_list *out, unsign
             int e = read_link_at(dfd, names[i], (size_t)st.st_size, &target);
             if (e == -ENOMEM) {
                 free(path);
-                rc = oom(r->err);
+                rc = restore_oom(r->err);
                 break;
             }
             /* Unreadable or vanished: compared as a symlink with no target. */
@@ -505,7 +464,7 @@ static int walk_live(run *r, int dfd, const char *prefix, live_list *out, unsign
             if (!nv) {
                 free(path);
                 free(target);
-                rc = oom(r->err);
+                rc = restore_oom(r->err);
                 break;
             }
             out->v = nv;
@@ -601,7 +560,7 @@ static int changes_incremental(run *r, int root_fd)
         if (S_ISLNK(st.st_mode) &&
             read_link_at(pfd, base, (size_t)st.st_size, &target) == -ENOMEM) {
             close(pfd);
-            return oom(r->err);
+            return restore_oom(r->err);
         }
         close(pfd);
         bool want_dir = e->meta.type == FB_ENTRY_DIR;
@@ -655,310 +614,6 @@ static int compute_changes(run *r)
         return rc;
     if (r->out->n_changes > 1)
         qsort(r->out->changes, r->out->n_changes, sizeof *r->out->changes, cmp_change);
-    return 0;
-}
-
-/* ---- extraction (runs in the child) ---- */
-
-typedef struct xreport {
-    int rc;
-    fb_error err;
-    uint64_t entries, files, bytes;
-} xreport;
-
-typedef struct xctx {
-    const run *r;
-    const fb_manifest *m;
-    const char *name;
-    fb_error *err;
-    fb_tar_source src;
-    xreport *rep;
-} xctx;
-
-/* libarchive reports its own refusals (a "..", an absolute path, a symlink
- * in the way) without a positive errno; those mean a hostile or broken
- * backup. A real errno is a failure of the disk we write to. */
-static int x_write_failure(xctx *x, struct archive *w, const char *path)
-{
-    char esc[600];
-    fb_path_escape(path, esc, sizeof esc);
-    int e = archive_errno(w);
-    const char *msg = archive_error_string(w);
-    if (e > 0)
-        return fb_error_set_errno(x->err, e, "%s: cannot restore %s: %s", x->name, esc,
-                                  msg ? msg : "write failed");
-    return fb_error_set(x->err, FB_ECORRUPT, "%s: %s: refused: %s", x->name, esc,
-                        msg ? msg : "unsafe entry");
-}
-
-/* What archive_write_disk gets: built from the manifest entry only. */
-static struct archive_entry *x_disk_entry(xctx *x, const fb_manifest_entry *e)
-{
-    struct archive_entry *oe = archive_entry_new();
-    if (!oe)
-        return NULL;
-    archive_entry_copy_pathname(oe, e->path);
-    uint32_t perm = restored_mode(e->meta.mode);
-    switch (e->meta.type) {
-    case FB_ENTRY_FILE:
-        archive_entry_set_filetype(oe, AE_IFREG);
-        archive_entry_set_size(oe, (la_int64_t)e->meta.size);
-        break;
-    case FB_ENTRY_DIR:
-        archive_entry_set_filetype(oe, AE_IFDIR);
-        /* An incremental's directories are merged into the live ones, which
-         * then get the stored mode and mtime; in the staging dir they stay
-         * 0700 so the files in them can be moved out by any user. */
-        if (x->m->type == FB_BACKUP_INCREMENTAL)
-            perm = 0700;
-        break;
-    case FB_ENTRY_SYMLINK:
-        archive_entry_set_filetype(oe, AE_IFLNK);
-        archive_entry_copy_symlink(oe, e->target);
-        break;
-    case FB_ENTRY_HARDLINK:
-        archive_entry_set_filetype(oe, AE_IFREG);
-        archive_entry_copy_hardlink(oe, e->target);
-        archive_entry_set_size(oe, 0);
-        break;
-    }
-    archive_entry_set_perm(oe, perm);
-    archive_entry_set_mtime(oe, (time_t)e->meta.mtime, (long)e->meta.mtime_nsec);
-    archive_entry_set_atime(oe, (time_t)e->meta.mtime, (long)e->meta.mtime_nsec);
-    if (x->r->req->same_owner) {
-        archive_entry_set_uid(oe, (la_int64_t)e->meta.uid);
-        archive_entry_set_gid(oe, (la_int64_t)e->meta.gid);
-    }
-    return oe;
-}
-
-/* Where the data of the current entry goes: the disk writer. */
-typedef struct x_sink {
-    xctx *x;
-    struct archive *w;
-    const char *path;
-} x_sink;
-
-static int x_write_block(void *ctx, const void *buf, size_t len, fb_error *err)
-{
-    (void)err; /* x_write_failure fills x->err, which is err */
-    x_sink *s = ctx;
-    la_ssize_t wr = archive_write_data(s->w, buf, len);
-    if (wr < 0 || (size_t)wr != len)
-        return x_write_failure(s->x, s->w, s->path);
-    return 0;
-}
-
-static int x_extract(xctx *x)
-{
-    const fb_manifest *m = x->m;
-    struct archive *a = NULL;
-    struct archive *w = archive_write_disk_new();
-    int rc = 0;
-    if (!w) {
-        rc = oom(x->err);
-        goto out;
-    }
-    int flags = ARCHIVE_EXTRACT_SECURE_NODOTDOT | ARCHIVE_EXTRACT_SECURE_SYMLINKS |
-                ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS | ARCHIVE_EXTRACT_TIME |
-                ARCHIVE_EXTRACT_PERM;
-    if (x->r->req->same_owner)
-        flags |= ARCHIVE_EXTRACT_OWNER;
-    if (archive_write_disk_set_options(w, flags) != ARCHIVE_OK) {
-        rc = fb_error_set(x->err, FB_EIO, "%s: libarchive: %s", x->name, archive_error_string(w));
-        goto out;
-    }
-    if ((rc = fb_tar_source_open(&x->src, &a, x->err)) < 0)
-        goto out;
-    size_t idx = 0;
-    for (;;) {
-        struct archive_entry *ae;
-        int ar = archive_read_next_header(a, &ae);
-        if (ar == ARCHIVE_EOF)
-            break;
-        /* ARCHIVE_WARN is a charset remark; the path bytes are compared. */
-        if (ar != ARCHIVE_OK && ar != ARCHIVE_WARN) {
-            rc = fb_tar_source_failure(&x->src, a, x->err);
-            break;
-        }
-        if (idx >= m->n_entries) {
-            rc = fb_error_set(x->err, FB_ECORRUPT,
-                              "%s: the archive has more entries than the %zu of the manifest",
-                              x->name, m->n_entries);
-            break;
-        }
-        const fb_manifest_entry *e = &m->entries[idx];
-        if ((rc = fb_tar_entry_check(ae, e, archive_filter_bytes(a, 0), x->name, x->err)) < 0)
-            break;
-        struct archive_entry *oe = x_disk_entry(x, e);
-        if (!oe) {
-            rc = oom(x->err);
-            break;
-        }
-        if (archive_write_header(w, oe) != ARCHIVE_OK) {
-            rc = x_write_failure(x, w, e->path);
-            archive_entry_free(oe);
-            break;
-        }
-        archive_entry_free(oe);
-        x_sink sink = {.x = x, .w = w, .path = e->path};
-        if ((rc = fb_tar_entry_data(&x->src, a, e, x_write_block, &sink, x->err)) < 0)
-            break;
-        if (archive_write_finish_entry(w) != ARCHIVE_OK) {
-            rc = x_write_failure(x, w, e->path);
-            break;
-        }
-        x->rep->entries++;
-        if (e->meta.type == FB_ENTRY_FILE || e->meta.type == FB_ENTRY_HARDLINK)
-            x->rep->files++;
-        if (e->meta.type == FB_ENTRY_FILE)
-            x->rep->bytes += e->meta.size;
-        idx++;
-    }
-    if (rc == 0 && idx < m->n_entries)
-        rc = fb_error_set(x->err, FB_ECORRUPT, "%s: the archive has %zu entries, the manifest %zu",
-                          x->name, idx, m->n_entries);
-    /* Directory modes and mtimes are applied here, deepest first, after
-     * everything inside them was written. */
-    if (rc == 0 && archive_write_close(w) != ARCHIVE_OK)
-        rc = x_write_failure(x, w, "(directory modes and times)");
-    if (rc < 0)
-        goto out;
-    /* Whatever follows the tar end is hashed too: the whole file must be
-     * the one the manifest describes. */
-    rc = fb_tar_source_finish(&x->src, m->archive.sha256, x->err);
-out:
-    if (w)
-        archive_write_free(w);
-    if (a)
-        archive_read_free(a);
-    return rc;
-}
-
-/* If the calling process dies, its extraction must not carry on alone.
- * The child holds the read end of a pipe whose write end only the caller
- * holds: when the caller's process ends, however it ends, the read sees the
- * end of the file. (PR_SET_PDEATHSIG would follow the thread that forked,
- * not the process: a library must not tie the child to its caller's
- * thread.) */
-static void *lifeline_main(void *arg)
-{
-    int fd = (int)(intptr_t)arg;
-    char c;
-    ssize_t n;
-    do {
-        n = read(fd, &c, 1);
-    } while (n < 0 && errno == EINTR);
-    _exit(120);
-}
-
-/* The child's whole life: into the staging dir, extract, report, exit. */
-__attribute__((noreturn)) static void child_main(run *r, int report_fd, int lifeline_fd)
-{
-    xreport rep;
-    memset(&rep, 0, sizeof rep);
-    /* The watcher only blocks in read(): a small stack, so that it still
-     * starts under a tight address-space limit. */
-    pthread_attr_t attr;
-    pthread_t watcher;
-    int e = pthread_attr_init(&attr);
-    if (e == 0) {
-        pthread_attr_setstacksize(&attr, 64 * 1024);
-        e = pthread_create(&watcher, &attr, lifeline_main, (void *)(intptr_t)lifeline_fd);
-        pthread_attr_destroy(&attr);
-    }
-    if (e != 0) {
-        rep.rc = fb_error_set_errno(&rep.err, e, "cannot start the extraction's watcher thread");
-        _exit(fb_write_all(report_fd, &rep, sizeof rep) == 0 ? 0 : 121);
-    }
-    /* Parents libarchive may have to create, and files before their mode
-     * is set, are private. */
-    umask(077);
-    if (fchdir(r->staging_fd) != 0) {
-        rep.rc = fb_error_set_errno(&rep.err, errno, "cannot enter the staging directory");
-    } else {
-        xctx x;
-        memset(&x, 0, sizeof x);
-        x.r = r;
-        x.m = &r->m;
-        x.name = r->label;
-        x.err = &rep.err;
-        x.rep = &rep;
-        fb_archive_stream *stream = NULL;
-        rep.rc = fb_archive_stream_new(r->reader, &stream, &rep.err);
-        if (rep.rc == 0) {
-            fb_tar_source_init(&x.src, stream, x.name, NULL, NULL);
-            rep.rc = x_extract(&x);
-        }
-        fb_archive_stream_free(stream);
-    }
-    _exit(fb_write_all(report_fd, &rep, sizeof rep) == 0 ? 0 : 121);
-}
-
-static int extract(run *r)
-{
-    int p[2], life[2];
-    if (pipe2(p, O_CLOEXEC) != 0)
-        return fb_error_set_errno(r->err, errno, "cannot create a pipe for the extraction");
-    if (pipe2(life, O_CLOEXEC) != 0) {
-        int e = errno;
-        close(p[0]);
-        close(p[1]);
-        return fb_error_set_errno(r->err, e, "cannot create a pipe for the extraction");
-    }
-    pid_t pid = fork();
-    if (pid < 0) {
-        int e = errno;
-        close(p[0]);
-        close(p[1]);
-        close(life[0]);
-        close(life[1]);
-        return fb_error_set_errno(r->err, e, "cannot start the extraction process");
-    }
-    if (pid == 0) {
-        close(p[0]);
-        close(life[1]);
-        child_main(r, p[1], life[0]);
-    }
-    close(p[1]);
-    close(life[0]);
-    xreport rep;
-    size_t got = 0;
-    while (got < sizeof rep) {
-        ssize_t n = read(p[0], (char *)&rep + got, sizeof rep - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        got += (size_t)n;
-    }
-    close(p[0]);
-    int status = 0;
-    pid_t w;
-    do {
-        w = waitpid(pid, &status, 0);
-    } while (w < 0 && errno == EINTR);
-    close(life[1]); /* only now: closing it tells the child we are gone */
-    /* With SIGCHLD ignored by the caller the child is reaped for us; its
-     * complete report is then the verdict. */
-    bool exited_ok = (w == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0) ||
-                     (w < 0 && errno == ECHILD);
-    if (got != sizeof rep || !exited_ok) {
-        if (w == pid && WIFSIGNALED(status))
-            return fb_error_set(r->err, FB_EIO,
-                                "%s: the extraction process was killed by signal %d", r->label,
-                                WTERMSIG(status));
-        return fb_error_set(r->err, FB_EIO, "%s: the extraction process ended without a result",
-                            r->label);
-    }
-    rep.err.message[sizeof rep.err.message - 1] = '\0';
-    if (rep.rc < 0) {
-        *r->err = rep.err;
-        return rep.rc;
-    }
-    r->out->entries = rep.entries;
-    r->out->files = rep.files;
-    r->out->bytes = rep.bytes;
     return 0;
 }
 
@@ -1099,7 +754,7 @@ static int setup_destination(run *r)
         r->dest_shown = r->parent_shown ? fb_path_join(r->parent_shown, req->session_id) : NULL;
         if (!flowloom || !r->parent_shown || !r->dest_name || !r->dest_shown) {
             free(flowloom);
-            return oom(r->err);
+            return restore_oom(r->err);
         }
         int ffd = open(flowloom, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         int e = errno;
@@ -1128,7 +783,7 @@ static int setup_destination(run *r)
             len--;
         char *t = strndup(req->target_dir, len);
         if (!t)
-            return oom(r->err);
+            return restore_oom(r->err);
         char *slash = strrchr(t, '/');
         const char *base = slash ? slash + 1 : t;
         if (!*base || !strcmp(base, ".") || !strcmp(base, "..") || len == 0) {
@@ -1146,7 +801,7 @@ static int setup_destination(run *r)
             r->parent_shown = strdup(".");
         r->dest_shown = t;
         if (!r->dest_name || !r->parent_shown)
-            return oom(r->err);
+            return restore_oom(r->err);
         r->parent_fd = open(r->parent_shown, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (r->parent_fd < 0)
             return fb_error_from_errno(r->err, errno, "cannot open %s, the parent of target %s",
@@ -1154,7 +809,7 @@ static int setup_destination(run *r)
     }
     r->out->destination = strdup(r->dest_shown);
     if (!r->out->destination)
-        return oom(r->err);
+        return restore_oom(r->err);
     bool exists;
     struct stat st;
     return check_destination(r, &exists, &st);
@@ -1480,7 +1135,7 @@ static int apply_dir_meta(run *r, int root_fd, const fb_manifest_entry *e)
     if (r->req->same_owner && fchownat(fd, "", e->meta.uid, e->meta.gid, AT_EMPTY_PATH) != 0)
         rc = fb_error_set_errno(r->err, errno, "%s: cannot set the owner of %s", r->dest_shown,
                                 esc);
-    if (rc == 0 && chmod(proc, restored_mode(e->meta.mode)) != 0)
+    if (rc == 0 && chmod(proc, restore_mode(e->meta.mode)) != 0)
         rc = fb_error_set_errno(r->err, errno, "%s: cannot set the mode of %s", r->dest_shown,
                                 esc);
     if (rc == 0 && utimensat(AT_FDCWD, proc, ts, 0) != 0)
@@ -1516,7 +1171,7 @@ static int move_incremental(run *r)
     size_t *dirs = malloc((n ? n : 1) * sizeof *dirs);
     if (!dirs) {
         close(root_fd);
-        return oom(r->err);
+        return restore_oom(r->err);
     }
     for (size_t i = 0; i < n && rc == 0; i++) {
         const fb_manifest_entry *e = &r->m.entries[i];
@@ -1603,7 +1258,7 @@ static int run_steps(run *r)
         return rc;
     if ((rc = make_staging(r)) < 0)
         return rc;
-    if ((rc = extract(r)) < 0)
+    if ((rc = restore_extract(r)) < 0)
         return rc;
     fb_archive_reader_free(r->reader);
     r->reader = NULL;

@@ -1,0 +1,327 @@
+/* The extraction of a restore (see restore.c for why it runs in a forked
+ * child): the archive is read once, every tar header is checked against
+ * the next manifest entry, and what archive_write_disk gets is built from
+ * the manifest entry alone, written into the staging dir. The child reports
+ * its verdict over a pipe and ends with its caller's process. */
+#include "restore_i.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "fb_fsutil.h"
+#include "fb_hash.h"
+#include "fb_text.h"
+#include "tar_check_i.h"
+
+typedef struct xreport {
+    int rc;
+    fb_error err;
+    uint64_t entries, files, bytes;
+} xreport;
+
+typedef struct xctx {
+    const run *r;
+    const fb_manifest *m;
+    const char *name;
+    fb_error *err;
+    fb_tar_source src;
+    xreport *rep;
+} xctx;
+
+/* libarchive reports its own refusals (a "..", an absolute path, a symlink
+ * in the way) without a positive errno; those mean a hostile or broken
+ * backup. A real errno is a failure of the disk we write to. */
+static int x_write_failure(xctx *x, struct archive *w, const char *path)
+{
+    char esc[600];
+    fb_path_escape(path, esc, sizeof esc);
+    int e = archive_errno(w);
+    const char *msg = archive_error_string(w);
+    if (e > 0)
+        return fb_error_set_errno(x->err, e, "%s: cannot restore %s: %s", x->name, esc,
+                                  msg ? msg : "write failed");
+    return fb_error_set(x->err, FB_ECORRUPT, "%s: %s: refused: %s", x->name, esc,
+                        msg ? msg : "unsafe entry");
+}
+
+/* What archive_write_disk gets: built from the manifest entry only. */
+static struct archive_entry *x_disk_entry(xctx *x, const fb_manifest_entry *e)
+{
+    struct archive_entry *oe = archive_entry_new();
+    if (!oe)
+        return NULL;
+    archive_entry_copy_pathname(oe, e->path);
+    uint32_t perm = restore_mode(e->meta.mode);
+    switch (e->meta.type) {
+    case FB_ENTRY_FILE:
+        archive_entry_set_filetype(oe, AE_IFREG);
+        archive_entry_set_size(oe, (la_int64_t)e->meta.size);
+        break;
+    case FB_ENTRY_DIR:
+        archive_entry_set_filetype(oe, AE_IFDIR);
+        /* An incremental's directories are merged into the live ones, which
+         * then get the stored mode and mtime; in the staging dir they stay
+         * 0700 so the files in them can be moved out by any user. */
+        if (x->m->type == FB_BACKUP_INCREMENTAL)
+            perm = 0700;
+        break;
+    case FB_ENTRY_SYMLINK:
+        archive_entry_set_filetype(oe, AE_IFLNK);
+        archive_entry_copy_symlink(oe, e->target);
+        break;
+    case FB_ENTRY_HARDLINK:
+        archive_entry_set_filetype(oe, AE_IFREG);
+        archive_entry_copy_hardlink(oe, e->target);
+        archive_entry_set_size(oe, 0);
+        break;
+    }
+    archive_entry_set_perm(oe, perm);
+    archive_entry_set_mtime(oe, (time_t)e->meta.mtime, (long)e->meta.mtime_nsec);
+    archive_entry_set_atime(oe, (time_t)e->meta.mtime, (long)e->meta.mtime_nsec);
+    if (x->r->req->same_owner) {
+        archive_entry_set_uid(oe, (la_int64_t)e->meta.uid);
+        archive_entry_set_gid(oe, (la_int64_t)e->meta.gid);
+    }
+    return oe;
+}
+
+/* Where the data of the current entry goes: the disk writer. */
+typedef struct x_sink {
+    xctx *x;
+    struct archive *w;
+    const char *path;
+} x_sink;
+
+static int x_write_block(void *ctx, const void *buf, size_t len, fb_error *err)
+{
+    (void)err; /* x_write_failure fills x->err, which is err */
+    x_sink *s = ctx;
+    la_ssize_t wr = archive_write_data(s->w, buf, len);
+    if (wr < 0 || (size_t)wr != len)
+        return x_write_failure(s->x, s->w, s->path);
+    return 0;
+}
+
+static int x_extract(xctx *x)
+{
+    const fb_manifest *m = x->m;
+    struct archive *a = NULL;
+    struct archive *w = archive_write_disk_new();
+    int rc = 0;
+    if (!w) {
+        rc = restore_oom(x->err);
+        goto out;
+    }
+    int flags = ARCHIVE_EXTRACT_SECURE_NODOTDOT | ARCHIVE_EXTRACT_SECURE_SYMLINKS |
+                ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS | ARCHIVE_EXTRACT_TIME |
+                ARCHIVE_EXTRACT_PERM;
+    if (x->r->req->same_owner)
+        flags |= ARCHIVE_EXTRACT_OWNER;
+    if (archive_write_disk_set_options(w, flags) != ARCHIVE_OK) {
+        rc = fb_error_set(x->err, FB_EIO, "%s: libarchive: %s", x->name, archive_error_string(w));
+        goto out;
+    }
+    if ((rc = fb_tar_source_open(&x->src, &a, x->err)) < 0)
+        goto out;
+    size_t idx = 0;
+    for (;;) {
+        struct archive_entry *ae;
+        int ar = archive_read_next_header(a, &ae);
+        if (ar == ARCHIVE_EOF)
+            break;
+        /* ARCHIVE_WARN is a charset remark; the path bytes are compared. */
+        if (ar != ARCHIVE_OK && ar != ARCHIVE_WARN) {
+            rc = fb_tar_source_failure(&x->src, a, x->err);
+            break;
+        }
+        if (idx >= m->n_entries) {
+            rc = fb_error_set(x->err, FB_ECORRUPT,
+                              "%s: the archive has more entries than the %zu of the manifest",
+                              x->name, m->n_entries);
+            break;
+        }
+        const fb_manifest_entry *e = &m->entries[idx];
+        if ((rc = fb_tar_entry_check(ae, e, archive_filter_bytes(a, 0), x->name, x->err)) < 0)
+            break;
+        struct archive_entry *oe = x_disk_entry(x, e);
+        if (!oe) {
+            rc = restore_oom(x->err);
+            break;
+        }
+        if (archive_write_header(w, oe) != ARCHIVE_OK) {
+            rc = x_write_failure(x, w, e->path);
+            archive_entry_free(oe);
+            break;
+        }
+        archive_entry_free(oe);
+        x_sink sink = {.x = x, .w = w, .path = e->path};
+        if ((rc = fb_tar_entry_data(&x->src, a, e, x_write_block, &sink, x->err)) < 0)
+            break;
+        if (archive_write_finish_entry(w) != ARCHIVE_OK) {
+            rc = x_write_failure(x, w, e->path);
+            break;
+        }
+        x->rep->entries++;
+        if (e->meta.type == FB_ENTRY_FILE || e->meta.type == FB_ENTRY_HARDLINK)
+            x->rep->files++;
+        if (e->meta.type == FB_ENTRY_FILE)
+            x->rep->bytes += e->meta.size;
+        idx++;
+    }
+    if (rc == 0 && idx < m->n_entries)
+        rc = fb_error_set(x->err, FB_ECORRUPT, "%s: the archive has %zu entries, the manifest %zu",
+                          x->name, idx, m->n_entries);
+    /* Directory modes and mtimes are applied here, deepest first, after
+     * everything inside them was written. */
+    if (rc == 0 && archive_write_close(w) != ARCHIVE_OK)
+        rc = x_write_failure(x, w, "(directory modes and times)");
+    if (rc < 0)
+        goto out;
+    /* Whatever follows the tar end is hashed too: the whole file must be
+     * the one the manifest describes. */
+    rc = fb_tar_source_finish(&x->src, m->archive.sha256, x->err);
+out:
+    if (w)
+        archive_write_free(w);
+    if (a)
+        archive_read_free(a);
+    return rc;
+}
+
+/* If the calling process dies, its extraction must not carry on alone.
+ * The child holds the read end of a pipe whose write end only the caller
+ * holds: when the caller's process ends, however it ends, the read sees the
+ * end of the file. (PR_SET_PDEATHSIG would follow the thread that forked,
+ * not the process: a library must not tie the child to its caller's
+ * thread.) */
+static void *lifeline_main(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    char c;
+    ssize_t n;
+    do {
+        n = read(fd, &c, 1);
+    } while (n < 0 && errno == EINTR);
+    _exit(120);
+}
+
+/* The child's whole life: into the staging dir, extract, report, exit. */
+__attribute__((noreturn)) static void child_main(run *r, int report_fd, int lifeline_fd)
+{
+    xreport rep;
+    memset(&rep, 0, sizeof rep);
+    /* The watcher only blocks in read(): a small stack, so that it still
+     * starts under a tight address-space limit. */
+    pthread_attr_t attr;
+    pthread_t watcher;
+    int e = pthread_attr_init(&attr);
+    if (e == 0) {
+        pthread_attr_setstacksize(&attr, 64 * 1024);
+        e = pthread_create(&watcher, &attr, lifeline_main, (void *)(intptr_t)lifeline_fd);
+        pthread_attr_destroy(&attr);
+    }
+    if (e != 0) {
+        rep.rc = fb_error_set_errno(&rep.err, e, "cannot start the extraction's watcher thread");
+        _exit(fb_write_all(report_fd, &rep, sizeof rep) == 0 ? 0 : 121);
+    }
+    /* Parents libarchive may have to create, and files before their mode
+     * is set, are private. */
+    umask(077);
+    if (fchdir(r->staging_fd) != 0) {
+        rep.rc = fb_error_set_errno(&rep.err, errno, "cannot enter the staging directory");
+    } else {
+        xctx x;
+        memset(&x, 0, sizeof x);
+        x.r = r;
+        x.m = &r->m;
+        x.name = r->label;
+        x.err = &rep.err;
+        x.rep = &rep;
+        fb_archive_stream *stream = NULL;
+        rep.rc = fb_archive_stream_new(r->reader, &stream, &rep.err);
+        if (rep.rc == 0) {
+            fb_tar_source_init(&x.src, stream, x.name, NULL, NULL);
+            rep.rc = x_extract(&x);
+        }
+        fb_archive_stream_free(stream);
+    }
+    _exit(fb_write_all(report_fd, &rep, sizeof rep) == 0 ? 0 : 121);
+}
+
+int restore_extract(run *r)
+{
+    int p[2], life[2];
+    if (pipe2(p, O_CLOEXEC) != 0)
+        return fb_error_set_errno(r->err, errno, "cannot create a pipe for the extraction");
+    if (pipe2(life, O_CLOEXEC) != 0) {
+        int e = errno;
+        close(p[0]);
+        close(p[1]);
+        return fb_error_set_errno(r->err, e, "cannot create a pipe for the extraction");
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        int e = errno;
+        close(p[0]);
+        close(p[1]);
+        close(life[0]);
+        close(life[1]);
+        return fb_error_set_errno(r->err, e, "cannot start the extraction process");
+    }
+    if (pid == 0) {
+        close(p[0]);
+        close(life[1]);
+        child_main(r, p[1], life[0]);
+    }
+    close(p[1]);
+    close(life[0]);
+    xreport rep;
+    size_t got = 0;
+    while (got < sizeof rep) {
+        ssize_t n = read(p[0], (char *)&rep + got, sizeof rep - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    close(p[0]);
+    int status = 0;
+    pid_t w;
+    do {
+        w = waitpid(pid, &status, 0);
+    } while (w < 0 && errno == EINTR);
+    close(life[1]); /* only now: closing it tells the child we are gone */
+    /* With SIGCHLD ignored by the caller the child is reaped for us; its
+     * complete report is then the verdict. */
+    bool exited_ok = (w == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0) ||
+                     (w < 0 && errno == ECHILD);
+    if (got != sizeof rep || !exited_ok) {
+        if (w == pid && WIFSIGNALED(status))
+            return fb_error_set(r->err, FB_EIO,
+                                "%s: the extraction process was killed by signal %d", r->label,
+                                WTERMSIG(status));
+        return fb_error_set(r->err, FB_EIO, "%s: the extraction process ended without a result",
+                            r->label);
+    }
+    rep.err.message[sizeof rep.err.message - 1] = '\0';
+    if (rep.rc < 0) {
+        *r->err = rep.err;
+        return rep.rc;
+    }
+    r->out->entries = rep.entries;
+    r->out->files = rep.files;
+    r->out->bytes = rep.bytes;
+    return 0;
+}
