@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""Checks that core's modules call only downward (docs/architecture.md):
+reads which module defines and which uses each symbol of libfbcore.a (nm),
+and fails, naming the call, when a module uses one of a higher layer or of
+another layer of the same rank, or when modules depend on each other in a
+cycle. Run by `meson test` (suite unit) on the built library.
+
+usage: check-layers.py path/to/libfbcore.a
+"""
+import collections
+import subprocess
+import sys
+
+# module -> layer; a layer may use its own modules and any layer of lower rank.
+LAYERS = {
+    "base": (0, ["error", "text", "hash", "ids", "fsutil", "lock"]),
+    "archive": (1, ["seek_table", "frame_cache", "frame_proof", "archive_writer",
+                    "archive_reader", "tar_header", "tar_check"]),
+    "format": (1, ["json_strict", "json_fields", "manifest", "index", "config"]),
+    "store": (2, ["store", "retention", "scan"]),
+    "ops": (3, ["backup", "verify", "verify_session", "diff", "restore", "restore_extract",
+                "cleanup"]),
+    "mount": (4, ["mount_paths", "mount_contents", "mount_tree"]),
+}
+
+
+def main():
+    lib = sys.argv[1]
+    out = subprocess.run(["nm", "-A", lib], capture_output=True, text=True, check=True).stdout
+    defined, used = {}, collections.defaultdict(set)
+    for line in out.splitlines():
+        # "lib.a:dir/module.c.o:0000000000000000 T symbol" (or "   U symbol")
+        head, sep, rest = line.partition(".c.o:")
+        if not sep:
+            continue
+        module = head.rsplit("/", 1)[-1].rsplit(":", 1)[-1]
+        parts = rest.split()
+        if len(parts) == 3 and parts[1] in "TDBR":
+            defined[parts[2]] = module
+        elif len(parts) == 2 and parts[0] == "U":
+            used[module].add(parts[1])
+    layer_of = {m: (name, rank) for name, (rank, mods) in LAYERS.items() for m in mods}
+    problems = []
+    modules = sorted(set(defined.values()) | set(used))
+    for m in modules:
+        if m not in layer_of:
+            problems.append(f"{m}: not in any layer (add it to scripts/check-layers.py "
+                            "and docs/architecture.md)")
+    deps = collections.defaultdict(set)
+    for m in modules:
+        for sym in sorted(used[m]):
+            d = defined.get(sym)
+            if not d or d == m:
+                continue
+            deps[m].add(d)
+            if m not in layer_of or d not in layer_of:
+                continue
+            (ml, mr), (dl, dr) = layer_of[m], layer_of[d]
+            if ml != dl and dr >= mr:
+                problems.append(f"{m} ({ml}) calls {sym} of {d} ({dl}): not a lower layer")
+    # cycles between modules (Tarjan)
+    index, low, stack, on, cycles, counter = {}, {}, [], set(), [], [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in deps[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                cycles.append(sorted(comp))
+
+    for m in modules:
+        if m not in index:
+            visit(m)
+    for c in cycles:
+        problems.append("modules depend on each other in a cycle: " + ", ".join(c))
+    for p in problems:
+        print("check-layers: " + p)
+    if not problems:
+        print(f"check-layers: {len(modules)} modules, every call goes down a layer, no cycle")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
