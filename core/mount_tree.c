@@ -37,6 +37,9 @@
 
 /* st_blksize of every node: reads are served a frame at a time. */
 #define MT_BLKSIZE 65536
+/* Files up to this size are hashed when opened (fb_tar_member_prove_content):
+ * the frames they lie in are decoded for the first read anyway. */
+#define MT_HASH_ON_OPEN_MAX (1024u * 1024)
 
 typedef struct mt_archive mt_archive;
 typedef struct mt_session mt_session;
@@ -1430,6 +1433,7 @@ int fb_mount_tree_open(fb_mount_tree *t, uint64_t ino, fb_mount_file **out, fb_e
     rc = entry_load(t, b, ino, err);
     uint64_t archive_size = 0;
     char *path = NULL;
+    uint8_t sha[FB_SHA256_LEN];
     char label[FB_SESSION_ID_MAX + FB_BACKUP_ID_LEN + 32];
     snprintf(label, sizeof label, "%s/%s/" FB_ARCHIVE_NAME, b->session->id, b->id);
     if (rc == 0) {
@@ -1442,6 +1446,7 @@ int fb_mount_tree_open(fb_mount_tree *t, uint64_t ino, fb_mount_file **out, fb_e
             f->data_offset = c->m.entries[e].offset;
             f->size = c->m.entries[e].meta.size;
             archive_size = c->m.archive.size;
+            memcpy(sha, c->m.entries[e].sha256, sizeof sha);
             /* Copied: the contents may go once the backup is unpinned. */
             if (!(path = strdup(c->m.entries[e].path)))
                 rc = fb_error_set(err, FB_ENOMEM, "out of memory");
@@ -1517,6 +1522,11 @@ int fb_mount_tree_open(fb_mount_tree *t, uint64_t ino, fb_mount_file **out, fb_e
     /* The manifest's offset is only trusted once the tar header there is
      * this file's (tar_header_i.h): once per open, never per read. */
     rc = fb_tar_member_prove(f->archive->reader, f->data_offset, path, f->size, label, err);
+    /* A small file is read and hashed whole before its first byte is
+     * served: then what is served is what the manifest's SHA-256 says. */
+    if (rc == 0 && f->size <= MT_HASH_ON_OPEN_MAX)
+        rc = fb_tar_member_prove_content(f->archive->reader, f->data_offset, f->size, sha, path,
+                                         label, err);
     free(path);
     if (rc) {
         fb_mount_file_close(t, f);

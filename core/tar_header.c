@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fb_hash.h"
 #include "fb_text.h"
 
 /* ustar field offsets and lengths */
@@ -287,5 +288,38 @@ int fb_tar_member_prove(fb_archive_reader *r, uint64_t data_offset, const char *
         return corrupt(err, label, path,
                        "the tar header gives size %" PRIu64 ", the manifest %" PRIu64, got_size,
                        size);
+    return 0;
+}
+
+int fb_tar_member_prove_content(fb_archive_reader *r, uint64_t data_offset, uint64_t size,
+                                const uint8_t sha256[FB_SHA256_LEN], const char *path,
+                                const char *label, fb_error *err)
+{
+    enum { CHUNK = 64 * 1024 };
+    uint8_t *buf = malloc(CHUNK);
+    fb_sha256 h;
+    if (!buf)
+        return fb_error_set(err, FB_ENOMEM, "%s: out of memory", label);
+    int rc = fb_sha256_init(&h, err);
+    if (rc) {
+        free(buf);
+        return rc;
+    }
+    uint64_t done = 0;
+    while (rc == 0 && done < size) {
+        size_t want = size - done < CHUNK ? (size_t)(size - done) : CHUNK;
+        rc = read_exact(r, buf, want, data_offset + done, label, path, err);
+        if (rc == 0)
+            fb_sha256_update(&h, buf, want);
+        done += want;
+    }
+    uint8_t got[FB_SHA256_LEN];
+    fb_sha256_final(&h, got);
+    fb_sha256_fini(&h);
+    free(buf);
+    if (rc)
+        return rc;
+    if (memcmp(got, sha256, FB_SHA256_LEN) != 0)
+        return corrupt(err, label, path, "content sha256 differs from the manifest's");
     return 0;
 }

@@ -56,4 +56,14 @@ int fb_tar_pax_find(const uint8_t *data, size_t len, const char *key, const uint
 int fb_tar_member_prove(fb_archive_reader *r, uint64_t data_offset, const char *path,
                         uint64_t size, const char *label, fb_error *err);
 
+/* Proves the content as well: the size bytes at data_offset hash to
+ * sha256 (the manifest's). A header proof is local: a file whose data
+ * holds a copy of another member's header (a .tar kept in the session)
+ * could pass it at a moved offset; its bytes cannot pass this. The mount
+ * does it on open for files it can read in a moment. Returns 0,
+ * FB_ECORRUPT naming path, FB_EIO, FB_ENOMEM. Threads: as pread. */
+int fb_tar_member_prove_content(fb_archive_reader *r, uint64_t data_offset, uint64_t size,
+                                const uint8_t sha256[FB_SHA256_LEN], const char *path,
+                                const char *label, fb_error *err);
+
 #endif
