@@ -254,32 +254,31 @@ int fb_tar_member_prove(fb_archive_reader *r, uint64_t data_offset, const char *
         return corrupt(err, label, path,
                        "the tar header at offset %" PRIu64 " is not a regular file (type 0x%02x)",
                        header_off, (unsigned)(uint8_t)h.typeflag);
+    /* A pax header right before overrides the ustar fields (path, size),
+     * as in every pax reader: it is always looked for, even when the
+     * ustar name already matches. */
     size_t plen = strlen(path);
     bool name_ok = h.name_len == plen && memcmp(h.name, path, plen) == 0;
     bool size_ok = h.size_ok && h.size == size;
     uint64_t got_size = h.size;
-    if (!name_ok || !size_ok) {
-        /* Long or non-ASCII names and huge sizes live in the pax header. */
-        uint8_t *pax;
-        size_t pax_len;
-        rc = find_pax(r, header_off, label, path, &pax, &pax_len, err);
-        if (rc)
-            return rc;
-        const uint8_t *v;
-        size_t vlen;
-        int found = pax ? fb_tar_pax_find(pax, pax_len, "path", &v, &vlen) : 0;
-        if (found == 1)
-            name_ok = vlen == plen && memcmp(v, path, plen) == 0;
-        int found_size = found >= 0 && pax ? fb_tar_pax_find(pax, pax_len, "size", &v, &vlen) : 0;
-        if (found_size == 1) {
-            size_ok = parse_decimal(v, vlen, &got_size) && got_size == size;
-        }
-        free(pax);
-        if (found < 0 || found_size < 0)
-            return corrupt(err, label, path,
-                           "malformed pax header before the tar header at offset %" PRIu64,
-                           header_off);
-    }
+    uint8_t *pax;
+    size_t pax_len;
+    rc = find_pax(r, header_off, label, path, &pax, &pax_len, err);
+    if (rc)
+        return rc;
+    const uint8_t *v;
+    size_t vlen;
+    int found = pax ? fb_tar_pax_find(pax, pax_len, "path", &v, &vlen) : 0;
+    if (found == 1)
+        name_ok = vlen == plen && memcmp(v, path, plen) == 0;
+    int found_size = found >= 0 && pax ? fb_tar_pax_find(pax, pax_len, "size", &v, &vlen) : 0;
+    if (found_size == 1)
+        size_ok = parse_decimal(v, vlen, &got_size) && got_size == size;
+    free(pax);
+    if (found < 0 || found_size < 0)
+        return corrupt(err, label, path,
+                       "malformed pax header before the tar header at offset %" PRIu64,
+                       header_off);
     if (!name_ok)
         return corrupt(err, label, path,
                        "the tar header at offset %" PRIu64 " belongs to another entry",
