@@ -73,6 +73,10 @@ struct fb_archive_reader {
     size_t bad_frame;  /* guarded by prove_lock: first frame whose proof failed */
     fb_error bad_err;  /* guarded by prove_lock: why */
     fb_archive_proof identity; /* the file as fstat saw it at open (frames unused) */
+    /* decoded[i]: frame i decoded once to exactly its declared size, so
+     * its size is proven by its content, not only by its header (see
+     * fb_archive_reader_pread_anchored). Set and read with atomics. */
+    _Atomic unsigned char *decoded;
 };
 
 /* One frame of the sequential stream: its compressed and decoded bytes. */
@@ -239,6 +243,8 @@ static int load_frame(fb_archive_reader *r, size_t i, uint8_t **out, fb_error *e
     rc = fb_pread_exact(r->fd, in, f->c_size, f->c_offset, r->name, what, err);
     if (rc == 0)
         rc = decode_frame(r, dctx, i, in, data, err);
+    if (rc == 0)
+        atomic_store_explicit(&r->decoded[i], 1, memory_order_release);
 out:
     if (dctx)
         dctx_release(r, dctx);
@@ -362,9 +368,12 @@ int fb_archive_reader_open(int fd, fb_frame_cache *cache, const char *name,
     fb_seek_table_init(&r->table);
     r->file_size = (uint64_t)st.st_size;
     int rc = fb_seek_table_read_fd(fd, r->file_size, r->name, &r->table, err);
+    if (rc == 0 && !(r->decoded = calloc(r->table.n_frames ? r->table.n_frames : 1, 1)))
+        rc = fb_error_set(err, FB_ENOMEM, "%s: out of memory", name);
     if (rc == 0 && !cache)
         rc = fb_frame_cache_new(0, &r->own_cache, err);
     if (rc) {
+        free((void *)r->decoded);
         fb_seek_table_fini(&r->table);
         free(r->name);
         free(r);
@@ -402,6 +411,7 @@ void fb_archive_reader_free(fb_archive_reader *r)
     pthread_mutex_destroy(&r->pool_lock);
     pthread_mutex_destroy(&r->slot_lock);
     pthread_mutex_destroy(&r->prove_lock);
+    free((void *)r->decoded);
     fb_seek_table_fini(&r->table);
     close(r->fd);
     free(r->name);
@@ -455,6 +465,37 @@ int fb_archive_reader_pread(fb_archive_reader *r, void *buf, size_t len, uint64_
     }
     *out_len = done;
     return 0;
+}
+
+int fb_archive_reader_pread_anchored(fb_archive_reader *r, void *buf, size_t len,
+                                     uint64_t offset, uint64_t anchor, size_t *out_len,
+                                     fb_error *err)
+{
+    *out_len = 0;
+    if (len == 0 || offset >= r->table.d_size)
+        return fb_archive_reader_pread(r, buf, len, offset, out_len, err);
+    if (anchor > offset)
+        return fb_error_set(err, FB_EMISUSE, "%s: anchor %" PRIu64 " after offset %" PRIu64,
+                            r->name, anchor, offset);
+    /* Frames from the anchor's up to the one before offset place offset:
+     * each is decoded once, so that its size is the one its content has.
+     * (The frames proven by their headers only could both lie, the table
+     * and the frame header, and shift everything after them.) */
+    size_t first = fb_seek_table_find(&r->table, anchor);
+    size_t last = fb_seek_table_find(&r->table, offset);
+    int rc = ensure_proven(r, last, err);
+    for (size_t j = first; rc == 0 && j < last; j++) {
+        if (atomic_load_explicit(&r->decoded[j], memory_order_acquire))
+            continue;
+        fb_frame_cache *owner;
+        fb_frame_ref *ref;
+        rc = get_frame(r, j, &owner, &ref, err);
+        if (rc == 0)
+            fb_frame_ref_release(owner, ref);
+    }
+    if (rc)
+        return rc;
+    return fb_archive_reader_pread(r, buf, len, offset, out_len, err);
 }
 
 void fb_archive_reader_get_proof(fb_archive_reader *r, fb_archive_proof *out)

@@ -1550,8 +1550,10 @@ int fb_mount_file_read(fb_mount_file *f, void *buf, size_t len, uint64_t off, si
     uint64_t left = f->size - off;
     size_t want = left < len ? (size_t)left : len;
     size_t got = 0;
-    int rc = fb_archive_reader_pread(f->archive->reader, buf, want, f->data_offset + off, &got,
-                                     err);
+    /* Anchored at the file's tar header, whose place open proved. */
+    int rc = fb_archive_reader_pread_anchored(f->archive->reader, buf, want,
+                                              f->data_offset + off, f->data_offset - 512, &got,
+                                              err);
     if (rc)
         return rc;
     if (got != want)

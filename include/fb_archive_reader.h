@@ -61,6 +61,21 @@ void fb_archive_reader_get_proof(fb_archive_reader *r, fb_archive_proof *out);
  * Call before r is shared between threads. */
 void fb_archive_reader_adopt_proof(fb_archive_reader *r, const fb_archive_proof *p);
 
+/* fb_archive_reader_pread places an offset through the sizes of the frames
+ * before it, each proven against its own header (core/frame_proof_i.h);
+ * damage that changed both a frame's header and the seek table the same
+ * way would still shift what follows that frame. The anchored read closes
+ * that: anchor is a stream offset whose place the caller has proven (0,
+ * the start of the stream; the mount: a file's tar header), and every frame
+ * from the anchor's up to the one before offset is decoded once (per
+ * reader) before any byte is served, so that their sizes are the ones
+ * their contents have. Sequential reads cost nothing more; a first read
+ * far from the anchor decodes the frames in between. Same returns as
+ * fb_archive_reader_pread, FB_EMISUSE when anchor > offset. */
+int fb_archive_reader_pread_anchored(fb_archive_reader *r, void *buf, size_t len,
+                                     uint64_t offset, uint64_t anchor, size_t *out_len,
+                                     fb_error *err);
+
 uint64_t fb_archive_reader_uncompressed_size(const fb_archive_reader *r);
 uint64_t fb_archive_reader_file_size(const fb_archive_reader *r);
 const fb_seek_table *fb_archive_reader_seek_table(const fb_archive_reader *r);

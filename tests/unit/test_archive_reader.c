@@ -779,6 +779,52 @@ static void test_lying_table_never_shifts_bytes(void)
     fbtest_rmtree(dir);
 }
 
+/* Frame 0's header and its seek-table entry both claim one byte more than
+ * it holds: each frame's header agrees with the table, so only decoding
+ * frame 0 tells. A plain read of frame 1 is placed one byte off (the limit
+ * fb_archive_reader.h states); a read anchored at the start decodes frame 0
+ * first and refuses. */
+static void test_header_and_table_lying_together(void)
+{
+    char *dir = fbtest_tempdir(), *path = path_in(dir, NAME);
+    uint8_t *src = make_source();
+    size_t clen;
+    uint8_t *c = compress_with_window(src, FRAME, 17, &clen);
+    /* declare_content_size put a 4-byte Frame_Content_Size at 6..9 */
+    uint32_t lie = FRAME + 1;
+    for (int k = 0; k < 4; k++)
+        c[6 + k] = (uint8_t)(lie >> (8 * k));
+    builder b = {0};
+    add_raw(&b, c, clen, lie);
+    add_frame(&b, src + FRAME, FRAME);
+    add_frame(&b, src + 2 * FRAME, FRAME);
+    finish(&b, true, path);
+    free(c);
+    fb_archive_reader *r = open_reader(path, NULL);
+    REQUIRE(r);
+    uint8_t buf[100];
+    size_t got;
+    fb_error err;
+    /* plain: proven by the headers, served shifted by one */
+    CHECK_EQ_INT(fb_archive_reader_pread(r, buf, sizeof buf, FRAME + 1, &got, &err), 0);
+    CHECK(got == sizeof buf && memcmp(buf, src + FRAME, sizeof buf) == 0);
+    /* anchored at 0: frame 0 must decode first, and it does not */
+    fb_error_clear(&err);
+    CHECK_EQ_INT(fb_archive_reader_pread_anchored(r, buf, sizeof buf, FRAME + 1, 0, &got, &err),
+                 FB_ECORRUPT);
+    CHECK(strstr(err.message, NAME ": frame 0: ") != NULL);
+    /* anchored inside frame 1 (a proven tar header there): frame 1 on is fine */
+    CHECK_EQ_INT(fb_archive_reader_pread_anchored(r, buf, sizeof buf, 2 * FRAME + 1, FRAME + 1,
+                                                  &got, &err),
+                 0);
+    CHECK_EQ_INT(fb_archive_reader_pread_anchored(r, buf, sizeof buf, 5, 9, &got, &err),
+                 FB_EMISUSE);
+    fb_archive_reader_free(r);
+    free(src);
+    free(path);
+    fbtest_rmtree(dir);
+}
+
 /* A proof carries over to a later reader of the very same file, and to no
  * other file, nor to the same file once it was written to. */
 static void test_proof_carries_over_only_to_the_same_file(void)
@@ -1362,6 +1408,7 @@ int main(void)
     RUN_TEST(test_frame_not_exactly_one_zstd_frame);
     RUN_TEST(test_lying_table_never_shifts_bytes);
     RUN_TEST(test_proof_carries_over_only_to_the_same_file);
+    RUN_TEST(test_header_and_table_lying_together);
     RUN_TEST(test_open_rejects);
     RUN_TEST(test_truncated_after_open);
     RUN_TEST(test_empty_frames);
