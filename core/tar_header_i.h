@@ -31,7 +31,7 @@ typedef struct fb_tar_header {
     char typeflag;
     uint64_t size;      /* valid when size_ok */
     bool size_ok;       /* the size field parsed (octal or base-256) */
-    char name[256];     /* prefix "/" name, NUL-terminated */
+    char name[155 + 1 + 100 + 1]; /* prefix "/" name, NUL-terminated */
     size_t name_len;
 } fb_tar_header;
 

@@ -193,6 +193,17 @@ static void test_header_parse(void)
     snprintf((char *)b + 148, 8, "%06o", sum);
     CHECK(fb_tar_header_parse(b, &h));
     CHECK(h.name_len == 108 && memcmp(h.name, "pre/fix/", 8) == 0 && h.name[107] == 'n');
+
+    /* Both fields full: 155 + '/' + 100 bytes, the longest ustar name. */
+    make_block(b, name100, 1, '0');
+    memset(b + 345, 'p', 155);
+    memset(b + 148, ' ', 8);
+    sum = 0;
+    for (int i = 0; i < FB_TAR_BLOCK; i++)
+        sum += b[i];
+    snprintf((char *)b + 148, 8, "%06o", sum);
+    CHECK(fb_tar_header_parse(b, &h));
+    CHECK(h.name_len == 256 && h.name[155] == '/' && h.name[255] == 'n' && h.name[256] == 0);
 }
 
 static void test_pax_find(void)
