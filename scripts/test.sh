@@ -15,12 +15,16 @@
 #                      suite stays on the plain build: LeakSanitizer cannot run
 #                      under ptrace (the strace tests) and ASan cannot reserve
 #                      its shadow memory under `prlimit --as`;
-#     3. build-clang/  clang -Werror: the whole tree builds, and the unit tests.
+#     3. build-clang/  clang -Werror: the whole tree builds, and the unit tests;
+#     4. build-fuzz/   clang, -Dfuzz=true: every libFuzzer target of
+#                      tests/fuzz/ runs FB_FUZZ_SECONDS (default 20) on its
+#                      seeds (scripts/fuzz.sh); any finding fails the run.
 #   scripts/test.sh --quick    (or FB_QUICK=1) step 1 without tests/reliability:
 #                      the everyday check.
 #
-# Environment: FB_BUILD_DIR (default: build; the other two trees are named
-# after it: $FB_BUILD_DIR-asan, $FB_BUILD_DIR-clang), FB_QUICK, PYTEST_ARGS
+# Environment: FB_BUILD_DIR (default: build; the other trees are named
+# after it: $FB_BUILD_DIR-asan, $FB_BUILD_DIR-clang, $FB_BUILD_DIR-fuzz), FB_QUICK,
+# FB_FUZZ_SECONDS, PYTEST_ARGS
 # (extra pytest arguments, for every pytest run).
 set -uo pipefail
 
@@ -50,6 +54,7 @@ case $BUILD in /*) ;; *) BUILD=$REPO/$BUILD ;; esac
 BUILD=${BUILD%/}
 ASAN_BUILD=$BUILD-asan
 CLANG_BUILD=$BUILD-clang
+FUZZ_BUILD=$BUILD-fuzz
 
 passed=0
 failed=0
@@ -216,6 +221,15 @@ fi
 # ---- 3. clang -Werror ----
 if build "$CLANG_BUILD" clang; then
     unit_tests "$CLANG_BUILD"
+fi
+
+# ---- 4. fuzz smoke: every libFuzzer target for a short while ----
+say "fuzz smoke (scripts/fuzz.sh ${FB_FUZZ_SECONDS:-20}, build $FUZZ_BUILD)"
+if FB_FUZZ_BUILD_DIR=$FUZZ_BUILD bash scripts/fuzz.sh "${FB_FUZZ_SECONDS:-20}" >&2; then
+    passed=$((passed + 1))
+else
+    echo "test.sh: the fuzz smoke run found something or could not run (see above)" >&2
+    failed=$((failed + 1))
 fi
 
 finish
