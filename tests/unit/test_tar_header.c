@@ -132,6 +132,16 @@ static void test_members_prove(void)
     fbtest_rmtree(dir);
 }
 
+/* Recomputes a header block's checksum after an edit. */
+static void fix_checksum(uint8_t b[FB_TAR_BLOCK])
+{
+    memset(b + 148, ' ', 8);
+    unsigned sum = 0;
+    for (int i = 0; i < FB_TAR_BLOCK; i++)
+        sum += b[i];
+    snprintf((char *)b + 148, 8, "%06o", sum);
+}
+
 /* A header block of a regular file `name` of `size` bytes, checksummed. */
 static void make_block(uint8_t b[FB_TAR_BLOCK], const char *name, uint64_t size, char type)
 {
@@ -140,11 +150,7 @@ static void make_block(uint8_t b[FB_TAR_BLOCK], const char *name, uint64_t size,
     snprintf((char *)b + 124, 12, "%011llo", (unsigned long long)size);
     b[156] = (uint8_t)type;
     memcpy(b + 257, "ustar\0" "00", 8);
-    memset(b + 148, ' ', 8);
-    unsigned sum = 0;
-    for (int i = 0; i < FB_TAR_BLOCK; i++)
-        sum += b[i];
-    snprintf((char *)b + 148, 8, "%06o", sum);
+    fix_checksum(b);
 }
 
 static void test_header_parse(void)
@@ -172,11 +178,7 @@ static void test_header_parse(void)
     CHECK(!fb_tar_header_parse(b, &h));
     make_block(b, "x", 1, '0');
     memcpy(b + 124, "0000000009x", 11); /* not octal */
-    memset(b + 148, ' ', 8);
-    unsigned sum = 0;
-    for (int i = 0; i < FB_TAR_BLOCK; i++)
-        sum += b[i];
-    snprintf((char *)b + 148, 8, "%06o", sum);
+    fix_checksum(b);
     CHECK(fb_tar_header_parse(b, &h));
     CHECK(!h.size_ok);
 
@@ -186,22 +188,14 @@ static void test_header_parse(void)
     name100[100] = 0;
     make_block(b, name100, 1, '0');
     memcpy(b + 345, "pre/fix", 7);
-    memset(b + 148, ' ', 8);
-    sum = 0;
-    for (int i = 0; i < FB_TAR_BLOCK; i++)
-        sum += b[i];
-    snprintf((char *)b + 148, 8, "%06o", sum);
+    fix_checksum(b);
     CHECK(fb_tar_header_parse(b, &h));
     CHECK(h.name_len == 108 && memcmp(h.name, "pre/fix/", 8) == 0 && h.name[107] == 'n');
 
     /* Both fields full: 155 + '/' + 100 bytes, the longest ustar name. */
     make_block(b, name100, 1, '0');
     memset(b + 345, 'p', 155);
-    memset(b + 148, ' ', 8);
-    sum = 0;
-    for (int i = 0; i < FB_TAR_BLOCK; i++)
-        sum += b[i];
-    snprintf((char *)b + 148, 8, "%06o", sum);
+    fix_checksum(b);
     CHECK(fb_tar_header_parse(b, &h));
     CHECK(h.name_len == 256 && h.name[155] == '/' && h.name[255] == 'n' && h.name[256] == 0);
 }
