@@ -26,7 +26,9 @@
  * is what the writer wrote, provided every byte the proof can look at is
  * as written. And undamaged, every regular file written must be proven.
  * Offsets where neither applies (libarchive warned or stopped, and the
- * bytes around changed) are not judged. */
+ * bytes around changed) are not judged, nor are the two cases the mount
+ * leaves to other defences (see th_prove): a copied header whose bytes the
+ * content proof refuses, and a forged (path, size) never written. */
 #include <archive.h>
 #include <archive_entry.h>
 #include <stdio.h>
