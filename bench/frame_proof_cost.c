@@ -1,5 +1,5 @@
 /* Frame proof cost: how long the archive reader takes to prove every frame
- * of an archive against its seek table (core/frame_proof.c: one header
+ * of an archive against its seek table (core/archive/frame_proof.c: one header
  * read plus one 3-byte read per block, per frame), next to what a first
  * random read costs anyway (open, seek table, one frame decoded). Prints a
  * table; a benchmark, never a test. Run by bench/frame_proof_cost.sh.

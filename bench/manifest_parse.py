@@ -25,8 +25,9 @@ usage: manifest_parse.py [--build DIR] [--keep DIR] [--runs N]
 default: deep:21 deep:250 deep-bare:250 many:600000 tiny:250 wide:250
          numbers:250 strings:250 arrays:250 numbers-raw:250
 
-A small C driver is compiled against DIR/core/libfbcore.a (default: the
-build directory of FB_BUILD_DIR, else build). It reads the file, then calls
+A small C driver is compiled against DIR/core/format/libfbformat.a and
+DIR/core/base/libfbbase.a (DIR: the build directory of FB_BUILD_DIR, else
+build). It reads the file, then calls
 fb_manifest_parse once per run; it reports the best wall time of the
 parse, the peak RSS of the process (VmHWM) and that peak minus the RSS
 before the first parse (the input text itself is not counted there). A
@@ -261,9 +262,12 @@ def main():
             sys.exit(__doc__)
         args = args[2:]
     build = build if os.path.isabs(build) else os.path.join(src, build)
-    lib = os.path.join(build, "core", "libfbcore.a")
-    if not os.path.exists(lib):
-        sys.exit("no %s: build first" % lib)
+    # the layers that manifest parsing uses, highest first (core/meson.build)
+    core_libs = [os.path.join(build, "core", layer, "libfb%s.a" % layer)
+                 for layer in ("format", "base")]
+    for lib in core_libs:
+        if not os.path.exists(lib):
+            sys.exit("no %s: build first" % lib)
     shapes = args or ["deep:21", "deep:250", "deep-bare:250", "many:600000", "tiny:250",
                       "wide:250", "numbers:250", "strings:250", "arrays:250", "numbers-raw:250"]
 
@@ -277,7 +281,7 @@ def main():
         libs = subprocess.run(["pkg-config", "--libs", "libzstd", "libarchive", "libcjson",
                                "libcrypto"], check=True, capture_output=True,
                               text=True).stdout.split()
-        run(["cc", "-O2", "-D_GNU_SOURCE", "-I", os.path.join(src, "include"), drv_c, lib,
+        run(["cc", "-O2", "-D_GNU_SOURCE", "-I", os.path.join(src, "include"), drv_c] + core_libs + [
              "-o", drv] + libs + ["-lpthread"])
         print("%-16s %9s %9s %8s %10s %11s %12s" % ("shape", "MiB", "entries", "parse_s",
                                                    "s_per_10MB", "peak_MiB", "parse_MiB"))

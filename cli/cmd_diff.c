@@ -1,6 +1,6 @@
 /* `flowloom-backup diff`: what differs between two backups of a session, or
  * between a backup and the live session directory (--live), from the
- * manifests (core/diff.c). A reader: no lock, nothing written except a
+ * manifests (core/ops/diff.c). A reader: no lock, nothing written except a
  * rebuilt index when the session lock is free, as every reader does. */
 #include "cli_i.h"
 

@@ -41,7 +41,7 @@ int fb_archive_reader_pread(fb_archive_reader *r, void *buf, size_t len, uint64_
 
 /* What a reader has proven of its archive's frame map (before serving an
  * offset it proves every frame up to it against the seek table, see
- * core/frame_proof_i.h), so that a later reader of the very same file need
+ * core/archive/frame_proof_i.h), so that a later reader of the very same file need
  * not prove it again. Identity is the file's device, inode, size, mtime and
  * ctime (any write to the file changes its ctime) and a digest of the seek
  * table the proof was made against (a table that rotted on disk since, with
@@ -62,7 +62,7 @@ void fb_archive_reader_get_proof(fb_archive_reader *r, fb_archive_proof *out);
 void fb_archive_reader_adopt_proof(fb_archive_reader *r, const fb_archive_proof *p);
 
 /* fb_archive_reader_pread places an offset through the sizes of the frames
- * before it, each proven against its own header (core/frame_proof_i.h);
+ * before it, each proven against its own header (core/archive/frame_proof_i.h);
  * damage that changed both a frame's header and the seek table the same
  * way would still shift what follows that frame. The anchored read closes
  * that: anchor is a stream offset whose place the caller has proven (0,

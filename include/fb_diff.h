@@ -29,7 +29,7 @@
  * entries are compared exactly as each manifest holds them.
  *
  * Live. The session directory is walked exactly as a backup of a's type
- * would walk it (core/scan.c: no symlink followed, special files skipped
+ * would walk it (core/store/scan.c: no symlink followed, special files skipped
  * with a warning, an incremental's include patterns). A live regular file is
  * hashed only when the quick check fails: same size and same mtime (seconds
  * and nanoseconds) as in the manifest means unmodified, a different size

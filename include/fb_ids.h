@@ -1,4 +1,4 @@
-/* Names and grammars shared by every layer (core/ids.c): the session id
+/* Names and grammars shared by every layer (core/base/ids.c): the session id
  * rule, the backup id grammar, the names of entry and backup types, and the
  * RFC 3339 form of timestamps. Pure functions; any thread. */
 #ifndef FB_IDS_H

@@ -1,11 +1,15 @@
 #!/usr/bin/env python3
 """Checks that core's modules call only downward (docs/architecture.md):
-reads which module defines and which uses each symbol of libfbcore.a (nm),
+reads which module defines and which uses each symbol of the layers'
+static libraries (nm),
 and fails, naming the call, when a module uses one of a higher layer or of
 another layer of the same rank, or when modules depend on each other in a
-cycle. Run by `meson test` (suite unit) on the built library.
+cycle, or when a module sits in a folder other than its layer's (core/<layer>/).
+The link of each layer (core/meson.build) already refuses calls up or sideways
+between layers; this adds the cycles inside a layer. Run by `meson test`
+(suite unit) on the built libraries.
 
-usage: check-layers.py path/to/libfbcore.a
+usage: check-layers.py core/base/libfbbase.a core/archive/libfbarchive.a ...
 """
 import collections
 import subprocess
@@ -25,15 +29,18 @@ LAYERS = {
 
 
 def main():
-    lib = sys.argv[1]
-    out = subprocess.run(["nm", "-A", lib], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(["nm", "-A"] + sys.argv[1:], capture_output=True, text=True,
+                         check=True).stdout
     defined, used = {}, collections.defaultdict(set)
+    folder_of = {}
     for line in out.splitlines():
-        # "lib.a:dir/module.c.o:0000000000000000 T symbol" (or "   U symbol")
+        # "path/libfb<layer>.a:module.c.o:0000000000000000 T symbol" (or "   U symbol")
         head, sep, rest = line.partition(".c.o:")
         if not sep:
             continue
-        module = head.rsplit("/", 1)[-1].rsplit(":", 1)[-1]
+        lib, _, module = head.rpartition(":")
+        module = module.rsplit("/", 1)[-1]
+        folder_of[module] = lib.rsplit("/", 1)[-1].removeprefix("libfb").removesuffix(".a")
         parts = rest.split()
         if len(parts) == 3 and parts[1] in "TDBR":
             defined[parts[2]] = module
@@ -46,6 +53,9 @@ def main():
         if m not in layer_of:
             problems.append(f"{m}: not in any layer (add it to scripts/check-layers.py "
                             "and docs/architecture.md)")
+        elif folder_of.get(m, layer_of[m][0]) != layer_of[m][0]:
+            problems.append(f"{m}: built into the {folder_of[m]} library but belongs to "
+                            f"layer {layer_of[m][0]} (move it to core/{layer_of[m][0]}/)")
     deps = collections.defaultdict(set)
     for m in modules:
         for sym in sorted(used[m]):

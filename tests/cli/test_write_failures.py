@@ -6,7 +6,7 @@ this suite too, so a leak on these paths (LeakSanitizer) fails it.
 Regression: with thousands of small files most of the tar stream is headers,
 so the failing write() happened inside libarchive's archive_write_header;
 libarchive then went FATAL and leaked 33 bytes from archive_write_open2 in
-every such run (fixed in core/archive_writer.c)."""
+every such run (fixed in core/archive/archive_writer.c)."""
 import os
 import resource
 import subprocess

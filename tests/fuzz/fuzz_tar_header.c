@@ -1,4 +1,4 @@
-/* Fuzz target: the tar member proof (core/tar_header.c), which the mount
+/* Fuzz target: the tar member proof (core/archive/tar_header.c), which the mount
  * relies on to know that the bytes at a manifest entry's offset belong to
  * that entry.
  *

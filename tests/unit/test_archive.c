@@ -126,7 +126,7 @@ static fb_archive_writer_options opts_of(int level, uint64_t frame_size, unsigne
     return o;
 }
 
-/* The seek table as the test parses it, independently of core/seek_table.c. */
+/* The seek table as the test parses it, independently of core/archive/seek_table.c. */
 typedef struct parsed_table {
     uint32_t n;
     uint32_t *c_size, *d_size, *checksum;

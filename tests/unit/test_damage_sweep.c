@@ -2,7 +2,7 @@
  * way at a time (every bit of its seek table, each number of each manifest
  * entry moved by +-1, +-512 or doubled), "repaired" the way a careless user
  * would (the manifest's archive SHA-256 rewritten to match), and then every
- * file is read back through the mount model (core/mount_tree.c, what the
+ * file is read back through the mount model (core/mount/mount_tree.c, what the
  * daemon serves) and, for a sample, restored with the core restore
  * (`recover --target`). Each read must give the genuine bytes or an error,
  * never other bytes; a second, untouched backup must keep reading. */

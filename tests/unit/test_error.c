@@ -1,4 +1,4 @@
-/* Unit tests of core/error.c: messages, prefixes, and the one mapping from
+/* Unit tests of core/base/error.c: messages, prefixes, and the one mapping from
  * FB_E* codes to the exit statuses of both programs (SPEC "Exit codes"). */
 #include "fbtest.h"
 #include "fb_error.h"

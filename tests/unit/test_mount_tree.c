@@ -1,4 +1,4 @@
-/* Unit tests of the FUSE-free mount model (core/mount_tree.c): the tree the
+/* Unit tests of the FUSE-free mount model (core/mount/mount_tree.c): the tree the
  * daemon serves, built on real stores written with the archive writer,
  * manifest and index modules. */
 #include <pthread.h>

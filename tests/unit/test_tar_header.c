@@ -1,4 +1,4 @@
-/* Unit tests of the tar member proof (core/tar_header.c): the pure header
+/* Unit tests of the tar member proof (core/archive/tar_header.c): the pure header
  * and pax parsers on hand-made blocks, and fb_tar_member_prove on archives
  * written by the real writer, with right and wrong offsets, sizes and
  * names. */

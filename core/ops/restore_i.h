@@ -1,4 +1,4 @@
-/* Private to restore (core/restore.c, core/restore_extract.c): the state
+/* Private to restore (core/ops/restore.c, core/ops/restore_extract.c): the state
  * of one restore run, shared by the steps in the caller's process and the
  * extraction that runs in a child. */
 #ifndef FB_RESTORE_I_H

@@ -1,4 +1,4 @@
-/* The contents of one backup as the mount shows them (core/mount_contents.c):
+/* The contents of one backup as the mount shows them (core/mount/mount_contents.c):
  * its manifest, one node per entry plus the directories its paths imply,
  * parents resolved, hardlinks pointing at their file, and each directory's
  * children sorted by name for lookups. Built from a parsed manifest, then
