@@ -1,0 +1,317 @@
+/* File handles and the archive readers behind them. The files of one backup
+ * share one reader (one fd, one proved frame map) for as long as any is
+ * open; a reader outlives its backup node, so a backup removed from the store
+ * keeps serving the files already open. A file's place in the archive is
+ * proved once, at open, so that reads only decode and copy. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mount_tree_i.h"
+#include "tar_header_i.h"
+
+/* Files up to this size are hashed when opened (fb_tar_member_prove_content):
+ * the frames they lie in are decoded for the first read anyway. */
+#define MT_HASH_ON_OPEN_MAX (1024u * 1024)
+
+struct fb_mount_file {
+    fb_mount_file *next, *prev;
+    mt_archive *archive;
+    uint64_t data_offset;
+    uint64_t size;
+};
+
+/* What open needs of a file's entry after its backup is unpinned. */
+typedef struct file_source {
+    uint64_t archive_size;
+    char *path;
+    uint8_t sha[FB_SHA256_LEN];
+    char label[FB_SESSION_ID_MAX + FB_BACKUP_ID_LEN + 32];
+} file_source;
+
+/* ------------------------------------------------------ archive readers */
+
+static int archive_open(fb_mount_tree *t, const char *sid, const char *bid,
+                        uint64_t expected_size, const fb_archive_proof *proof,
+                        fb_archive_reader **out, fb_error *err)
+{
+    *out = NULL;
+    int sfd = -1, afd = -1;
+    int rc = fb_store_open_session(t->store, sid, false, &sfd, err);
+    if (rc == 0) {
+        rc = fb_store_open_archive(sfd, bid, &afd, err);
+        close(sfd);
+    }
+    if (rc)
+        return rc;
+    char name[FB_SESSION_ID_MAX + FB_BACKUP_ID_LEN + 32];
+    snprintf(name, sizeof name, "%s/%s/" FB_ARCHIVE_NAME, sid, bid);
+    fb_archive_reader *r = NULL;
+    rc = fb_archive_reader_open(afd, t->cache, name, &r, err);
+    if (rc) {
+        close(afd);
+        return rc;
+    }
+    if (fb_archive_reader_file_size(r) != expected_size) {
+        rc = fb_error_set(err, FB_ECORRUPT, "%s: %llu bytes, the manifest says %llu", name,
+                          (unsigned long long)fb_archive_reader_file_size(r),
+                          (unsigned long long)expected_size);
+        fb_archive_reader_free(r);
+        return rc;
+    }
+    if (proof)
+        fb_archive_reader_adopt_proof(r, proof);
+    *out = r;
+    return 0;
+}
+
+/* The backup's shared reader with one more reference, in *out (t->lock held,
+ * b pinned). Opening a reader drops the lock meanwhile; when another thread
+ * opened one first, theirs is shared and ours goes to *spare (its holder to
+ * *spare_a), for the caller to free once the lock is released. */
+static int archive_share(fb_mount_tree *t, mt_backup *b, uint64_t archive_size, mt_archive **out,
+                         fb_archive_reader **spare, mt_archive **spare_a, fb_error *err)
+{
+    if (b->archive) {
+        *out = b->archive;
+        (*out)->refs++;
+        return 0;
+    }
+    char sid[FB_SESSION_ID_MAX + 1], bid[FB_BACKUP_ID_LEN + 1];
+    strcpy(sid, b->session->id);
+    strcpy(bid, b->id);
+    fb_archive_proof proof = b->proof;
+    bool has_proof = b->has_proof;
+    pthread_mutex_unlock(&t->lock);
+    fb_archive_reader *r = NULL;
+    mt_archive *fresh = NULL;
+    int rc = archive_open(t, sid, bid, archive_size, has_proof ? &proof : NULL, &r, err);
+    if (rc == 0 && !(fresh = calloc(1, sizeof *fresh))) {
+        fb_archive_reader_free(r);
+        rc = fb_error_set(err, FB_ENOMEM, "out of memory");
+    }
+    pthread_mutex_lock(&t->lock);
+    if (rc)
+        return rc;
+    if (b->archive) {
+        /* Another thread opened it meanwhile: share theirs. */
+        *out = b->archive;
+        (*out)->refs++;
+        *spare = r;
+        *spare_a = fresh;
+        return 0;
+    }
+    fresh->reader = r;
+    fresh->refs = 1;
+    fresh->backup = b;
+    fresh->next = t->archives;
+    if (t->archives)
+        t->archives->prev = fresh;
+    t->archives = fresh;
+    t->n_archives++;
+    b->archive = fresh;
+    *out = fresh;
+    return 0;
+}
+
+/* Drops one file's reference (t->lock held). Returns the reader to free
+ * once the lock is released, or NULL while other files still use it. */
+static fb_archive_reader *archive_unref(fb_mount_tree *t, mt_archive *a)
+{
+    if (--a->refs > 0)
+        return NULL;
+    if (a->backup) {
+        fb_archive_reader_get_proof(a->reader, &a->backup->proof);
+        a->backup->has_proof = true;
+        a->backup->archive = NULL;
+    }
+    if (a->prev)
+        a->prev->next = a->next;
+    else
+        t->archives = a->next;
+    if (a->next)
+        a->next->prev = a->prev;
+    t->n_archives--;
+    fb_archive_reader *r = a->reader;
+    free(a);
+    return r;
+}
+
+/* ---------------------------------------------------------------- files */
+
+/* Fills f's place and src from the entry at node (t->lock held, b pinned and
+ * loaded); *end is where the file's data ends in the archive. */
+static int file_locate(const mt_backup *b, uint32_t node, uint64_t ino, fb_mount_file *f,
+                       file_source *src, uint64_t *end, fb_error *err)
+{
+    const mt_contents *c = b->contents;
+    uint32_t e = c->nodes[c->nodes[node].target].entry;
+    if (e == MT_NONE || c->m.entries[e].meta.type != FB_ENTRY_FILE)
+        return fb_error_set(err, FB_EMISUSE, "inode %llu is not a file", (unsigned long long)ino);
+    f->data_offset = c->m.entries[e].offset;
+    f->size = c->m.entries[e].meta.size;
+    src->archive_size = c->m.archive.size;
+    memcpy(src->sha, c->m.entries[e].sha256, sizeof src->sha);
+    /* Copied: the contents may go once the backup is unpinned. */
+    if (!(src->path = strdup(c->m.entries[e].path)))
+        return fb_error_set(err, FB_ENOMEM, "out of memory");
+    if (__builtin_add_overflow(f->data_offset, f->size, end))
+        return fb_error_set(err, FB_ECORRUPT, "%s/%s: entry offset overflows", b->session->id,
+                            b->id);
+    return 0;
+}
+
+/* Gives f the backup's reader and links it into the tree (t->lock held, b
+ * pinned). Readers to free once the lock is released go to *spare and
+ * *spare_a (ours, when another thread's was shared) and *released (the
+ * shared one, when f was its last user and the open failed): two slots,
+ * since both can happen in one open. */
+static int file_attach(fb_mount_tree *t, mt_backup *b, fb_mount_file *f, const file_source *src,
+                       uint64_t end, fb_archive_reader **spare, mt_archive **spare_a,
+                       fb_archive_reader **released, fb_error *err)
+{
+    mt_archive *a = NULL;
+    int rc = archive_share(t, b, src->archive_size, &a, spare, spare_a, err);
+    if (rc == 0 && end > fb_archive_reader_uncompressed_size(a->reader))
+        rc = fb_error_set(err, FB_ECORRUPT, "%s/%s: the archive ends before the file's data",
+                          b->session->id, b->id);
+    if (rc == 0) {
+        f->archive = a;
+        f->prev = NULL;
+        f->next = t->files;
+        if (t->files)
+            t->files->prev = f;
+        t->files = f;
+    } else if (a) {
+        *released = archive_unref(t, a);
+    }
+    return rc;
+}
+
+/* Proves what the manifest says of f against the archive, with no lock held. */
+static int file_prove(const fb_mount_file *f, const file_source *src, fb_error *err)
+{
+    /* The manifest's offset is only trusted once the tar header there is
+     * this file's (tar_header_i.h): once per open, never per read. */
+    int rc = fb_tar_member_prove(f->archive->reader, f->data_offset, src->path, f->size,
+                                 src->label, err);
+    /* A small file is read and hashed whole before its first byte is
+     * served: then what is served is what the manifest's SHA-256 says. */
+    if (rc == 0 && f->size <= MT_HASH_ON_OPEN_MAX)
+        rc = fb_tar_member_prove_content(f->archive->reader, f->data_offset, f->size, src->sha,
+                                         src->path, src->label, err);
+    return rc;
+}
+
+int fb_mount_tree_open(fb_mount_tree *t, uint64_t ino, fb_mount_file **out, fb_error *err)
+{
+    *out = NULL;
+    fb_mount_file *f = calloc(1, sizeof *f);
+    if (!f)
+        return fb_error_set(err, FB_ENOMEM, "out of memory");
+    pthread_mutex_lock(&t->lock);
+    mt_ref ref;
+    int rc = fb_mount_inode_resolve(t, ino, &ref);
+    if (rc) {
+        pthread_mutex_unlock(&t->lock);
+        free(f);
+        return fb_error_set(err, rc, "inode %llu is not known", (unsigned long long)ino);
+    }
+    if (ref.kind != REF_ENTRY) {
+        pthread_mutex_unlock(&t->lock);
+        free(f);
+        return fb_error_set(err, FB_EMISUSE, "inode %llu is not a file", (unsigned long long)ino);
+    }
+    mt_backup *b = ref.b;
+    b->pins++;
+    rc = fb_mount_entry_load(t, b, ino, err);
+    file_source src = {.path = NULL};
+    snprintf(src.label, sizeof src.label, "%s/%s/" FB_ARCHIVE_NAME, b->session->id, b->id);
+    uint64_t end = 0;
+    if (rc == 0)
+        rc = file_locate(b, ref.node, ino, f, &src, &end, err);
+    /* Readers to free after unlocking: closing one may take a while. */
+    fb_archive_reader *spare = NULL, *released = NULL;
+    mt_archive *spare_a = NULL;
+    if (rc == 0)
+        rc = file_attach(t, b, f, &src, end, &spare, &spare_a, &released, err);
+    fb_mount_backup_unpin(t, b);
+    pthread_mutex_unlock(&t->lock);
+    fb_archive_reader_free(spare);
+    fb_archive_reader_free(released);
+    free(spare_a);
+    if (rc) {
+        free(src.path);
+        free(f);
+        return rc;
+    }
+    rc = file_prove(f, &src, err);
+    free(src.path);
+    if (rc) {
+        fb_mount_file_close(t, f);
+        return rc;
+    }
+    *out = f;
+    return 0;
+}
+
+uint64_t fb_mount_file_size(const fb_mount_file *f)
+{
+    return f->size;
+}
+
+int fb_mount_file_read(fb_mount_file *f, void *buf, size_t len, uint64_t off, size_t *out_len,
+                       fb_error *err)
+{
+    *out_len = 0;
+    if (off >= f->size || len == 0)
+        return 0;
+    uint64_t left = f->size - off;
+    size_t want = left < len ? (size_t)left : len;
+    size_t got = 0;
+    /* Anchored at the file's tar header, whose place open proved. */
+    int rc = fb_archive_reader_pread_anchored(f->archive->reader, buf, want,
+                                              f->data_offset + off, f->data_offset - 512, &got,
+                                              err);
+    if (rc)
+        return rc;
+    if (got != want)
+        return fb_error_set(err, FB_ECORRUPT, "archive ends inside a file (%zu of %zu bytes)",
+                            got, want);
+    *out_len = got;
+    return 0;
+}
+
+void fb_mount_file_close(fb_mount_tree *t, fb_mount_file *f)
+{
+    if (!f)
+        return;
+    pthread_mutex_lock(&t->lock);
+    if (f->prev)
+        f->prev->next = f->next;
+    else
+        t->files = f->next;
+    if (f->next)
+        f->next->prev = f->prev;
+    fb_archive_reader *drop = archive_unref(t, f->archive);
+    pthread_mutex_unlock(&t->lock);
+    /* Freeing a reader closes its fd and drops its cached frames: outside the lock. */
+    fb_archive_reader_free(drop);
+    free(f);
+}
+
+void fb_mount_files_free_all(fb_mount_tree *t)
+{
+    while (t->files) {
+        fb_mount_file *f = t->files;
+        t->files = f->next;
+        free(f);
+    }
+    while (t->archives) {
+        mt_archive *a = t->archives;
+        t->archives = a->next;
+        fb_archive_reader_free(a->reader);
+        free(a);
+    }
+}

@@ -1,0 +1,200 @@
+/* The mount tree's nodes and the functions its modules share
+ * (include/fb_mount_tree.h is the public side). Each section names the
+ * module that defines it; a module calls only the sections above its own, so
+ * calls between the modules go one way:
+ *
+ *   mount_inodes   inode numbers: ranges handed out, number -> node
+ *   mount_attr     what stat shows for each kind of node
+ *   mount_nodes    sessions and backups: finding, adding, pins and kernel
+ *                  counts, loading and freeing a backup's contents
+ *   mount_refresh  re-reading the root and session listings from the store
+ *   mount_dirs     directory handles (opendir, readdir, closedir)
+ *   mount_files    file handles and the shared archive readers
+ *   mount_tree     the tree's lifetime and the other operations
+ *
+ * Locking: one mutex (t->lock) guards every table and node. Slow work (reading
+ * an index, loading a manifest, opening an archive) runs with t->lock released:
+ * a backup being worked on is pinned so that it cannot be freed, sessions are
+ * never freed before the tree, and refreshes of one listing are serialised by
+ * their own mutex (taken before t->lock, never while holding it). */
+#ifndef FB_MOUNT_TREE_I_H
+#define FB_MOUNT_TREE_I_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include "fb_archive_reader.h"
+#include "fb_frame_cache.h"
+#include "fb_index.h"
+#include "fb_mount_tree.h"
+#include "fb_store.h"
+#include "mount_contents_i.h"
+
+/* ---------------------------------------------------------------- types */
+
+typedef struct mt_archive mt_archive;
+typedef struct mt_session mt_session;
+typedef struct mt_range mt_range; /* mount_inodes.c's own */
+
+typedef struct mt_backup {
+    mt_session *session;
+    char id[FB_BACKUP_ID_LEN + 1];
+    uint64_t seq;
+    int64_t created_at;
+    fb_backup_type type;
+    uint64_t ino;           /* the backup directory */
+    uint64_t entries_base;  /* range of its entries, 0 until first loaded */
+    uint64_t entries_count;
+    bool present;           /* in the session's index at the last refresh */
+    bool loading;
+    uint64_t kref;          /* kernel lookups on the dir and its entries */
+    unsigned pins;          /* in-flight operations and open dir handles */
+    mt_contents *contents;
+    mt_archive *archive;    /* shared reader while files of it are open */
+    /* What the last reader of the archive proved of its frame map, so a
+     * file opened after all were closed does not prove it again. */
+    fb_archive_proof proof;
+    bool has_proof;
+} mt_backup;
+
+struct mt_archive {
+    fb_archive_reader *reader;
+    unsigned refs;          /* open files */
+    mt_backup *backup;      /* NULL once the backup node is gone */
+    mt_archive *next, *prev; /* the tree's list, freed at exit */
+};
+
+struct mt_session {
+    char id[FB_SESSION_ID_MAX + 1];
+    uint64_t ino;           /* ino: dir, ino+1: latest, ino+2: latest-full */
+    bool present;           /* listed in the root at the last refresh */
+    bool loaded;
+    double loaded_at;
+    pthread_mutex_t refresh_lock;
+    struct stat st;         /* the session's store directory */
+    bool have_st;
+    /* Store dir stat taken before the last successful load, and whether it
+     * is old enough that any later rename in the dir must change it (file
+     * timestamps are coarse: a change within the same tick would not). */
+    struct stat loaded_st;
+    bool loaded_st_trusted;
+    mt_backup **backups;    /* alive nodes, present or not */
+    size_t n_backups, cap_backups;
+    char latest[FB_BACKUP_ID_LEN + 1];      /* "" when none */
+    char latest_full[FB_BACKUP_ID_LEN + 1];
+    int64_t newest_time;
+    bool has_newest;
+    size_t n_present;
+    uint64_t kref;
+    char *last_warning;     /* guarded by refresh_lock: warn once per change */
+};
+
+/* What an inode number names (fb_mount_inode_resolve). */
+enum { REF_ROOT, REF_SESSION, REF_LATEST, REF_LATEST_FULL, REF_BACKUP, REF_ENTRY };
+
+typedef struct mt_ref {
+    int kind;
+    mt_session *s;
+    mt_backup *b;
+    uint32_t node; /* REF_ENTRY: node index in the backup's contents */
+} mt_ref;
+
+struct fb_mount_tree {
+    pthread_mutex_t lock;
+    pthread_cond_t loaded_cond;
+    pthread_mutex_t root_refresh_lock;
+    fb_store *store;
+    int backups_fd; /* borrowed from store */
+    fb_frame_cache *cache;
+    fb_mount_options opts;
+    uint64_t next_ino;
+    mt_range *ranges; /* sorted by base: bases are handed out increasing */
+    size_t n_ranges, cap_ranges;
+    mt_session **sessions; /* sorted by id */
+    size_t n_sessions, cap_sessions;
+    size_t n_present_sessions;
+    bool root_loaded;
+    double root_loaded_at;
+    size_t n_backups_alive, n_loaded;
+    mt_archive *archives; /* every reader alive */
+    size_t n_archives;
+    fb_mount_dir *dirs;   /* open handles, freed with the tree if left open */
+    fb_mount_file *files;
+};
+
+/* ------------------------------------------------------- mount_inodes.c */
+
+/* What owns a range of inode numbers. */
+enum { RANGE_SESSION, RANGE_BACKUP_DIR, RANGE_ENTRIES };
+
+/* Hands out count fresh numbers (t->lock held) and records owner for them;
+ * *base is the first. FB_ENOMEM leaves the numbers used but unowned. */
+int fb_mount_inode_range_new(fb_mount_tree *t, uint64_t count, int kind, void *owner,
+                             uint64_t *base);
+/* Forgets the range that starts at base, if any (t->lock held). */
+void fb_mount_inode_range_remove(fb_mount_tree *t, uint64_t base);
+/* What ino names (t->lock held): 0, or FB_ENOTFOUND for a number no node
+ * owns any more. */
+int fb_mount_inode_resolve(fb_mount_tree *t, uint64_t ino, mt_ref *out);
+
+/* --------------------------------------------------------- mount_attr.c */
+
+/* st_blksize of every node: reads are served a frame at a time. */
+#define MT_BLKSIZE 65536
+
+/* Attributes of each kind of node (t->lock held). */
+void fb_mount_attr_root(fb_mount_tree *t, fb_mount_attr *out);
+void fb_mount_attr_session(const mt_session *s, fb_mount_attr *out);
+/* FB_ENOTFOUND when the session has no such backup. */
+int fb_mount_attr_latest(const mt_session *s, bool full, fb_mount_attr *out);
+void fb_mount_attr_backup(const mt_backup *b, fb_mount_attr *out);
+/* Attributes of the name at node (hardlinks show their file). */
+void fb_mount_attr_entry(const mt_backup *b, uint32_t node, fb_mount_attr *out);
+/* S_IFDIR, S_IFLNK or S_IFREG for node n. */
+uint32_t fb_mount_node_type_bits(const mt_contents *c, uint32_t n);
+
+/* -------------------------------------------------------- mount_nodes.c */
+
+/* Every function here wants t->lock held. */
+
+/* The session named id, or NULL; *pos (may be NULL) is where it is or would
+ * go in t->sessions. */
+mt_session *fb_mount_session_find(fb_mount_tree *t, const char *id, size_t *pos);
+/* A new session node at pos (from fb_mount_session_find); NULL when out of
+ * memory or id is too long. */
+mt_session *fb_mount_session_add(fb_mount_tree *t, const char *id, size_t pos);
+/* The alive backup node named id, or NULL. */
+mt_backup *fb_mount_session_backup(const mt_session *s, const char *id);
+/* A new backup node in s for the index record r; NULL when out of memory. */
+mt_backup *fb_mount_backup_add(fb_mount_tree *t, mt_session *s, const fb_index_record *r);
+/* Called whenever a backup loses a user or leaves the store: frees what
+ * nobody can reach any more. */
+void fb_mount_backup_maybe_release(fb_mount_tree *t, mt_backup *b);
+/* Drops one pin and frees what that leaves unreachable. */
+void fb_mount_backup_unpin(fb_mount_tree *t, mt_backup *b);
+/* Makes b->contents available (b pinned by the caller). The lock is
+ * released while the manifest is read. */
+int fb_mount_backup_ensure_loaded(fb_mount_tree *t, mt_backup *b, fb_error *err);
+/* Loads b (pinned by the caller) for its entry inode ino: FB_ENOTFOUND when
+ * the reload no longer has that entry. */
+int fb_mount_entry_load(fb_mount_tree *t, mt_backup *b, uint64_t ino, fb_error *err);
+/* Frees every session and backup node with the tree (no lock: no users). */
+void fb_mount_nodes_free_all(fb_mount_tree *t);
+
+/* ------------------------------------------------------ mount_refresh.c */
+
+/* Re-read the root's or a session's listing from the store when it is stale
+ * (or always, with force). Take t->lock only inside: call them unlocked. */
+int fb_mount_refresh_root(fb_mount_tree *t, bool force, fb_error *err);
+int fb_mount_refresh_session(fb_mount_tree *t, mt_session *s, bool force, fb_error *err);
+
+/* --------------------------------------------- mount_dirs.c, mount_files.c */
+
+/* Free the handles left open, and the archive readers, with the tree. */
+void fb_mount_dirs_free_all(fb_mount_tree *t);
+void fb_mount_files_free_all(fb_mount_tree *t);
+
+#endif
