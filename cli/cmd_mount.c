@@ -1,9 +1,12 @@
 /* `flowloom-backup mount` / `umount`: thin wrappers that start
  * flowloom-backupfs on this root's .flowloom/backups and stop it with
- * fusermount3. Children are exec'd with an argument vector (never a shell),
- * and a path can never be taken for an option: the daemon gets absolute
- * paths (they start with '/'; libfuse appends its own -o options after ours,
- * so a "--" would turn those into stray arguments), fusermount3 gets "--". */
+ * fusermount3, after core's checks of the mountpoint (fb_mount_paths.h): the
+ * daemon repeats mount's, and umount must never hand fusermount3 (which as
+ * root unmounts anything) a mount that is not ours. Children are exec'd with
+ * an argument vector (never a shell), and a path can never be taken for an
+ * option: the daemon gets absolute paths (they start with '/'; libfuse
+ * appends its own -o options after ours, so a "--" would turn those into stray
+ * arguments), fusermount3 gets "--". */
 #include "cli_i.h"
 
 #include <errno.h>
@@ -16,6 +19,7 @@
 #include <unistd.h>
 
 #include "fb_fsutil.h"
+#include "fb_mount_paths.h"
 #include "fb_store.h"
 
 #define DAEMON_NAME "flowloom-backupfs"
@@ -25,14 +29,18 @@ static const char mount_usage[] =
     "\n"
     "Mounts this root's .flowloom/backups read-only at <mountpoint> with " DAEMON_NAME "\n"
     "(sessions -> backups -> files). Without -f the daemon detaches once the mount is\n"
-    "live. FUSE options are passed on: -f (foreground), -d (debug), -s (single thread),\n"
-    "-o allow_other, -o cache_size=MiB (decompressed-frame cache, default 64).\n"
-    "Stop it with '" CLI_PROG " umount <mountpoint>'.\n";
+    "live. <mountpoint> must be an existing directory that is not already a mount\n"
+    "point. FUSE options are passed on: -f (foreground: serves until stopped),\n"
+    "-d (debug), -s (single thread), -o allow_other, -o cache_size=MiB\n"
+    "(decompressed-frame cache, default 64).\n"
+    "Stop it with '" CLI_PROG " umount <mountpoint>' (or Ctrl-C with -f).\n";
 
 static const char umount_usage[] =
     "Usage: " CLI_PROG " umount [--lazy] <mountpoint>\n"
     "\n"
     "Unmounts a " DAEMON_NAME " mount (fusermount3 -u); the daemon then exits.\n"
+    "Anything else mounted at <mountpoint> is left alone (exit 2); nothing mounted\n"
+    "there is exit 3.\n"
     "\n"
     "Options:\n"
     "      --lazy    detach now even if the mount is busy (fusermount3 -uz)\n";
@@ -121,6 +129,14 @@ static int run_mount(cli_ctx *ctx)
     fb_store *store = NULL;
     fb_error err;
     fb_error_clear(&err);
+    /* Checked here too, not only by the daemon (libfuse rejects a missing
+     * mountpoint while parsing options, with a message about options), and
+     * before the store is opened, which creates it: a refused mount changes
+     * nothing. */
+    if (fb_mount_check_target(mountpoint, &err) != 0) {
+        status = cli_fail(&err);
+        goto out_args;
+    }
     /* An empty store is mountable: backups made later appear in the mount. */
     if (fb_store_open(ctx->root, true, &store, &err) != 0) {
         status = cli_fail(&err);
@@ -176,9 +192,11 @@ static int run_umount(cli_ctx *ctx)
         return cli_usage_error(ctx->command, "missing <mountpoint>");
     if (ctx->n_pos > 1)
         return cli_usage_error(ctx->command, "unexpected argument '%s'", ctx->pos[1]);
-    char *mp = absolute_path(ctx->pos[0]);
-    if (!mp)
-        return cli_failf(CLI_EXIT_RUNTIME, "out of memory");
+    char *mp = NULL;
+    fb_error err;
+    fb_error_clear(&err);
+    if (fb_mount_check_unmount(ctx->pos[0], &mp, &err) != 0)
+        return cli_fail(&err);
     fflush(stdout);
     fflush(stderr);
     pid_t pid = fork();

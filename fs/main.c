@@ -6,7 +6,8 @@
  * allow_other always brings default_permissions so the kernel enforces the
  * stored modes. Without -f the daemon forks after the mount is live
  * (fuse_daemonize after fuse_session_mount), so the parent returns only
- * when a script can use the mount. */
+ * when a script can use the mount; with -f it says on stdout that it serves
+ * and how to stop it, since nothing else shows that the terminal is taken. */
 #include "fs_i.h"
 
 #include <errno.h>
@@ -19,11 +20,16 @@
 #include <sys/resource.h>
 #include <syslog.h>
 
+#include "fb_mount_paths.h"
+#include "fb_text.h"
+
 struct fs_options {
     unsigned cache_mib;
     int allow_other;
     char refused[32]; /* an option we never accept (rw, suid, dev) */
+    int info;         /* --help or --version: no mount wanted */
     char *backups_dir;
+    char *mountpoint; /* as given; libfuse keeps its own resolved copy */
 };
 
 enum { KEY_ALLOW_OTHER, KEY_REFUSED, KEY_DEFAULT };
@@ -50,11 +56,19 @@ static int option_proc(void *data, const char *arg, int key, struct fuse_args *o
         snprintf(o->refused, sizeof o->refused, "%s", arg);
         return 0;
     case FUSE_OPT_KEY_NONOPT:
-        /* The first positional is ours; the second is libfuse's mountpoint. */
+        /* The first positional is ours; the second is libfuse's mountpoint,
+         * which we look at first (see main). */
         if (!o->backups_dir) {
             o->backups_dir = strdup(arg);
             return o->backups_dir ? 0 : -1;
         }
+        if (!o->mountpoint && !(o->mountpoint = strdup(arg)))
+            return -1;
+        return 1;
+    case FUSE_OPT_KEY_OPT:
+        if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0 || strcmp(arg, "-V") == 0 ||
+            strcmp(arg, "--version") == 0)
+            o->info = 1;
         return 1;
     default:
         return 1;
@@ -100,6 +114,19 @@ static char *escape_option_value(const char *s)
     return out;
 }
 
+/* Both paths absolute (mountpoint is libfuse's resolved copy). Flushed at
+ * once: a script or test reading our stdout waits for this line. */
+static void print_serving(const char *prog, const char *store_path, const char *mountpoint)
+{
+    char store[2 * PATH_MAX], mnt[2 * PATH_MAX];
+    fb_path_escape(store_path, store, sizeof store);
+    fb_path_escape(mountpoint, mnt, sizeof mnt);
+    printf("%s: serving %s read-only at %s; stop with Ctrl-C, "
+           "'flowloom-backup umount %s' or 'fusermount3 -u %s'\n",
+           prog, store, mnt, mnt, mnt);
+    fflush(stdout);
+}
+
 /* Each open file holds an archive fd: allow as many as the hard limit lets us. */
 static void raise_fd_limit(void)
 {
@@ -121,7 +148,11 @@ int main(int argc, char *argv[])
     fb_mount_tree *tree = NULL;
     struct fuse_session *se = NULL;
     char *mount_opts = NULL;
+    char *store_real = NULL; /* resolved before libfuse changes to "/" */
     bool handlers = false, mounted = false;
+    fb_error err;
+    fb_error_clear(&err);
+    int rc;
 
     if (fuse_opt_parse(&args, &o, option_spec, option_proc) != 0) {
         fprintf(stderr, "%s: bad options (see --help)\n", prog);
@@ -132,12 +163,24 @@ int main(int argc, char *argv[])
                 o.refused);
         goto out;
     }
+    /* Before fuse_parse_cmdline, which fails on a missing mountpoint with
+     * only "bad mount point"; libfuse would mount on a regular file (a root
+     * of the file's type, which then serves EIO) or over another mount. */
+    if (!o.info && o.mountpoint) {
+        rc = fb_mount_check_target(o.mountpoint, &err);
+        if (rc) {
+            fprintf(stderr, "%s: %s\n", prog, err.message);
+            status = fb_error_exit_status(rc);
+            goto out;
+        }
+    }
     /* The store's absolute path names the mount in mount(8) and df(1). */
-    char *real = o.backups_dir ? realpath(o.backups_dir, NULL) : NULL;
-    char *fsname = escape_option_value(real ? real : o.backups_dir ? o.backups_dir : prog);
-    free(real);
+    store_real = o.backups_dir ? realpath(o.backups_dir, NULL) : NULL;
+    char *fsname =
+        escape_option_value(store_real ? store_real : o.backups_dir ? o.backups_dir : prog);
+    /* umount recognises our mounts by this subtype (FB_MOUNT_FSTYPE). */
     if (!fsname || asprintf(&mount_opts, "-oro,nosuid,nodev,fsname=%s,subtype=%s%s", fsname,
-                            prog, o.allow_other ? ",default_permissions" : "") < 0) {
+                            FB_MOUNT_SUBTYPE, o.allow_other ? ",default_permissions" : "") < 0) {
         free(fsname);
         mount_opts = NULL;
         fprintf(stderr, "%s: out of memory\n", prog);
@@ -172,11 +215,9 @@ int main(int argc, char *argv[])
         goto out;
     }
 
-    fb_error err;
-    fb_error_clear(&err);
     /* Refused before anything is mounted: a mount inside the store would make
      * the store contain itself (restic refuses the same). */
-    int rc = fb_mount_check_mountpoint(o.backups_dir, opts.mountpoint, &err);
+    rc = fb_mount_check_mountpoint(o.backups_dir, opts.mountpoint, &err);
     if (rc) {
         fprintf(stderr, "%s: %s\n", prog, err.message);
         status = fb_error_exit_status(rc);
@@ -221,6 +262,8 @@ int main(int argc, char *argv[])
     if (!opts.foreground) {
         openlog(prog, LOG_PID, LOG_DAEMON);
         fuse_set_log_func(syslog_logger);
+    } else {
+        print_serving(prog, store_real ? store_real : o.backups_dir, opts.mountpoint);
     }
 
     int ret;
@@ -257,7 +300,9 @@ out:
         fuse_session_destroy(se);
     fb_mount_tree_free(tree);
     free(opts.mountpoint);
+    free(o.mountpoint);
     free(o.backups_dir);
+    free(store_real);
     free(mount_opts);
     fuse_opt_free_args(&args);
     return status;

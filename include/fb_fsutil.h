@@ -48,6 +48,12 @@ int fb_write_all(int fd, const void *buf, size_t len);
 int fb_open_parent_beneath(int root_fd, const char *path, bool create, int *pfd,
                            const char **base, size_t *failed_len);
 
+/* Renames dirfd/from to dirfd/to unless `to` exists (RENAME_NOREPLACE;
+ * where the file system lacks it, a check then a plain rename, which is
+ * only safe under a lock that keeps others from creating `to`). Returns 0
+ * or a positive errno: EEXIST when `to` exists. */
+int fb_rename_noreplace_at(int dirfd, const char *from, const char *to);
+
 /* Removes dirfd/name recursively without ever following a symlink. Missing
  * is not an error. */
 int fb_remove_tree_at(int dirfd, const char *dir_name, const char *name, fb_error *err);
@@ -81,5 +87,32 @@ int fb_list_dir_names_at(int dirfd, fb_name_filter_fn keep, void *ctx, char ***n
 /* Frees list and its n strings (NULL is accepted). Also declared in
  * fb_store.h, whose listings return such lists. */
 void fb_string_list_free(char **list, size_t n);
+
+/* One line of /proc/<pid>/mountinfo (proc(5)); strings unescaped ("\040" is
+ * a space) and malloc'd. */
+typedef struct fb_mount_entry {
+    unsigned long mount_id;
+    char *mount_point;
+    char *fstype; /* "tmpfs", "ext4", "fuse.flowloom-backupfs", ... */
+    char *source; /* the device or fsname: "none", "/dev/sda1", a store path */
+} fb_mount_entry;
+
+/* Parses one mountinfo line (a trailing '\n' is allowed) into *out.
+ * FB_ECORRUPT when fields are missing, FB_ENOMEM. */
+int fb_mountinfo_parse_line(const char *line, fb_mount_entry *out, fb_error *err);
+
+/* Frees the strings of e and clears it (NULL is accepted). */
+void fb_mount_entry_free(fb_mount_entry *e);
+
+/* What is mounted at path, which must be absolute with no symlink, "." or ".."
+ * (a realpath), according to mountinfo (NULL: /proc/self/mountinfo): the mount
+ * path is the root of, found by the mount id statx reports for it, so that a
+ * bind mount of the same file system (same st_dev) counts and a mount hidden
+ * by a later mount above it does not. When statx cannot answer (a FUSE mount
+ * whose daemon died answers ENOTCONN), the last line naming path as its mount
+ * point, which is the topmost of mounts stacked there. Returns 0 with *out
+ * filled, FB_ENOTFOUND when path is not a mount point, FB_EIO when mountinfo
+ * cannot be read or parsed, FB_ENOMEM. */
+int fb_mount_find(const char *path, const char *mountinfo, fb_mount_entry *out, fb_error *err);
 
 #endif

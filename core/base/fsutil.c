@@ -291,6 +291,21 @@ int fb_open_parent_beneath(int root_fd, const char *path, bool create, int *pfd,
     return 0;
 }
 
+int fb_rename_noreplace_at(int dirfd, const char *from, const char *to)
+{
+    if (renameat2(dirfd, from, dirfd, to, RENAME_NOREPLACE) == 0)
+        return 0;
+    if (errno != EINVAL && errno != ENOSYS)
+        return errno;
+    /* No RENAME_NOREPLACE on this file system. Every caller holds the lock
+     * that keeps others from creating `to`, so a check just before a plain
+     * rename is enough. */
+    struct stat st;
+    if (fstatat(dirfd, to, &st, AT_SYMLINK_NOFOLLOW) == 0)
+        return EEXIST;
+    return renameat(dirfd, from, dirfd, to) == 0 ? 0 : errno;
+}
+
 /* Opens dir parent/name for removal without following a symlink. A
  * directory of ours whose stored mode denies us (a restored 0555 or 0000
  * tree) is made 0700 first: it is being deleted anyway. The chmod of a
@@ -622,4 +637,152 @@ int fb_list_dir_names_at(int dirfd, fb_name_filter_fn keep, void *ctx, char ***n
     int rc = fb_read_dir_names(d, keep, ctx, names, n);
     closedir(d);
     return rc;
+}
+
+/* Copies s[0..n) decoding mountinfo's octal escapes: the kernel writes a
+ * space, tab, newline or backslash in a path as "\040", "\011", "\012",
+ * "\134". An escape that would decode to NUL is kept as written. */
+static char *mountinfo_unescape(const char *s, size_t n)
+{
+    char *out = malloc(n + 1);
+    if (!out)
+        return NULL;
+    size_t j = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '\\' && i + 3 < n && s[i + 1] >= '0' && s[i + 1] <= '3' && s[i + 2] >= '0' &&
+            s[i + 2] <= '7' && s[i + 3] >= '0' && s[i + 3] <= '7') {
+            int v = (s[i + 1] - '0') << 6 | (s[i + 2] - '0') << 3 | (s[i + 3] - '0');
+            if (v != 0) {
+                out[j++] = (char)v;
+                i += 3;
+                continue;
+            }
+        }
+        out[j++] = s[i];
+    }
+    out[j] = '\0';
+    return out;
+}
+
+void fb_mount_entry_free(fb_mount_entry *e)
+{
+    if (!e)
+        return;
+    free(e->mount_point);
+    free(e->fstype);
+    free(e->source);
+    memset(e, 0, sizeof *e);
+}
+
+/* More than any kernel writes: ten fixed fields and a few optional
+ * ("shared:N", "master:N", "propagate_from:N", "unbindable"). */
+#define MOUNTINFO_MAX_FIELDS 64
+
+int fb_mountinfo_parse_line(const char *line, fb_mount_entry *out, fb_error *err)
+{
+    memset(out, 0, sizeof *out);
+    const char *field[MOUNTINFO_MAX_FIELDS];
+    size_t flen[MOUNTINFO_MAX_FIELDS];
+    size_t nf = 0;
+    size_t len = strcspn(line, "\n");
+    for (size_t i = 0; i < len;) {
+        size_t j = i;
+        while (j < len && line[j] != ' ')
+            j++;
+        if (nf == MOUNTINFO_MAX_FIELDS)
+            return fb_error_set(err, FB_ECORRUPT, "mountinfo line has too many fields");
+        field[nf] = line + i;
+        flen[nf] = j - i;
+        nf++;
+        i = j + 1;
+    }
+    /* Six fixed fields, the optional ones, "-", then type and source. */
+    size_t sep = 6;
+    while (sep < nf && !(flen[sep] == 1 && field[sep][0] == '-'))
+        sep++;
+    if (sep + 2 >= nf)
+        return fb_error_set(err, FB_ECORRUPT,
+                            "mountinfo line lacks the \"-\", type and source fields");
+    char *end = NULL;
+    errno = 0;
+    unsigned long id = strtoul(field[0], &end, 10);
+    if (errno || end != field[0] + flen[0] || flen[0] == 0)
+        return fb_error_set(err, FB_ECORRUPT, "mountinfo line has no mount id");
+    out->mount_id = id;
+    out->mount_point = mountinfo_unescape(field[4], flen[4]);
+    out->fstype = mountinfo_unescape(field[sep + 1], flen[sep + 1]);
+    out->source = mountinfo_unescape(field[sep + 2], flen[sep + 2]);
+    if (!out->mount_point || !out->fstype || !out->source) {
+        fb_mount_entry_free(out);
+        return fb_error_set(err, FB_ENOMEM, "out of memory reading mountinfo");
+    }
+    return 0;
+}
+
+int fb_mount_find(const char *path, const char *mountinfo, fb_mount_entry *out, fb_error *err)
+{
+    memset(out, 0, sizeof *out);
+    const char *file = mountinfo ? mountinfo : "/proc/self/mountinfo";
+    /* DONT_SYNC: the mount id comes from the path walk, and a FUSE daemon
+     * that hangs must not make us hang asking it for attributes. */
+    struct statx stx;
+    bool have_id = statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | AT_STATX_DONT_SYNC,
+                         STATX_MNT_ID, &stx) == 0 &&
+                   (stx.stx_mask & STATX_MNT_ID);
+    FILE *fp = fopen(file, "re");
+    if (!fp)
+        return fb_error_set_errno(err, errno, "cannot read %s", file);
+    fb_mount_entry by_id = {0}, last = {0};
+    char *line = NULL;
+    size_t cap = 0, lineno = 0;
+    int rc = 0;
+    while (getline(&line, &cap, fp) >= 0) {
+        lineno++;
+        fb_mount_entry e;
+        rc = fb_mountinfo_parse_line(line, &e, err);
+        if (rc) {
+            if (rc == FB_ECORRUPT) {
+                /* The kernel's own file: a line we cannot read is a
+                 * runtime failure, not corrupt stored data. */
+                fb_error_prefix(err, "%s line %zu", file, lineno);
+                rc = FB_EIO;
+                if (err)
+                    err->code = FB_EIO;
+            }
+            break;
+        }
+        if (have_id && e.mount_id == stx.stx_mnt_id && !by_id.mount_point) {
+            by_id = e;
+        } else if (strcmp(e.mount_point, path) == 0) {
+            fb_mount_entry_free(&last);
+            last = e;
+        } else {
+            fb_mount_entry_free(&e);
+        }
+    }
+    if (!rc && ferror(fp))
+        rc = fb_error_set_errno(err, errno ? errno : EIO, "cannot read %s", file);
+    free(line);
+    fclose(fp);
+    if (rc) {
+        fb_mount_entry_free(&by_id);
+        fb_mount_entry_free(&last);
+        return rc;
+    }
+    if (by_id.mount_point) {
+        /* The mount path lies in: either path is its root, or path is a
+         * directory inside it and whatever "last" names is hidden. */
+        fb_mount_entry_free(&last);
+        if (strcmp(by_id.mount_point, path) == 0) {
+            *out = by_id;
+            return 0;
+        }
+        fb_mount_entry_free(&by_id);
+        return fb_error_set(err, FB_ENOTFOUND, "%s: not a mount point", path);
+    }
+    if (last.mount_point) {
+        *out = last;
+        return 0;
+    }
+    return fb_error_set(err, FB_ENOTFOUND, "%s: not a mount point", path);
 }

@@ -1,7 +1,8 @@
-/* Where a mount may go (fb_mount_tree.h): the store root behind a backups
- * directory, and the refusal of a mountpoint that is, contains or lies
- * inside the store (a mount of the store inside itself would loop). Pure
- * path logic, no tree. */
+/* Where a mount may go (fb_mount_tree.h, fb_mount_paths.h): the store root
+ * behind a backups directory, the refusal of a mountpoint that is, contains or
+ * lies inside the store (a mount of the store inside itself would loop), of
+ * one that is not a directory or already a mount point, and which mount
+ * `umount` may stop. No tree. */
 #include "fb_mount_tree.h"
 
 #include <errno.h>
@@ -10,7 +11,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
+#include "fb_fsutil.h"
+#include "fb_mount_paths.h"
+#include "fb_text.h"
 #include "fb_types.h"
 
 static bool ends_with_store_dir(const char *p, size_t len, size_t *prefix_len)
@@ -101,4 +106,155 @@ int fb_mount_check_mountpoint(const char *backups_dir, const char *mountpoint, f
     free(store);
     free(mnt);
     return rc;
+}
+
+/* The absolute, symlink-free path of path, as mountinfo names mount points.
+ * realpath() resolves the path itself, which a FUSE mount whose daemon died
+ * may answer with ENOTCONN; then the parent is resolved and the last name
+ * appended, so that such a mount can still be found (and unmounted). Returns
+ * 0 or a positive errno (ENOENT: the path or its parent is missing). */
+static int canonical_path(const char *path, char **out)
+{
+    *out = realpath(path, NULL);
+    if (*out)
+        return 0;
+    int e = errno;
+    if (e == ENOENT || e == ENOTDIR || e == ENOMEM || e == ENAMETOOLONG || e == ELOOP)
+        return e;
+    size_t len = strlen(path);
+    while (len > 1 && path[len - 1] == '/')
+        len--;
+    size_t b = len;
+    while (b > 0 && path[b - 1] != '/')
+        b--;
+    size_t blen = len - b;
+    if (blen == 0 || (blen == 1 && path[b] == '.') ||
+        (blen == 2 && path[b] == '.' && path[b + 1] == '.'))
+        return e;
+    char *parent = b == 0 ? strdup(".") : strndup(path, b);
+    if (!parent)
+        return ENOMEM;
+    char *real_parent = realpath(parent, NULL);
+    int pe = errno;
+    free(parent);
+    if (!real_parent)
+        return pe;
+    bool at_root = strcmp(real_parent, "/") == 0;
+    if (asprintf(out, "%s%s%.*s", real_parent, at_root ? "" : "/", (int)blen, path + b) < 0) {
+        *out = NULL;
+        free(real_parent);
+        return ENOMEM;
+    }
+    free(real_parent);
+    return 0;
+}
+
+static const char *type_name(mode_t mode)
+{
+    if (S_ISREG(mode))
+        return "a regular file";
+    if (S_ISLNK(mode))
+        return "a symbolic link";
+    if (S_ISCHR(mode))
+        return "a character device";
+    if (S_ISBLK(mode))
+        return "a block device";
+    if (S_ISFIFO(mode))
+        return "a FIFO";
+    if (S_ISSOCK(mode))
+        return "a socket";
+    return "of an unknown type";
+}
+
+/* mountpoint for messages: a name with a newline cannot forge a line. */
+#define SHOWN_MAX 512
+#define MOUNT_FIELD_MAX 256
+
+int fb_mount_check_target(const char *mountpoint, fb_error *err)
+{
+    char shown[SHOWN_MAX];
+    fb_path_escape(mountpoint, shown, sizeof shown);
+    char *path = NULL;
+    int e = canonical_path(mountpoint, &path);
+    if (e == ENOENT)
+        return fb_error_set(err, FB_EINVAL, "mountpoint %s does not exist", shown);
+    if (e == ENOTDIR)
+        return fb_error_set(err, FB_EINVAL,
+                            "mountpoint %s does not exist (a component of its path is not a "
+                            "directory)",
+                            shown);
+    if (e == ENOMEM)
+        return fb_error_set(err, FB_ENOMEM, "out of memory");
+    if (e)
+        return fb_error_set(err, FB_EINVAL, "mountpoint %s cannot be used: %s", shown,
+                            strerror(e));
+
+    fb_mount_entry m;
+    int rc = fb_mount_find(path, NULL, &m, err);
+    if (rc == 0) {
+        char type[MOUNT_FIELD_MAX], source[MOUNT_FIELD_MAX];
+        fb_path_escape(m.fstype, type, sizeof type);
+        fb_path_escape(m.source, source, sizeof source);
+        fb_mount_entry_free(&m);
+        free(path);
+        return fb_error_set(err, FB_EINVAL,
+                            "mountpoint %s is already a mount point: %s is mounted there "
+                            "(source %s)",
+                            shown, type, source);
+    }
+    if (rc != FB_ENOTFOUND) {
+        free(path);
+        return rc;
+    }
+    struct stat st;
+    rc = stat(path, &st);
+    e = errno;
+    free(path);
+    if (rc != 0)
+        return fb_error_set(err, e == ENOMEM ? FB_ENOMEM : FB_EINVAL,
+                            "mountpoint %s cannot be used: %s", shown, strerror(e));
+    if (!S_ISDIR(st.st_mode))
+        return fb_error_set(err, FB_EINVAL, "mountpoint %s is not a directory (it is %s)", shown,
+                            type_name(st.st_mode));
+    return 0;
+}
+
+int fb_mount_check_unmount(const char *mountpoint, char **path_out, fb_error *err)
+{
+    *path_out = NULL;
+    char shown[SHOWN_MAX];
+    fb_path_escape(mountpoint, shown, sizeof shown);
+    char *path = NULL;
+    int e = canonical_path(mountpoint, &path);
+    if (e == ENOENT || e == ENOTDIR)
+        return fb_error_set(err, FB_ENOTFOUND, "%s: not mounted (it does not exist)", shown);
+    if (e == ENOMEM)
+        return fb_error_set(err, FB_ENOMEM, "out of memory");
+    if (e)
+        return fb_error_set_errno(err, e, "%s", shown);
+
+    fb_mount_entry m;
+    int rc = fb_mount_find(path, NULL, &m, err);
+    if (rc == FB_ENOTFOUND) {
+        free(path);
+        return fb_error_set(err, FB_ENOTFOUND, "%s: not mounted", shown);
+    }
+    if (rc) {
+        free(path);
+        return rc;
+    }
+    if (strcmp(m.fstype, FB_MOUNT_FSTYPE) != 0) {
+        char type[MOUNT_FIELD_MAX], source[MOUNT_FIELD_MAX];
+        fb_path_escape(m.fstype, type, sizeof type);
+        fb_path_escape(m.source, source, sizeof source);
+        fb_mount_entry_free(&m);
+        free(path);
+        return fb_error_set(err, FB_EINVAL,
+                            "%s: not a " FB_MOUNT_SUBTYPE " mount: %s is mounted there "
+                            "(source %s); left mounted",
+                            shown, type, source);
+    }
+    fb_mount_entry_free(&m);
+    *path_out = path;
+    return 0;
 }
