@@ -79,30 +79,23 @@ static int parse_diff_args(cli_ctx *ctx, diff_args *d)
     }
     d->a = ctx->pos[at++];
     d->b = d->live ? NULL : ctx->pos[at++];
-    const char *specs[2] = {d->a, d->b};
-    for (int i = 0; i < 2; i++)
-        if (specs[i] && !cli_is_backup_spec(specs[i]))
-            return cli_usage_error(cmd,
-                                   "'%s' is not a backup id (YYYYMMDDTHHMMSSZ-full|incr-xxxxxx) "
-                                   "or 'latest'",
-                                   specs[i]);
     if (d->checksum && !d->live)
         return cli_usage_error(cmd, "--checksum only applies with --live (backups are compared "
                                     "by their stored SHA-256s)");
     return 0;
 }
 
-static void print_items(const fb_diff *d, fb_diff_kind kind)
+static void print_items(const fb_diff *d, fb_change_kind kind)
 {
     for (size_t i = 0; i < d->n; i++) {
         const fb_diff_item *it = &d->items[i];
         if (it->kind != kind)
             continue;
-        printf("%s: ", fb_diff_kind_name(kind));
+        printf("%s: ", fb_change_kind_name(kind));
         cli_print_escaped(stdout, it->path);
         if (it->changes) {
             char what[128];
-            fb_diff_changes_format(it->changes, what, sizeof what);
+            fb_differs_format(it->changes, what, sizeof what);
             printf(" (%s)", what);
         }
         fputc('\n', stdout);
@@ -140,10 +133,10 @@ static void print_human(const cli_ctx *ctx, const fb_config *config, const fb_ma
             fputs("); other paths are not compared\n", stdout);
         }
     }
-    print_items(d, FB_DIFF_ADDED);
-    print_items(d, FB_DIFF_REMOVED);
-    print_items(d, FB_DIFF_MODIFIED);
-    print_items(d, FB_DIFF_CHANGED);
+    print_items(d, FB_CHANGE_ADDED);
+    print_items(d, FB_CHANGE_REMOVED);
+    print_items(d, FB_CHANGE_MODIFIED);
+    print_items(d, FB_CHANGE_CHANGED);
     if (ctx->quiet)
         return;
     if (d->n == 0)
@@ -200,7 +193,7 @@ static int run_diff(cli_ctx *ctx)
         goto out;
     if (fb_store_resolve_backup(&idx, args.a, id_a, &err) != 0 ||
         (args.b && fb_store_resolve_backup(&idx, args.b, id_b, &err) != 0)) {
-        status = cli_fail(&err);
+        status = cli_fail_in_session(ctx, &err);
         goto out;
     }
     if (fb_store_open_session(store, session_id, false, &session_fd, &err) != 0 ||

@@ -1,7 +1,8 @@
 /* Comparing two backups, or a backup and the live session directory (SPEC
  * "Other commands", `diff`), from the manifests alone (no archive is read).
  *
- * Every path that differs gives one item, sorted by path bytewise (strcmp):
+ * Every path that differs gives one item, sorted by path bytewise (strcmp),
+ * of one of the kinds of fb_live.h (the ones recover's change list uses):
  *   added     in b (or live) only;
  *   removed   in a only;
  *   modified  the content differs: the entry type (file, dir, symlink),
@@ -30,15 +31,19 @@
  *
  * Live. The session directory is walked exactly as a backup of a's type
  * would walk it (core/store/scan.c: no symlink followed, special files skipped
- * with a warning, an incremental's include patterns). A live regular file is
- * hashed only when the quick check fails: same size and same mtime (seconds
- * and nanoseconds) as in the manifest means unmodified, a different size
- * means modified without reading it; with options.checksum every live file
- * is hashed. Files are opened relative to source_fd component by component
- * with O_NOFOLLOW (O_NONBLOCK, so a FIFO swapped in cannot block) and must
- * still be the inode the walk saw; one that vanished or was replaced before
- * it was read is reported as modified, with a warning. A file that changes
- * while it is hashed is named in a warning. Each inode is hashed at most once.
+ * with a warning, an incremental's include patterns), and each entry is
+ * compared by core/store/live.c, as recover's change list is. A live
+ * regular file is hashed only when the quick check fails: same size and
+ * same mtime (seconds and nanoseconds) as in the manifest means unmodified,
+ * a different size means modified without reading it; with
+ * options.checksum every live file is hashed. Files are opened relative to
+ * source_fd component by component with O_NOFOLLOW (O_NONBLOCK, so a FIFO
+ * swapped in cannot block) and must still be the inode the walk saw; one
+ * that vanished or was replaced before it was read, or that cannot be
+ * opened or read (EACCES, EIO, ...), is reported as modified with a warning
+ * naming it ("cannot read <path> (<reason>): counted as modified"). A file
+ * that changes while it is hashed is named in a warning. Each inode is
+ * hashed at most once.
  *
  * Not thread-safe; an fb_diff is owned by its caller. */
 #ifndef FB_DIFF_H
@@ -50,28 +55,9 @@
 
 #include "fb_config.h"
 #include "fb_error.h"
+#include "fb_live.h"
 #include "fb_manifest.h"
 #include "fb_types.h"
-
-typedef enum fb_diff_kind {
-    FB_DIFF_ADDED = 0,
-    FB_DIFF_REMOVED,
-    FB_DIFF_MODIFIED, /* content */
-    FB_DIFF_CHANGED,  /* metadata only */
-} fb_diff_kind;
-
-/* What differs, as bits of fb_diff_item.changes (0 for added / removed). */
-enum {
-    FB_DIFF_TYPE = 1u << 0,    /* file / dir / symlink (a hardlink counts as a file) */
-    FB_DIFF_CONTENT = 1u << 1, /* file size or SHA-256 */
-    FB_DIFF_TARGET = 1u << 2,  /* symlink target */
-    FB_DIFF_LINK = 1u << 3,    /* file <-> hardlink, or a hardlink to another path */
-    FB_DIFF_MODE = 1u << 4,    /* permission bits */
-    FB_DIFF_OWNER = 1u << 5,   /* uid or gid */
-    FB_DIFF_MTIME = 1u << 6,   /* seconds or nanoseconds */
-};
-/* Bits that make an item "modified" rather than "changed". */
-#define FB_DIFF_CONTENT_BITS (FB_DIFF_TYPE | FB_DIFF_CONTENT | FB_DIFF_TARGET)
 
 /* One side of an item. */
 typedef struct fb_diff_side {
@@ -86,8 +72,8 @@ typedef struct fb_diff_side {
 } fb_diff_side;
 
 typedef struct fb_diff_item {
-    fb_diff_kind kind;
-    unsigned changes;   /* FB_DIFF_* bits */
+    fb_change_kind kind;
+    unsigned changes;   /* FB_DIFFERS_* bits (fb_live.h) */
     char *path;         /* owned, raw bytes */
     fb_diff_side a;     /* present unless added */
     fb_diff_side b;     /* present unless removed */
@@ -131,19 +117,11 @@ int fb_diff_manifests(const fb_manifest *a, const fb_manifest *b, const fb_diff_
 
 /* Compares backup a with the session directory open on source_fd (borrowed,
  * O_DIRECTORY; never an entry itself). source_name names it in messages.
- * Returns 0, FB_EIO (a directory or file that cannot be listed, stat'ed or
- * read: names it), FB_ECORRUPT, FB_EMISUSE, FB_ENOMEM. */
+ * Returns 0, FB_EIO (a directory that cannot be listed or an entry that
+ * cannot be stat'ed: names it; a file that cannot be read is only a
+ * warning), FB_ECORRUPT, FB_EMISUSE, FB_ENOMEM. */
 int fb_diff_live(const fb_manifest *a, int source_fd, const char *source_name,
                  const fb_diff_options *opts, fb_diff *out, fb_error *err);
-
-/* "added", "removed", "modified", "changed". */
-const char *fb_diff_kind_name(fb_diff_kind kind);
-/* Name of one FB_DIFF_* bit: "type", "content", "target", "link", "mode",
- * "owner", "mtime"; NULL for anything else. */
-const char *fb_diff_change_name(unsigned bit);
-/* The names of the bits set in changes, comma separated in the order above
- * ("content,mode"), "" for none; cut to fit size (>= 1). */
-void fb_diff_changes_format(unsigned changes, char *buf, size_t size);
 
 /* The diff as pretty JSON (malloc'd, trailing newline):
  * {"a": a_name, "b": b_name, "scoped": bool,

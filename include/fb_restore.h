@@ -27,6 +27,7 @@
 
 #include "fb_config.h"
 #include "fb_error.h"
+#include "fb_live.h"
 #include "fb_store.h"
 #include "fb_types.h"
 
@@ -46,18 +47,16 @@ typedef struct fb_restore_request {
 } fb_restore_request;
 
 /* What a restore does (or, with dry_run, would do) to one path of the
- * destination. The letters are those of rsync / borg style listings. */
-typedef enum fb_restore_change_kind {
-    FB_RESTORE_ADDED = 'A',    /* in the backup, absent from the destination */
-    FB_RESTORE_MODIFIED = 'M', /* content differs: type, size, SHA-256, symlink target */
-    FB_RESTORE_REMOVED = 'D',  /* full into the session dir: not in the backup */
-    FB_RESTORE_CHANGED = 'C',  /* same content, metadata differs: mode, mtime
-                                * (and owner with same_owner) */
-} fb_restore_change_kind;
-
+ * destination, in the words `diff --live` uses (fb_live.h):
+ *   FB_CHANGE_ADDED     in the backup, absent from the destination;
+ *   FB_CHANGE_MODIFIED  content differs: type, size, SHA-256, symlink
+ *                       target, or a live file that cannot be read (warned);
+ *   FB_CHANGE_REMOVED   full into the session dir: not in the backup;
+ *   FB_CHANGE_CHANGED   same content, metadata differs: mode (as restored),
+ *                       mtime (and owner with same_owner). */
 typedef struct fb_restore_change {
     char *path; /* owned, raw bytes, relative to the destination */
-    fb_restore_change_kind kind;
+    fb_change_kind kind;
 } fb_restore_change;
 
 typedef struct fb_restore_result {
@@ -98,8 +97,5 @@ void fb_restore_result_fini(fb_restore_result *r);
  * known (backup id, safety backup id). */
 int fb_restore_run(fb_store *store, const fb_restore_request *req, fb_restore_result *out,
                    fb_error *err);
-
-/* "added", "modified", "removed", "changed". */
-const char *fb_restore_change_kind_name(fb_restore_change_kind kind);
 
 #endif

@@ -24,6 +24,7 @@
 #include "fb_text.h"
 #include "fb_verify.h"
 #include "clock_i.h"
+#include "live_i.h"
 #include "scan_i.h"
 
 #ifndef FB_VERSION
@@ -195,24 +196,6 @@ static void warn_entry(run *r, const char *what, const char *path)
     fb_warnf(r->req->warn, r->req->warn_ctx, "%s: %s", what, esc);
 }
 
-static void meta_from_scan(fb_entry_meta *meta, fb_entry_type type, const fb_scan_stat *st)
-{
-    meta->type = type;
-    meta->mode = (uint32_t)(st->mode & 07777);
-    meta->uid = (uint32_t)st->uid;
-    meta->gid = (uint32_t)st->gid;
-    meta->mtime = st->mtime;
-    meta->mtime_nsec = st->mtime_nsec;
-    meta->size = 0;
-}
-
-static bool stat_same_content(const struct stat *a, const struct stat *b)
-{
-    return a->st_size == b->st_size && a->st_mtim.tv_sec == b->st_mtim.tv_sec &&
-           a->st_mtim.tv_nsec == b->st_mtim.tv_nsec && a->st_ctim.tv_sec == b->st_ctim.tv_sec &&
-           a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
-}
-
 /* cursor_parent with errors that name the source directory. */
 static int source_parent(run *r, src_cursor *cur, const char *path, int *dirfd,
                          const char **base)
@@ -272,15 +255,10 @@ static int store_file(run *r, src_cursor *cur, fb_archive_writer *w, const char 
     }
     /* The metadata of what is read now, not of the scan: size especially,
      * since exactly meta.size bytes are stored. */
-    fb_entry_meta meta = {
-        .type = FB_ENTRY_FILE,
-        .mode = (uint32_t)(before.st_mode & 07777),
-        .uid = (uint32_t)before.st_uid,
-        .gid = (uint32_t)before.st_gid,
-        .mtime = (int64_t)before.st_mtim.tv_sec,
-        .mtime_nsec = (uint32_t)before.st_mtim.tv_nsec,
-        .size = before.st_size > 0 ? (uint64_t)before.st_size : 0,
-    };
+    fb_scan_entry now = {.type = FB_ENTRY_FILE};
+    fb_scan_stat_set(&now.st, &before);
+    fb_entry_meta meta;
+    fb_live_meta(&now, &meta);
 
     fb_archive_file_result res;
     rc = fb_archive_writer_add_file(w, path, &meta, fd, &res, r->err);
@@ -288,7 +266,7 @@ static int store_file(run *r, src_cursor *cur, fb_archive_writer *w, const char 
         close(fd);
         return rc;
     }
-    if (fstat(fd, &after) == 0 && !stat_same_content(&before, &after)) {
+    if (fstat(fd, &after) == 0 && fb_live_stat_changed(&before, &after)) {
         char esc[600];
         fb_path_escape(path, esc, sizeof esc);
         r->out->changed_files++;
@@ -347,15 +325,13 @@ static int write_entries(run *r, fb_archive_writer *w)
         holder[i] = SIZE_MAX;
         switch (e->type) {
         case FB_ENTRY_DIR:
-            meta_from_scan(&meta, FB_ENTRY_DIR, &e->st);
+            fb_live_meta(e, &meta);
             rc = fb_archive_writer_add_dir(w, e->path, &meta, r->err);
             if (rc >= 0)
                 rc = fb_manifest_add_entry(&r->m, e->path, &meta, NULL, 0, NULL, r->err);
             break;
         case FB_ENTRY_SYMLINK:
-            meta_from_scan(&meta, FB_ENTRY_SYMLINK, &e->st);
-            /* like lstat: a symlink's size is its target's length */
-            meta.size = strlen(e->target);
+            fb_live_meta(e, &meta); /* like lstat: size is the target's length */
             rc = fb_archive_writer_add_symlink(w, e->path, &meta, e->target, r->err);
             if (rc >= 0)
                 rc = fb_manifest_add_entry(&r->m, e->path, &meta, NULL, 0, e->target, r->err);
@@ -406,6 +382,27 @@ static int write_file_in(run *r, int dirfd, const char *name, const void *data, 
         return fb_error_set_errno(r->err, e, "%s/%s/%s: cannot write", r->sess_name, r->tmpname,
                                   name);
     return 0;
+}
+
+/* The manifest's fields besides its entries, once the archive is written. */
+static int fill_manifest(run *r, const fb_archive_summary *sum)
+{
+    const fb_backup_request *req = r->req;
+    fb_manifest *m = &r->m;
+    m->format = FB_MANIFEST_FORMAT;
+    memcpy(m->backup_id, r->id, sizeof m->backup_id);
+    snprintf(m->session_id, sizeof m->session_id, "%s", req->session_id);
+    m->type = req->type;
+    m->created_at = req->now;
+    m->archive.size = sum->compressed_size;
+    memcpy(m->archive.sha256, sum->sha256, FB_SHA256_LEN);
+    m->archive.frame_size = req->config->frame_size;
+    m->archive.frames = sum->frames;
+    m->archive.level = req->config->level;
+    int rc = fb_manifest_set_note(m, req->note, r->err);
+    if (rc == 0)
+        rc = fb_manifest_set_tool_version(m, FB_VERSION, r->err);
+    return rc < 0 ? rc : 0;
 }
 
 /* Scan + archive + manifest, all inside the temp dir. */
@@ -463,24 +460,11 @@ static int build(run *r)
         return fb_error_set_errno(r->err, errno, "%s/%s/%s: close", r->sess_name, r->tmpname,
                                   FB_ARCHIVE_NAME);
 
-    fb_manifest *m = &r->m;
-    m->format = FB_MANIFEST_FORMAT;
-    memcpy(m->backup_id, r->id, sizeof m->backup_id);
-    snprintf(m->session_id, sizeof m->session_id, "%s", req->session_id);
-    m->type = req->type;
-    m->created_at = req->now;
-    m->archive.size = sum.compressed_size;
-    memcpy(m->archive.sha256, sum.sha256, FB_SHA256_LEN);
-    m->archive.frame_size = req->config->frame_size;
-    m->archive.frames = sum.frames;
-    m->archive.level = req->config->level;
-    if ((rc = fb_manifest_set_note(m, req->note, r->err)) < 0 ||
-        (rc = fb_manifest_set_tool_version(m, FB_VERSION, r->err)) < 0)
+    if ((rc = fill_manifest(r, &sum)) < 0)
         return rc;
-
     char *json = NULL;
     size_t json_len = 0;
-    rc = fb_manifest_to_json(m, &json, &json_len, r->err);
+    rc = fb_manifest_to_json(&r->m, &json, &json_len, r->err);
     if (rc < 0)
         return rc;
     rc = write_file_in(r, r->tmp_fd, FB_MANIFEST_NAME, json, json_len);
@@ -562,21 +546,11 @@ static int publish(run *r)
      * once it has its final name. */
     close(r->tmp_fd);
     r->tmp_fd = -1;
-    if (renameat2(r->session_fd, r->tmpname, r->session_fd, r->id, RENAME_NOREPLACE) != 0) {
-        int e = errno;
-        if (e != EINVAL && e != ENOSYS)
-            return fb_error_set_errno(r->err, e, "%s: cannot publish %s as %s", r->sess_name,
-                                      r->tmpname, r->id);
-        /* A file system without RENAME_NOREPLACE: we hold the lock, so a
-         * check just before the plain rename is enough. */
-        struct stat st;
-        if (fstatat(r->session_fd, r->id, &st, AT_SYMLINK_NOFOLLOW) == 0)
-            return fb_error_set(r->err, FB_EEXIST, "%s: cannot publish %s: already exists",
-                                r->sess_name, r->id);
-        if (renameat(r->session_fd, r->tmpname, r->session_fd, r->id) != 0)
-            return fb_error_set_errno(r->err, errno, "%s: cannot publish %s as %s",
-                                      r->sess_name, r->tmpname, r->id);
-    }
+    /* We hold the lock: no other writer creates r->id meanwhile. */
+    int e = fb_rename_noreplace_at(r->session_fd, r->tmpname, r->id);
+    if (e)
+        return fb_error_set_errno(r->err, e, "%s: cannot publish %s as %s", r->sess_name,
+                                  r->tmpname, r->id);
     r->tmp_made = false;
     int rc = fb_fsync_dir(r->session_fd, r->sess_name, r->err);
     if (rc < 0) {

@@ -3,26 +3,18 @@
  * Both sides become a "view" (entries sorted by path, hardlinks resolved to
  * the file they link to), optionally restricted to an incremental's scope,
  * and one merge over the two sorted views yields the items in path order.
- * Live files are read only when the quick check (size + mtime) cannot tell,
- * so a diff of a large unchanged session reads no file data. */
+ * A live entry is compared by core/store/live.c, as restore's change list
+ * is: live files are read only when the quick check (size + mtime) cannot
+ * tell, so a diff of a large unchanged session reads no file data. */
 #include "fb_diff.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-#include "fb_fsutil.h"
-#include "fb_hash.h"
 #include "fb_text.h"
 #include "json_fields_i.h"
-#include "scan_i.h"
-
-#define HASH_BUF_SIZE (256 * 1024)
+#include "live_i.h"
 
 /* ------------------------------------------------------------ the result */
 
@@ -50,63 +42,17 @@ void fb_diff_fini(fb_diff *d)
     fb_diff_init(d);
 }
 
-const char *fb_diff_kind_name(fb_diff_kind kind)
-{
-    switch (kind) {
-    case FB_DIFF_ADDED: return "added";
-    case FB_DIFF_REMOVED: return "removed";
-    case FB_DIFF_MODIFIED: return "modified";
-    case FB_DIFF_CHANGED: return "changed";
-    }
-    return "unknown";
-}
-
-static const struct {
-    unsigned bit;
-    const char *name;
-} change_names[] = {
-    {FB_DIFF_TYPE, "type"},   {FB_DIFF_CONTENT, "content"}, {FB_DIFF_TARGET, "target"},
-    {FB_DIFF_LINK, "link"},   {FB_DIFF_MODE, "mode"},       {FB_DIFF_OWNER, "owner"},
-    {FB_DIFF_MTIME, "mtime"},
-};
-#define N_CHANGE_NAMES (sizeof change_names / sizeof change_names[0])
-
-const char *fb_diff_change_name(unsigned bit)
-{
-    for (size_t i = 0; i < N_CHANGE_NAMES; i++)
-        if (change_names[i].bit == bit)
-            return change_names[i].name;
-    return NULL;
-}
-
-void fb_diff_changes_format(unsigned changes, char *buf, size_t size)
-{
-    if (size == 0)
-        return;
-    size_t o = 0;
-    buf[0] = '\0';
-    for (size_t i = 0; i < N_CHANGE_NAMES; i++) {
-        if (!(changes & change_names[i].bit))
-            continue;
-        int n = snprintf(buf + o, size - o, "%s%s", o ? "," : "", change_names[i].name);
-        if (n < 0 || (size_t)n >= size - o) {
-            buf[size - 1] = '\0';
-            return;
-        }
-        o += (size_t)n;
-    }
-}
-
 /* ------------------------------------------------------------- the views */
 
-/* One entry of one side, borrowed from a manifest or a scan. */
+/* One entry of one side, borrowed from a manifest or the live walk. */
 typedef struct view_entry {
     const char *path;
     const char *target;    /* symlink target or hardlink link (NULL otherwise) */
     fb_entry_meta meta;    /* as stored: a hardlink keeps type HARDLINK */
     fb_entry_type kind;    /* what the content is: HARDLINK becomes FILE */
     const uint8_t *sha256; /* manifest files and hardlinks: the content's; live: NULL */
-    size_t content;        /* live: scan index of the FILE entry holding the inode */
+    const fb_manifest_entry *stored; /* manifest side: its entry */
+    size_t live_index;     /* live side: its index in the walk (fb_live.tree) */
 } view_entry;
 
 typedef struct view {
@@ -173,6 +119,7 @@ static int view_from_manifest(const fb_manifest *m, view *out, fb_error *err)
                                 manifest_label(m), i);
         }
         ve->path = me->path;
+        ve->stored = me;
         ve->meta = me->meta;
         ve->kind = me->meta.type == FB_ENTRY_HARDLINK ? FB_ENTRY_FILE : me->meta.type;
         if (me->meta.type == FB_ENTRY_SYMLINK || me->meta.type == FB_ENTRY_HARDLINK)
@@ -214,46 +161,27 @@ static int view_from_manifest(const fb_manifest *m, view *out, fb_error *err)
     return 0;
 }
 
-/* The live tree as a backup would record it (see write_entries in backup.c:
- * directories have size 0, a symlink the length of its target). */
-static int view_from_scan(const fb_scan_result *s, view *out, fb_error *err)
+/* The live tree as a backup would record it (fb_live_meta), in path order. */
+static int view_from_live(const fb_live *lv, view *out, fb_error *err)
 {
+    const fb_scan_result *s = &lv->tree;
     int rc = view_alloc(out, s->n, err);
     if (rc < 0)
         return rc;
-    for (size_t i = 0; i < s->n; i++) {
+    for (size_t k = 0; k < s->n; k++) {
+        size_t i = lv->by_path[k];
         const fb_scan_entry *se = &s->entries[i];
-        view_entry *ve = &out->e[i];
+        view_entry *ve = &out->e[k];
         ve->path = se->path;
-        ve->meta.type = se->type;
-        ve->meta.mode = (uint32_t)(se->st.mode & 07777);
-        ve->meta.uid = (uint32_t)se->st.uid;
-        ve->meta.gid = (uint32_t)se->st.gid;
-        ve->meta.mtime = se->st.mtime;
-        ve->meta.mtime_nsec = se->st.mtime_nsec;
+        fb_live_meta(se, &ve->meta);
         ve->kind = se->type == FB_ENTRY_HARDLINK ? FB_ENTRY_FILE : se->type;
-        switch (se->type) {
-        case FB_ENTRY_FILE:
-            ve->meta.size = se->st.size;
-            ve->content = i;
-            break;
-        case FB_ENTRY_HARDLINK:
-            ve->meta.size = se->st.size;
-            ve->content = se->link_index;
+        ve->live_index = i;
+        if (se->type == FB_ENTRY_HARDLINK)
             ve->target = s->entries[se->link_index].path;
-            break;
-        case FB_ENTRY_SYMLINK:
+        else if (se->type == FB_ENTRY_SYMLINK)
             ve->target = se->target ? se->target : "";
-            ve->meta.size = strlen(ve->target);
-            break;
-        case FB_ENTRY_DIR:
-            ve->meta.size = 0;
-            break;
-        }
     }
     out->n = s->n;
-    if (out->n > 1)
-        qsort(out->e, out->n, sizeof *out->e, cmp_view_entry);
     return 0;
 }
 
@@ -273,137 +201,13 @@ static void view_restrict(view *v, const fb_config *scope)
     v->n = k;
 }
 
-/* --------------------------------------------------------- live hashing */
-
-enum { LIVE_UNKNOWN = 0, LIVE_HASHED, LIVE_GONE };
-
-typedef struct live_ctx {
-    int source_fd;
-    const char *source_name;
-    const fb_scan_result *scan;
-    uint8_t (*sha)[FB_SHA256_LEN]; /* per scan entry (FILE entries only used) */
-    unsigned char *state;          /* LIVE_* per scan entry */
-    uint8_t *buf;
-} live_ctx;
-
-static bool is_gone_errno(int e)
-{
-    return e == ENOENT || e == ENOTDIR || e == ELOOP || e == ENXIO || e == EISDIR;
-}
-
-/* Opens the regular file at relative path under root_fd, one component at
- * a time, never through a symlink. Returns 0 (*fd_out set), 1 when the path
- * vanished or a component is no longer what it was, or an FB error. */
-static int open_beneath(live_ctx *lc, const char *path, int *fd_out, fb_error *err)
-{
-    char esc[600];
-    int dirfd;
-    const char *p;
-    size_t failed_len;
-    int e = fb_open_parent_beneath(lc->source_fd, path, false, &dirfd, &p, &failed_len);
-    if (e) {
-        if (is_gone_errno(e) || e == EINVAL)
-            return 1;
-        fb_path_escape(path, esc, sizeof esc);
-        return fb_error_set_errno(err, e, "%s: cannot open the directory of %s",
-                                  lc->source_name, esc);
-    }
-    /* O_NONBLOCK: a FIFO swapped in since the walk must not block the open. */
-    int fd = openat(dirfd, p, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-    e = errno;
-    close(dirfd);
-    if (fd < 0) {
-        if (is_gone_errno(e))
-            return 1;
-        fb_path_escape(path, esc, sizeof esc);
-        return fb_error_set_errno(err, e, "%s: cannot open %s", lc->source_name, esc);
-    }
-    *fd_out = fd;
-    return 0;
-}
-
-static bool same_content_stat(const struct stat *x, const struct stat *y)
-{
-    return x->st_size == y->st_size && x->st_mtim.tv_sec == y->st_mtim.tv_sec &&
-           x->st_mtim.tv_nsec == y->st_mtim.tv_nsec && x->st_ctim.tv_sec == y->st_ctim.tv_sec &&
-           x->st_ctim.tv_nsec == y->st_ctim.tv_nsec;
-}
-
-/* Hashes the live inode of scan entry idx once. Returns 0 (LIVE_HASHED), 1
- * (LIVE_GONE: vanished or replaced, warned) or an FB error. */
-static int live_hash(live_ctx *lc, const fb_diff_options *opts, fb_diff *out, size_t idx,
-                     fb_error *err)
-{
-    if (lc->state[idx] == LIVE_HASHED)
-        return 0;
-    if (lc->state[idx] == LIVE_GONE)
-        return 1;
-    const fb_scan_entry *se = &lc->scan->entries[idx];
-    char esc[600];
-    int fd = -1;
-    int rc = open_beneath(lc, se->path, &fd, err);
-    if (rc < 0)
-        return rc;
-    struct stat before, after;
-    if (rc == 0 && fstat(fd, &before) != 0) {
-        int e = errno;
-        close(fd);
-        fb_path_escape(se->path, esc, sizeof esc);
-        return fb_error_set_errno(err, e, "%s: cannot stat %s", lc->source_name, esc);
-    }
-    if (rc > 0 || !S_ISREG(before.st_mode) || before.st_dev != se->st.dev ||
-        before.st_ino != se->st.ino) {
-        if (fd >= 0)
-            close(fd);
-        lc->state[idx] = LIVE_GONE;
-        fb_path_escape(se->path, esc, sizeof esc);
-        fb_warnf(opts->warn, opts->warn_ctx,
-                 "vanished or replaced before it was compared (reported as modified): %s", esc);
-        return 1;
-    }
-
-    fb_sha256 h;
-    rc = fb_sha256_init(&h, err);
-    if (rc < 0) {
-        close(fd);
-        return rc;
-    }
-    uint64_t total = 0;
-    for (;;) {
-        ssize_t n = read(fd, lc->buf, HASH_BUF_SIZE);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            int e = errno;
-            fb_sha256_fini(&h);
-            close(fd);
-            fb_path_escape(se->path, esc, sizeof esc);
-            return fb_error_set_errno(err, e, "%s: cannot read %s", lc->source_name, esc);
-        }
-        if (n == 0)
-            break;
-        fb_sha256_update(&h, lc->buf, (size_t)n);
-        total += (uint64_t)n;
-    }
-    fb_sha256_final(&h, lc->sha[idx]);
-    fb_sha256_fini(&h);
-    if (fstat(fd, &after) == 0 && !same_content_stat(&before, &after)) {
-        fb_path_escape(se->path, esc, sizeof esc);
-        fb_warnf(opts->warn, opts->warn_ctx, "file changed while being compared: %s", esc);
-    }
-    close(fd);
-    lc->state[idx] = LIVE_HASHED;
-    out->files_hashed++;
-    out->bytes_hashed += total;
-    return 0;
-}
-
 /* ------------------------------------------------------------ the merge */
 
 typedef struct diff_run {
     const fb_diff_options *opts;
+    fb_live_rules rules;
     bool scoped;
-    live_ctx *live; /* b is the live view when set */
+    fb_live *live; /* b is the live view when set */
     fb_diff *out;
     fb_error *err;
 } diff_run;
@@ -431,9 +235,7 @@ static const uint8_t *b_sha(const diff_run *r, const view_entry *b)
 {
     if (!r->live)
         return b->sha256;
-    if (b->kind == FB_ENTRY_FILE && r->live->state[b->content] == LIVE_HASHED)
-        return r->live->sha[b->content];
-    return NULL;
+    return b->kind == FB_ENTRY_FILE ? fb_live_sha256(r->live, b->live_index) : NULL;
 }
 
 static int side_set(fb_diff_side *s, const view_entry *e, const uint8_t *sha, fb_error *err)
@@ -452,7 +254,7 @@ static int side_set(fb_diff_side *s, const view_entry *e, const uint8_t *sha, fb
     return 0;
 }
 
-static int emit(diff_run *r, fb_diff_kind kind, unsigned changes, const view_entry *a,
+static int emit(diff_run *r, fb_change_kind kind, unsigned changes, const view_entry *a,
                 const view_entry *b)
 {
     fb_diff *d = r->out;
@@ -481,10 +283,10 @@ static int emit(diff_run *r, fb_diff_kind kind, unsigned changes, const view_ent
     if (b && side_set(&it->b, b, b_sha(r, b), r->err) < 0)
         return FB_ENOMEM;
     switch (kind) {
-    case FB_DIFF_ADDED: d->n_added++; break;
-    case FB_DIFF_REMOVED: d->n_removed++; break;
-    case FB_DIFF_MODIFIED: d->n_modified++; break;
-    case FB_DIFF_CHANGED: d->n_changed++; break;
+    case FB_CHANGE_ADDED: d->n_added++; break;
+    case FB_CHANGE_REMOVED: d->n_removed++; break;
+    case FB_CHANGE_MODIFIED: d->n_modified++; break;
+    case FB_CHANGE_CHANGED: d->n_changed++; break;
     }
     return 0;
 }
@@ -496,56 +298,27 @@ static bool str_differs(const char *x, const char *y)
     return strcmp(x, y) != 0;
 }
 
-/* Does the content of file entries a (manifest) and b differ? Sets *differs. */
-static int file_content_differs(diff_run *r, const view_entry *a, const view_entry *b,
-                                bool *differs)
-{
-    if (a->meta.size != b->meta.size) {
-        *differs = true;
-        return 0;
-    }
-    if (!r->live) {
-        *differs = memcmp(a->sha256, b->sha256, FB_SHA256_LEN) != 0;
-        return 0;
-    }
-    bool quick_same = a->meta.mtime == b->meta.mtime && a->meta.mtime_nsec == b->meta.mtime_nsec;
-    if (quick_same && !r->opts->checksum) {
-        *differs = false;
-        return 0;
-    }
-    int rc = live_hash(r->live, r->opts, r->out, b->content, r->err);
-    if (rc < 0)
-        return rc;
-    *differs = rc > 0 || memcmp(a->sha256, r->live->sha[b->content], FB_SHA256_LEN) != 0;
-    return 0;
-}
-
+/* a is a manifest entry; b another manifest's, or live. */
 static int compare(diff_run *r, const view_entry *a, const view_entry *b)
 {
-    unsigned ch = 0;
-    if (a->kind != b->kind) {
-        ch |= FB_DIFF_TYPE;
-    } else if (a->kind == FB_ENTRY_FILE) {
-        bool differs = false;
-        int rc = file_content_differs(r, a, b, &differs);
+    unsigned ch;
+    if (r->live) {
+        int rc = fb_live_compare(r->live, b->live_index, a->stored, a->sha256, &r->rules, &ch,
+                                 r->err);
         if (rc < 0)
             return rc;
-        if (differs)
-            ch |= FB_DIFF_CONTENT;
-        if (str_differs(link_of(r, a), link_of(r, b)))
-            ch |= FB_DIFF_LINK;
-    } else if (a->kind == FB_ENTRY_SYMLINK && str_differs(a->target, b->target)) {
-        ch |= FB_DIFF_TARGET;
+    } else {
+        ch = fb_meta_differs(&a->meta, a->target, &b->meta, b->target, &r->rules);
+        if (a->kind == FB_ENTRY_FILE && !(ch & FB_DIFFERS_CONTENT_BITS) &&
+            memcmp(a->sha256, b->sha256, FB_SHA256_LEN) != 0)
+            ch |= FB_DIFFERS_CONTENT;
     }
-    if (a->meta.mode != b->meta.mode)
-        ch |= FB_DIFF_MODE;
-    if (a->meta.uid != b->meta.uid || a->meta.gid != b->meta.gid)
-        ch |= FB_DIFF_OWNER;
-    if (a->meta.mtime != b->meta.mtime || a->meta.mtime_nsec != b->meta.mtime_nsec)
-        ch |= FB_DIFF_MTIME;
+    if (a->kind == FB_ENTRY_FILE && b->kind == FB_ENTRY_FILE &&
+        str_differs(link_of(r, a), link_of(r, b)))
+        ch |= FB_DIFFERS_LINK;
     if (!ch)
         return 0;
-    return emit(r, (ch & FB_DIFF_CONTENT_BITS) ? FB_DIFF_MODIFIED : FB_DIFF_CHANGED, ch, a, b);
+    return emit(r, fb_change_kind_of(ch), ch, a, b);
 }
 
 static int merge(diff_run *r, const view *a, const view *b)
@@ -556,11 +329,11 @@ static int merge(diff_run *r, const view *a, const view *b)
         int c = i >= a->n ? 1 : j >= b->n ? -1 : strcmp(a->e[i].path, b->e[j].path);
         if (c < 0) {
             if (!parent_only(r, &a->e[i]))
-                rc = emit(r, FB_DIFF_REMOVED, 0, &a->e[i], NULL);
+                rc = emit(r, FB_CHANGE_REMOVED, 0, &a->e[i], NULL);
             i++;
         } else if (c > 0) {
             if (!parent_only(r, &b->e[j]))
-                rc = emit(r, FB_DIFF_ADDED, 0, NULL, &b->e[j]);
+                rc = emit(r, FB_CHANGE_ADDED, 0, NULL, &b->e[j]);
             j++;
         } else {
             rc = compare(r, &a->e[i], &b->e[j]);
@@ -587,6 +360,7 @@ int fb_diff_manifests(const fb_manifest *a, const fb_manifest *b, const fb_diff_
         opts = &no_options;
     diff_run r = {
         .opts = opts,
+        .rules = {.owner = true},
         .scoped = opts->include &&
                   (a->type == FB_BACKUP_INCREMENTAL || b->type == FB_BACKUP_INCREMENTAL),
         .out = out,
@@ -627,44 +401,38 @@ int fb_diff_live(const fb_manifest *a, int source_fd, const char *source_name,
         source_name = "session directory";
     bool scoped = opts->include && a->type == FB_BACKUP_INCREMENTAL;
 
-    fb_scan_options so = {
-        .include = scoped ? opts->include : NULL,
-        .warn = opts->warn,
-        .warn_ctx = opts->warn_ctx,
-    };
-    fb_scan_result scan;
-    int rc = fb_scan_dir(source_fd, source_name, &so, &scan, err);
-    if (rc < 0)
+    fb_live lv;
+    int rc = fb_live_init(&lv, source_fd, source_name, opts->warn, opts->warn_ctx, err);
+    if (rc == 0)
+        rc = fb_live_walk(&lv, scoped ? opts->include : NULL, false, err);
+    if (rc < 0) {
+        fb_live_fini(&lv);
         return rc;
+    }
     if (opts->after_scan)
         opts->after_scan(opts->after_scan_ctx);
 
-    live_ctx lc = {
-        .source_fd = source_fd,
-        .source_name = source_name,
-        .scan = &scan,
-        .sha = calloc(scan.n ? scan.n : 1, sizeof *lc.sha),
-        .state = calloc(scan.n ? scan.n : 1, 1),
-        .buf = malloc(HASH_BUF_SIZE),
+    diff_run r = {
+        .opts = opts,
+        .rules = {.checksum = opts->checksum, .owner = true},
+        .scoped = scoped,
+        .live = &lv,
+        .out = out,
+        .err = err,
     };
-    diff_run r = {.opts = opts, .scoped = scoped, .live = &lc, .out = out, .err = err};
     view va = {0}, vb = {0};
-    if (!lc.sha || !lc.state || !lc.buf)
-        rc = oom(err);
+    rc = view_from_manifest(a, &va, err);
     if (rc == 0)
-        rc = view_from_manifest(a, &va, err);
-    if (rc == 0)
-        rc = view_from_scan(&scan, &vb, err);
+        rc = view_from_live(&lv, &vb, err);
     if (rc == 0 && scoped)
         view_restrict(&va, opts->include);
     if (rc == 0)
         rc = merge(&r, &va, &vb);
     view_fini(&va);
     view_fini(&vb);
-    free(lc.sha);
-    free(lc.state);
-    free(lc.buf);
-    fb_scan_result_fini(&scan);
+    out->files_hashed = lv.files_hashed;
+    out->bytes_hashed = lv.bytes_hashed;
+    fb_live_fini(&lv);
     if (rc < 0) {
         fb_diff_fini(out);
         return rc;
@@ -735,12 +503,12 @@ int fb_diff_to_json(const fb_diff *d, const char *a_name, const char *b_name, ch
         fb_json_begin_object(&w);
         fb_json_put_name(&w, "path", it->path);
         fb_json_key(&w, "kind");
-        fb_json_string(&w, fb_diff_kind_name(it->kind));
+        fb_json_string(&w, fb_change_kind_name(it->kind));
         fb_json_key(&w, "changes");
         fb_json_begin_array(&w);
-        for (size_t k = 0; k < N_CHANGE_NAMES; k++)
-            if (it->changes & change_names[k].bit)
-                fb_json_string(&w, change_names[k].name);
+        for (unsigned bit = FB_DIFFERS_TYPE; bit <= FB_DIFFERS_MTIME; bit <<= 1)
+            if (it->changes & bit)
+                fb_json_string(&w, fb_differs_name(bit));
         fb_json_end_array(&w);
         write_side(&w, "a", &it->a);
         write_side(&w, "b", &it->b);

@@ -1,8 +1,19 @@
-/* The extraction of a restore (see restore.c for why it runs in a forked
- * child): the archive is read once, every tar header is checked against
- * the next manifest entry, and what archive_write_disk gets is built from
- * the manifest entry alone, written into the staging dir. The child reports
- * its verdict over a pipe and ends with its caller's process. */
+/* The extraction of a restore: the archive is read once, every tar header
+ * is checked against the next manifest entry, and what archive_write_disk
+ * gets is built from the manifest entry alone, written into the staging
+ * dir. The child reports its verdict over a pipe and ends with its
+ * caller's process.
+ *
+ * Why a child process: libarchive's archive_write_disk resolves entry paths
+ * against the current directory, and its SECURE_* checks (no "..", no
+ * absolute path, no component that is a symlink) are only meaningful for
+ * relative paths - an absolute "<staging>/<path>" is refused by
+ * SECURE_NOABSOLUTEPATHS and would make SECURE_SYMLINKS trip over any
+ * symlink in the staging dir's own ancestry. Changing the working directory
+ * of the caller's process would break every relative path it holds and any
+ * other thread. So the extraction runs in a forked child that fchdir()s into
+ * the staging dir; a crash on hostile input there cannot take the caller
+ * down either, and the parent removes the staging dir whatever happened. */
 #include "restore_i.h"
 
 #include <archive.h>
@@ -113,6 +124,35 @@ static int x_write_block(void *ctx, const void *buf, size_t len, fb_error *err)
     return 0;
 }
 
+/* Writes the entry whose tar header a has just read, once that header is
+ * found to equal manifest entry e; what is written is built from e alone. */
+static int x_write_entry(xctx *x, struct archive *a, struct archive_entry *ae,
+                         struct archive *w, const fb_manifest_entry *e)
+{
+    int rc = fb_tar_entry_check(ae, e, archive_filter_bytes(a, 0), x->name, x->err);
+    if (rc < 0)
+        return rc;
+    struct archive_entry *oe = x_disk_entry(x, e);
+    if (!oe)
+        return restore_oom(x->err);
+    if (archive_write_header(w, oe) != ARCHIVE_OK) {
+        archive_entry_free(oe);
+        return x_write_failure(x, w, e->path);
+    }
+    archive_entry_free(oe);
+    x_sink sink = {.x = x, .w = w, .path = e->path};
+    if ((rc = fb_tar_entry_data(&x->src, a, e, x_write_block, &sink, x->err)) < 0)
+        return rc;
+    if (archive_write_finish_entry(w) != ARCHIVE_OK)
+        return x_write_failure(x, w, e->path);
+    x->rep->entries++;
+    if (e->meta.type == FB_ENTRY_FILE || e->meta.type == FB_ENTRY_HARDLINK)
+        x->rep->files++;
+    if (e->meta.type == FB_ENTRY_FILE)
+        x->rep->bytes += e->meta.size;
+    return 0;
+}
+
 static int x_extract(xctx *x)
 {
     const fb_manifest *m = x->m;
@@ -151,32 +191,8 @@ static int x_extract(xctx *x)
                               x->name, m->n_entries);
             break;
         }
-        const fb_manifest_entry *e = &m->entries[idx];
-        if ((rc = fb_tar_entry_check(ae, e, archive_filter_bytes(a, 0), x->name, x->err)) < 0)
+        if ((rc = x_write_entry(x, a, ae, w, &m->entries[idx])) < 0)
             break;
-        struct archive_entry *oe = x_disk_entry(x, e);
-        if (!oe) {
-            rc = restore_oom(x->err);
-            break;
-        }
-        if (archive_write_header(w, oe) != ARCHIVE_OK) {
-            rc = x_write_failure(x, w, e->path);
-            archive_entry_free(oe);
-            break;
-        }
-        archive_entry_free(oe);
-        x_sink sink = {.x = x, .w = w, .path = e->path};
-        if ((rc = fb_tar_entry_data(&x->src, a, e, x_write_block, &sink, x->err)) < 0)
-            break;
-        if (archive_write_finish_entry(w) != ARCHIVE_OK) {
-            rc = x_write_failure(x, w, e->path);
-            break;
-        }
-        x->rep->entries++;
-        if (e->meta.type == FB_ENTRY_FILE || e->meta.type == FB_ENTRY_HARDLINK)
-            x->rep->files++;
-        if (e->meta.type == FB_ENTRY_FILE)
-            x->rep->bytes += e->meta.size;
         idx++;
     }
     if (rc == 0 && idx < m->n_entries)
@@ -259,7 +275,7 @@ __attribute__((noreturn)) static void child_main(run *r, int report_fd, int life
     _exit(fb_write_all(report_fd, &rep, sizeof rep) == 0 ? 0 : 121);
 }
 
-int restore_extract(run *r)
+int fb_restore_extract(run *r)
 {
     int p[2], life[2];
     if (pipe2(p, O_CLOEXEC) != 0)

@@ -1,6 +1,7 @@
-/* Private to restore (core/ops/restore.c, core/ops/restore_extract.c): the state
- * of one restore run, shared by the steps in the caller's process and the
- * extraction that runs in a child. */
+/* Private to restore: the state of one restore run, shared by its steps
+ * (core/ops/restore.c), the extraction in a child (restore_extract.c), the
+ * change list (restore_changes.c) and the move into place
+ * (restore_place.c). */
 #ifndef FB_RESTORE_I_H
 #define FB_RESTORE_I_H
 
@@ -8,12 +9,19 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 #include "fb_archive_reader.h"
 #include "fb_lock.h"
 #include "fb_manifest.h"
 #include "fb_restore.h"
 #include "fb_store.h"
+
+/* Staging dirs are named <prefix><sid>-<hex> beside the session dir (the
+ * next restore of the session clears leftovers by that name), or
+ * <prefix><hex> beside a --target. */
+#define FB_RESTORE_STAGING_PREFIX ".restore-"
+#define FB_RESTORE_STAGING_HEX 16 /* as fb_make_temp_dir_at appends */
 
 typedef struct run {
     fb_store *store;
@@ -53,10 +61,53 @@ static inline int restore_oom(fb_error *err)
     return fb_error_set(err, FB_ENOMEM, "out of memory");
 }
 
+/* A warning through the request's fb_warn_fn. */
+#define fb_restore_warn(r, ...) fb_warnf((r)->req->warn, (r)->req->warn_ctx, __VA_ARGS__)
+
 /* Extracts r's backup into r's staging dir in a child process (see
  * restore_extract.c): every entry checked against the manifest as it is
  * written. Fills r->out's counts. Returns 0, FB_ECORRUPT (the backup is
  * damaged), FB_EIO, FB_ENOMEM. */
-int restore_extract(run *r);
+int fb_restore_extract(run *r);
+
+/* ---- restore_changes.c ---- */
+
+/* Fills r->out->changes for the destination as it is now (sorted by path).
+ * For an incremental into the session dir this is also the refusal
+ * (FB_EINVAL) of an entry that would be written through a symlink or
+ * replace a directory. A live file that cannot be read counts as modified,
+ * with a warning. Returns 0, FB_EINVAL, FB_EIO (the walk), FB_ENOMEM. */
+int fb_restore_compute_changes(run *r);
+
+/* Frees and empties res's change list. */
+void fb_restore_changes_clear(fb_restore_result *res);
+
+/* ---- restore_place.c ---- */
+
+/* fb_restore_walk_parent's results besides 0 and errors. */
+enum { FB_RESTORE_WALK_ABSENT = 1, FB_RESTORE_WALK_CONFLICT = 2 };
+
+/* Opens the parent directory of relative path below root_fd one component
+ * at a time with O_NOFOLLOW (fb_open_parent_beneath). With create, missing
+ * components are made (0700; their stored mode comes later). Returns 0
+ * (*pfd owned), FB_RESTORE_WALK_ABSENT (a component is missing),
+ * FB_RESTORE_WALK_CONFLICT (a component is a symlink or not a directory:
+ * r->err holds an FB_EINVAL message), or a negative code. */
+int fb_restore_walk_parent(run *r, int root_fd, const char *root_shown, const char *path,
+                           bool create, int *pfd, const char **base);
+
+/* The destination as it is now: *exists, and its stat. Refuses a symlink,
+ * a non-directory, and (for --target) a non-empty directory. */
+int fb_restore_check_destination(run *r, bool *exists, struct stat *st);
+
+/* syncfs of fd's file system; the error names what. */
+int fb_restore_sync_fs(run *r, int fd, const char *what);
+
+/* Moves the verified staging tree into place (docs/restore.md, step 7). */
+int fb_restore_place(run *r);
+
+/* Removes the staging dir, whatever it holds now (what names it in the
+ * warning if that fails); it is not retried. */
+void fb_restore_remove_staging(run *r, const char *what);
 
 #endif

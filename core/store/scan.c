@@ -2,7 +2,9 @@
  * which order, from directory fds only (openat/fstatat with O_NOFOLLOW and
  * AT_SYMLINK_NOFOLLOW), so no symlink is ever followed and nothing outside
  * the session directory is touched. Special files are never opened (a FIFO
- * would block). Names are sorted bytewise so equal trees give equal archives. */
+ * would block). Names are sorted bytewise so equal trees give equal archives.
+ * The same walk lists the live tree that diff and restore compare with a
+ * backup (live.c), so all three see one tree the same way. */
 #include "scan_i.h"
 
 #include <dirent.h>
@@ -132,7 +134,7 @@ static int fail_path(walker *w, int errnum, const char *what)
     return fb_error_set_errno(w->err, errnum, "%s: %s %s", w->source_name, what, esc);
 }
 
-static void stat_copy(fb_scan_stat *o, const struct stat *st)
+void fb_scan_stat_set(fb_scan_stat *o, const struct stat *st)
 {
     o->dev = st->st_dev;
     o->ino = st->st_ino;
@@ -162,9 +164,10 @@ static int push_entry(walker *w, fb_entry_type type, const struct stat *st, char
     if (!e->path)
         return -1;
     e->type = type;
-    stat_copy(&e->st, st);
+    fb_scan_stat_set(&e->st, st);
     e->target = target;
     e->link_index = link_index;
+    e->special = false;
     r->n++;
     return 0;
 }
@@ -255,21 +258,18 @@ static int list_names(walker *w, DIR *d, char ***out, size_t *n_out)
     return 0;
 }
 
-static int read_symlink(walker *w, int dirfd, const char *name, const struct stat *st,
-                        char **out)
+int fb_scan_read_link(int dirfd, const char *name, uint64_t size_hint, char **out)
 {
-    size_t cap = st->st_size > 0 && st->st_size < FB_PATH_MAX ? (size_t)st->st_size + 1 : 256;
+    size_t cap = size_hint > 0 && size_hint < FB_PATH_MAX ? (size_t)size_hint + 1 : 256;
     for (;;) {
         char *buf = malloc(cap);
         if (!buf)
-            return oom(w->err);
+            return ENOMEM;
         ssize_t n = readlinkat(dirfd, name, buf, cap);
         if (n < 0) {
             int e = errno;
             free(buf);
-            if (e == ENOENT || e == EINVAL)
-                return 1; /* gone or no longer a symlink */
-            return fail_path(w, e, "cannot read symlink");
+            return e;
         }
         if ((size_t)n < cap) {
             buf[n] = '\0';
@@ -278,12 +278,89 @@ static int read_symlink(walker *w, int dirfd, const char *name, const struct sta
         }
         free(buf);
         if (cap > 65536)
-            return fb_error_set(w->err, FB_EIO, "%s: symlink target too long", w->source_name);
+            return ENAMETOOLONG;
         cap *= 2;
     }
 }
 
+static int read_symlink(walker *w, int dirfd, const char *name, const struct stat *st,
+                        char **out)
+{
+    int e = fb_scan_read_link(dirfd, name, st->st_size > 0 ? (uint64_t)st->st_size : 0, out);
+    if (e == 0)
+        return 0;
+    if (e == ENOENT || e == EINVAL)
+        return 1; /* gone or no longer a symlink */
+    if (e == ENOMEM)
+        return oom(w->err);
+    if (e == ENAMETOOLONG)
+        return fb_error_set(w->err, FB_EIO, "%s: symlink target too long", w->source_name);
+    return fail_path(w, e, "cannot read symlink");
+}
+
 static int walk_dir(walker *w, int fd);
+
+/* A FIFO, socket or device: never opened (a FIFO would block). A backup
+ * skips it with a warning; a restore lists it, since it removes it. */
+static int visit_special(walker *w, const struct stat *st)
+{
+    if (w->opts->keep_special) {
+        if (push_entry(w, FB_ENTRY_FILE, st, NULL, 0))
+            return oom(w->err);
+        w->res->entries[w->res->n - 1].special = true;
+        return 0;
+    }
+    const char *kind = S_ISFIFO(st->st_mode)   ? "FIFO"
+                       : S_ISSOCK(st->st_mode) ? "socket"
+                       : S_ISCHR(st->st_mode)  ? "character device"
+                       : S_ISBLK(st->st_mode)  ? "block device"
+                                               : "special file";
+    char what[64];
+    snprintf(what, sizeof what, "skipped %s", kind);
+    warn_path(w, what);
+    return 0;
+}
+
+/* Directory name in dirfd (lstat st): entered by fd, and checked to be
+ * the directory the lstat saw. */
+static int visit_dir(walker *w, int dirfd, const char *name, const struct stat *st)
+{
+    bool matched = included(w);
+    if (!matched && !dir_may_contain_match(w->opts->include, w->path))
+        return 0;
+    int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT || errno == ENOTDIR || errno == ELOOP) {
+            warn_path(w, "vanished or replaced while scanning");
+            return 0;
+        }
+        return fail_path(w, errno, "cannot open directory");
+    }
+    struct stat fst;
+    if (fstat(fd, &fst) != 0) {
+        int e = errno;
+        close(fd);
+        return fail_path(w, e, "cannot stat");
+    }
+    if (fst.st_dev != st->st_dev || fst.st_ino != st->st_ino) {
+        close(fd);
+        warn_path(w, "replaced while scanning");
+        return 0;
+    }
+    size_t slot = w->res->n;
+    if (push_entry(w, FB_ENTRY_DIR, &fst, NULL, 0)) {
+        close(fd);
+        return oom(w->err);
+    }
+    int rc = walk_dir(w, fd);
+    if (rc < 0)
+        return rc;
+    /* A directory that is not itself included stays only as the parent
+     * of something included, so the archive never lacks a parent. */
+    if (!matched && w->res->n == slot + 1)
+        pop_entry(w->res);
+    return 0;
+}
 
 /* Handles one name of the directory open on dirfd; w->path is its path. */
 static int visit(walker *w, int dirfd, const char *name)
@@ -336,54 +413,11 @@ static int visit(walker *w, int dirfd, const char *name)
         }
         return 0;
     }
-    if (S_ISDIR(st.st_mode)) {
-        bool matched = included(w);
-        if (!matched && !dir_may_contain_match(w->opts->include, w->path))
-            return 0;
-        int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0) {
-            if (errno == ENOENT || errno == ENOTDIR || errno == ELOOP) {
-                warn_path(w, "vanished or replaced while scanning");
-                return 0;
-            }
-            return fail_path(w, errno, "cannot open directory");
-        }
-        struct stat fst;
-        if (fstat(fd, &fst) != 0) {
-            int e = errno;
-            close(fd);
-            return fail_path(w, e, "cannot stat");
-        }
-        if (fst.st_dev != st.st_dev || fst.st_ino != st.st_ino) {
-            close(fd);
-            warn_path(w, "replaced while scanning");
-            return 0;
-        }
-        size_t slot = w->res->n;
-        if (push_entry(w, FB_ENTRY_DIR, &fst, NULL, 0)) {
-            close(fd);
-            return oom(w->err);
-        }
-        int rc = walk_dir(w, fd);
-        if (rc < 0)
-            return rc;
-        /* A directory that is not itself included stays only as the parent
-         * of something included, so the archive never lacks a parent. */
-        if (!matched && w->res->n == slot + 1)
-            pop_entry(w->res);
-        return 0;
-    }
+    if (S_ISDIR(st.st_mode))
+        return visit_dir(w, dirfd, name, &st);
     if (!included(w))
         return 0;
-    const char *kind = S_ISFIFO(st.st_mode)   ? "FIFO"
-                       : S_ISSOCK(st.st_mode) ? "socket"
-                       : S_ISCHR(st.st_mode)  ? "character device"
-                       : S_ISBLK(st.st_mode)  ? "block device"
-                                              : "special file";
-    char what[64];
-    snprintf(what, sizeof what, "skipped %s", kind);
-    warn_path(w, what);
-    return 0;
+    return visit_special(w, &st);
 }
 
 /* Takes ownership of fd. */

@@ -1,11 +1,13 @@
-/* Private to the backup module: the walk of a session source directory that
- * decides which entries a backup holds, in archive order. */
+/* Private to core: the walk of a session source directory that decides
+ * which entries a backup holds, in archive order; also the walk of the live
+ * tree that diff and restore compare with a backup (core/store/live.c). */
 #ifndef FB_SCAN_I_H
 #define FB_SCAN_I_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include "fb_config.h"
@@ -31,6 +33,9 @@ typedef struct fb_scan_entry {
     fb_scan_stat st;
     char *target;         /* owned: the symlink's target; NULL otherwise */
     size_t link_index;    /* HARDLINK: index of the FILE entry of the same inode */
+    /* A FIFO, socket or device, listed only with keep_special: type is then
+     * FB_ENTRY_FILE, st.mode says what it is, and it must never be opened. */
+    bool special;
 } fb_scan_entry;
 
 typedef struct fb_scan_result {
@@ -45,6 +50,9 @@ typedef struct fb_scan_options {
     /* NULL: every entry (full backup). Otherwise only entries whose path
      * fb_config_include_matches, plus the directories above them. */
     const fb_config *include;
+    /* List special files (see fb_scan_entry.special) instead of skipping
+     * them with a warning: a restore removes them, so it must see them. */
+    bool keep_special;
     fb_warn_fn warn;
     void *warn_ctx;
 } fb_scan_options;
@@ -58,5 +66,13 @@ void fb_scan_result_fini(fb_scan_result *r);
  * FB_ENOMEM. */
 int fb_scan_dir(int source_fd, const char *source_name, const fb_scan_options *opts,
                 fb_scan_result *out, fb_error *err);
+
+/* What fstatat(AT_SYMLINK_NOFOLLOW) said, as the walk records it. */
+void fb_scan_stat_set(fb_scan_stat *out, const struct stat *st);
+
+/* The target of symlink name in dirfd into *out (malloc'd); size_hint is
+ * its lstat size. Returns 0 or a positive errno (EINVAL: no longer a
+ * symlink, ENAMETOOLONG, ENOMEM). */
+int fb_scan_read_link(int dirfd, const char *name, uint64_t size_hint, char **out);
 
 #endif

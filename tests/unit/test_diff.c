@@ -4,8 +4,10 @@
  * the store) of a generated tree that the test then mutates: added, deleted,
  * same-size-same-mtime rewrite (found only with checksum), grown, chmod,
  * chown, touch, retargeted symlink, hardlinks, a dir replaced by a file, a
- * FIFO, and names with a newline and non-UTF-8 bytes. */
+ * FIFO, names with a newline and non-UTF-8 bytes, and a file that cannot be
+ * read (modified with a warning, as in recover's change list). */
 #include "fbtest.h"
+#include "unreadable_fixture.h"
 #include "warns_fixture.h"
 
 #include <cJSON.h>
@@ -27,7 +29,7 @@
 
 typedef struct want {
     const char *path;
-    fb_diff_kind kind;
+    fb_change_kind kind;
     unsigned changes; /* exact, unless ANY_EXTRA is set */
 } want;
 
@@ -48,8 +50,8 @@ static void check_items(const fb_diff *d, const want *w_in, size_t n, const char
         fprintf(stderr, "%s: got %zu items, want %zu:\n", label, d->n, n);
         for (size_t i = 0; i < d->n; i++) {
             char ch[128];
-            fb_diff_changes_format(d->items[i].changes, ch, sizeof ch);
-            fprintf(stderr, "  %s '%s' (%s)\n", fb_diff_kind_name(d->items[i].kind),
+            fb_differs_format(d->items[i].changes, ch, sizeof ch);
+            fprintf(stderr, "  %s '%s' (%s)\n", fb_change_kind_name(d->items[i].kind),
                     d->items[i].path, ch);
         }
         fbtest_failures++;
@@ -64,23 +66,23 @@ static void check_items(const fb_diff *d, const want *w_in, size_t n, const char
                                                   : it->changes == want_bits;
         if (strcmp(it->path, w[i].path) != 0 || it->kind != w[i].kind || !bits_ok) {
             char got[128], exp[128];
-            fb_diff_changes_format(it->changes, got, sizeof got);
-            fb_diff_changes_format(want_bits, exp, sizeof exp);
+            fb_differs_format(it->changes, got, sizeof got);
+            fb_differs_format(want_bits, exp, sizeof exp);
             fprintf(stderr, "%s: item %zu: got %s '%s' (%s), want %s '%s' (%s)\n", label, i,
-                    fb_diff_kind_name(it->kind), it->path, got, fb_diff_kind_name(w[i].kind),
+                    fb_change_kind_name(it->kind), it->path, got, fb_change_kind_name(w[i].kind),
                     w[i].path, exp);
             fbtest_failures++;
         }
         if (i > 0)
             CHECK(strcmp(d->items[i - 1].path, it->path) < 0);
-        CHECK(it->a.present == (it->kind != FB_DIFF_ADDED));
-        CHECK(it->b.present == (it->kind != FB_DIFF_REMOVED));
-        CHECK((it->kind == FB_DIFF_ADDED || it->kind == FB_DIFF_REMOVED) == (it->changes == 0));
+        CHECK(it->a.present == (it->kind != FB_CHANGE_ADDED));
+        CHECK(it->b.present == (it->kind != FB_CHANGE_REMOVED));
+        CHECK((it->kind == FB_CHANGE_ADDED || it->kind == FB_CHANGE_REMOVED) == (it->changes == 0));
     }
-    CHECK_EQ_INT(d->n_added, counts[FB_DIFF_ADDED]);
-    CHECK_EQ_INT(d->n_removed, counts[FB_DIFF_REMOVED]);
-    CHECK_EQ_INT(d->n_modified, counts[FB_DIFF_MODIFIED]);
-    CHECK_EQ_INT(d->n_changed, counts[FB_DIFF_CHANGED]);
+    CHECK_EQ_INT(d->n_added, counts[FB_CHANGE_ADDED]);
+    CHECK_EQ_INT(d->n_removed, counts[FB_CHANGE_REMOVED]);
+    CHECK_EQ_INT(d->n_modified, counts[FB_CHANGE_MODIFIED]);
+    CHECK_EQ_INT(d->n_changed, counts[FB_CHANGE_CHANGED]);
 }
 
 static const fb_diff_item *find_item(const fb_diff *d, const char *path)
@@ -187,23 +189,23 @@ static void build_pair(fb_manifest *a, fb_manifest *b)
 }
 
 static const want pair_items[] = {
-    {"a/b", FB_DIFF_MODIFIED, FB_DIFF_CONTENT},
-    {"a-b", FB_DIFF_ADDED, 0},
-    {"gone.txt", FB_DIFF_REMOVED, 0},
-    {"content", FB_DIFF_MODIFIED, FB_DIFF_CONTENT},
-    {"grown", FB_DIFF_MODIFIED, FB_DIFF_CONTENT},
-    {"mode", FB_DIFF_CHANGED, FB_DIFF_MODE},
-    {"owner", FB_DIFF_CHANGED, FB_DIFF_OWNER},
-    {"group", FB_DIFF_CHANGED, FB_DIFF_OWNER},
-    {"nsec", FB_DIFF_CHANGED, FB_DIFF_MTIME},
-    {"link", FB_DIFF_MODIFIED, FB_DIFF_TARGET},
-    {"typechg", FB_DIFF_MODIFIED, FB_DIFF_TYPE | FB_DIFF_MODE},
-    {"multi", FB_DIFF_MODIFIED, FB_DIFF_CONTENT | FB_DIFF_MODE},
-    {"d", FB_DIFF_CHANGED, FB_DIFF_MTIME},
-    {"hl", FB_DIFF_MODIFIED, FB_DIFF_CONTENT},
-    {"hl2", FB_DIFF_CHANGED, FB_DIFF_LINK},
-    {"new\nline", FB_DIFF_ADDED, 0},
-    {"\xff\xfe.bin", FB_DIFF_MODIFIED, FB_DIFF_CONTENT},
+    {"a/b", FB_CHANGE_MODIFIED, FB_DIFFERS_CONTENT},
+    {"a-b", FB_CHANGE_ADDED, 0},
+    {"gone.txt", FB_CHANGE_REMOVED, 0},
+    {"content", FB_CHANGE_MODIFIED, FB_DIFFERS_CONTENT},
+    {"grown", FB_CHANGE_MODIFIED, FB_DIFFERS_CONTENT},
+    {"mode", FB_CHANGE_CHANGED, FB_DIFFERS_MODE},
+    {"owner", FB_CHANGE_CHANGED, FB_DIFFERS_OWNER},
+    {"group", FB_CHANGE_CHANGED, FB_DIFFERS_OWNER},
+    {"nsec", FB_CHANGE_CHANGED, FB_DIFFERS_MTIME},
+    {"link", FB_CHANGE_MODIFIED, FB_DIFFERS_TARGET},
+    {"typechg", FB_CHANGE_MODIFIED, FB_DIFFERS_TYPE | FB_DIFFERS_MODE},
+    {"multi", FB_CHANGE_MODIFIED, FB_DIFFERS_CONTENT | FB_DIFFERS_MODE},
+    {"d", FB_CHANGE_CHANGED, FB_DIFFERS_MTIME},
+    {"hl", FB_CHANGE_MODIFIED, FB_DIFFERS_CONTENT},
+    {"hl2", FB_CHANGE_CHANGED, FB_DIFFERS_LINK},
+    {"new\nline", FB_CHANGE_ADDED, 0},
+    {"\xff\xfe.bin", FB_CHANGE_MODIFIED, FB_DIFFERS_CONTENT},
 };
 #define N_PAIR (sizeof pair_items / sizeof pair_items[0])
 
@@ -251,7 +253,7 @@ static void test_manifests_every_kind(void)
     CHECK_EQ_INT(r.n_modified, d.n_modified);
     CHECK_EQ_INT(r.n_changed, d.n_changed);
     it = find_item(&r, "gone.txt");
-    CHECK(it && it->kind == FB_DIFF_ADDED);
+    CHECK(it && it->kind == FB_CHANGE_ADDED);
 
     /* identical manifests: nothing, and a reused result is emptied first */
     REQUIRE(fb_diff_manifests(&a, &a, NULL, &r, &err) == 0);
@@ -336,15 +338,15 @@ static void test_json(void)
     free(json);
 
     char buf[64];
-    fb_diff_changes_format(FB_DIFF_MTIME | FB_DIFF_CONTENT | FB_DIFF_MODE, buf, sizeof buf);
+    fb_differs_format(FB_DIFFERS_MTIME | FB_DIFFERS_CONTENT | FB_DIFFERS_MODE, buf, sizeof buf);
     CHECK(!strcmp(buf, "content,mode,mtime"));
-    fb_diff_changes_format(0, buf, sizeof buf);
+    fb_differs_format(0, buf, sizeof buf);
     CHECK(!strcmp(buf, ""));
-    fb_diff_changes_format(FB_DIFF_CONTENT | FB_DIFF_MODE, buf, 6);
+    fb_differs_format(FB_DIFFERS_CONTENT | FB_DIFFERS_MODE, buf, 6);
     CHECK(strlen(buf) == 5);
-    CHECK(!strcmp(fb_diff_change_name(FB_DIFF_LINK), "link"));
-    CHECK(fb_diff_change_name(1u << 20) == NULL);
-    CHECK(!strcmp(fb_diff_kind_name(FB_DIFF_CHANGED), "changed"));
+    CHECK(!strcmp(fb_differs_name(FB_DIFFERS_LINK), "link"));
+    CHECK(fb_differs_name(1u << 20) == NULL);
+    CHECK(!strcmp(fb_change_kind_name(FB_CHANGE_CHANGED), "changed"));
 
     fb_diff_fini(&d);
     fb_manifest_fini(&a);
@@ -430,10 +432,10 @@ static void test_incremental_scope(void)
     fb_error err;
     REQUIRE(fb_diff_manifests(&full, &incr, &opts, &d, &err) == 0);
     const want scoped[] = {
-        {"cfg/c.json", FB_DIFF_REMOVED, 0},
-        {"metadata.json", FB_DIFF_MODIFIED, FB_DIFF_CONTENT},
-        {"state/x", FB_DIFF_REMOVED, 0},
-        {"state/y", FB_DIFF_ADDED, 0},
+        {"cfg/c.json", FB_CHANGE_REMOVED, 0},
+        {"metadata.json", FB_CHANGE_MODIFIED, FB_DIFFERS_CONTENT},
+        {"state/x", FB_CHANGE_REMOVED, 0},
+        {"state/y", FB_CHANGE_ADDED, 0},
     };
     check_items(&d, scoped, sizeof scoped / sizeof scoped[0], "full->incr scoped");
     CHECK(d.scoped);
@@ -448,17 +450,17 @@ static void test_incremental_scope(void)
     /* without a scope: exactly the entries each manifest holds */
     REQUIRE(fb_diff_manifests(&full, &incr, NULL, &d, &err) == 0);
     const want exact[] = {
-        {"cfg", FB_DIFF_REMOVED, 0},
-        {"cfg/c.json", FB_DIFF_REMOVED, 0},
-        {"logs", FB_DIFF_REMOVED, 0},
-        {"logs/run.log", FB_DIFF_REMOVED, 0},
-        {"h.json", FB_DIFF_CHANGED, FB_DIFF_LINK},
-        {"metadata.json", FB_DIFF_MODIFIED, FB_DIFF_CONTENT},
-        {"notes.txt", FB_DIFF_REMOVED, 0},
-        {"state/x", FB_DIFF_REMOVED, 0},
-        {"state/y", FB_DIFF_ADDED, 0},
-        {"sub", FB_DIFF_REMOVED, 0},
-        {"sub/a.json", FB_DIFF_REMOVED, 0},
+        {"cfg", FB_CHANGE_REMOVED, 0},
+        {"cfg/c.json", FB_CHANGE_REMOVED, 0},
+        {"logs", FB_CHANGE_REMOVED, 0},
+        {"logs/run.log", FB_CHANGE_REMOVED, 0},
+        {"h.json", FB_CHANGE_CHANGED, FB_DIFFERS_LINK},
+        {"metadata.json", FB_CHANGE_MODIFIED, FB_DIFFERS_CONTENT},
+        {"notes.txt", FB_CHANGE_REMOVED, 0},
+        {"state/x", FB_CHANGE_REMOVED, 0},
+        {"state/y", FB_CHANGE_ADDED, 0},
+        {"sub", FB_CHANGE_REMOVED, 0},
+        {"sub/a.json", FB_CHANGE_REMOVED, 0},
     };
     check_items(&d, exact, sizeof exact / sizeof exact[0], "full->incr exact");
     CHECK(!d.scoped);
@@ -469,7 +471,8 @@ static void test_incremental_scope(void)
     add(&full2, "metadata.json", F(.size = 2, .sha = 1));
     REQUIRE(fb_diff_manifests(&full, &full2, &opts, &d, &err) == 0);
     CHECK(!d.scoped);
-    CHECK(find_item(&d, "logs/run.log") && find_item(&d, "logs/run.log")->kind == FB_DIFF_REMOVED);
+    CHECK(find_item(&d, "logs/run.log") &&
+          find_item(&d, "logs/run.log")->kind == FB_CHANGE_REMOVED);
 
     fb_manifest_fini(&full2);
     fb_diff_fini(&d);
@@ -684,19 +687,19 @@ static void test_live_full(void)
     REQUIRE(mkfifoat(sfd, "pipe", 0600) == 0);
 
     want base[] = {
-        {"added\nnew.txt", FB_DIFF_ADDED, 0},
-        {"data", FB_DIFF_CHANGED, FB_DIFF_MTIME},
-        {"data/added.txt", FB_DIFF_ADDED, 0},
-        {"data/gone.txt", FB_DIFF_REMOVED, 0},
-        {"data/grow.txt", FB_DIFF_MODIFIED, FB_DIFF_CONTENT | FB_DIFF_MTIME},
-        {"data/mode.txt", FB_DIFF_CHANGED, FB_DIFF_MODE},
-        {"data/touch.txt", FB_DIFF_CHANGED, FB_DIFF_MTIME},
-        {"link", FB_DIFF_MODIFIED, FB_DIFF_TARGET},
-        {"nl\nname.txt", FB_DIFF_CHANGED, FB_DIFF_MODE},
-        {"swap", FB_DIFF_MODIFIED, FB_DIFF_TYPE | ANY_EXTRA},
-        {"swap/inner.txt", FB_DIFF_REMOVED, 0},
-        {"\xff\xfe.bin", FB_DIFF_MODIFIED, FB_DIFF_CONTENT | FB_DIFF_MTIME},
-        {"data/owner.txt", FB_DIFF_CHANGED, FB_DIFF_OWNER}, /* root only: keep last */
+        {"added\nnew.txt", FB_CHANGE_ADDED, 0},
+        {"data", FB_CHANGE_CHANGED, FB_DIFFERS_MTIME},
+        {"data/added.txt", FB_CHANGE_ADDED, 0},
+        {"data/gone.txt", FB_CHANGE_REMOVED, 0},
+        {"data/grow.txt", FB_CHANGE_MODIFIED, FB_DIFFERS_CONTENT | FB_DIFFERS_MTIME},
+        {"data/mode.txt", FB_CHANGE_CHANGED, FB_DIFFERS_MODE},
+        {"data/touch.txt", FB_CHANGE_CHANGED, FB_DIFFERS_MTIME},
+        {"link", FB_CHANGE_MODIFIED, FB_DIFFERS_TARGET},
+        {"nl\nname.txt", FB_CHANGE_CHANGED, FB_DIFFERS_MODE},
+        {"swap", FB_CHANGE_MODIFIED, FB_DIFFERS_TYPE | ANY_EXTRA},
+        {"swap/inner.txt", FB_CHANGE_REMOVED, 0},
+        {"\xff\xfe.bin", FB_CHANGE_MODIFIED, FB_DIFFERS_CONTENT | FB_DIFFERS_MTIME},
+        {"data/owner.txt", FB_CHANGE_CHANGED, FB_DIFFERS_OWNER}, /* root only: keep last */
     };
     size_t n_base = sizeof base / sizeof base[0] - (is_root ? 0 : 1);
 
@@ -743,9 +746,9 @@ static void test_live_full(void)
     want sum[sizeof base / sizeof base[0] + 3];
     memcpy(sum, base, sizeof base);
     size_t n_sum = n_base;
-    sum[n_sum++] = (want){"data/same.bin", FB_DIFF_MODIFIED, FB_DIFF_CONTENT};
-    sum[n_sum++] = (want){"h1", FB_DIFF_MODIFIED, FB_DIFF_CONTENT};
-    sum[n_sum++] = (want){"h2", FB_DIFF_MODIFIED, FB_DIFF_CONTENT};
+    sum[n_sum++] = (want){"data/same.bin", FB_CHANGE_MODIFIED, FB_DIFFERS_CONTENT};
+    sum[n_sum++] = (want){"h1", FB_CHANGE_MODIFIED, FB_DIFFERS_CONTENT};
+    sum[n_sum++] = (want){"h2", FB_CHANGE_MODIFIED, FB_DIFFERS_CONTENT};
     opts.checksum = true;
     REQUIRE(fb_diff_live(&m, sfd, "session", &opts, &d, &err) == 0);
     check_items(&d, sum, n_sum, "live, checksum");
@@ -759,7 +762,7 @@ static void test_live_full(void)
     CHECK(it->b.has_sha256 && memcmp(it->a.sha256, it->b.sha256, FB_SHA256_LEN) != 0);
     it = find_item(&d, "data/same.bin");
     REQUIRE(it);
-    CHECK_EQ_INT(it->changes, FB_DIFF_CONTENT);
+    CHECK_EQ_INT(it->changes, FB_DIFFERS_CONTENT);
 
     warns_free(&w);
     fb_diff_fini(&d);
@@ -804,10 +807,10 @@ static void test_live_incremental(void)
     PUT(sfd, "state/t.json", "{}", 0644);
     PUT(sfd, "metadata.json", "{\"id\": 2}\n", 0644); /* same size, newer mtime */
     const want scoped[] = {
-        {"metadata.json", FB_DIFF_MODIFIED, FB_DIFF_CONTENT | FB_DIFF_MTIME},
-        {"state", FB_DIFF_CHANGED, FB_DIFF_MTIME},
-        {"state/s.json", FB_DIFF_REMOVED, 0},
-        {"state/t.json", FB_DIFF_ADDED, 0},
+        {"metadata.json", FB_CHANGE_MODIFIED, FB_DIFFERS_CONTENT | FB_DIFFERS_MTIME},
+        {"state", FB_CHANGE_CHANGED, FB_DIFFERS_MTIME},
+        {"state/s.json", FB_CHANGE_REMOVED, 0},
+        {"state/t.json", FB_CHANGE_ADDED, 0},
     };
     REQUIRE(fb_diff_live(&m, sfd, "session", &opts, &d, &err) == 0);
     check_items(&d, scoped, sizeof scoped / sizeof scoped[0], "incremental live");
@@ -817,7 +820,7 @@ static void test_live_incremental(void)
     opts.include = NULL;
     REQUIRE(fb_diff_live(&m, sfd, "session", &opts, &d, &err) == 0);
     CHECK(!d.scoped);
-    CHECK(find_item(&d, "logs") && find_item(&d, "logs")->kind == FB_DIFF_ADDED);
+    CHECK(find_item(&d, "logs") && find_item(&d, "logs")->kind == FB_CHANGE_ADDED);
     CHECK(find_item(&d, "logs/run.log") && find_item(&d, "logs/new.log"));
     CHECK_EQ_INT(d.n, 7);
 
@@ -897,10 +900,10 @@ static void test_live_swapped_after_scan(void)
     REQUIRE(rc == 0);
     CHECK_EQ_INT(c.failures, 0);
     const want items[] = {
-        {"deleted", FB_DIFF_MODIFIED, FB_DIFF_CONTENT},
-        {"fifo", FB_DIFF_MODIFIED, FB_DIFF_CONTENT},
-        {"sub/f", FB_DIFF_MODIFIED, FB_DIFF_CONTENT},
-        {"victim", FB_DIFF_MODIFIED, FB_DIFF_CONTENT},
+        {"deleted", FB_CHANGE_MODIFIED, FB_DIFFERS_CONTENT},
+        {"fifo", FB_CHANGE_MODIFIED, FB_DIFFERS_CONTENT},
+        {"sub/f", FB_CHANGE_MODIFIED, FB_DIFFERS_CONTENT},
+        {"victim", FB_CHANGE_MODIFIED, FB_DIFFERS_CONTENT},
     };
     check_items(&d, items, sizeof items / sizeof items[0], "swapped after scan");
     CHECK_EQ_INT(d.files_hashed, 0);
@@ -916,10 +919,10 @@ static void test_live_swapped_after_scan(void)
     /* the next diff sees the new tree as it is */
     opts.after_scan = NULL;
     REQUIRE(fb_diff_live(&m, sfd, "session", &opts, &d, &err) == 0);
-    CHECK(find_item(&d, "victim") && find_item(&d, "victim")->changes & FB_DIFF_TYPE);
-    CHECK(find_item(&d, "sub/f") && find_item(&d, "sub/f")->kind == FB_DIFF_REMOVED);
-    CHECK(find_item(&d, "deleted") && find_item(&d, "deleted")->kind == FB_DIFF_REMOVED);
-    CHECK(find_item(&d, "fifo") && find_item(&d, "fifo")->kind == FB_DIFF_REMOVED);
+    CHECK(find_item(&d, "victim") && find_item(&d, "victim")->changes & FB_DIFFERS_TYPE);
+    CHECK(find_item(&d, "sub/f") && find_item(&d, "sub/f")->kind == FB_CHANGE_REMOVED);
+    CHECK(find_item(&d, "deleted") && find_item(&d, "deleted")->kind == FB_CHANGE_REMOVED);
+    CHECK(find_item(&d, "fifo") && find_item(&d, "fifo")->kind == FB_CHANGE_REMOVED);
     CHECK(warns_has(&w, "skipped FIFO: fifo"));
 
     warns_free(&w);
@@ -932,13 +935,10 @@ static void test_live_swapped_after_scan(void)
 }
 
 /* A live directory that cannot be listed is an error naming it (not a
- * silently shorter tree). Needs a non-root user for permissions to bite. */
+ * silently shorter tree): the walk itself failed. (A file that cannot be
+ * read is not: test_live_file_unreadable.) */
 static void test_live_unreadable(void)
 {
-    if (geteuid() == 0) {
-        fprintf(stderr, "skip test_live_unreadable: root ignores permissions\n");
-        return;
-    }
     int sfd;
     char *root = root_with_session(&sfd);
     REQUIRE(sfd >= 0);
@@ -946,16 +946,93 @@ static void test_live_unreadable(void)
     PUT(sfd, "closed/f", "x", 0644);
     fb_manifest m;
     mk_manifest(&m, "20260101T000000Z-full-000001", FB_BACKUP_FULL);
-    REQUIRE(fchmodat(sfd, "closed", 0, 0) == 0);
     fb_diff d;
     fb_diff_init(&d);
     fb_error err;
-    CHECK_EQ_INT(fb_diff_live(&m, sfd, "session", NULL, &d, &err), FB_EIO);
-    CHECK(strstr(err.message, "closed") != NULL);
-    CHECK_EQ_INT(d.n, 0);
+    unreadable u;
+    bool ok = unreadable_begin(&u, sfd, "closed");
+    int rc = ok ? fb_diff_live(&m, sfd, "session", NULL, &d, &err) : 0;
+    unreadable_end(&u);
     fchmodat(sfd, "closed", 0755, 0);
+    if (!ok) {
+        fprintf(stderr, "skip test_live_unreadable: cannot make a directory unreadable here\n");
+    } else {
+        CHECK_EQ_INT(rc, FB_EIO);
+        CHECK(strstr(err.message, "closed") != NULL);
+        CHECK_EQ_INT(d.n, 0);
+    }
     fb_diff_fini(&d);
     fb_manifest_fini(&m);
+    close(sfd);
+    fbtest_rmtree(root);
+}
+
+/* A live file that cannot be opened (EACCES, also for root: see
+ * unreadable_fixture.h) does not fail the diff: it counts as modified and a
+ * warning names it and the reason, in the words recover uses for the same
+ * file (test_restore.c). Its hardlink shares the verdict without a second
+ * warning; the other files are still compared. */
+static void test_live_file_unreadable(void)
+{
+    int sfd;
+    char *root = root_with_session(&sfd);
+    REQUIRE(sfd >= 0);
+    PUT(sfd, "metadata.json", "{\"id\": 1}\n", 0644);
+    REQUIRE(mkdirat(sfd, "artifacts", 0755) == 0);
+    PUT(sfd, "artifacts/x.bin", "secret bytes", 0644);
+    REQUIRE(linkat(sfd, "artifacts/x.bin", sfd, "artifacts/z-link.bin", 0) == 0);
+    PUT(sfd, "artifacts/y.bin", "other bytes!", 0644);
+    REQUIRE(age(sfd, "artifacts") == 0);
+    fb_config cfg;
+    fb_error err;
+    REQUIRE(fb_config_init_defaults(&cfg, &err) == 0);
+    warns w = {0};
+    fb_manifest m;
+    REQUIRE(backup_and_read(root, FB_BACKUP_FULL, &cfg, NOW, &m, &w) == 0);
+    warns_free(&w);
+
+    /* Same size, another mtime: only the bytes could tell. */
+    struct timespec when[2] = {{1700000000, 5}, {1700000000, 5}};
+    REQUIRE(utimensat(sfd, "artifacts/x.bin", when, 0) == 0);
+    fb_diff d, dsum;
+    fb_diff_init(&d);
+    fb_diff_init(&dsum);
+    fb_diff_options opts = {.warn = collect_warn, .warn_ctx = &w};
+    unreadable u;
+    bool ok = unreadable_begin(&u, sfd, "artifacts/x.bin");
+    int rc = ok ? fb_diff_live(&m, sfd, "session", &opts, &d, &err) : -1;
+    size_t n_warns = w.n;
+    opts.checksum = true;
+    int rc_sum = ok ? fb_diff_live(&m, sfd, "session", &opts, &dsum, &err) : -1;
+    unreadable_end(&u);
+    REQUIRE(fchmodat(sfd, "artifacts/x.bin", 0644, 0) == 0);
+    if (!ok) {
+        fprintf(stderr, "skip test_live_file_unreadable: cannot make a file unreadable here\n");
+    } else {
+        CHECK_EQ_INT(rc, 0);
+        const unsigned bits = FB_DIFFERS_CONTENT | FB_DIFFERS_MODE | FB_DIFFERS_MTIME;
+        const want items[] = {
+            {"artifacts/x.bin", FB_CHANGE_MODIFIED, bits},
+            {"artifacts/z-link.bin", FB_CHANGE_MODIFIED, bits},
+        };
+        check_items(&d, items, 2, "unreadable, quick check");
+        CHECK(warns_has(&w, "cannot read artifacts/x.bin (Permission denied): counted as "
+                            "modified"));
+        CHECK_EQ_INT(n_warns, 1);
+        const fb_diff_item *it = find_item(&d, "artifacts/x.bin");
+        CHECK(it && !it->b.has_sha256);
+        CHECK_EQ_INT(d.files_hashed, 0);
+        /* with checksum: the same verdict, every other file read */
+        CHECK_EQ_INT(rc_sum, 0);
+        check_items(&dsum, items, 2, "unreadable, checksum");
+        CHECK_EQ_INT(dsum.files_hashed, 2); /* metadata.json, y.bin */
+        CHECK_EQ_INT(w.n, 2);
+    }
+    warns_free(&w);
+    fb_diff_fini(&d);
+    fb_diff_fini(&dsum);
+    fb_manifest_fini(&m);
+    fb_config_fini(&cfg);
     close(sfd);
     fbtest_rmtree(root);
 }
@@ -970,5 +1047,6 @@ int main(void)
     RUN_TEST(test_live_incremental);
     RUN_TEST(test_live_swapped_after_scan);
     RUN_TEST(test_live_unreadable);
+    RUN_TEST(test_live_file_unreadable);
     FBTEST_EXIT();
 }
