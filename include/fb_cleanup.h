@@ -12,8 +12,31 @@
 #include <stdint.h>
 
 #include "fb_error.h"
+#include "fb_lock.h"
 #include "fb_retention.h"
 #include "fb_store.h"
+
+/* A session opened for removing backups: the first half of the cleanup
+ * sequence, shared with `forget` (fb_forget.h) so that every removal starts
+ * from the same state: the lock held, the leftovers of interrupted runs
+ * cleared, and an index that matches the manifests on disk (a rebuilt one
+ * written back before anything is removed). A dry run takes no lock,
+ * clears nothing and keeps a rebuilt index in memory only. */
+typedef struct fb_cleanup_session {
+    int fd;           /* .flowloom/backups/<sid>; -1 when the session has none */
+    fb_lock lock;     /* held unless dry run */
+    fb_index idx;     /* empty when fd is -1 */
+    bool index_rebuilt;
+} fb_cleanup_session;
+
+/* A session without a store directory is not an error: fd -1, empty index.
+ * Returns 0, FB_EBUSY (lock), FB_EIO, FB_ENOMEM, FB_ECORRUPT; on error
+ * nothing is held (s is closed). */
+int fb_cleanup_session_open(fb_store *store, const char *session_id, bool dry_run,
+                            double lock_wait_seconds, fb_warn_fn warn, void *warn_ctx,
+                            fb_cleanup_session *s, fb_error *err);
+/* Releases the lock, frees the index, closes the fd; accepts a closed one. */
+void fb_cleanup_session_close(fb_cleanup_session *s);
 
 typedef struct fb_cleanup_request {
     const char *session_id;

@@ -19,6 +19,7 @@ typedef enum fb_retention_rule {
     FB_KEEP_POLICY,        /* "kept: within policy" (among keep_full, younger than max age) */
     FB_REMOVE_EXCESS_FULL, /* "removed: not among the N newest full backups" */
     FB_REMOVE_TOO_OLD,     /* "removed: older than N days" */
+    FB_REMOVE_NAMED,       /* "removed: named" (forget: the user's choice, no policy) */
 } fb_retention_rule;
 
 typedef struct fb_retention_decision {

@@ -20,11 +20,14 @@ LAYERS = {
     "base": (0, ["error", "text", "hash", "ids", "fsutil", "lock"]),
     "archive": (1, ["seek_table", "frame_cache", "frame_proof", "archive_writer",
                     "archive_reader", "tar_header", "tar_check"]),
-    "format": (1, ["json_strict", "json_fields", "manifest", "index", "config"]),
-    "store": (2, ["store", "retention", "scan"]),
+    "format": (1, ["json_strict", "json_get", "json_write", "json_fields", "manifest",
+                   "index", "config"]),
+    "store": (2, ["store", "retention", "scan", "live"]),
     "ops": (3, ["backup", "verify", "verify_session", "diff", "restore", "restore_extract",
-                "cleanup"]),
-    "mount": (4, ["mount_paths", "mount_contents", "mount_tree"]),
+                "restore_changes", "restore_place",
+                "cleanup", "forget"]),
+    "mount": (4, ["mount_paths", "mount_contents", "mount_inodes", "mount_attr", "mount_nodes",
+                  "mount_refresh", "mount_dirs", "mount_files", "mount_tree"]),
 }
 
 

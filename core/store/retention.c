@@ -124,6 +124,9 @@ void fb_retention_describe(const fb_retention_decision *d, const fb_retention_po
         snprintf(buf, size, "removed: older than %u day%s", policy->max_age_days,
                  policy->max_age_days == 1 ? "" : "s");
         break;
+    case FB_REMOVE_NAMED:
+        snprintf(buf, size, "removed: named");
+        break;
     default:
         snprintf(buf, size, "%s", d->remove ? "removed" : "kept");
         break;
