@@ -223,7 +223,30 @@ int cli_parse_uint32(const char *opt, const char *value, uint32_t *out)
 
 bool cli_is_backup_spec(const char *s)
 {
-    return strcmp(s, "latest") == 0 || fb_backup_id_has_shape(s);
+    return strcmp(s, FB_BACKUP_SPEC_LATEST) == 0 || strcmp(s, FB_BACKUP_SPEC_LATEST_FULL) == 0 ||
+           fb_backup_id_has_shape(s);
+}
+
+/* A lone positional that is neither certainly a backup nor an existing
+ * session: SPEC takes it for a backup of the current session (so `show
+ * 3fa9c2` works) when there is a current session; otherwise it stays a
+ * session and the command says that session does not exist. Nothing is
+ * printed here: the command's own resolution reports what is wrong. */
+static bool lone_positional_is_backup(cli_ctx *ctx, const char *arg)
+{
+    fb_error err;
+    fb_error_clear(&err);
+    if (strcmp(arg, "current") == 0 || fb_session_id_check(arg, &err) != 0)
+        return false;
+    if (!ctx->root && cli_resolve_root_quietly(ctx) != 0)
+        return false;
+    if (cli_session_source_errno(ctx, arg) != ENOENT || cli_session_store_errno(ctx, arg) != ENOENT)
+        return false;
+    char *current = NULL;
+    if (fb_current_session_find(ctx->root, getenv("FLOWLOOM_SESSION"), &current, NULL, &err) != 0)
+        return false;
+    free(current);
+    return true;
 }
 
 bool cli_parse_backup_type(const char *s, fb_backup_type *out)
@@ -250,10 +273,55 @@ int cli_split_session_backup(cli_ctx *ctx, const char **session_arg, const char 
         *session_arg = ctx->pos[0];
         *backup_arg = ctx->pos[1];
     } else if (ctx->n_pos == 1) {
-        if (ctx->session_opt || cli_is_backup_spec(ctx->pos[0]))
+        if (ctx->session_opt || cli_is_backup_spec(ctx->pos[0]) ||
+            lone_positional_is_backup(ctx, ctx->pos[0]))
             *backup_arg = ctx->pos[0];
         else
             *session_arg = ctx->pos[0];
     }
     return 0;
+}
+
+/* Levenshtein distance of a and b, stopping at cap + 1: only "close or
+ * not" matters, and words here are short. */
+static size_t edit_distance_capped(const char *a, const char *b, size_t cap)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 32 || lb > 32)
+        return cap + 1;
+    size_t row[33];
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j];
+            size_t best = diag + (a[i - 1] != b[j - 1]);
+            if (up + 1 < best)
+                best = up + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb] > cap ? cap + 1 : row[lb];
+}
+
+const char *cli_closest_word(const char *s, const char *const *words)
+{
+    /* One edit for short words, two for longer ones: "ful" is "full", but
+     * "S1" is not "incr". */
+    size_t cap = strlen(s) < 5 ? 1 : 2;
+    const char *best = NULL;
+    size_t best_d = cap + 1;
+    for (size_t i = 0; words[i]; i++) {
+        size_t d = edit_distance_capped(s, words[i], cap);
+        if (d < best_d) {
+            best = words[i];
+            best_d = d;
+        }
+    }
+    return best;
 }

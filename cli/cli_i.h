@@ -4,6 +4,7 @@
 #ifndef FB_CLI_I_H
 #define FB_CLI_I_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -81,6 +82,8 @@ typedef struct cli_ctx {
     int64_t now;
     /* set while a progress line is on stderr, so warnings clear it first */
     bool progress_line_active;
+    /* where the resolved session id came from (set by cli_resolve_session) */
+    fb_session_origin session_origin;
 } cli_ctx;
 
 struct cli_command {
@@ -108,16 +111,24 @@ int cli_parse_args(cli_ctx *ctx, int argc, char **argv, int start, const cli_com
 int cli_parse_seconds(const char *opt, const char *value, double *out);
 int cli_parse_uint32(const char *opt, const char *value, uint32_t *out);
 
-/* Splits "[session_id] [backup_id|latest]" (show, verify): with --session
- * a positional is the backup; a lone positional is the backup when it is
- * `latest` or shaped like a backup id, else the session. Missing parts are
- * NULL. Returns 0 or CLI_EXIT_USAGE. */
+/* Splits "[session_id] [backup]" (show, verify, recover): with --session a
+ * positional is the backup; a lone positional is the backup when it is
+ * `latest`, `latest-full` or shaped like a backup id, or when no session of
+ * that name exists and there is a current session to look it up in (SPEC
+ * "Positionals"); else the session. Missing parts are NULL. Returns 0 or an
+ * exit status (message printed). */
 int cli_split_session_backup(cli_ctx *ctx, const char **session_arg, const char **backup_arg);
 
-/* "latest" or something shaped like a backup id (date not checked). */
+/* "latest", "latest-full" or something shaped like a backup id (date not
+ * checked); a prefix of an id is a backup spec too, but only the index can
+ * tell, so this says "certainly a backup", not "certainly not". */
 bool cli_is_backup_spec(const char *s);
 /* "full"/"incremental" (and "incr") */
 bool cli_parse_backup_type(const char *s, fb_backup_type *out);
+/* The word of the NULL-terminated list within one edit of s (two when s
+ * has 5 or more bytes), the closest first; NULL when none is. For "did you
+ * mean" hints. */
+const char *cli_closest_word(const char *s, const char *const *words);
 
 /* ---- resolution of root, session, clock (main.c) ---- */
 
@@ -126,6 +137,9 @@ bool cli_parse_backup_type(const char *s, fb_backup_type *out);
 int cli_check_session_arg(const char *session_arg);
 /* Finds the root into ctx->root. Returns 0 or an exit status. */
 int cli_resolve_root(cli_ctx *ctx);
+/* The same without a message: 0, or -1 when no root is found (a caller that
+ * only probes leaves the report to the command's own cli_resolve_root). */
+int cli_resolve_root_quietly(cli_ctx *ctx);
 /* session_arg NULL or "current" means the current session. *out malloc'd.
  * Needs ctx->root. Returns 0 or an exit status. */
 int cli_resolve_session(cli_ctx *ctx, const char *session_arg, char **out);
@@ -134,8 +148,16 @@ int cli_resolve_session(cli_ctx *ctx, const char *session_arg, char **out);
 int cli_session_source_errno(const cli_ctx *ctx, const char *session_id);
 /* 0 when <root>/.flowloom/backups/<sid> is a directory, else the errno. */
 int cli_session_store_errno(const cli_ctx *ctx, const char *session_id);
-/* Prints that the session does not exist; returns CLI_EXIT_NOTFOUND. */
+/* Prints that the session does not exist, saying where its id came from;
+ * returns CLI_EXIT_NOTFOUND. */
 int cli_session_not_found(const cli_ctx *ctx, const char *session_id);
+/* Where ctx's session id came from, for messages: "the command line",
+ * "--session", "$FLOWLOOM_SESSION" or ".flowloom/current_session". */
+const char *cli_session_origin_text(const cli_ctx *ctx);
+/* cli_fail for an error about a backup of the session (not found,
+ * ambiguous): when the session was not named on the command line, the
+ * message says where it came from. */
+int cli_fail_in_session(const cli_ctx *ctx, const fb_error *err);
 /* Opens the store without creating anything; a root without backups yet
  * gives 0 and *out NULL. Returns 0 or an exit status. */
 int cli_open_store_readonly(cli_ctx *ctx, struct fb_store **out);
@@ -145,11 +167,31 @@ int cli_open_store_readonly(cli_ctx *ctx, struct fb_store **out);
  * or an exit status. */
 int cli_load_index(cli_ctx *ctx, struct fb_store *store, const char *session_id,
                    struct fb_index *idx);
+/* --all: calls fn for every session of the store (none when store is
+ * NULL), in name order, first == true for the first; says "No backups
+ * under ..." when there are none (not with --json or -q). Stops at the
+ * first non-zero status unless keep_going (then every session is tried and
+ * the first failure's status returned). */
+typedef int (*cli_session_fn)(cli_ctx *ctx, struct fb_store *store, const char *session_id,
+                              bool first, void *arg);
+int cli_for_each_session(cli_ctx *ctx, struct fb_store *store, bool keep_going, cli_session_fn fn,
+                         void *arg);
 /* Resolves session_arg, then requires that the session exists (source or
  * backups directory). Returns 0 or an exit status. */
 int cli_resolve_existing_session(cli_ctx *ctx, const char *session_arg, char **out);
 /* Warning sink for core (ctx is the cli_ctx). */
 void cli_warn(void *ctx, const char *message);
+
+/* ---- interruption (signals.c) ---- */
+
+/* The signal that asked the running command to stop, 0 until one came: pass
+ * &cli_interrupt_signal as the fb_cancel of a core request. */
+extern volatile sig_atomic_t cli_interrupt_signal;
+/* Catches SIGINT, SIGTERM and SIGHUP for a command that cleans up after
+ * itself (backup, recover); a second signal kills as usual. */
+void cli_signals_install(void);
+/* 128 + the signal received (130 for SIGINT, 143 for SIGTERM). */
+int cli_interrupted_status(void);
 
 /* ---- exit codes and errors (exitcode.c) ---- */
 
@@ -168,13 +210,14 @@ int cli_usage_error(const cli_command *cmd, const char *fmt, ...)
 void cli_format_size(uint64_t bytes, char out[32]);
 /* Local time "2026-12-01 04:15:00" (with_zone adds " CET"). */
 void cli_format_local_time(int64_t t, bool with_zone, char out[64]);
-/* Writes s for a terminal: control characters, backslashes and bytes that
+/* Writes a raw name (or other raw text) for a terminal by core's rule for
+ * names (fb_path_escape): control characters, backslashes and bytes that
  * are not UTF-8 are shown as C escapes, so a name cannot forge output lines. */
 void cli_print_escaped(FILE *f, const char *s);
 /* Writes a message from core (fb_error, warnings) for a terminal: core
- * escaped the names in it already (fb_path_escape), so its backslashes are
- * kept as they are; any raw control character or non-UTF-8 byte left is
- * still escaped. */
+ * escaped the names and values in it already, so its backslashes are kept
+ * as they are; any raw control character or non-UTF-8 byte left is still
+ * escaped by the same rule. */
 void cli_print_message(FILE *f, const char *message);
 /* s with invalid UTF-8 replaced by U+FFFD, malloc'd (NULL on ENOMEM). */
 char *cli_utf8_sanitize(const char *s);
@@ -215,6 +258,7 @@ extern const cli_command cli_cmd_verify;
 extern const cli_command cli_cmd_mount;
 extern const cli_command cli_cmd_umount;
 extern const cli_command cli_cmd_cleanup;
+extern const cli_command cli_cmd_forget;
 extern const cli_command cli_cmd_recover;
 extern const cli_command cli_cmd_diff;
 

@@ -1,6 +1,7 @@
 /* `flowloom-backup backup`: argument handling, progress display and the
  * report of one backup run. The work itself is fb_backup_run (core). */
 #include "cli_i.h"
+#include "fb_text.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -59,7 +60,8 @@ static const char backup_usage[] =
     "      --no-progress     never show it (default: shown on a terminal after a second)\n"
     "      --json            print the result as one JSON object\n"
     "  -q, --quiet           print nothing on success\n"
-    "  -v, --verbose         list the names of the stored entries\n";
+    "  -v, --verbose         list the names of the stored entries, and every backup\n"
+    "                        retention kept with the rule that kept it\n";
 
 typedef enum { PROGRESS_AUTO, PROGRESS_ON, PROGRESS_OFF } progress_mode;
 
@@ -303,13 +305,26 @@ static void print_human(const cli_ctx *ctx, const fb_backup_result *r, const cha
         fputs("not applied (--no-cleanup)\n", stdout);
         return;
     }
-    fputs("policy ", stdout);
-    cli_print_policy(stdout, policy);
     size_t removed = 0;
     for (size_t i = 0; i < r->n_retention; i++)
         removed += r->retention[i].remove;
-    printf("; %zu kept, %zu removed\n", r->n_retention - removed, removed);
+    size_t kept = r->n_retention - removed;
+    if (removed)
+        printf("removed %zu backup%s, kept %zu", removed, removed == 1 ? "" : "s", kept);
+    else if (kept == 1)
+        fputs("kept the only backup", stdout);
+    else
+        printf("kept all %zu backups", kept);
+    fputs("; policy ", stdout);
+    cli_print_policy(stdout, policy);
+    fputc('\n', stdout);
+    /* Every backup would otherwise list the whole session again: what was
+     * removed is news and always named with its rule; what was kept is
+     * the count above unless -v asks for each backup's rule (cleanup
+     * lists them all). */
     for (size_t i = 0; i < r->n_retention; i++) {
+        if (!r->retention[i].remove && !ctx->verbose)
+            continue;
         char desc[256];
         fb_retention_describe(&r->retention[i], policy, desc, sizeof desc);
         printf("    %s  %s\n", r->retention[i].id, desc);
@@ -368,6 +383,28 @@ static int emit_json(const cli_ctx *ctx, const fb_backup_result *r, const char *
     return cli_json_emit(o);
 }
 
+/* The first positional of `backup` was taken for a session id and is not
+ * one (invalid, or no such session): say what the user probably meant, as
+ * git and restic suggest commands. A word close to a type is a mistyped
+ * type; anything else that is no session id is a note given without
+ * --note. */
+static void hint_for_session_word(const cli_ctx *ctx, const backup_args *a, bool valid_id)
+{
+    static const char *const types[] = {"full", "incremental", "incr", NULL};
+    const char *word = a->session_arg;
+    const char *type = cli_closest_word(word, types);
+    if (type) {
+        fprintf(stderr, "Did you mean the backup type '%s'? (usage: %s %s [session_id] "
+                        "[full|incremental] [note])\n",
+                type, CLI_PROG, ctx->command->name);
+    } else if (!valid_id && !a->note) {
+        char shown[256];
+        fb_text_quote(word, shown, sizeof shown);
+        fprintf(stderr, "To give a note, use --note: %s %s --note '%s'\n", CLI_PROG,
+                ctx->command->name, shown);
+    }
+}
+
 static int run_backup(cli_ctx *ctx)
 {
     backup_args a;
@@ -376,8 +413,11 @@ static int run_backup(cli_ctx *ctx)
         return status;
     /* The id is checked before anything on disk is looked at. */
     status = cli_check_session_arg(a.session_arg);
-    if (status)
+    if (status) {
+        if (a.session_arg != ctx->session_opt)
+            hint_for_session_word(ctx, &a, false);
         return status;
+    }
     status = cli_resolve_root(ctx);
     if (status)
         return status;
@@ -397,9 +437,12 @@ static int run_backup(cli_ctx *ctx)
         goto out;
     /* Refuse a missing session before creating the store directories. */
     if (cli_session_source_errno(ctx, session_id) == ENOENT) {
-        status = cli_failf(CLI_EXIT_NOTFOUND, "session '%s' not found: %s/.flowloom/sessions/%s "
-                                              "does not exist",
-                           session_id, ctx->root, session_id);
+        status = cli_failf(CLI_EXIT_NOTFOUND,
+                           "session '%s' (from %s) not found: %s/" FB_SESSIONS_PATH "/%s "
+                           "does not exist",
+                           session_id, cli_session_origin_text(ctx), ctx->root, session_id);
+        if (ctx->session_origin == FB_SESSION_FROM_ARGUMENT)
+            hint_for_session_word(ctx, &a, true);
         goto out;
     }
     if (fb_config_load(ctx->root, &config, cli_warn, ctx, &err) != 0) {

@@ -16,10 +16,9 @@
 #include "fb_cleanup.h"
 #include "fb_retention.h"
 #include "fb_store.h"
+#include "fb_text.h"
 
 #define DEFAULT_WAIT_SECONDS 10.0
-/* The config's own bound for max_age_days. */
-#define MAX_AGE_DAYS_MAX 36500u
 
 enum {
     OPT_ALL = CLI_OPT_COMMAND,
@@ -56,9 +55,9 @@ static const char cleanup_usage[] =
     "Options:\n"
     "      --all             every session\n"
     "  -n, --dry-run         show what would be removed; change nothing (takes no lock)\n"
-    "      --keep-full N     keep the N newest full backups\n"
+    "      --keep-full N     keep the N newest full backups (N >= 1)\n"
     "      --max-age DAYS    remove backups older than DAYS days (0: no age limit)\n"
-    "      --min-keep N      keep at least N backups\n"
+    "      --min-keep N      keep at least N backups (N >= 1)\n"
     "      --wait SECONDS    wait this long for the session lock (default 10)\n"
     "      --json            one JSON object ({session_id, policy, dry_run, kept, removed});\n"
     "                        an array of them with --all\n"
@@ -159,6 +158,30 @@ out:
     return status;
 }
 
+/* An option takes exactly the values backup.json's key takes
+ * (fb_config_retention_check), so a policy that works on the command line
+ * works in the config and the other way round. */
+static int parse_retention_option(const cli_ctx *ctx, const char *option, const char *key,
+                                  const char *text, uint32_t *out)
+{
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = strtoull(text, &end, 10);
+    bool integer = text[0] >= '0' && text[0] <= '9' && *end == '\0' && errno == 0;
+    uint64_t value = v;
+    char quoted[FB_TEXT_QUOTE_SIZE(FB_TEXT_QUOTE_CUT)], got[sizeof quoted + 2];
+    if (integer)
+        snprintf(got, sizeof got, "%s", text);
+    else
+        snprintf(got, sizeof got, "'%s'", fb_text_quote(text, quoted, sizeof quoted));
+    fb_error err;
+    fb_error_clear(&err);
+    if (fb_config_retention_check(key, integer ? &value : NULL, option, got, &err) != 0)
+        return cli_usage_error(ctx->command, "%s", err.message);
+    *out = (uint32_t)v;
+    return 0;
+}
+
 static int parse_cleanup_args(cli_ctx *ctx, cleanup_args *a, fb_retention_policy *over,
                               bool set[3])
 {
@@ -177,19 +200,18 @@ static int parse_cleanup_args(cli_ctx *ctx, cleanup_args *a, fb_retention_policy
             a->dry_run = true;
             break;
         case OPT_KEEP_FULL:
-            rc = cli_parse_uint32("--keep-full", o->value, &over->keep_full);
+            rc = parse_retention_option(ctx, "--keep-full", "keep_full", o->value,
+                                        &over->keep_full);
             set[0] = true;
             break;
         case OPT_MAX_AGE:
-            rc = cli_parse_uint32("--max-age", o->value, &over->max_age_days);
-            if (rc == 0 && over->max_age_days > MAX_AGE_DAYS_MAX)
-                rc = cli_usage_error(ctx->command, "--max-age: %" PRIu32
-                                     " is more than %u days", over->max_age_days,
-                                     MAX_AGE_DAYS_MAX);
+            rc = parse_retention_option(ctx, "--max-age", "max_age_days", o->value,
+                                        &over->max_age_days);
             set[1] = true;
             break;
         case OPT_MIN_KEEP:
-            rc = cli_parse_uint32("--min-keep", o->value, &over->min_keep);
+            rc = parse_retention_option(ctx, "--min-keep", "min_keep", o->value,
+                                        &over->min_keep);
             set[2] = true;
             break;
         case OPT_WAIT:
@@ -213,6 +235,20 @@ static int parse_cleanup_args(cli_ctx *ctx, cleanup_args *a, fb_retention_policy
     return 0;
 }
 
+typedef struct cleanup_each {
+    const fb_retention_policy *policy;
+    const cleanup_args *args;
+    cJSON *json_out;
+} cleanup_each;
+
+static int cleanup_each_session(cli_ctx *ctx, fb_store *store, const char *session_id,
+                                bool first, void *arg)
+{
+    const cleanup_each *each = arg;
+    return cleanup_session(ctx, store, session_id, each->policy, each->args, true, first,
+                           each->json_out);
+}
+
 static int run_cleanup(cli_ctx *ctx)
 {
     cleanup_args a;
@@ -224,8 +260,6 @@ static int run_cleanup(cli_ctx *ctx)
 
     char *session_id = NULL;
     fb_store *store = NULL;
-    char **sessions = NULL;
-    size_t n_sessions = 0;
     cJSON *arr = NULL;
     bool config_ready = false;
     fb_config config;
@@ -268,20 +302,10 @@ static int run_cleanup(cli_ctx *ctx)
         }
         goto out;
     }
-    if (store && fb_store_list_sessions(store, &sessions, &n_sessions, &err) != 0) {
-        sessions = NULL;
-        status = cli_fail(&err);
-        goto out;
-    }
-    if (n_sessions == 0 && !ctx->json && !ctx->quiet)
-        printf("No backups under %s/.flowloom/backups.\n", ctx->root);
     /* A busy or failing session does not stop the others; the exit status is
      * the first failure's. */
-    for (size_t i = 0; i < n_sessions; i++) {
-        int st = cleanup_session(ctx, store, sessions[i], &policy, &a, true, i == 0, arr);
-        if (st && !status)
-            status = st;
-    }
+    cleanup_each each = {.policy = &policy, .args = &a, .json_out = arr};
+    status = cli_for_each_session(ctx, store, true, cleanup_each_session, &each);
     if (arr) {
         int st = cli_json_emit(arr);
         arr = NULL;
@@ -291,8 +315,6 @@ static int run_cleanup(cli_ctx *ctx)
 
 out:
     cJSON_Delete(arr);
-    if (sessions)
-        fb_string_list_free(sessions, n_sessions);
     fb_store_free(store);
     if (config_ready)
         fb_config_fini(&config);

@@ -104,6 +104,12 @@ static int show_session(cli_ctx *ctx, fb_store *store, const char *session_id, b
     return 0;
 }
 
+static int show_each_session(cli_ctx *ctx, fb_store *store, const char *session_id,
+                             bool first, void *json_arr)
+{
+    return show_session(ctx, store, session_id, true, first, json_arr);
+}
+
 static int run_list(cli_ctx *ctx)
 {
     bool all = false;
@@ -122,8 +128,6 @@ static int run_list(cli_ctx *ctx)
 
     char *session_id = NULL;
     fb_store *store = NULL;
-    char **sessions = NULL;
-    size_t n_sessions = 0;
     cJSON *arr = NULL;
     int status = 0;
 
@@ -139,21 +143,10 @@ static int run_list(cli_ctx *ctx)
         status = cli_failf(CLI_EXIT_RUNTIME, "out of memory");
         goto out;
     }
-    if (!all) {
+    if (!all)
         status = show_session(ctx, store, session_id, false, true, arr);
-    } else {
-        fb_error err;
-        fb_error_clear(&err);
-        if (store && fb_store_list_sessions(store, &sessions, &n_sessions, &err) != 0) {
-            sessions = NULL;
-            status = cli_fail(&err);
-            goto out;
-        }
-        if (n_sessions == 0 && !ctx->json && !ctx->quiet)
-            printf("No backups under %s/.flowloom/backups.\n", ctx->root);
-        for (size_t i = 0; i < n_sessions && status == 0; i++)
-            status = show_session(ctx, store, sessions[i], true, i == 0, arr);
-    }
+    else
+        status = cli_for_each_session(ctx, store, false, show_each_session, arr);
     if (status == 0 && arr) {
         status = cli_json_emit(arr);
         arr = NULL;
@@ -161,8 +154,6 @@ static int run_list(cli_ctx *ctx)
 
 out:
     cJSON_Delete(arr);
-    if (sessions)
-        fb_string_list_free(sessions, n_sessions);
     fb_store_free(store);
     free(session_id);
     return status;

@@ -106,17 +106,12 @@ static int parse_recover_args(cli_ctx *ctx, recover_args *a)
     int status = cli_split_session_backup(ctx, &a->session_arg, &a->backup_arg);
     if (status)
         return status;
-    if (a->backup_arg && !cli_is_backup_spec(a->backup_arg))
-        return cli_usage_error(ctx->command,
-                               "'%s' is not a backup id (YYYYMMDDTHHMMSSZ-full|incr-xxxxxx) "
-                               "or 'latest'",
-                               a->backup_arg);
     return 0;
 }
 
 static void print_change(const fb_restore_change *c)
 {
-    printf("%s: ", fb_restore_change_kind_name(c->kind));
+    printf("%s: ", fb_change_kind_name(c->kind));
     cli_print_escaped(stdout, c->path);
     fputc('\n', stdout);
 }
@@ -182,12 +177,14 @@ static void print_human(const cli_ctx *ctx, const char *session_id, const recove
         printf("Nothing was changed (dry run).\n");
 }
 
+/* The backup's id is "id", as in every command's output (list, verify,
+ * backup, cleanup), so one jq filter reads them all. */
 static int emit_json(const char *session_id, const fb_restore_result *r)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON *summary = NULL, *changes = NULL;
     bool ok = o && cli_json_add(o, "session_id", cJSON_CreateString(session_id)) &&
-              cli_json_add(o, "backup_id", cJSON_CreateString(r->backup_id)) &&
+              cli_json_add(o, "id", cJSON_CreateString(r->backup_id)) &&
               cli_json_add(o, "type", cJSON_CreateString(fb_backup_type_name(r->type))) &&
               cli_json_add_name(o, "destination", r->destination ? r->destination : "") &&
               cli_json_add(o, "into_session", cJSON_CreateBool(r->into_session)) &&
@@ -209,7 +206,7 @@ static int emit_json(const char *session_id, const fb_restore_result *r)
         cJSON *c = cJSON_CreateObject();
         ok = cli_json_add(changes, NULL, c) && cli_json_add_name(c, "path", r->changes[i].path) &&
              cli_json_add(c, "kind",
-                          cJSON_CreateString(fb_restore_change_kind_name(r->changes[i].kind)));
+                          cJSON_CreateString(fb_change_kind_name(r->changes[i].kind)));
     }
     if (!ok) {
         cJSON_Delete(o);
@@ -268,7 +265,8 @@ static int run_recover(cli_ctx *ctx)
         .warn_ctx = ctx,
     };
     if (fb_restore_run(store, &req, &result, &err) != 0) {
-        status = cli_fail(&err);
+        status = err.code == FB_ENOTFOUND || err.code == FB_EINVAL ? cli_fail_in_session(ctx, &err)
+                                                                   : cli_fail(&err);
         if (result.safety_backup_id[0])
             fprintf(stderr, "%s: the safety backup %s of session %s was taken before the "
                             "failure and is kept\n",

@@ -100,13 +100,6 @@ static int run_show(cli_ctx *ctx)
     int status = cli_split_session_backup(ctx, &session_arg, &backup_arg);
     if (status)
         return status;
-    if (!backup_arg)
-        return cli_usage_error(ctx->command, "which backup? Give a backup id or 'latest'");
-    if (!cli_is_backup_spec(backup_arg))
-        return cli_usage_error(ctx->command,
-                               "'%s' is not a backup id (YYYYMMDDTHHMMSSZ-full|incr-xxxxxx) "
-                               "or 'latest'",
-                               backup_arg);
 
     char *session_id = NULL;
     fb_store *store = NULL;
@@ -124,6 +117,14 @@ static int run_show(cli_ctx *ctx)
     status = cli_resolve_existing_session(ctx, session_arg, &session_id);
     if (status)
         goto out;
+    /* After the session check, so a mistyped id reads "not found" (exit 3)
+     * here as in every other command, not "which backup?". */
+    if (!backup_arg) {
+        status = cli_usage_error(ctx->command, "which backup? Give its id, the start of the id "
+                                               "or of its 6-hex suffix, 'latest' or "
+                                               "'latest-full'");
+        goto out;
+    }
     status = cli_open_store_readonly(ctx, &store);
     if (status)
         goto out;
@@ -132,7 +133,7 @@ static int run_show(cli_ctx *ctx)
     if (status)
         goto out;
     if (fb_store_resolve_backup(&idx, backup_arg, id, &err) != 0) {
-        status = cli_fail(&err);
+        status = cli_fail_in_session(ctx, &err);
         goto out;
     }
     if (fb_store_open_session(store, session_id, false, &session_fd, &err) != 0 ||

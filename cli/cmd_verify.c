@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "fb_store.h"
+#include "fb_text.h"
 #include "fb_verify.h"
 
 enum { OPT_ALL = CLI_OPT_COMMAND };
@@ -129,16 +130,20 @@ static int verify_session(verify_run *v, fb_store *store, const char *session_id
     fb_error err;
     fb_error_clear(&err);
     char id[FB_BACKUP_ID_LEN + 1] = "";
-    if (spec && strcmp(spec, "latest") == 0) {
-        /* The store's view: the index, rebuilt in memory if it must be. */
+    if (spec && !fb_backup_id_is_valid(spec)) {
+        /* latest, latest-full or the start of an id: the store's view, the
+         * index, rebuilt in memory if it must be. A full id is verified as
+         * given, even when the index has lost it. */
         fb_index idx;
         int status = cli_load_index(ctx, store, session_id, &idx);
-        if (status == 0 && idx.n == 0)
-            status = cli_failf(CLI_EXIT_NOTFOUND,
-                               "backup 'latest' not found: session %s has no backups",
-                               session_id);
+        if (status == 0 && idx.n == 0) {
+            char shown[256];
+            fb_text_quote(spec, shown, sizeof shown);
+            status = cli_failf(CLI_EXIT_NOTFOUND, "backup '%s' not found: session %s has no backups",
+                               shown, session_id);
+        }
         if (status == 0 && fb_store_resolve_backup(&idx, spec, id, &err) != 0)
-            status = cli_fail(&err);
+            status = cli_fail_in_session(v->ctx, &err);
         fb_index_fini(&idx);
         if (status)
             return status;
@@ -169,6 +174,14 @@ static int verify_session(verify_run *v, fb_store *store, const char *session_id
     return 0;
 }
 
+static int verify_each_session(cli_ctx *ctx, fb_store *store, const char *session_id,
+                               bool first, void *run)
+{
+    (void)ctx;
+    (void)first;
+    return verify_session(run, store, session_id, NULL);
+}
+
 static int run_verify(cli_ctx *ctx)
 {
     bool all = false;
@@ -181,11 +194,6 @@ static int run_verify(cli_ctx *ctx)
         return status;
     if (backup_arg && all)
         return cli_usage_error(ctx->command, "give a backup or --all, not both");
-    if (backup_arg && !cli_is_backup_spec(backup_arg))
-        return cli_usage_error(ctx->command,
-                               "'%s' is not a backup id (YYYYMMDDTHHMMSSZ-full|incr-xxxxxx) "
-                               "or 'latest'",
-                               backup_arg);
     bool every_session = all && !session_arg;
 
     verify_run v;
@@ -194,8 +202,6 @@ static int run_verify(cli_ctx *ctx)
     v.multi_session = every_session;
     char *session_id = NULL;
     fb_store *store = NULL;
-    char **sessions = NULL;
-    size_t n_sessions = 0;
 
     if (!every_session) {
         status = cli_resolve_existing_session(ctx, session_arg, &session_id);
@@ -215,21 +221,10 @@ static int run_verify(cli_ctx *ctx)
             goto out;
         }
     }
-    if (!every_session) {
+    if (!every_session)
         status = verify_session(&v, store, session_id, backup_arg);
-    } else {
-        fb_error err;
-        fb_error_clear(&err);
-        if (store && fb_store_list_sessions(store, &sessions, &n_sessions, &err) != 0) {
-            sessions = NULL;
-            status = cli_fail(&err);
-            goto out;
-        }
-        if (n_sessions == 0 && !ctx->json && !ctx->quiet)
-            printf("No backups under %s/.flowloom/backups.\n", ctx->root);
-        for (size_t i = 0; i < n_sessions && status == 0; i++)
-            status = verify_session(&v, store, sessions[i], NULL);
-    }
+    else
+        status = cli_for_each_session(ctx, store, false, verify_each_session, &v);
     if (status)
         goto out;
 
@@ -263,8 +258,6 @@ static int run_verify(cli_ctx *ctx)
 
 out:
     cJSON_Delete(v.json);
-    if (sessions)
-        fb_string_list_free(sessions, n_sessions);
     fb_store_free(store);
     free(session_id);
     return status;

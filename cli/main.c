@@ -23,7 +23,7 @@
 
 static const cli_command *const commands[] = {
     &cli_cmd_backup,  &cli_cmd_list,  &cli_cmd_show,  &cli_cmd_verify, &cli_cmd_diff,
-    &cli_cmd_recover, &cli_cmd_cleanup, &cli_cmd_mount, &cli_cmd_umount, NULL,
+    &cli_cmd_recover, &cli_cmd_cleanup, &cli_cmd_forget, &cli_cmd_mount, &cli_cmd_umount, NULL,
 };
 
 static const char global_usage_head[] =
@@ -124,21 +124,15 @@ int cli_check_session_arg(const char *session_arg)
     return 0;
 }
 
-int cli_resolve_root(cli_ctx *ctx)
+static int find_root(cli_ctx *ctx, fb_error *err)
 {
-    if (ctx->root)
-        return 0;
-    if (ctx->root_opt && !*ctx->root_opt)
-        return cli_usage_error(ctx->command, "--root: empty directory name");
     char *cwd = getcwd(NULL, 0);
-    fb_error err;
-    fb_error_clear(&err);
     int rc = fb_root_find(ctx->root_opt, getenv("FLOWLOOM_ROOT"), cwd ? cwd : ".", &ctx->root,
-                          &err);
+                          err);
     free(cwd);
     if (rc != 0) {
         ctx->root = NULL;
-        return cli_fail(&err);
+        return rc;
     }
     /* Absolute and canonical, so printed locations and the path handed to
      * the mount daemon do not depend on the working directory. */
@@ -150,6 +144,28 @@ int cli_resolve_root(cli_ctx *ctx)
     return 0;
 }
 
+int cli_resolve_root(cli_ctx *ctx)
+{
+    if (ctx->root)
+        return 0;
+    if (ctx->root_opt && !*ctx->root_opt)
+        return cli_usage_error(ctx->command, "--root: empty directory name");
+    fb_error err;
+    fb_error_clear(&err);
+    return find_root(ctx, &err) == 0 ? 0 : cli_fail(&err);
+}
+
+int cli_resolve_root_quietly(cli_ctx *ctx)
+{
+    if (ctx->root)
+        return 0;
+    if (ctx->root_opt && !*ctx->root_opt)
+        return -1;
+    fb_error err;
+    fb_error_clear(&err);
+    return find_root(ctx, &err) == 0 ? 0 : -1;
+}
+
 int cli_resolve_session(cli_ctx *ctx, const char *session_arg, char **out)
 {
     *out = NULL;
@@ -157,6 +173,8 @@ int cli_resolve_session(cli_ctx *ctx, const char *session_arg, char **out)
         int rc = cli_check_session_arg(session_arg);
         if (rc)
             return rc;
+        ctx->session_origin = session_arg == ctx->session_opt ? FB_SESSION_FROM_OPTION
+                                                              : FB_SESSION_FROM_ARGUMENT;
         *out = strdup(session_arg);
         return *out ? 0 : cli_failf(CLI_EXIT_RUNTIME, "out of memory");
     }
@@ -165,7 +183,8 @@ int cli_resolve_session(cli_ctx *ctx, const char *session_arg, char **out)
         return rc;
     fb_error err;
     fb_error_clear(&err);
-    if (fb_current_session_find(ctx->root, getenv("FLOWLOOM_SESSION"), out, &err) != 0) {
+    if (fb_current_session_find(ctx->root, getenv("FLOWLOOM_SESSION"), out, &ctx->session_origin,
+                                &err) != 0) {
         *out = NULL;
         return cli_fail(&err);
     }
@@ -197,12 +216,39 @@ int cli_session_store_errno(const cli_ctx *ctx, const char *session_id)
     return dir_errno(ctx, FB_BACKUPS_PATH, session_id);
 }
 
+const char *cli_session_origin_text(const cli_ctx *ctx)
+{
+    switch (ctx->session_origin) {
+    case FB_SESSION_FROM_OPTION:
+        return "--session";
+    case FB_SESSION_FROM_ENV:
+        return "$FLOWLOOM_SESSION";
+    case FB_SESSION_FROM_FILE:
+        return FB_FLOWLOOM_DIR "/current_session";
+    case FB_SESSION_FROM_ARGUMENT:
+        break;
+    }
+    return "the command line";
+}
+
 int cli_session_not_found(const cli_ctx *ctx, const char *session_id)
 {
     return cli_failf(CLI_EXIT_NOTFOUND,
-                     "session '%s' not found: neither %s/.flowloom/sessions/%s nor "
-                     "%s/.flowloom/backups/%s exists",
-                     session_id, ctx->root, session_id, ctx->root, session_id);
+                     "session '%s' (from %s) not found: neither %s/" FB_SESSIONS_PATH "/%s nor "
+                     "%s/" FB_BACKUPS_PATH "/%s exists",
+                     session_id, cli_session_origin_text(ctx), ctx->root, session_id, ctx->root,
+                     session_id);
+}
+
+int cli_fail_in_session(const cli_ctx *ctx, const fb_error *err)
+{
+    if (ctx->session_origin != FB_SESSION_FROM_ENV && ctx->session_origin != FB_SESSION_FROM_FILE)
+        return cli_fail(err);
+    fb_error shown = *err;
+    size_t used = strlen(shown.message);
+    snprintf(shown.message + used, sizeof shown.message - used, " (the session comes from %s)",
+             cli_session_origin_text(ctx));
+    return cli_fail(&shown);
 }
 
 int cli_resolve_existing_session(cli_ctx *ctx, const char *session_arg, char **out)
@@ -241,6 +287,28 @@ int cli_open_store_readonly(cli_ctx *ctx, fb_store **out)
     if (rc == FB_ENOTFOUND && access(ctx->root, F_OK) == 0)
         return 0;
     return cli_fail(&err);
+}
+
+int cli_for_each_session(cli_ctx *ctx, fb_store *store, bool keep_going, cli_session_fn fn,
+                         void *arg)
+{
+    char **sessions = NULL;
+    size_t n = 0;
+    fb_error err;
+    fb_error_clear(&err);
+    if (store && fb_store_list_sessions(store, &sessions, &n, &err) != 0)
+        return cli_fail(&err);
+    if (n == 0 && !ctx->json && !ctx->quiet)
+        printf("No backups under %s/" FB_BACKUPS_PATH ".\n", ctx->root);
+    int status = 0;
+    for (size_t i = 0; i < n && (keep_going || status == 0); i++) {
+        int st = fn(ctx, store, sessions[i], i == 0, arg);
+        if (st && !status)
+            status = st;
+    }
+    if (sessions)
+        fb_string_list_free(sessions, n);
+    return status;
 }
 
 int cli_load_index(cli_ctx *ctx, fb_store *store, const char *session_id, fb_index *idx)

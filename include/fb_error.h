@@ -8,6 +8,7 @@
 #ifndef FB_ERROR_H
 #define FB_ERROR_H
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 
@@ -23,7 +24,21 @@ enum {
     FB_EBUSY = -8,        /* the session lock is held by someone else */
     FB_EEXIST = -9,       /* something already exists where we must create it */
     FB_ECHANGED = -10,    /* a source file changed under us in a way we cannot store */
+    FB_EINTERRUPTED = -11, /* the caller asked to stop (fb_cancel): a signal, usually */
 };
+
+/* How a caller asks a long operation to stop (SIGINT in the CLI): a flag the
+ * caller's signal handler sets to the signal number, that core reads between
+ * steps and within long copies. Core then undoes its unpublished work and
+ * returns FB_EINTERRUPTED. NULL (or a flag of 0) means "never asked". The
+ * pointer is borrowed for the whole call. */
+typedef volatile sig_atomic_t fb_cancel;
+
+/* True when *cancel has been set (cancel may be NULL). */
+static inline int fb_cancelled(const fb_cancel *cancel)
+{
+    return cancel && *cancel != 0;
+}
 
 #define FB_ERROR_MESSAGE_MAX 1024
 
@@ -70,6 +85,7 @@ enum {
     FB_EXIT_NOTFOUND = 3, /* root, session, backup */
     FB_EXIT_BUSY = 4,     /* the session lock is held */
     FB_EXIT_RUNTIME = 5,  /* I/O or other runtime failure */
+    FB_EXIT_INTERRUPTED = 130, /* 128 + SIGINT; the CLI gives 128 + the signal it got */
 };
 
 /* The exit status for an FB_E* code: the one mapping flowloom-backup and

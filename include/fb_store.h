@@ -29,11 +29,22 @@
  * root without .flowloom/ is FB_ENOTFOUND naming it. */
 int fb_root_find(const char *explicit_root, const char *env_root, const char *cwd, char **out,
                  fb_error *err);
+/* Where a session id came from, for messages that must say so (SPEC
+ * "Finding things"): a typo in a stale current_session file or in the
+ * environment is otherwise a mystery. */
+typedef enum fb_session_origin {
+    FB_SESSION_FROM_ARGUMENT, /* a positional argument */
+    FB_SESSION_FROM_OPTION,   /* --session */
+    FB_SESSION_FROM_ENV,      /* $FLOWLOOM_SESSION */
+    FB_SESSION_FROM_FILE,     /* .flowloom/current_session */
+} fb_session_origin;
+
 /* Current session: env_session ($FLOWLOOM_SESSION) if set and non-empty,
  * else the first line of <root>/.flowloom/current_session. The result is
- * checked with fb_session_id_check. FB_ENOTFOUND naming both ways. */
+ * checked with fb_session_id_check. FB_ENOTFOUND naming both ways. *origin
+ * (may be NULL) says which of the two it came from. */
 int fb_current_session_find(const char *root, const char *env_session, char **out,
-                            fb_error *err);
+                            fb_session_origin *origin, fb_error *err);
 
 typedef struct fb_store fb_store;
 
@@ -93,8 +104,16 @@ int fb_store_save_index(int session_fd, const char *session_id, const fb_index *
 int fb_store_clear_leftovers(int session_fd, const char *session_id, fb_warn_fn warn,
                              void *warn_ctx, fb_error *err);
 
-/* Resolves "latest" or a backup id against the index: FB_ENOTFOUND naming
- * the session when absent. out gets the id. */
+/* The names a user may give instead of a backup id (SPEC "Finding things"). */
+#define FB_BACKUP_SPEC_LATEST "latest"           /* the newest backup */
+#define FB_BACKUP_SPEC_LATEST_FULL "latest-full" /* the newest full backup */
+
+/* Resolves a backup as a user names it against the index: "latest",
+ * "latest-full", a full id, or a prefix of an id or of its 6-hex suffix
+ * that names exactly one backup. out gets the id. Returns FB_ENOTFOUND when
+ * nothing matches (the message names the session), FB_EINVAL for a prefix
+ * that matches several (the message names up to five) or a spec with
+ * characters no id has. */
 int fb_store_resolve_backup(const fb_index *idx, const char *spec,
                             char out[FB_BACKUP_ID_LEN + 1], fb_error *err);
 

@@ -121,6 +121,7 @@ const char *fb_error_code_name(int code)
     case FB_EBUSY: return "busy";
     case FB_EEXIST: return "already exists";
     case FB_ECHANGED: return "changed during backup";
+    case FB_EINTERRUPTED: return "interrupted";
     default: return "unknown error";
     }
 }
@@ -138,6 +139,8 @@ int fb_error_exit_status(int code)
         return FB_EXIT_NOTFOUND;
     case FB_EBUSY:
         return FB_EXIT_BUSY;
+    case FB_EINTERRUPTED:
+        return FB_EXIT_INTERRUPTED;
     default:
         return FB_EXIT_RUNTIME;
     }

@@ -6,6 +6,7 @@
  * O_NOFOLLOW so a planted symlink never redirects us out of the store. */
 #include "fb_store.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -119,11 +120,14 @@ int fb_root_find(const char *explicit_root, const char *env_root, const char *cw
 #define CURRENT_SESSION_MAX 4096
 
 int fb_current_session_find(const char *root, const char *env_session, char **out,
-                            fb_error *err)
+                            fb_session_origin *origin, fb_error *err)
 {
     *out = NULL;
     char *id = NULL;
-    if (env_session && *env_session) {
+    bool from_env = env_session && *env_session;
+    if (origin)
+        *origin = from_env ? FB_SESSION_FROM_ENV : FB_SESSION_FROM_FILE;
+    if (from_env) {
         int rc = fb_session_id_check(env_session, err);
         if (rc) {
             fb_error_prefix(err, "FLOWLOOM_SESSION");
@@ -793,28 +797,95 @@ int fb_store_clear_leftovers(int session_fd, const char *session_id, fb_warn_fn 
     return first_rc;
 }
 
+/* A spec can only abbreviate an id if it uses the id's own characters
+ * (digits, letters, '-'): anything else is a typo of a kind no prefix can
+ * fix, refused as bad input rather than reported as "no such backup". */
+static bool backup_spec_chars_ok(const char *spec)
+{
+    size_t n = strlen(spec);
+    if (n == 0 || n > FB_BACKUP_ID_LEN)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)spec[i];
+        if (!isalnum(c) && c != '-')
+            return false;
+    }
+    return true;
+}
+
+/* The id's last 6 characters are its random suffix: users quote it alone
+ * (as git users quote a short hash). */
+static bool backup_id_matches_prefix(const char *id, const char *spec, size_t n)
+{
+    return strncmp(id, spec, n) == 0 ||
+           (n <= 6 && strncmp(id + FB_BACKUP_ID_LEN - 6, spec, n) == 0);
+}
+
+static int ambiguous_spec(const fb_index *idx, const char *spec, size_t n, size_t matches,
+                          fb_error *err)
+{
+    /* Up to five candidates are named; enough to pick one, short enough
+     * to read. */
+    char list[5 * (FB_BACKUP_ID_LEN + 2) + 32] = "";
+    size_t used = 0, named = 0;
+    for (size_t i = idx->n; i-- > 0 && named < 5;) {
+        if (!backup_id_matches_prefix(idx->records[i].id, spec, n))
+            continue;
+        used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", named ? ", " : "",
+                                 idx->records[i].id);
+        named++;
+    }
+    if (matches > named)
+        snprintf(list + used, sizeof list - used, " and %zu more", matches - named);
+    return fb_error_set(err, FB_EINVAL,
+                        "backup '%s' is ambiguous in session %s: it could be %s (type more of "
+                        "the id)",
+                        spec, idx->session_id, list);
+}
+
 int fb_store_resolve_backup(const fb_index *idx, const char *spec,
                             char out[FB_BACKUP_ID_LEN + 1], fb_error *err)
 {
     out[0] = '\0';
-    if (spec && strcmp(spec, "latest") == 0) {
-        const fb_index_record *r = fb_index_newest(idx);
+    bool full_only = spec && strcmp(spec, FB_BACKUP_SPEC_LATEST_FULL) == 0;
+    if (full_only || (spec && strcmp(spec, FB_BACKUP_SPEC_LATEST) == 0)) {
+        const fb_index_record *r = full_only ? fb_index_newest_full(idx) : fb_index_newest(idx);
         if (!r)
-            return fb_error_set(err, FB_ENOTFOUND, "session %s has no backups", idx->session_id);
+            return fb_error_set(err, FB_ENOTFOUND, "session %s has no %sbackups",
+                                idx->session_id, full_only ? "full " : "");
         memcpy(out, r->id, FB_BACKUP_ID_LEN + 1);
         return 0;
     }
-    if (!fb_backup_id_is_valid(spec)) {
+    if (!spec || !backup_spec_chars_ok(spec)) {
         char shown[256];
         fb_text_quote(spec ? spec : "", shown, sizeof shown);
         return fb_error_set(err, FB_EINVAL,
-                            "invalid backup id '%s': expected 'latest' or an id like "
-                            "20261201T031500Z-full-3fa9c2",
+                            "invalid backup id '%s': expected 'latest', 'latest-full', an id "
+                            "like 20261201T031500Z-full-3fa9c2 or the start of one",
                             shown);
     }
-    if (fb_index_find(idx, spec) < 0)
-        return fb_error_set(err, FB_ENOTFOUND, "backup %s not found in session %s", spec,
-                            idx->session_id);
-    memcpy(out, spec, FB_BACKUP_ID_LEN + 1);
+    if (fb_backup_id_is_valid(spec)) {
+        if (fb_index_find(idx, spec) < 0)
+            return fb_error_set(err, FB_ENOTFOUND, "backup %s not found in session %s", spec,
+                                idx->session_id);
+        memcpy(out, spec, FB_BACKUP_ID_LEN + 1);
+        return 0;
+    }
+    size_t n = strlen(spec), matches = 0;
+    const fb_index_record *found = NULL;
+    for (size_t i = 0; i < idx->n; i++) {
+        if (backup_id_matches_prefix(idx->records[i].id, spec, n)) {
+            found = &idx->records[i];
+            matches++;
+        }
+    }
+    if (matches == 0)
+        return fb_error_set(err, FB_ENOTFOUND,
+                            "backup '%s' not found in session %s: no backup id, nor the "
+                            "6-hex suffix of one, starts with it",
+                            spec, idx->session_id);
+    if (matches > 1)
+        return ambiguous_spec(idx, spec, n, matches, err);
+    memcpy(out, found->id, FB_BACKUP_ID_LEN + 1);
     return 0;
 }

@@ -156,14 +156,26 @@ def test_names_are_escaped_for_the_terminal(fl1):
 
 
 @pytest.mark.parametrize("args", [
-    ["latest"], ["S1", "latest"], ["latest", "nope"], ["a", "b", "c", "d"],
-    ["latest", "latest", "--checksum"], ["--bogus"],
+    ["latest"], ["a", "b", "c", "d"], ["latest", "latest", "--checksum"], ["--bogus"],
+    ["latest", "no/such"],
 ])
 def test_diff_usage_errors(fl1, args):
     fl1.backup("full", now=NOW)
     r = fl1.run("diff", *args)
     assert r.rc == 2, r
     assert r.err.startswith("flowloom-backup: ")
+
+
+@pytest.mark.parametrize("args", [["S1", "latest"], ["latest", "nope"]])
+def test_diff_unknown_backup_word_is_not_found(fl1, args):
+    # Two positionals are two backups; a word that starts no id of the
+    # session is an unknown backup (exit 3), as in every command.
+    fl1.backup("full", now=NOW)
+    r = fl1.run("diff", *args)
+    assert r.rc == 3, r
+    word = args[0] if args[0] != "latest" else args[1]
+    assert (f"flowloom-backup: backup '{word}' not found in session S1: no backup id, nor the "
+            "6-hex suffix of one, starts with it") in r.err
 
 
 def test_diff_missing_backup_or_session_is_not_found(fl1):

@@ -84,7 +84,7 @@ def test_full_round_trip_with_safety_backup(fl1, tmp_path):
     r = fl1.run("recover", "S1", safety["id"], "--no-safety-backup", "--json")
     assert r.rc == 0, r
     j = r.json()
-    assert j["safety_backup_id"] is None and j["backup_id"] == safety["id"]
+    assert j["safety_backup_id"] is None and j["id"] == safety["id"]
     assert tree_snapshot(sdir) == mutated
     assert fl1.run("verify", "S1").rc == 0
 
@@ -97,7 +97,7 @@ def test_json_report_and_restore_alias(fl1):
     r = fl1.run("restore", "latest", "--json", env={"FLOWLOOM_NOW": str(NOW + 5)})
     assert r.rc == 0, r
     j = r.json()
-    assert j["session_id"] == "S1" and j["backup_id"] == full["id"] and j["type"] == "full"
+    assert j["session_id"] == "S1" and j["id"] == full["id"] and j["type"] == "full"
     assert j["into_session"] is True and j["dry_run"] is False
     assert j["destination"] == str(sdir)
     assert j["safety_backup_id"] == backups_by_note(fl1)[f"pre-recover {full['id']}"]["id"]
@@ -255,7 +255,10 @@ def test_missing_backup_and_bad_arguments(fl1):
     assert r.rc == 3 and "20200101T000000Z-full-abcdef" in r.err, r
     r = fl1.run("recover", "nosuch", "latest")
     assert r.rc == 3 and "nosuch" in r.err, r
-    for args in (["S1", "not-a-backup"], ["S1", "latest", "extra"], ["--target", ""],
+    # in the id alphabet but the start of no id: unknown, exit 3, nothing touched
+    r = fl1.run("recover", "S1", "not-a-backup")
+    assert r.rc == 3 and "backup 'not-a-backup' not found in session S1" in r.err, r
+    for args in (["S1", "not/a backup"], ["S1", "latest", "extra"], ["--target", ""],
                  ["--wait", "x"], ["--bogus"]):
         r = fl1.run("recover", *args)
         assert r.rc == 2, (args, r)

@@ -322,10 +322,13 @@ def test_a16_symlink_to_etc_shadow_is_never_opened_by_the_daemon(fl, shared_tmp,
     assert {os.path.join(backup_dir, "manifest.json"),
             os.path.join(backup_dir, "archive.tar.zst")} <= set(opened[at_mount:]), calls
     # at start it also opens <root>/.flowloom, to check that the store is a
-    # <root>/.flowloom/backups directory
-    outside = [(pid, p) for pid, p in calls
+    # <root>/.flowloom/backups directory, and its own mountinfo, to refuse a
+    # mountpoint where something is mounted already (before mounting only)
+    mountinfo = re.compile(r"/proc/(self|\d+)/mountinfo")
+    outside = [(pid, p) for i, (pid, p) in enumerate(calls)
                if not (p in (store, os.path.dirname(store)) or p.startswith(store + "/")
-                       or p.startswith(ALLOWED))]
+                       or p.startswith(ALLOWED)
+                       or (i < at_mount and mountinfo.fullmatch(p)))]
     assert not outside, outside
     assert not [p for _, p in calls if os.path.basename(p) == "shadow"], calls
     # after mounting, only the store, glibc's time zone file and libgcc_s

@@ -276,7 +276,7 @@ static void test_current_session(void)
     char *out = NULL;
 
     /* neither way set */
-    CHECK_EQ_INT(fb_current_session_find(dir, NULL, &out, &err), FB_ENOTFOUND);
+    CHECK_EQ_INT(fb_current_session_find(dir, NULL, &out, NULL, &err), FB_ENOTFOUND);
     char expect[4600];
     snprintf(expect, sizeof expect,
              "no current session: set FLOWLOOM_SESSION or write the session id into "
@@ -288,33 +288,36 @@ static void test_current_session(void)
     /* the file's first line, line ending and blanks stripped */
     snprintf(path, sizeof path, "%s/.flowloom/current_session", dir);
     write_text(path, "  session_1\r\nsecond line\n");
-    REQUIRE(fb_current_session_find(dir, "", &out, &err) == 0);
+    fb_session_origin origin = FB_SESSION_FROM_ARGUMENT;
+    REQUIRE(fb_current_session_find(dir, "", &out, &origin, &err) == 0);
     CHECK(strcmp(out, "session_1") == 0);
+    CHECK_EQ_INT(origin, FB_SESSION_FROM_FILE);
     free(out);
     write_text(path, "session_2");
-    REQUIRE(fb_current_session_find(dir, NULL, &out, &err) == 0);
+    REQUIRE(fb_current_session_find(dir, NULL, &out, NULL, &err) == 0);
     CHECK(strcmp(out, "session_2") == 0);
     free(out);
 
     /* the environment wins over the file */
-    REQUIRE(fb_current_session_find(dir, "from_env", &out, &err) == 0);
+    REQUIRE(fb_current_session_find(dir, "from_env", &out, &origin, &err) == 0);
     CHECK(strcmp(out, "from_env") == 0);
+    CHECK_EQ_INT(origin, FB_SESSION_FROM_ENV);
     free(out);
 
     /* invalid values are refused, saying where they came from */
-    CHECK_EQ_INT(fb_current_session_find(dir, "../x", &out, &err), FB_EINVAL);
+    CHECK_EQ_INT(fb_current_session_find(dir, "../x", &out, NULL, &err), FB_EINVAL);
     CHECK(strncmp(err.message, "FLOWLOOM_SESSION: invalid session id '../x'", 43) == 0);
     write_text(path, "../etc\n");
-    CHECK_EQ_INT(fb_current_session_find(dir, NULL, &out, &err), FB_EINVAL);
+    CHECK_EQ_INT(fb_current_session_find(dir, NULL, &out, NULL, &err), FB_EINVAL);
     CHECK(strstr(err.message, "current_session") != NULL);
     CHECK(strstr(err.message, "'../etc'") != NULL);
     write_text(path, "\n");
-    CHECK_EQ_INT(fb_current_session_find(dir, NULL, &out, &err), FB_ENOTFOUND);
+    CHECK_EQ_INT(fb_current_session_find(dir, NULL, &out, NULL, &err), FB_ENOTFOUND);
     CHECK(strstr(err.message, "empty") != NULL);
     int fd = open(path, O_WRONLY | O_TRUNC);
     CHECK(write(fd, "ab\0cd\n", 6) == 6);
     close(fd);
-    CHECK_EQ_INT(fb_current_session_find(dir, NULL, &out, &err), FB_EINVAL);
+    CHECK_EQ_INT(fb_current_session_find(dir, NULL, &out, NULL, &err), FB_EINVAL);
     CHECK(out == NULL);
     fbtest_rmtree(dir);
 }
@@ -872,10 +875,48 @@ static void test_resolve_backup(void)
     CHECK(strcmp(err.message, expect) == 0);
     CHECK_EQ_INT(fb_store_resolve_backup(&idx, "../x", out, &err), FB_EINVAL);
     CHECK(out[0] == '\0');
+    CHECK_EQ_INT(fb_store_resolve_backup(&idx, "", out, &err), FB_EINVAL);
+
+
+    /* A prefix of the id, and a prefix of its 6-hex suffix, name one backup. */
+    char prefix[FB_BACKUP_ID_LEN + 1];
+    memcpy(prefix, f.ids[1], FB_BACKUP_ID_LEN - 2);
+    prefix[FB_BACKUP_ID_LEN - 2] = '\0';
+    REQUIRE(fb_store_resolve_backup(&idx, prefix, out, &err) == 0);
+    CHECK(strcmp(out, f.ids[1]) == 0);
+    const char *suffix = f.ids[1] + FB_BACKUP_ID_LEN - 6;
+    REQUIRE(fb_store_resolve_backup(&idx, suffix, out, &err) == 0);
+    CHECK(strcmp(out, f.ids[1]) == 0);
+
+    /* The date part common to every backup is ambiguous: exit-2 class, and
+     * the message names the candidates, newest first. */
+    char day[9];
+    memcpy(day, f.ids[0], 8);
+    day[8] = '\0';
+    CHECK_EQ_INT(fb_store_resolve_backup(&idx, day, out, &err), FB_EINVAL);
+    CHECK(out[0] == '\0');
+    CHECK(strstr(err.message, "is ambiguous in session S: it could be ") != NULL);
+    CHECK(strstr(err.message, f.ids[0]) != NULL && strstr(err.message, f.ids[2]) != NULL);
+    CHECK(strstr(err.message, f.ids[2]) < strstr(err.message, f.ids[0]));
+
+    /* In the id alphabet but matching nothing: not found (exit-3 class). */
+    CHECK_EQ_INT(fb_store_resolve_backup(&idx, "1999", out, &err), FB_ENOTFOUND);
+    CHECK(strcmp(err.message, "backup '1999' not found in session S: no backup id, nor the "
+                              "6-hex suffix of one, starts with it") == 0);
+
+    /* latest-full: the newest full backup, even when an incremental is
+     * newer (without ids[2], the incremental ids[1] is the newest). */
+    REQUIRE(fb_index_remove(&idx, f.ids[2], &err) == 0);
+    REQUIRE(fb_store_resolve_backup(&idx, "latest", out, &err) == 0);
+    CHECK(strcmp(out, f.ids[1]) == 0);
+    REQUIRE(fb_store_resolve_backup(&idx, "latest-full", out, &err) == 0);
+    CHECK(strcmp(out, f.ids[0]) == 0);
     fb_index_fini(&idx);
     fb_index_init(&idx, "S");
     CHECK_EQ_INT(fb_store_resolve_backup(&idx, "latest", out, &err), FB_ENOTFOUND);
     CHECK(strstr(err.message, "session S has no backups") != NULL);
+    CHECK_EQ_INT(fb_store_resolve_backup(&idx, "latest-full", out, &err), FB_ENOTFOUND);
+    CHECK(strstr(err.message, "session S has no full backups") != NULL);
     fb_index_fini(&idx);
     session_teardown(&f);
 }
