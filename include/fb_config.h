@@ -38,6 +38,17 @@ int fb_config_parse(const char *json, size_t len, const char *source, fb_config 
 int fb_config_load(const char *root, fb_config *cfg, fb_warn_fn warn, void *warn_ctx,
                    fb_error *err);
 
+/* The one rule for a retention setting, used by the config loader and by
+ * the command-line options (cleanup --keep-full N, ...), so that the two
+ * never disagree. key: "keep_full", "max_age_days" or "min_keep". value:
+ * what was given when it is a non-negative integer, NULL when it is not;
+ * name: how the message calls the setting ("backup.json: retention.keep_full",
+ * "--keep-full"); got: what was given, as the message shows it. Returns 0,
+ * or FB_EINVAL "<name>: expected an integer MIN..MAX, got <got>" (with the
+ * reason when 0 is refused). */
+int fb_config_retention_check(const char *key, const uint64_t *value, const char *name,
+                              const char *got, fb_error *err);
+
 /* Does relative path `path` (raw bytes, no leading "./") match the include
  * patterns? fnmatch(FNM_PATHNAME); a pattern ending in '/' matches that
  * directory and everything below it. */

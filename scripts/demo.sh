@@ -6,9 +6,20 @@
 # directory, then into the session itself (with its safety backup); the
 # retention report; and FlowLoom's entry point scripts/session_manager.sh.
 # Then, when scripts/demo_mount.sh exists, it browses the backups via FUSE.
+# Every line it prints after "$ " is a command as typed, quoted so that it
+# can be pasted into a shell (after the `cd ... && export PATH=...` line the
+# demo prints first); everything else is output or a comment in brackets.
 #
 #   scripts/demo.sh            # demo root in a fresh /tmp/flowloom-demo.XXXXXX
 #   scripts/demo.sh DIR        # demo root in DIR (created if missing)
+#
+# Run again on the same DIR, the demo starts afresh: it deletes what its
+# earlier run created there (DIR/.flowloom and DIR/restored-copy, which it
+# marks with DIR/.flowloom-demo) and nothing else. A DIR holding either of
+# those without the mark is refused (exit 2): it may be a real FlowLoom root.
+#
+# FB_BUILD_DIR: the build directory (default: build). FB_DEMO_NO_BUILD=1 uses
+# the programs already built there, without installing or building (tests).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -16,15 +27,35 @@ REPO=$(pwd)
 BUILD=${FB_BUILD_DIR:-build}
 case $BUILD in /*) ;; *) BUILD=$REPO/$BUILD ;; esac
 
-bash scripts/install-deps.sh
-
-echo "== building in $BUILD"
-reconfigure=()
-[ -f "$BUILD/build.ninja" ] && reconfigure=(--reconfigure)
-meson setup "${reconfigure[@]}" "$BUILD" >/dev/null
-ninja -C "$BUILD" >/dev/null
+case ${FB_DEMO_NO_BUILD:-0} in
+'' | 0 | no | false)
+    bash scripts/install-deps.sh
+    echo "== building in $BUILD"
+    # A configured tree is left as it is: ninja re-runs meson by itself when
+    # a meson.build changed, and a forced reconfigure would rebuild it all.
+    [ -f "$BUILD/build.ninja" ] || meson setup "$BUILD" >/dev/null
+    ninja -C "$BUILD" >/dev/null
+    ;;
+esac
+[ -x "$BUILD/cli/flowloom-backup" ] || {
+    echo "demo.sh: $BUILD/cli/flowloom-backup is not built" >&2
+    exit 5
+}
 export PATH="$BUILD/cli:$BUILD/fs:$PATH"
 
+# Quotes words so that a printed command pastes into a shell as it ran.
+shell_words() {
+    local out="" a q=\'\\\'\'
+    for a in "$@"; do
+        case $a in
+        '' | *[!A-Za-z0-9_./:=@%+,-]*) out+=" '${a//\'/$q}'" ;;
+        *) out+=" $a" ;;
+        esac
+    done
+    printf '%s' "${out# }"
+}
+
+MARK=.flowloom-demo
 if [ $# -ge 1 ]; then
     ROOT=$1
     mkdir -p "$ROOT"
@@ -34,6 +65,18 @@ fi
 ROOT=$(cd "$ROOT" && pwd)
 SESSION=session_12345_1640995200_abc123
 S=$ROOT/.flowloom/sessions/$SESSION
+
+if [ -e "$ROOT/.flowloom" ] || [ -e "$ROOT/restored-copy" ]; then
+    if [ ! -f "$ROOT/$MARK" ]; then
+        echo "demo.sh: $ROOT already holds .flowloom or restored-copy that no earlier demo" \
+             "created; give the demo an empty or new directory" >&2
+        exit 2
+    fi
+    echo "== $ROOT holds an earlier run of the demo: starting afresh"
+    rm -rf "$ROOT/.flowloom" "$ROOT/restored-copy"
+fi
+echo "This directory is a flowloom-backup demo root (scripts/demo.sh); running the demo on it" \
+     "again deletes .flowloom and restored-copy here." >"$ROOT/$MARK"
 
 echo "== creating a demo FlowLoom root in $ROOT"
 mkdir -p "$S/artifacts/images" "$S/logs" "$S/state"
@@ -63,21 +106,14 @@ echo "$SESSION" >"$ROOT/.flowloom/current_session"
 
 # Shows the command as a user would type it, then runs it.
 run() {
-    local shown="" a q
-    for a in "$@"; do
-        case $a in
-        '' | *[[:space:]\"\'\$\`\\\;\&\|\<\>\(\)\*\?]*)
-            q=\'\\\'\'
-            shown+=" '${a//\'/$q}'"
-            ;;
-        *) shown+=" $a" ;;
-        esac
-    done
-    printf '\n$%s\n' "$shown"
+    printf '\n$ %s\n' "$(shell_words "$@")"
     "$@"
 }
 
 cd "$ROOT"
+echo "== the commands below run in $ROOT with the programs just built; to run them yourself:"
+printf '$ cd %s && export PATH=%s:"$PATH"\n' "$(shell_words "$ROOT")" \
+    "$(shell_words "$BUILD/cli:$BUILD/fs")"
 run flowloom-backup backup full "Initial full backup"
 
 # The session moves on: state changes, then an incremental backup.
@@ -122,4 +158,7 @@ if [ -f "$REPO/scripts/demo_mount.sh" ]; then
 fi
 
 echo
-echo "Demo root: $ROOT (try: cd $ROOT && flowloom-backup list --json)"
+echo "Demo root: $ROOT. To try it yourself:"
+printf '$ cd %s && export PATH=%s:"$PATH"\n' "$(shell_words "$ROOT")" \
+    "$(shell_words "$BUILD/cli:$BUILD/fs")"
+echo '$ flowloom-backup list --json'

@@ -20,7 +20,9 @@ else
 fi
 STORE=$ROOT/.flowloom/backups
 [[ -d $STORE ]] || { echo "demo_mount: no store at $STORE" >&2; exit 3; }
-if [[ ! -e /dev/fuse ]] || ! command -v fusermount3 >/dev/null; then
+# Readable and writable: a /dev/fuse this user cannot open (0600 in some
+# containers) would make the mount fail instead of being skipped.
+if [[ ! -r /dev/fuse || ! -w /dev/fuse ]] || ! command -v fusermount3 >/dev/null; then
     echo "demo_mount: FUSE is not available here (/dev/fuse, fusermount3); skipping the mount demo" >&2
     exit 0
 fi
@@ -36,11 +38,23 @@ unmount() {
 }
 trap unmount EXIT
 
+# Prints the command quoted as it ran, so that it pastes into a shell (an
+# argument such as '%y %A %n' stays one word), then runs it.
 show() {
-    printf '\n$ %s\n' "$*"
+    local shown="" a q=\'\\\'\'
+    for a in "$@"; do
+        case $a in
+        '' | *[!A-Za-z0-9_./:=@%+,-]*) shown+=" '${a//\'/$q}'" ;;
+        *) shown+=" $a" ;;
+        esac
+    done
+    printf '\n$%s\n' "$shown"
     "$@"
 }
 
+# The commands below name temporary directories; saying so keeps a reader
+# from pasting them after the demo has removed them.
+echo "(mount point $MNT and copy $RESTORE: temporary, removed when this part ends)"
 # Without -f the daemon returns only once the mount is live, so the next
 # line can use it.
 show "$FSD" "$STORE" "$MNT"

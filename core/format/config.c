@@ -7,11 +7,13 @@
 
 #include <fcntl.h>
 #include <fnmatch.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fb_fsutil.h"
+#include "fb_text.h"
 #include "fb_types.h"
 #include "json_strict_i.h"
 
@@ -88,6 +90,54 @@ static int parse_u32(const fb_json_val *v, uint32_t min, uint32_t max, uint32_t 
     return 0;
 }
 
+/* keep_full and min_keep start at 1 because the newest full backup and the
+ * newest backup are always kept (SPEC "Retention"): a 0 would promise a
+ * removal that never happens. max_age_days 0 turns the age rule off. */
+static const struct {
+    const char *key;
+    uint32_t min, max;
+    const char *why_min;
+} retention_ranges[] = {
+    {"keep_full", 1, 100000, "the newest full backup is always kept"},
+    {"max_age_days", 0, 36500, NULL},
+    {"min_keep", 1, 100000, "the newest backup is always kept"},
+};
+
+int fb_config_retention_check(const char *key, const uint64_t *value, const char *name,
+                              const char *got, fb_error *err)
+{
+    for (size_t i = 0; i < sizeof retention_ranges / sizeof retention_ranges[0]; i++) {
+        if (strcmp(key, retention_ranges[i].key) != 0)
+            continue;
+        uint32_t min = retention_ranges[i].min, max = retention_ranges[i].max;
+        if (value && *value >= min && *value <= max)
+            return 0;
+        const char *why = value && *value < min ? retention_ranges[i].why_min : NULL;
+        return fb_error_set(err, FB_EINVAL, "%s: expected an integer %" PRIu32 "..%" PRIu32
+                            ", got %s%s%s%s", name, min, max, got, why ? " (" : "",
+                            why ? why : "", why ? ")" : "");
+    }
+    return fb_error_set(err, FB_EMISUSE, "%s: no retention setting '%s'", name, key);
+}
+
+/* The JSON layer only decides whether the value is a non-negative integer;
+ * its range is fb_config_retention_check's, as for the options. */
+static int parse_retention_value(const fb_json_val *v, const char *key, const char *source,
+                                 uint32_t *out, fb_error *err)
+{
+    uint64_t x = 0;
+    bool integer = fb_json_as_u64(v, 0, 0, UINT64_MAX, &x, NULL) == 0;
+    char path[FB_JSON_PATH_MAX], got[FB_TEXT_QUOTE_SIZE(FB_JSON_QUOTE_CUT) + 2];
+    char name[FB_ERROR_MESSAGE_MAX]; /* as long as the message it goes into */
+    fb_json_path(v, path, sizeof path);
+    fb_json_describe(v, got, sizeof got);
+    snprintf(name, sizeof name, "%s: %s", source, path);
+    int rc = fb_config_retention_check(key, integer ? &x : NULL, name, got, err);
+    if (rc == 0)
+        *out = (uint32_t)x;
+    return rc;
+}
+
 static int parse_retention(const fb_json_val *sec, fb_config *c, const char *source,
                            fb_warn_fn warn, void *warn_ctx, fb_error *err)
 {
@@ -96,11 +146,12 @@ static int parse_retention(const fb_json_val *sec, fb_config *c, const char *sou
         fb_json_val v;
         fb_json_child(sec, ch, &v);
         if (key_is(ch, "keep_full"))
-            rc = parse_u32(&v, 1, 100000, &c->retention.keep_full, err);
+            rc = parse_retention_value(&v, "keep_full", source, &c->retention.keep_full, err);
         else if (key_is(ch, "max_age_days"))
-            rc = parse_u32(&v, 0, 36500, &c->retention.max_age_days, err);
+            rc = parse_retention_value(&v, "max_age_days", source, &c->retention.max_age_days,
+                                       err);
         else if (key_is(ch, "min_keep"))
-            rc = parse_u32(&v, 1, 100000, &c->retention.min_keep, err);
+            rc = parse_retention_value(&v, "min_keep", source, &c->retention.min_keep, err);
         else
             warn_unknown(sec, ch, source, warn, warn_ctx);
     }

@@ -459,3 +459,75 @@ def test_forced_progress_goes_to_stderr_only(fl1):
 def test_progress_is_off_when_stderr_is_not_a_terminal(fl1):
     r = fl1.run("backup", "S1", "full")
     assert r.rc == 0 and "\r" not in r.err, r
+
+
+def retention_lines(out):
+    """The retention line of a human report and the lines indented below it."""
+    lines = out.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("  retention:  "))
+    block = [lines[at]]
+    for line in lines[at + 1:]:
+        if not line.startswith("    "):
+            break
+        block.append(line)
+    return block
+
+
+def test_retention_report_summarises_what_was_kept(fl1):
+    # issue 9, point 10: every backup listed every kept backup again
+    first = fl1.backup("full", now=NOW)
+    r = fl1.run("backup", "S1", "full", env={"FLOWLOOM_NOW": str(NOW + 10)})
+    assert r.rc == 0, r
+    assert retention_lines(r.out) == [
+        "  retention:  kept all 2 backups; policy keep_full 10, max_age_days 30, min_keep 1"]
+    assert first["id"] not in r.out
+
+    # -v names each kept backup with its rule, in index order
+    r = fl1.run("backup", "S1", "incremental", "-v", env={"FLOWLOOM_NOW": str(NOW + 20)})
+    assert r.rc == 0, r
+    a, b, c = fl1.index("S1")["backups"]
+    assert retention_lines(r.out) == [
+        "  retention:  kept all 3 backups; policy keep_full 10, max_age_days 30, min_keep 1",
+        f"    {a['id']}  kept: within policy",
+        f"    {b['id']}  kept: newest full",
+        f"    {c['id']}  kept: newest backup",
+    ]
+    # --json is unchanged: every decision, kept and removed
+    j = fl1.backup("incremental", now=NOW + 30)
+    assert len(j["retention"]["kept"]) == 4 and j["retention"]["removed"] == []
+
+
+def test_retention_report_of_the_only_backup(fl1):
+    r = fl1.run("backup", "S1", "full", env={"FLOWLOOM_NOW": str(NOW)})
+    assert r.rc == 0, r
+    assert retention_lines(r.out) == [
+        "  retention:  kept the only backup; policy keep_full 10, max_age_days 30, min_keep 1"]
+
+
+def test_retention_report_names_what_was_removed_and_why(fl1):
+    (fl1.flowloom / "backup.json").write_text(
+        json.dumps({"retention": {"keep_full": 1, "max_age_days": 0, "min_keep": 1}}))
+    old = fl1.backup("full", "--no-cleanup", now=NOW)
+    incr = fl1.backup("incremental", "--no-cleanup", now=NOW + 10)
+    r = fl1.run("backup", "S1", "full", env={"FLOWLOOM_NOW": str(NOW + 20)})
+    assert r.rc == 0, r
+    new = [b["id"] for b in fl1.index("S1")["backups"]][-1]
+    assert retention_lines(r.out) == [
+        "  retention:  removed 1 backup, kept 2; policy keep_full 1, "
+        "max_age_days 0 (no age limit), min_keep 1",
+        f"    {old['id']}  removed: not the newest full backup",
+    ]
+    assert incr["id"] not in r.out and fl1.backup_ids("S1") == sorted([incr["id"], new])
+
+    newer = fl1.backup("full", "--no-cleanup", now=NOW + 30)["id"]
+    r = fl1.run("backup", "S1", "full", "-v", env={"FLOWLOOM_NOW": str(NOW + 40)})
+    assert r.rc == 0, r
+    newest = [b["id"] for b in fl1.index("S1")["backups"]][-1]
+    assert retention_lines(r.out) == [
+        "  retention:  removed 2 backups, kept 2; policy keep_full 1, "
+        "max_age_days 0 (no age limit), min_keep 1",
+        f"    {incr['id']}  kept: within policy",
+        f"    {new}  removed: not the newest full backup",
+        f"    {newer}  removed: not the newest full backup",
+        f"    {newest}  kept: newest backup",
+    ]

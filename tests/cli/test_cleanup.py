@@ -401,3 +401,70 @@ def test_help_for_cleanup_recover_restore_diff(fl):
     r = fl.run("--help")
     for cmd in ("cleanup", "recover, restore", "diff"):
         assert f"  {cmd} " in r.out, r.out
+
+
+# One rule for a retention value, on the command line and in backup.json
+# (issue 9, point 10: `--keep-full 0` was accepted by cleanup and refused in
+# the config). The reason is given where a 0 is refused.
+REFUSED_BOTH_WAYS = [
+    ("--keep-full", "keep_full", 0,
+     "expected an integer 1..100000, got 0 (the newest full backup is always kept)"),
+    ("--min-keep", "min_keep", 0,
+     "expected an integer 1..100000, got 0 (the newest backup is always kept)"),
+    ("--keep-full", "keep_full", 100001, "expected an integer 1..100000, got 100001"),
+    ("--min-keep", "min_keep", 100001, "expected an integer 1..100000, got 100001"),
+    ("--max-age", "max_age_days", 36501, "expected an integer 0..36500, got 36501"),
+    ("--keep-full", "keep_full", 5000000000, "expected an integer 1..100000, got 5000000000"),
+]
+
+
+@pytest.mark.parametrize("option,key,value,message", REFUSED_BOTH_WAYS)
+def test_a_retention_value_refused_as_option_is_refused_in_the_config(fl, option, key, value,
+                                                                      message):
+    small_session(fl)
+    make_backups(fl, "S1", [("full", BASE), ("full", BASE + DAY)])
+    before = tree_snapshot(fl.store)
+
+    r = fl.run("cleanup", "S1", option, str(value))
+    assert r.rc == 2, r
+    assert r.err.splitlines()[0] == f"flowloom-backup: cleanup: {option}: {message}", r
+
+    (fl.flowloom / "backup.json").write_text(json.dumps({"retention": {key: value}}))
+    for args in (["cleanup", "S1"], ["backup", "S1", "full"]):
+        r = fl.run(*args)
+        assert r.rc == 2, (args, r)
+        config = fl.flowloom.resolve() / "backup.json"
+        assert r.err.splitlines()[0] == (
+            f"flowloom-backup: {config}: retention.{key}: {message}"), (args, r)
+    assert tree_snapshot(fl.store) == before
+
+
+@pytest.mark.parametrize("value,got", [("x", "'x'"), ("-1", "'-1'"), ("1.5", "'1.5'"),
+                                       ("", "''"), ("99999999999", "99999999999")])
+def test_a_retention_option_that_is_no_integer_names_the_option(fl, value, got):
+    small_session(fl)
+    make_backups(fl, "S1", [("full", BASE)])
+    r = fl.run("cleanup", "S1", "--keep-full", value)
+    assert r.rc == 2, r
+    assert r.err.splitlines()[0] == (
+        f"flowloom-backup: cleanup: --keep-full: expected an integer 1..100000, got {got}"), r
+
+
+@pytest.mark.parametrize("policy", [
+    {"keep_full": 1, "max_age_days": 0, "min_keep": 1},
+    {"keep_full": 100000, "max_age_days": 36500, "min_keep": 100000},
+])
+def test_the_bounds_are_accepted_both_ways(fl, policy):
+    small_session(fl)
+    make_backups(fl, "S1", [("full", BASE), ("full", BASE + DAY)])
+    now = {"FLOWLOOM_NOW": str(BASE + 2 * DAY)}
+    by_option = fl.run("cleanup", "S1", "--dry-run", "--json",
+                       "--keep-full", str(policy["keep_full"]),
+                       "--max-age", str(policy["max_age_days"]),
+                       "--min-keep", str(policy["min_keep"]), env=now)
+    assert by_option.rc == 0, by_option
+    (fl.flowloom / "backup.json").write_text(json.dumps({"retention": policy}))
+    by_config = fl.run("cleanup", "S1", "--dry-run", "--json", env=now)
+    assert by_config.rc == 0, by_config
+    assert by_option.json()["policy"] == by_config.json()["policy"] == policy
+    assert by_option.json()["removed"] == by_config.json()["removed"]

@@ -88,7 +88,7 @@ def test_flowloom_examples_end_to_end(fl):
     p = run_script(fl, "list-backups", f"{sid} --json")
     assert [b["id"] for b in json.loads(p.stdout)] == [b["id"] for b in backups]
 
-    p = run_script(fl, "cleanup", "--dry-run --keep-full 0")
+    p = run_script(fl, "cleanup", "--dry-run --keep-full 1")
     assert p.returncode == 0, p.stderr
     assert b"Dry run" in p.stdout and b"kept: newest full" in p.stdout
 

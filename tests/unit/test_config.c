@@ -252,8 +252,45 @@ static void test_include_matching(void)
     fb_config_fini(&c);
 }
 
+#define CHECK_STR(got, want)                                                       \
+    do {                                                                           \
+        if (strcmp((got), (want)) != 0) {                                          \
+            fprintf(stderr, "%s:%d: got \"%s\", wanted \"%s\"\n", __FILE__, __LINE__, \
+                    (got), (want));                                                \
+            fbtest_failures++;                                                     \
+        }                                                                          \
+    } while (0)
+
+/* The rule the config and the cleanup options share (fb_config_retention_check). */
+static void test_retention_check(void)
+{
+    fb_error err;
+    uint64_t v;
+    v = 1;
+    CHECK_EQ_INT(fb_config_retention_check("keep_full", &v, "--keep-full", "1", &err), 0);
+    v = 0;
+    CHECK_EQ_INT(fb_config_retention_check("max_age_days", &v, "--max-age", "0", &err), 0);
+    v = 100000;
+    CHECK_EQ_INT(fb_config_retention_check("min_keep", &v, "--min-keep", "100000", &err), 0);
+    v = 0;
+    CHECK_EQ_INT(fb_config_retention_check("keep_full", &v, "--keep-full", "0", &err),
+                 FB_EINVAL);
+    CHECK_STR(err.message, "--keep-full: expected an integer 1..100000, got 0 "
+                              "(the newest full backup is always kept)");
+    CHECK_EQ_INT(fb_config_retention_check("min_keep", &v, "k", "0", &err), FB_EINVAL);
+    CHECK_STR(err.message, "k: expected an integer 1..100000, got 0 "
+                              "(the newest backup is always kept)");
+    v = 36501;
+    CHECK_EQ_INT(fb_config_retention_check("max_age_days", &v, "m", "36501", &err), FB_EINVAL);
+    CHECK_STR(err.message, "m: expected an integer 0..36500, got 36501");
+    CHECK_EQ_INT(fb_config_retention_check("keep_full", NULL, "k", "'x'", &err), FB_EINVAL);
+    CHECK_STR(err.message, "k: expected an integer 1..100000, got 'x'");
+    CHECK_EQ_INT(fb_config_retention_check("keep_fill", &v, "k", "1", &err), FB_EMISUSE);
+}
+
 int main(void)
 {
+    RUN_TEST(test_retention_check);
     RUN_TEST(test_defaults_and_overrides);
     RUN_TEST(test_errors_name_the_key);
     RUN_TEST(test_unknown_keys_warn);
