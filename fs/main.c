@@ -137,173 +137,221 @@ static void raise_fd_limit(void)
     }
 }
 
-int main(int argc, char *argv[])
-{
-    const char *prog = "flowloom-backupfs";
-    struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
-    struct fs_options o = {.cache_mib = FB_MOUNT_CACHE_DEFAULT_MIB};
+/* What main gathers before it serves: the options, libfuse's view of the
+ * command line, and the strings handed to libfuse (freed by
+ * startup_fini). */
+typedef struct fs_startup {
+    const char *prog;
+    struct fuse_args args;
+    struct fs_options o;
     struct fuse_cmdline_opts opts;
-    memset(&opts, 0, sizeof opts);
-    int status = FB_EXIT_USAGE;
-    fb_mount_tree *tree = NULL;
-    struct fuse_session *se = NULL;
-    char *mount_opts = NULL;
-    char *store_real = NULL; /* resolved before libfuse changes to "/" */
-    bool handlers = false, mounted = false;
-    fb_error err;
-    fb_error_clear(&err);
-    int rc;
+    char *mount_opts;
+    char *store_real; /* resolved before libfuse changes to "/" */
+} fs_startup;
 
-    if (fuse_opt_parse(&args, &o, option_spec, option_proc) != 0) {
-        fprintf(stderr, "%s: bad options (see --help)\n", prog);
-        goto out;
-    }
-    if (o.refused[0]) {
-        fprintf(stderr, "%s: option '%s' refused: the mount is always read-only (ro,nosuid,nodev)\n", prog,
-                o.refused);
-        goto out;
-    }
-    /* Before fuse_parse_cmdline, which fails on a missing mountpoint with
-     * only "bad mount point"; libfuse would mount on a regular file (a root
-     * of the file's type, which then serves EIO) or over another mount. */
-    if (!o.info && o.mountpoint) {
-        rc = fb_mount_check_target(o.mountpoint, &err);
-        if (rc) {
-            fprintf(stderr, "%s: %s\n", prog, err.message);
-            status = fb_error_exit_status(rc);
-            goto out;
-        }
-    }
-    /* The store's absolute path names the mount in mount(8) and df(1). */
-    store_real = o.backups_dir ? realpath(o.backups_dir, NULL) : NULL;
-    char *fsname =
-        escape_option_value(store_real ? store_real : o.backups_dir ? o.backups_dir : prog);
-    /* umount recognises our mounts by this subtype (FB_MOUNT_FSTYPE). */
-    if (!fsname || asprintf(&mount_opts, "-oro,nosuid,nodev,fsname=%s,subtype=%s%s", fsname,
-                            FB_MOUNT_SUBTYPE, o.allow_other ? ",default_permissions" : "") < 0) {
+static void startup_fini(fs_startup *s)
+{
+    free(s->opts.mountpoint);
+    free(s->o.mountpoint);
+    free(s->o.backups_dir);
+    free(s->store_real);
+    free(s->mount_opts);
+    fuse_opt_free_args(&s->args);
+}
+
+/* The fixed mount options: read-only, and the store's absolute path as
+ * fsname (it names the mount in mount(8) and df(1)) with our subtype, by
+ * which umount recognises our mounts (FB_MOUNT_FSTYPE). */
+static int add_mount_options(fs_startup *s)
+{
+    const struct fs_options *o = &s->o;
+    s->store_real = o->backups_dir ? realpath(o->backups_dir, NULL) : NULL;
+    const char *named = s->store_real ? s->store_real : o->backups_dir ? o->backups_dir : s->prog;
+    char *fsname = escape_option_value(named);
+    if (!fsname || asprintf(&s->mount_opts, "-oro,nosuid,nodev,fsname=%s,subtype=%s%s", fsname,
+                            FB_MOUNT_SUBTYPE, o->allow_other ? ",default_permissions" : "") < 0) {
         free(fsname);
-        mount_opts = NULL;
-        fprintf(stderr, "%s: out of memory\n", prog);
-        status = FB_EXIT_RUNTIME;
-        goto out;
+        s->mount_opts = NULL;
+        fprintf(stderr, "%s: out of memory\n", s->prog);
+        return FB_EXIT_RUNTIME;
     }
     free(fsname);
     /* Right after argv[0]: everything after a "--" is a positional. */
-    if (fuse_opt_insert_arg(&args, 1, mount_opts) != 0 || fuse_parse_cmdline(&args, &opts) != 0) {
-        fprintf(stderr, "%s: bad options (see --help)\n", prog);
-        goto out;
+    if (fuse_opt_insert_arg(&s->args, 1, s->mount_opts) != 0 ||
+        fuse_parse_cmdline(&s->args, &s->opts) != 0) {
+        fprintf(stderr, "%s: bad options (see --help)\n", s->prog);
+        return FB_EXIT_USAGE;
     }
-    if (opts.show_help) {
-        usage(stdout, prog);
+    return 0;
+}
+
+/* --help and --version: printed, and *done set. */
+static void print_info(const fs_startup *s, bool *done)
+{
+    if (s->opts.show_help) {
+        usage(stdout, s->prog);
         printf("\nlibfuse options:\n");
         fflush(stdout);
         fuse_cmdline_help();
         fuse_lowlevel_help();
-        status = 0;
-        goto out;
-    }
-    if (opts.show_version) {
-        printf("%s %s\n", prog, FB_VERSION);
+        *done = true;
+    } else if (s->opts.show_version) {
+        printf("%s %s\n", s->prog, FB_VERSION);
         printf("FUSE library version %s\n", fuse_pkgversion());
         fflush(stdout);
         fuse_lowlevel_version();
-        status = 0;
-        goto out;
+        *done = true;
     }
-    if (!o.backups_dir || !opts.mountpoint) {
-        usage(stderr, prog);
-        goto out;
-    }
+}
 
+/* Parses and checks the command line. Returns 0 to go on and mount, or the
+ * exit status with *done set (a refusal, or --help/--version: 0). */
+static int read_command_line(fs_startup *s, bool *done)
+{
+    *done = true;
+    if (fuse_opt_parse(&s->args, &s->o, option_spec, option_proc) != 0) {
+        fprintf(stderr, "%s: bad options (see --help)\n", s->prog);
+        return FB_EXIT_USAGE;
+    }
+    if (s->o.refused[0]) {
+        fprintf(stderr,
+                "%s: option '%s' refused: the mount is always read-only (ro,nosuid,nodev)\n",
+                s->prog, s->o.refused);
+        return FB_EXIT_USAGE;
+    }
+    /* Before fuse_parse_cmdline, which fails on a missing mountpoint with
+     * only "bad mount point"; libfuse would mount on a regular file (a root
+     * of the file's type, which then serves EIO) or over another mount. */
+    fb_error err;
+    fb_error_clear(&err);
+    int rc;
+    if (!s->o.info && s->o.mountpoint && (rc = fb_mount_check_target(s->o.mountpoint, &err))) {
+        fprintf(stderr, "%s: %s\n", s->prog, err.message);
+        return fb_error_exit_status(rc);
+    }
+    int status = add_mount_options(s);
+    if (status)
+        return status;
+    bool info = false;
+    print_info(s, &info);
+    if (info)
+        return 0;
+    if (!s->o.backups_dir || !s->opts.mountpoint) {
+        usage(stderr, s->prog);
+        return FB_EXIT_USAGE;
+    }
     /* Refused before anything is mounted: a mount inside the store would make
      * the store contain itself (restic refuses the same). */
-    rc = fb_mount_check_mountpoint(o.backups_dir, opts.mountpoint, &err);
-    if (rc) {
-        fprintf(stderr, "%s: %s\n", prog, err.message);
-        status = fb_error_exit_status(rc);
-        goto out;
+    if ((rc = fb_mount_check_mountpoint(s->o.backups_dir, s->opts.mountpoint, &err))) {
+        fprintf(stderr, "%s: %s\n", s->prog, err.message);
+        return fb_error_exit_status(rc);
     }
-    fb_mount_options mo = {
-        .cache_bytes = (uint64_t)o.cache_mib * 1024 * 1024,
-        .live_seconds = FS_LIVE_REFRESH,
-        .warn = fs_log_warning,
-        .warn_ctx = NULL,
-    };
-    rc = fb_mount_tree_new(o.backups_dir, &mo, &tree, &err);
-    if (rc) {
-        fprintf(stderr, "%s: %s\n", prog, err.message);
-        status = fb_error_exit_status(rc);
-        goto out;
-    }
-    raise_fd_limit();
+    *done = false;
+    return 0;
+}
 
-    se = fuse_session_new(&args, fs_ll_ops(), sizeof *fs_ll_ops(), tree);
-    if (!se) {
-        fprintf(stderr, "%s: cannot start the FUSE session (bad options?)\n", prog);
-        goto out;
-    }
-    status = FB_EXIT_RUNTIME;
-    if (fuse_set_signal_handlers(se) != 0) {
-        fprintf(stderr, "%s: cannot install signal handlers\n", prog);
-        goto out;
-    }
-    handlers = true;
-    if (fuse_session_mount(se, opts.mountpoint) != 0) {
-        fprintf(stderr, "%s: cannot mount on %s\n", prog, opts.mountpoint);
-        goto out;
-    }
-    mounted = true;
-    /* Forks here when not -f; the parent exits 0 once the child is set up,
-     * and the mount already exists at that point. */
-    if (fuse_daemonize(opts.foreground) != 0) {
-        fprintf(stderr, "%s: cannot go to the background\n", prog);
-        goto out;
-    }
-    if (!opts.foreground) {
-        openlog(prog, LOG_PID, LOG_DAEMON);
-        fuse_set_log_func(syslog_logger);
-    } else {
-        print_serving(prog, store_real ? store_real : o.backups_dir, opts.mountpoint);
-    }
-
+/* Runs the request loop until an unmount or a signal; returns the exit
+ * status. */
+static int run_loop(struct fuse_session *se, const struct fuse_cmdline_opts *opts,
+                    const char *prog)
+{
     int ret;
-    if (opts.singlethread) {
+    if (opts->singlethread) {
         ret = fuse_session_loop(se);
     } else {
         struct fuse_loop_config *cfg = fuse_loop_cfg_create();
         if (!cfg) {
             fuse_log(FUSE_LOG_ERR, "%s: out of memory\n", prog);
-            goto out;
+            return FB_EXIT_RUNTIME;
         }
-        fuse_loop_cfg_set_clone_fd(cfg, (unsigned)opts.clone_fd);
-        if (opts.max_idle_threads != UINT_MAX)
-            fuse_loop_cfg_set_idle_threads(cfg, opts.max_idle_threads);
-        fuse_loop_cfg_set_max_threads(cfg, opts.max_threads);
+        fuse_loop_cfg_set_clone_fd(cfg, (unsigned)opts->clone_fd);
+        if (opts->max_idle_threads != UINT_MAX)
+            fuse_loop_cfg_set_idle_threads(cfg, opts->max_idle_threads);
+        fuse_loop_cfg_set_max_threads(cfg, opts->max_threads);
         ret = fuse_session_loop_mt(se, cfg);
         fuse_loop_cfg_destroy(cfg);
     }
     /* The loop reports the signal that ended it; SIGTERM, SIGINT and SIGHUP
      * (and an unmount, which reports 0) are a clean end. */
-    if (ret == 0 || ret == SIGTERM || ret == SIGINT || ret == SIGHUP) {
-        status = 0;
-    } else {
-        fuse_log(FUSE_LOG_ERR, "%s: session ended with error %d\n", prog, ret);
-        status = FB_EXIT_RUNTIME;
+    if (ret == 0 || ret == SIGTERM || ret == SIGINT || ret == SIGHUP)
+        return 0;
+    fuse_log(FUSE_LOG_ERR, "%s: session ended with error %d\n", prog, ret);
+    return FB_EXIT_RUNTIME;
+}
+
+/* Mounts the tree and serves it: returns the exit status. */
+static int serve(fs_startup *s, fb_mount_tree *tree)
+{
+    const char *prog = s->prog;
+    struct fuse_session *se = fuse_session_new(&s->args, fs_ll_ops(), sizeof *fs_ll_ops(), tree);
+    if (!se) {
+        fprintf(stderr, "%s: cannot start the FUSE session (bad options?)\n", prog);
+        return FB_EXIT_USAGE;
     }
+    int status = FB_EXIT_RUNTIME;
+    bool handlers = false, mounted = false;
+    if (fuse_set_signal_handlers(se) != 0) {
+        fprintf(stderr, "%s: cannot install signal handlers\n", prog);
+        goto out;
+    }
+    handlers = true;
+    if (fuse_session_mount(se, s->opts.mountpoint) != 0) {
+        fprintf(stderr, "%s: cannot mount on %s\n", prog, s->opts.mountpoint);
+        goto out;
+    }
+    mounted = true;
+    /* Forks here when not -f; the parent exits 0 once the child is set up,
+     * and the mount already exists at that point. */
+    if (fuse_daemonize(s->opts.foreground) != 0) {
+        fprintf(stderr, "%s: cannot go to the background\n", prog);
+        goto out;
+    }
+    if (!s->opts.foreground) {
+        openlog(prog, LOG_PID, LOG_DAEMON);
+        fuse_set_log_func(syslog_logger);
+    } else {
+        print_serving(prog, s->store_real ? s->store_real : s->o.backups_dir, s->opts.mountpoint);
+    }
+    status = run_loop(se, &s->opts, prog);
 
 out:
     if (mounted)
         fuse_session_unmount(se);
     if (handlers)
         fuse_remove_signal_handlers(se);
-    if (se)
-        fuse_session_destroy(se);
-    fb_mount_tree_free(tree);
-    free(opts.mountpoint);
-    free(o.mountpoint);
-    free(o.backups_dir);
-    free(store_real);
-    free(mount_opts);
-    fuse_opt_free_args(&args);
+    fuse_session_destroy(se);
+    return status;
+}
+
+int main(int argc, char *argv[])
+{
+    fs_startup s = {
+        .prog = "flowloom-backupfs",
+        .args = FUSE_ARGS_INIT(argc, argv),
+        .o = {.cache_mib = FB_MOUNT_CACHE_DEFAULT_MIB},
+    };
+    bool done = false;
+    int status = read_command_line(&s, &done);
+    if (!done) {
+        fb_mount_options mo = {
+            .cache_bytes = (uint64_t)s.o.cache_mib * 1024 * 1024,
+            .live_seconds = FS_LIVE_REFRESH,
+            .warn = fs_log_warning,
+            .warn_ctx = NULL,
+        };
+        fb_mount_tree *tree = NULL;
+        fb_error err;
+        fb_error_clear(&err);
+        int rc = fb_mount_tree_new(s.o.backups_dir, &mo, &tree, &err);
+        if (rc) {
+            fprintf(stderr, "%s: %s\n", s.prog, err.message);
+            status = fb_error_exit_status(rc);
+        } else {
+            raise_fd_limit();
+            status = serve(&s, tree);
+        }
+        fb_mount_tree_free(tree);
+    }
+    startup_fini(&s);
     return status;
 }
