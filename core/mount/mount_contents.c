@@ -146,109 +146,121 @@ static int grow_nodes(mt_contents *c, mt_key **keys, size_t *cap)
  * children. The manifest passed strict parsing, but everything that would
  * break the tree is checked again here: a name inside a non-directory, a
  * duplicate path, a hardlink to something that is not an earlier file. */
-int mt_contents_build(mt_contents *c, const char *name, fb_error *err)
+/* The state of one mt_contents_build: paths as keys (borrowed from the
+ * manifest, or prefixes of them for implied directories) in a hash table. */
+typedef struct tree_builder {
+    mt_contents *c;
+    const char *name; /* for messages */
+    mt_key *keys;
+    size_t cap;
+    mt_hash h;
+} tree_builder;
+
+/* One node per manifest entry, each path once. */
+static int index_paths(tree_builder *b, fb_error *err)
 {
+    mt_contents *c = b->c;
     size_t n = c->m.n_entries;
-    if (n >= MT_MAX_NODES)
-        return fb_error_set(err, FB_ECORRUPT, "%s: too many entries (%zu)", name, n);
-    size_t cap = n + 16;
-    c->nodes = malloc(cap * sizeof *c->nodes);
-    mt_key *keys = malloc(cap * sizeof *keys);
-    mt_hash h = {0};
-    int rc = 0;
-    if (!c->nodes || !keys || hash_init(&h, n) != 0) {
-        rc = fb_error_set(err, FB_ENOMEM, "%s: out of memory building the tree", name);
-        goto out;
-    }
     c->n_nodes = (uint32_t)n;
     for (size_t i = 0; i < n; i++) {
         const fb_manifest_entry *e = &c->m.entries[i];
         size_t len = strlen(e->path);
-        if (len == 0 || len > FB_PATH_MAX || e->path[0] == '/' || e->path[len - 1] == '/') {
-            rc = fb_error_set(err, FB_ECORRUPT, "%s: entry %zu has a bad path", name, i);
-            goto out;
-        }
+        if (len == 0 || len > FB_PATH_MAX || e->path[0] == '/' || e->path[len - 1] == '/')
+            return fb_error_set(err, FB_ECORRUPT, "%s: entry %zu has a bad path", b->name, i);
         c->nodes[i] = (mt_node){.entry = (uint32_t)i, .target = (uint32_t)i};
-        keys[i] = (mt_key){e->path, (uint32_t)len};
-        if (hash_find(&h, keys, e->path, len) != MT_NONE) {
+        b->keys[i] = (mt_key){e->path, (uint32_t)len};
+        if (hash_find(&b->h, b->keys, e->path, len) != MT_NONE) {
             char eb[600];
-            rc = fb_error_set(err, FB_ECORRUPT, "%s: path '%s' appears twice", name,
-                              fb_path_escape_n(e->path, len, eb, sizeof eb));
-            goto out;
+            return fb_error_set(err, FB_ECORRUPT, "%s: path '%s' appears twice", b->name,
+                                fb_path_escape_n(e->path, len, eb, sizeof eb));
         }
-        hash_put(&h, keys, (uint32_t)i);
+        hash_put(&b->h, b->keys, (uint32_t)i);
     }
-    /* Parents; implied directories are appended and resolved in turn. */
+    return 0;
+}
+
+/* The parent of node i, appended as an implied directory when the manifest
+ * does not list it (it is then resolved in turn by the caller's loop). */
+static int parent_of(tree_builder *b, uint32_t i, uint32_t plen, uint32_t *out, fb_error *err)
+{
+    mt_contents *c = b->c;
+    const char *p = b->keys[i].p;
+    uint32_t parent = hash_find(&b->h, b->keys, p, plen);
+    if (parent == MT_NONE) {
+        int rc;
+        if (c->n_nodes == b->cap && (rc = grow_nodes(c, &b->keys, &b->cap)) != 0)
+            return fb_error_set(err, rc, "%s: cannot grow the tree", b->name);
+        if (hash_reserve(&b->h, b->keys, c->n_nodes + 1) != 0)
+            return fb_error_set(err, FB_ENOMEM, "%s: out of memory", b->name);
+        parent = c->n_nodes++;
+        c->nodes[parent] = (mt_node){.entry = MT_NONE, .target = parent};
+        b->keys[parent] = (mt_key){p, plen};
+        hash_put(&b->h, b->keys, parent);
+    }
+    if (!mt_node_is_dir(c, parent)) {
+        char eb[600], pb[600];
+        return fb_error_set(err, FB_ECORRUPT, "%s: '%s' is inside '%s', which is not a directory",
+                            b->name, fb_path_escape_n(p, b->keys[i].len, eb, sizeof eb),
+                            fb_path_escape_n(p, plen, pb, sizeof pb));
+    }
+    *out = parent;
+    return 0;
+}
+
+/* Names and parents; implied directories are appended and resolved in turn. */
+static int link_parents(tree_builder *b, fb_error *err)
+{
+    mt_contents *c = b->c;
     for (uint32_t i = 0; i < c->n_nodes; i++) {
-        const char *p = keys[i].p;
-        uint32_t len = keys[i].len;
+        const char *p = b->keys[i].p;
+        uint32_t len = b->keys[i].len;
         const char *slash = memrchr(p, '/', len);
         const char *nm = slash ? slash + 1 : p;
         uint32_t nlen = (uint32_t)(p + len - nm);
         if (nlen == 0 || (slash && slash == p)) {
             char eb[600];
-            rc = fb_error_set(err, FB_ECORRUPT, "%s: entry '%s' has an empty name", name,
-                              fb_path_escape_n(p, len, eb, sizeof eb));
-            goto out;
+            return fb_error_set(err, FB_ECORRUPT, "%s: entry '%s' has an empty name", b->name,
+                                fb_path_escape_n(p, len, eb, sizeof eb));
         }
         if (c->nodes[i].entry == MT_NONE) {
             /* Implied directory: its key is a prefix of another path, not
              * NUL-terminated, so it gets its own copy of the name. */
             char *copy = strndup(nm, nlen);
-            if (!copy) {
-                rc = fb_error_set(err, FB_ENOMEM, "%s: out of memory", name);
-                goto out;
-            }
+            if (!copy)
+                return fb_error_set(err, FB_ENOMEM, "%s: out of memory", b->name);
             nm = copy;
         }
         c->nodes[i].name = nm;
         c->nodes[i].name_len = nlen;
-        if (!slash) {
-            c->nodes[i].parent = MT_TOP;
-            continue;
-        }
-        uint32_t plen = (uint32_t)(slash - p);
-        uint32_t parent = hash_find(&h, keys, p, plen);
-        if (parent == MT_NONE) {
-            if (c->n_nodes == cap && (rc = grow_nodes(c, &keys, &cap)) != 0) {
-                rc = fb_error_set(err, rc, "%s: cannot grow the tree", name);
-                goto out;
-            }
-            if (hash_reserve(&h, keys, c->n_nodes + 1) != 0) {
-                rc = fb_error_set(err, FB_ENOMEM, "%s: out of memory", name);
-                goto out;
-            }
-            parent = c->n_nodes++;
-            c->nodes[parent] = (mt_node){.entry = MT_NONE, .target = parent};
-            keys[parent] = (mt_key){p, plen};
-            hash_put(&h, keys, parent);
-        }
-        if (!mt_node_is_dir(c, parent)) {
-            char eb[600], pb[600];
-            rc = fb_error_set(err, FB_ECORRUPT, "%s: '%s' is inside '%s', which is not a directory",
-                              name, fb_path_escape_n(p, len, eb, sizeof eb),
-                              fb_path_escape_n(p, plen, pb, sizeof pb));
-            goto out;
-        }
+        /* parent_of may move c->nodes (it grows the array): no pointer
+         * into it is held across the call. */
+        uint32_t parent = MT_TOP;
+        int rc;
+        if (slash && (rc = parent_of(b, i, (uint32_t)(slash - p), &parent, err)))
+            return rc;
         c->nodes[i].parent = parent;
     }
-    for (uint32_t i = 0; i < c->n_nodes; i++) {
-        mt_node *nd = &c->nodes[i];
-        bool dir = mt_node_is_dir(c, i);
-        nd->nlink = dir ? 2 : 1;
-    }
+    return 0;
+}
+
+/* Link counts: 2 for a directory plus one per subdirectory, 1 for a file
+ * plus one per hardlink to it; hardlinks resolved to their file. */
+static int count_links(tree_builder *b, fb_error *err)
+{
+    mt_contents *c = b->c;
+    for (uint32_t i = 0; i < c->n_nodes; i++)
+        c->nodes[i].nlink = mt_node_is_dir(c, i) ? 2 : 1;
     for (uint32_t i = 0; i < c->n_nodes; i++) {
         mt_node *nd = &c->nodes[i];
         if (nd->entry != MT_NONE && c->m.entries[nd->entry].meta.type == FB_ENTRY_HARDLINK) {
             const char *link = c->m.entries[nd->entry].target;
-            uint32_t tg = link ? hash_find(&h, keys, link, strlen(link)) : MT_NONE;
+            uint32_t tg = link ? hash_find(&b->h, b->keys, link, strlen(link)) : MT_NONE;
             if (tg == MT_NONE || c->nodes[tg].entry == MT_NONE ||
                 c->m.entries[c->nodes[tg].entry].meta.type != FB_ENTRY_FILE) {
                 const char *hp = c->m.entries[nd->entry].path;
                 char eb[600];
-                rc = fb_error_set(err, FB_ECORRUPT, "%s: hardlink '%s' does not link to a file",
-                                  name, fb_path_escape_n(hp, strlen(hp), eb, sizeof eb));
-                goto out;
+                return fb_error_set(err, FB_ECORRUPT, "%s: hardlink '%s' does not link to a file",
+                                    b->name, fb_path_escape_n(hp, strlen(hp), eb, sizeof eb));
             }
             nd->target = tg;
             if (c->nodes[tg].nlink < UINT32_MAX)
@@ -261,11 +273,15 @@ int mt_contents_build(mt_contents *c, const char *name, fb_error *err)
                 c->nodes[nd->parent].nlink++;
         }
     }
+    return 0;
+}
+
+/* Every directory's children as one sorted run of c->children. */
+static int sort_children(mt_contents *c, const char *name, fb_error *err)
+{
     c->children = malloc((c->n_nodes ? c->n_nodes : 1) * sizeof *c->children);
-    if (!c->children) {
-        rc = fb_error_set(err, FB_ENOMEM, "%s: out of memory", name);
-        goto out;
-    }
+    if (!c->children)
+        return fb_error_set(err, FB_ENOMEM, "%s: out of memory", name);
     for (uint32_t i = 0; i < c->n_nodes; i++)
         c->children[i] = i;
     qsort_r(c->children, c->n_nodes, sizeof *c->children, cmp_children, c->nodes);
@@ -283,9 +299,25 @@ int mt_contents_build(mt_contents *c, const char *name, fb_error *err)
         }
         i = j;
     }
-out:
-    free(keys);
-    free(h.slots);
+    return 0;
+}
+
+int mt_contents_build(mt_contents *c, const char *name, fb_error *err)
+{
+    size_t n = c->m.n_entries;
+    if (n >= MT_MAX_NODES)
+        return fb_error_set(err, FB_ECORRUPT, "%s: too many entries (%zu)", name, n);
+    tree_builder b = {.c = c, .name = name, .cap = n + 16};
+    c->nodes = malloc(b.cap * sizeof *c->nodes);
+    b.keys = malloc(b.cap * sizeof *b.keys);
+    int rc;
+    if (!c->nodes || !b.keys || hash_init(&b.h, n) != 0)
+        rc = fb_error_set(err, FB_ENOMEM, "%s: out of memory building the tree", name);
+    else if ((rc = index_paths(&b, err)) == 0 && (rc = link_parents(&b, err)) == 0 &&
+             (rc = count_links(&b, err)) == 0)
+        rc = sort_children(c, name, err);
+    free(b.keys);
+    free(b.h.slots);
     return rc;
 }
 
