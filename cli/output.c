@@ -47,58 +47,50 @@ void cli_format_local_time(int64_t t, bool with_zone, char out[64])
         snprintf(out, 64, "@%" PRId64, t);
 }
 
-/* Shared by the two printers below: escape_backslash is what tells raw
- * text (a name: its backslashes must stay distinguishable from escapes)
- * from a core message, whose names core already escaped. */
-static void print_for_terminal(FILE *f, const char *str, bool escape_backslash)
+/* Both printers show text by core's rule for names (fb_path_escape_n), so
+ * a name reads the same on the terminal as in core's messages. They go a
+ * piece at a time, so a name of any length needs no allocation. A core
+ * message keeps its backslashes: they start the escapes core wrote. */
+#define PIECE 256
+
+static void print_for_terminal(FILE *f, const char *s, bool keep_backslash)
 {
-    const unsigned char *s = (const unsigned char *)str;
-    const unsigned char *end = s + strlen(str);
-    while (*s) {
-        unsigned char c = *s;
-        size_t n = fb_utf8_seq_len((const char *)s, (size_t)(end - s) + 1);
-        if (n > 1 && !(n == 2 && c == 0xC2 && s[1] < 0xA0)) {
-            /* printable multi-byte character (C1 controls are escaped) */
-            fwrite(s, 1, n, f);
-            s += n;
+    char buf[4 * PIECE + 1]; /* a byte shows as at most 4 */
+    size_t len = strlen(s);
+    for (size_t i = 0; i < len;) {
+        if (keep_backslash && s[i] == '\\') {
+            fputc('\\', f);
+            i++;
             continue;
         }
-        if (n == 2) {
-            fprintf(f, "\\x%02x\\x%02x", s[0], s[1]);
-            s += 2;
-            continue;
+        size_t end = len - i > PIECE ? i + PIECE : len;
+        /* Do not split a UTF-8 sequence: end before its lead byte. Four
+         * continuation bytes in a row belong to no sequence, so the cut
+         * can stay where it is. */
+        for (size_t k = 0; end < len && k < 4; k++) {
+            if (((unsigned char)s[end - k] & 0xC0) != 0x80) {
+                end -= k;
+                break;
+            }
         }
-        switch (c) {
-        case '\\':
-            fputs(escape_backslash ? "\\\\" : "\\", f);
-            break;
-        case '\n':
-            fputs("\\n", f);
-            break;
-        case '\t':
-            fputs("\\t", f);
-            break;
-        case '\r':
-            fputs("\\r", f);
-            break;
-        default:
-            if (c < 0x20 || c >= 0x7F)
-                fprintf(f, "\\x%02x", c);
-            else
-                fputc(c, f);
+        if (keep_backslash) {
+            const char *bs = memchr(s + i, '\\', end - i);
+            if (bs)
+                end = (size_t)(bs - s);
         }
-        s++;
+        fputs(fb_path_escape_n(s + i, end - i, buf, sizeof buf), f);
+        i = end;
     }
 }
 
 void cli_print_escaped(FILE *f, const char *str)
 {
-    print_for_terminal(f, str, true);
+    print_for_terminal(f, str, false);
 }
 
 void cli_print_message(FILE *f, const char *message)
 {
-    print_for_terminal(f, message, false);
+    print_for_terminal(f, message, true);
 }
 
 char *cli_utf8_sanitize(const char *str)

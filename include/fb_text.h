@@ -23,19 +23,34 @@ bool fb_utf8_valid(const char *s, size_t n);
  * NUL-terminated. Returns 0 or FB_ENOMEM. */
 int fb_utf8_lossy(const char *s, size_t n, char **out);
 
-/* Copies path into out (size >= 1) for use in a message: control bytes,
- * backslash and bytes that are not valid UTF-8 become \n, \t, \\ or \xNN.
- * Truncates with "..." when out is too small. */
-void fb_path_escape(const char *path, char *out, size_t size);
-/* The same for the first len bytes of p (at most FB_PATH_MAX), which need
- * not be NUL-terminated; returns out. */
+/* Two rules make text safe to put in a message, one per kind of text, so
+ * that a name or a value reads the same in every message and none can
+ * forge a line or a terminal escape. Both write at most size bytes with
+ * the NUL (nothing when size is 0), never split an escape, end with "..."
+ * when part of the input is left out (if size >= 4), and return out. */
+
+/* A name from disk (a path, a symlink target): valid UTF-8 as is, except
+ * the C1 controls U+0080..U+009F; \n, \t, \r and \\ by name; other control
+ * bytes and bytes that are not valid UTF-8 as \xNN. Quote characters are
+ * left as they are. out needs 4 * strlen(path) + 1 bytes to hold it all. */
+const char *fb_path_escape(const char *path, char *out, size_t size);
+/* The same for the first len bytes of p, which need not be NUL-terminated
+ * (a NUL among them shows as \x00). */
 const char *fb_path_escape_n(const char *p, size_t len, char *out, size_t size);
 
-/* Copies untrusted text typed by a user (an id, a backup spec) into out
- * (size >= 1) for quoting between '' in a message: printable ASCII as is,
- * everything else (and ' and \\) escaped, input cut after 160 bytes with
- * "...", so a hostile id cannot forge lines or terminal escapes. */
-void fb_text_quote(const char *s, char *out, size_t size);
+/* An untrusted value quoted in a message: text typed by a user (an id, a
+ * backup spec) or a string or key of a JSON document we read. Printable
+ * ASCII as is; \n, \t, \r, \\, \' and \" by name; every other byte (other
+ * controls, DEL, anything non-ASCII) as \xNN, so the text is plain ASCII
+ * that fits between '' or "" in any message. fb_text_quote shows at most
+ * FB_TEXT_QUOTE_CUT bytes of s. */
+#define FB_TEXT_QUOTE_CUT 160
+const char *fb_text_quote(const char *s, char *out, size_t size);
+/* The same for s[0..len) (need not be NUL-terminated), showing at most
+ * cut bytes of it. */
+const char *fb_text_quote_n(const char *s, size_t len, size_t cut, char *out, size_t size);
+/* Size of an out that holds any cut bytes quoted, and the "...". */
+#define FB_TEXT_QUOTE_SIZE(cut) (4 * (cut) + 4)
 
 /* Names that are not valid UTF-8 are written in JSON as text (invalid
  * bytes as U+FFFD) plus "<key>_b64", their exact bytes in base64: the one

@@ -1,6 +1,7 @@
 /* Raw-byte names as text: the strict UTF-8 decoder shared by the JSON
  * reader and writer, the manifest's name encoding and message escaping (see
- * fb_text.h for why there is only one). */
+ * fb_text.h for why there is only one), and the two escaping rules every
+ * message is built with. */
 #include "fb_text.h"
 
 #include <stdint.h>
@@ -89,84 +90,107 @@ int fb_utf8_lossy(const char *s, size_t n, char **out)
     return 0;
 }
 
-void fb_path_escape(const char *path, char *out, size_t size)
+/* ---- escaping for messages ---- */
+
+/* The one rule for a byte shown on its own: printable ASCII as is, the
+ * common controls by name, backslash (and, for quoted values, both quote
+ * characters) behind a backslash, anything else as \xNN. buf holds 16. */
+static size_t escape_byte(unsigned char c, bool quotes, char *buf)
 {
-    if (size == 0)
-        return;
-    const unsigned char *s = (const unsigned char *)path;
-    size_t len = strlen(path);
-    size_t o = 0;
-    for (size_t i = 0; i < len;) {
-        char buf[8];
-        size_t n = fb_utf8_seq_len(path + i, len - i);
-        size_t blen;
-        if (n == 1 && s[i] >= 0x20 && s[i] != 0x7F && s[i] != '\\') {
-            buf[0] = (char)s[i];
-            blen = 1;
-        } else if (n > 1) {
-            memcpy(buf, s + i, n);
-            blen = n;
-        } else {
-            if (s[i] == '\n')
-                blen = (size_t)snprintf(buf, sizeof buf, "\\n");
-            else if (s[i] == '\t')
-                blen = (size_t)snprintf(buf, sizeof buf, "\\t");
-            else if (s[i] == '\\')
-                blen = (size_t)snprintf(buf, sizeof buf, "\\\\");
-            else
-                blen = (size_t)snprintf(buf, sizeof buf, "\\x%02x", s[i]);
-            n = 1;
-        }
-        /* keep room for "..." and the NUL when truncating */
-        if (o + blen + 1 > size || (i + n < len && o + blen + 4 > size)) {
-            if (size >= 4) {
-                while (o + 4 > size)
-                    o--;
-                memcpy(out + o, "...", 3);
-                o += 3;
-            }
-            break;
-        }
-        memcpy(out + o, buf, blen);
-        o += blen;
-        i += n;
+    const char *named = c == '\n' ? "\\n" : c == '\t' ? "\\t" : c == '\r' ? "\\r" : NULL;
+    if (named) {
+        memcpy(buf, named, 2);
+        return 2;
     }
-    out[o < size ? o : size - 1] = '\0';
+    if (c == '\\' || (quotes && (c == '\'' || c == '"'))) {
+        buf[0] = '\\';
+        buf[1] = (char)c;
+        return 2;
+    }
+    if (c < 0x20 || c >= 0x7F)
+        return (size_t)snprintf(buf, 16, "\\x%02x", c);
+    buf[0] = (char)c;
+    return 1;
 }
 
-void fb_text_quote(const char *s, char *out, size_t size)
+/* A name keeps its valid UTF-8, so names in any script stay readable; C1
+ * controls (U+0080..U+009F) are valid UTF-8 but terminal controls, so
+ * they are shown byte by byte. */
+static size_t path_piece(const unsigned char *s, size_t avail, char *buf, size_t *used)
 {
-    static const size_t input_max = 160;
-    size_t o = 0;
-    size_t i = 0;
-    if (size == 0)
-        return;
-    for (; s[i] && i < input_max; i++) {
-        unsigned char c = (unsigned char)s[i];
-        char tmp[8];
-        if (c == '\n')
-            snprintf(tmp, sizeof tmp, "\\n");
-        else if (c == '\t')
-            snprintf(tmp, sizeof tmp, "\\t");
-        else if (c == '\r')
-            snprintf(tmp, sizeof tmp, "\\r");
-        else if (c == '\\' || c == '\'')
-            snprintf(tmp, sizeof tmp, "\\%c", c);
-        else if (c < 0x20 || c >= 0x7f)
-            snprintf(tmp, sizeof tmp, "\\x%02x", c);
-        else
-            snprintf(tmp, sizeof tmp, "%c", c);
-        size_t l = strlen(tmp);
-        if (o + l + 4 >= size)
-            break;
-        memcpy(out + o, tmp, l);
-        o += l;
+    size_t n = fb_utf8_seq_len((const char *)s, avail);
+    if (n > 1) {
+        *used = n;
+        if (n == 2 && s[0] == 0xC2 && s[1] < 0xA0)
+            return (size_t)snprintf(buf, 16, "\\x%02x\\x%02x", s[0], s[1]);
+        memcpy(buf, s, n);
+        return n;
     }
-    if (s[i] && o + 4 < size) {
-        memcpy(out + o, "...", 3);
-        o += 3;
+    *used = 1;
+    return escape_byte(s[0], false, buf);
+}
+
+static size_t quote_piece(const unsigned char *s, size_t avail, char *buf, size_t *used)
+{
+    (void)avail;
+    *used = 1;
+    return escape_byte(s[0], true, buf);
+}
+
+/* Shared by both escapers: the first `cut` bytes of s[0..len), piece by
+ * piece, never splitting an escape. When anything is left out, by the cut
+ * or because out is full, the output ends at the last piece after which
+ * "..." still fits, and says so; in fewer than 4 bytes it is empty rather
+ * than cut without a word. */
+static const char *escape_into(const char *s, size_t len, size_t cut,
+                               size_t (*piece)(const unsigned char *, size_t, char *, size_t *),
+                               char *out, size_t size)
+{
+    if (size == 0)
+        return out;
+    size_t end = len < cut ? len : cut;
+    size_t i = 0, o = 0, mark = 0;
+    while (i < end) {
+        char buf[16];
+        size_t used;
+        size_t blen = piece((const unsigned char *)s + i, end - i, buf, &used);
+        if (o + blen + 1 > size)
+            break;
+        memcpy(out + o, buf, blen);
+        o += blen;
+        i += used;
+        if (o + 4 <= size)
+            mark = o;
+    }
+    if (i < len) {
+        o = mark; /* 0 when size < 4 */
+        if (size >= 4) {
+            memcpy(out + o, "...", 3);
+            o += 3;
+        }
     }
     out[o] = '\0';
+    return out;
+}
+
+const char *fb_path_escape_n(const char *p, size_t len, char *out, size_t size)
+{
+    return escape_into(p, len, SIZE_MAX, path_piece, out, size);
+}
+
+const char *fb_path_escape(const char *path, char *out, size_t size)
+{
+    return fb_path_escape_n(path, strlen(path), out, size);
+}
+
+const char *fb_text_quote_n(const char *s, size_t len, size_t cut, char *out, size_t size)
+{
+    return escape_into(s, len, cut, quote_piece, out, size);
+}
+
+const char *fb_text_quote(const char *s, char *out, size_t size)
+{
+    return fb_text_quote_n(s, strlen(s), FB_TEXT_QUOTE_CUT, out, size);
 }
 
 /* ---- base64: the exact bytes of a name that UTF-8 text cannot carry ---- */
@@ -261,15 +285,4 @@ int fb_base64_decode(const char *in, size_t n, uint8_t **out, size_t *out_len)
 bad:
     free(o);
     return -1;
-}
-
-const char *fb_path_escape_n(const char *p, size_t len, char *out, size_t size)
-{
-    char raw[FB_PATH_MAX + 1];
-    if (len > FB_PATH_MAX)
-        len = FB_PATH_MAX;
-    memcpy(raw, p, len);
-    raw[len] = '\0';
-    fb_path_escape(raw, out, size);
-    return out;
 }

@@ -69,24 +69,6 @@ void fb_json_put_backup_origin(fb_json_writer *w, fb_backup_type type, int64_t c
     fb_json_string_or_null(w, base && base[0] ? base : NULL);
 }
 
-void fb_json_quote(char *buf, size_t cap, const char *s)
-{
-    size_t j = 0, n = strlen(s);
-    for (size_t i = 0; i < n && j + 8 < cap; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (i >= 80) {
-            memcpy(buf + j, "...", 3);
-            j += 3;
-            break;
-        }
-        if (c < 0x20 || c == 0x7f || c == '"' || c == '\\')
-            j += (size_t)snprintf(buf + j, cap - j, "\\x%02x", c);
-        else
-            buf[j++] = (char)c;
-    }
-    buf[j] = '\0';
-}
-
 int fb_json_get_session_id(const fb_json_val *obj, const char **out, fb_error *err)
 {
     int rc = fb_json_get_string(obj, "session_id", 0, out, err);
@@ -108,8 +90,8 @@ int fb_json_get_backup_id(const fb_json_val *obj, const char *key, unsigned flag
     if (rc)
         return rc;
     if (!fb_backup_id_is_valid(s)) {
-        char q[128];
-        fb_json_quote(q, sizeof q, s);
+        char q[FB_TEXT_QUOTE_SIZE(FB_JSON_QUOTE_CUT)];
+        fb_text_quote_n(s, strlen(s), FB_JSON_QUOTE_CUT, q, sizeof q);
         return fb_json_fail_key(obj, key, err, "\"%s\" is not a valid backup id", q);
     }
     memcpy(out, s, FB_BACKUP_ID_LEN + 1);
@@ -124,8 +106,8 @@ int fb_json_get_sha256(const fb_json_val *obj, const char *key, uint8_t out[FB_S
     if (rc < 0)
         return rc;
     if (fb_sha256_from_hex(hex, out) < 0) {
-        char q[128];
-        fb_json_quote(q, sizeof q, hex);
+        char q[FB_TEXT_QUOTE_SIZE(FB_JSON_QUOTE_CUT)];
+        fb_text_quote_n(hex, strlen(hex), FB_JSON_QUOTE_CUT, q, sizeof q);
         return fb_json_fail_key(obj, key, err, "expected 64 lowercase hex digits, got \"%s\"", q);
     }
     return 0;
@@ -139,8 +121,8 @@ int fb_json_get_backup_type(const fb_json_val *obj, const char *id_key, const ch
     if (rc < 0)
         return rc;
     if (fb_backup_type_parse(s, out) < 0) {
-        char q[128];
-        fb_json_quote(q, sizeof q, s);
+        char q[FB_TEXT_QUOTE_SIZE(FB_JSON_QUOTE_CUT)];
+        fb_text_quote_n(s, strlen(s), FB_JSON_QUOTE_CUT, q, sizeof q);
         return fb_json_fail_key(obj, "type", err, "expected full or incremental, got \"%s\"", q);
     }
     if (fb_backup_id_type(id) != *out)
@@ -155,8 +137,8 @@ int fb_json_get_created_at(const fb_json_val *obj, int64_t *out, fb_error *err)
     if (rc < 0)
         return rc;
     if (fb_rfc3339_parse(s, out) < 0) {
-        char q[128];
-        fb_json_quote(q, sizeof q, s);
+        char q[FB_TEXT_QUOTE_SIZE(FB_JSON_QUOTE_CUT)];
+        fb_text_quote_n(s, strlen(s), FB_JSON_QUOTE_CUT, q, sizeof q);
         return fb_json_fail_key(obj, "created_at", err,
                                 "expected YYYY-MM-DDTHH:MM:SSZ, got \"%s\"", q);
     }

@@ -13,6 +13,7 @@
 #include "fb_error.h"
 #include "fb_types.h"
 #include "json_strict_i.h"
+#include "json_write_i.h"
 
 /* ---- writing ---- */
 
@@ -38,10 +39,6 @@ void fb_json_put_backup_origin(fb_json_writer *w, fb_backup_type type, int64_t c
  * text form. *out is malloc'd; FB_JSON_ABSENT when optional and absent. */
 int fb_json_get_name(const fb_json_val *obj, const char *key, unsigned flags, char **out,
                      fb_error *err);
-
-/* Printable form of a hostile string for a message: control bytes, '"' and
- * '\\' as \xNN, cut after 80 bytes with "...". */
-void fb_json_quote(char *buf, size_t cap, const char *s);
 
 /* "session_id": a valid session id (*out points into the document). */
 int fb_json_get_session_id(const fb_json_val *obj, const char **out, fb_error *err);

@@ -1,15 +1,17 @@
-/* Strict JSON: the one place manifests, indexes and the config are parsed
- * and written, so that every file we accept means the same thing to us, to
- * jq and to any other reader (see json_strict_i.h for the rules and why). */
+/* Strict JSON reading: the one place manifests, indexes and the config are
+ * parsed, so that every file we accept means the same thing to us, to jq
+ * and to any other reader (see json_strict_i.h for the rules and why). The
+ * typed getters are in json_get.c, the writer in json_write.c. */
 #include "json_strict_i.h"
 
-#include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#include "fb_text.h"
 
 /* Numbers are read from their text, never from cJSON's double. Where a
  * number node's text starts is kept in the node itself, in valueint (cJSON's
@@ -42,27 +44,6 @@ void fb_json_line_col(const char *text, size_t offset, size_t *line, size_t *col
     *col = c;
 }
 
-/* Appends s[0..n) to dst (size cap, NUL-terminated) with control bytes and
- * quotes escaped, cut at max_bytes of input with "...". */
-static void append_escaped(char *dst, size_t cap, const char *s, size_t n, size_t max_bytes)
-{
-    size_t used = strlen(dst);
-    for (size_t i = 0; i < n && used + 8 < cap; i++) {
-        if (i >= max_bytes) {
-            used += (size_t)snprintf(dst + used, cap - used, "...");
-            break;
-        }
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c == 0x7f)
-            used += (size_t)snprintf(dst + used, cap - used, "\\x%02x", c);
-        else if (c == '"' || c == '\\')
-            used += (size_t)snprintf(dst + used, cap - used, "\\%c", c);
-        else
-            dst[used++] = (char)c;
-        dst[used] = '\0';
-    }
-}
-
 /* Appends s to dst (capacity cap), cutting it and ending in "..." when it
  * does not fit. */
 static void append_cut(char *dst, size_t cap, const char *s)
@@ -79,18 +60,15 @@ static void append_cut(char *dst, size_t cap, const char *s)
     memcpy(dst + used + room, "...", 4);
 }
 
-static void path_join_key(char *dst, const char *base, const char *key)
+/* Keys come from the document: in a path they are quoted like any
+ * untrusted value, so a key cannot forge a line of a message. */
+static void append_key(char *dst, size_t cap, const char *key, size_t n)
 {
-    char tmp[FB_JSON_PATH_MAX];
-    tmp[0] = '\0';
-    if (base[0]) {
-        append_cut(tmp, sizeof tmp, base);
-        append_cut(tmp, sizeof tmp, ".");
-    }
-    append_escaped(tmp, sizeof tmp, key, strlen(key), 64);
-    memcpy(dst, tmp, sizeof tmp);
+    char q[FB_TEXT_QUOTE_SIZE(FB_JSON_QUOTE_CUT)];
+    if (dst[0])
+        append_cut(dst, cap, ".");
+    append_cut(dst, cap, fb_text_quote_n(key, n, FB_JSON_QUOTE_CUT, q, sizeof q));
 }
-
 
 /* nonnull(4) is not decoration: under -fsanitize=undefined GCC 12 splits off
  * a "fmt == NULL" path for its nonnull check of vsnprintf and then warns
@@ -116,9 +94,7 @@ static void render_path(const fb_json_val *val, char *buf, size_t cap)
     }
     render_path(val->parent, buf, cap);
     if (val->key) {
-        if (buf[0])
-            append_cut(buf, cap, ".");
-        append_escaped(buf, cap, val->key, strlen(val->key), 64);
+        append_key(buf, cap, val->key, strlen(val->key));
     } else {
         char idx[32];
         snprintf(idx, sizeof idx, "[%zu]", val->index);
@@ -147,9 +123,9 @@ int fb_json_fail(const fb_json_val *val, fb_error *err, const char *fmt, ...)
 int fb_json_fail_key(const fb_json_val *obj, const char *key, fb_error *err, const char *fmt,
                      ...)
 {
-    char base[FB_JSON_PATH_MAX], path[FB_JSON_PATH_MAX];
-    fb_json_path(obj, base, sizeof base);
-    path_join_key(path, base, key);
+    char path[FB_JSON_PATH_MAX];
+    fb_json_path(obj, path, sizeof path);
+    append_key(path, sizeof path, key, strlen(key));
     va_list ap;
     va_start(ap, fmt);
     int rc = doc_fail_at(obj->doc, path, err, fmt, ap);
@@ -404,9 +380,7 @@ static void prescan_path(const prescan *s, char *buf, size_t cap)
             snprintf(idx, sizeof idx, "[%zu]", l->index);
             append_cut(buf, cap, idx);
         } else if (l->has_key) {
-            if (buf[0])
-                append_cut(buf, cap, ".");
-            append_escaped(buf, cap, (const char *)s->p + l->key_off, l->key_len, 64);
+            append_key(buf, cap, (const char *)s->p + l->key_off, l->key_len);
         }
     }
 }
@@ -536,9 +510,9 @@ static bool key_clash(walker *w, const fb_json_val *here, const char *a, const c
 {
     char path[FB_JSON_PATH_MAX];
     fb_json_path(here, path, sizeof path);
-    char qa[160] = "", qb[160] = "";
-    append_escaped(qa, sizeof qa, a, strlen(a), 64);
-    append_escaped(qb, sizeof qb, b, strlen(b), 64);
+    char qa[FB_TEXT_QUOTE_SIZE(FB_JSON_QUOTE_CUT)], qb[FB_TEXT_QUOTE_SIZE(FB_JSON_QUOTE_CUT)];
+    fb_text_quote_n(a, strlen(a), FB_JSON_QUOTE_CUT, qa, sizeof qa);
+    fb_text_quote_n(b, strlen(b), FB_JSON_QUOTE_CUT, qb, sizeof qb);
     const char *where = path[0] ? path : "top-level object";
     if (strcmp(a, b) == 0)
         w->rc = fb_error_set(w->err, w->doc->code, "%s: %s: duplicate key \"%s\"",
@@ -719,99 +693,13 @@ void fb_json_doc_free(fb_json_doc *doc)
     free(doc);
 }
 
+/* ------------------------------------------------------------- locations */
+
 void fb_json_root(const fb_json_doc *doc, fb_json_val *out)
 {
     memset(out, 0, sizeof *out);
     out->doc = doc;
     out->node = doc->root;
-}
-
-/* --------------------------------------------------------------- getters */
-
-/* The number's text, for exact integers and messages. */
-static bool number_text(const fb_json_doc *doc, const cJSON *node, const char **p, size_t *n)
-{
-    if (node->valueint < 0 || (size_t)node->valueint >= doc->len)
-        return false;
-    size_t off = (size_t)node->valueint;
-    bool is_int;
-    *p = doc->text + off;
-    *n = number_len((const unsigned char *)*p, doc->len - off, &is_int);
-    return *n > 0;
-}
-
-void fb_json_describe(const fb_json_val *val, char *buf, size_t n)
-{
-    const cJSON *node = val->node;
-    buf[0] = '\0';
-    if (cJSON_IsNumber(node)) {
-        const char *p;
-        size_t k;
-        if (number_text(val->doc, node, &p, &k))
-            append_escaped(buf, n, p, k, 40);
-        else
-            snprintf(buf, n, "%g", node->valuedouble);
-    } else if (cJSON_IsString(node)) {
-        snprintf(buf, n, "\"");
-        append_escaped(buf, n, node->valuestring, strlen(node->valuestring), 40);
-        size_t used = strlen(buf);
-        if (used + 1 < n) {
-            buf[used] = '"';
-            buf[used + 1] = '\0';
-        }
-    } else if (cJSON_IsTrue(node)) {
-        snprintf(buf, n, "true");
-    } else if (cJSON_IsFalse(node)) {
-        snprintf(buf, n, "false");
-    } else if (cJSON_IsNull(node)) {
-        snprintf(buf, n, "null");
-    } else if (cJSON_IsObject(node)) {
-        snprintf(buf, n, "an object");
-    } else if (cJSON_IsArray(node)) {
-        snprintf(buf, n, "an array");
-    } else {
-        snprintf(buf, n, "an unknown value");
-    }
-}
-
-static int type_fail(const fb_json_val *val, fb_error *err, const char *expected)
-{
-    char got[128];
-    fb_json_describe(val, got, sizeof got);
-    return fb_json_fail(val, err, "expected %s, got %s", expected, got);
-}
-
-/* Common null / type handling; returns 1 to go on, FB_JSON_ABSENT, or error. */
-static int accept_null(const fb_json_val *val, unsigned flags, const char *expected,
-                       fb_error *err)
-{
-    if (cJSON_IsNull(val->node)) {
-        if (flags & FB_JSON_NULLABLE)
-            return FB_JSON_ABSENT;
-        return type_fail(val, err, expected);
-    }
-    return 2;
-}
-
-int fb_json_member(const fb_json_val *obj, const char *key, unsigned flags, fb_json_val *out,
-                   fb_error *err)
-{
-    out->doc = obj->doc;
-    out->parent = obj;
-    out->key = key;
-    out->index = 0;
-    out->node = NULL;
-    if (!cJSON_IsObject(obj->node))
-        return type_fail(obj, err, "an object");
-    out->node = cJSON_GetObjectItemCaseSensitive(obj->node, key);
-    if (out->node)
-        out->key = out->node->string; /* lives as long as the document */
-    if (!out->node) {
-        if (flags & FB_JSON_OPTIONAL)
-            return FB_JSON_ABSENT;
-        return fb_json_fail(out, err, "missing required field");
-    }
-    return 0;
 }
 
 void fb_json_element(const fb_json_val *arr, const cJSON *child, size_t i, fb_json_val *out)
@@ -832,456 +720,15 @@ void fb_json_child(const fb_json_val *obj, const cJSON *child, fb_json_val *out)
     out->index = 0;
 }
 
-int fb_json_as_string(const fb_json_val *val, unsigned flags, const char **out, fb_error *err)
+bool fb_json_number_text(const fb_json_val *val, const char **p, size_t *n)
 {
-    *out = NULL;
-    int rc = accept_null(val, flags, "a string", err);
-    if (rc != 2)
-        return rc;
-    if (!cJSON_IsString(val->node) || !val->node->valuestring)
-        return type_fail(val, err, flags & FB_JSON_NULLABLE ? "a string or null" : "a string");
-    *out = val->node->valuestring;
-    return 0;
-}
-
-int fb_json_as_bool(const fb_json_val *val, unsigned flags, bool *out, fb_error *err)
-{
-    int rc = accept_null(val, flags, "true or false", err);
-    if (rc != 2)
-        return rc;
-    if (!cJSON_IsBool(val->node))
-        return type_fail(val, err, "true or false");
-    *out = cJSON_IsTrue(val->node);
-    return 0;
-}
-
-int fb_json_as_object(const fb_json_val *val, unsigned flags, fb_error *err)
-{
-    int rc = accept_null(val, flags, "an object", err);
-    if (rc != 2)
-        return rc;
-    if (!cJSON_IsObject(val->node))
-        return type_fail(val, err, "an object");
-    return 0;
-}
-
-int fb_json_as_array(const fb_json_val *val, unsigned flags, size_t *count, fb_error *err)
-{
-    int rc = accept_null(val, flags, "an array", err);
-    if (rc != 2)
-        return rc;
-    if (!cJSON_IsArray(val->node))
-        return type_fail(val, err, "an array");
-    if (count) {
-        size_t n = 0;
-        for (const cJSON *c = val->node->child; c; c = c->next)
-            n++;
-        *count = n;
-    }
-    return 0;
-}
-
-/* Reads an integer exactly from its text: *neg, *mag (<= FB_JSON_INT_MAX).
- * False when it is not a plain integer or its magnitude is beyond 2^53. */
-static bool exact_integer(const fb_json_val *val, bool *neg, uint64_t *mag)
-{
-    const char *p;
-    size_t n;
-    if (!cJSON_IsNumber(val->node) || !number_text(val->doc, val->node, &p, &n))
+    const fb_json_doc *doc = val->doc;
+    const cJSON *node = val->node;
+    if (!cJSON_IsNumber(node) || node->valueint < 0 || (size_t)node->valueint >= doc->len)
         return false;
-    size_t i = 0;
-    *neg = false;
-    if (p[0] == '-') {
-        *neg = true;
-        i = 1;
-    }
-    uint64_t v = 0;
-    for (; i < n; i++) {
-        if (!is_digit((unsigned char)p[i]))
-            return false; /* fraction or exponent: not written as an integer */
-        unsigned d = (unsigned)(p[i] - '0');
-        if (v > (FB_JSON_INT_MAX - d) / 10)
-            return false;
-        v = v * 10 + d;
-    }
-    *mag = v;
-    return true;
-}
-
-static int range_fail(const fb_json_val *val, fb_error *err, const char *min, const char *max)
-{
-    char expected[96];
-    snprintf(expected, sizeof expected, "an integer %s..%s", min, max);
-    return type_fail(val, err, expected);
-}
-
-int fb_json_as_u64(const fb_json_val *val, unsigned flags, uint64_t min, uint64_t max,
-                   uint64_t *out, fb_error *err)
-{
-    if (max > FB_JSON_INT_MAX)
-        max = FB_JSON_INT_MAX;
-    bool neg = false;
-    uint64_t mag = 0;
-    if (cJSON_IsNull(val->node) && (flags & FB_JSON_NULLABLE))
-        return FB_JSON_ABSENT;
-    if (!exact_integer(val, &neg, &mag) || (neg && mag != 0) || mag < min || mag > max) {
-        char smin[24], smax[24];
-        snprintf(smin, sizeof smin, "%" PRIu64, min);
-        snprintf(smax, sizeof smax, "%" PRIu64, max);
-        return range_fail(val, err, smin, smax);
-    }
-    *out = mag;
-    return 0;
-}
-
-int fb_json_as_i64(const fb_json_val *val, unsigned flags, int64_t min, int64_t max,
-                   int64_t *out, fb_error *err)
-{
-    const int64_t lim = (int64_t)FB_JSON_INT_MAX;
-    if (max > lim)
-        max = lim;
-    if (min < -lim)
-        min = -lim;
-    bool neg = false;
-    uint64_t mag = 0;
-    if (cJSON_IsNull(val->node) && (flags & FB_JSON_NULLABLE))
-        return FB_JSON_ABSENT;
-    bool exact = exact_integer(val, &neg, &mag);
-    int64_t v = neg ? -(int64_t)mag : (int64_t)mag;
-    if (!exact || v < min || v > max) {
-        char smin[24], smax[24];
-        snprintf(smin, sizeof smin, "%" PRId64, min);
-        snprintf(smax, sizeof smax, "%" PRId64, max);
-        return range_fail(val, err, smin, smax);
-    }
-    *out = v;
-    return 0;
-}
-
-int fb_json_get_string(const fb_json_val *obj, const char *key, unsigned flags, const char **out,
-                       fb_error *err)
-{
-    fb_json_val v;
-    *out = NULL;
-    int rc = fb_json_member(obj, key, flags, &v, err);
-    if (rc)
-        return rc;
-    return fb_json_as_string(&v, flags, out, err);
-}
-
-int fb_json_get_bool(const fb_json_val *obj, const char *key, unsigned flags, bool *out,
-                     fb_error *err)
-{
-    fb_json_val v;
-    int rc = fb_json_member(obj, key, flags, &v, err);
-    if (rc)
-        return rc;
-    return fb_json_as_bool(&v, flags, out, err);
-}
-
-int fb_json_get_object(const fb_json_val *obj, const char *key, unsigned flags,
-                       fb_json_val *out, fb_error *err)
-{
-    int rc = fb_json_member(obj, key, flags, out, err);
-    if (rc)
-        return rc;
-    return fb_json_as_object(out, flags, err);
-}
-
-int fb_json_get_array(const fb_json_val *obj, const char *key, unsigned flags, fb_json_val *out,
-                      size_t *count, fb_error *err)
-{
-    int rc = fb_json_member(obj, key, flags, out, err);
-    if (rc)
-        return rc;
-    return fb_json_as_array(out, flags, count, err);
-}
-
-int fb_json_get_u64(const fb_json_val *obj, const char *key, unsigned flags, uint64_t min,
-                    uint64_t max, uint64_t *out, fb_error *err)
-{
-    fb_json_val v;
-    int rc = fb_json_member(obj, key, flags, &v, err);
-    if (rc)
-        return rc;
-    return fb_json_as_u64(&v, flags, min, max, out, err);
-}
-
-int fb_json_get_i64(const fb_json_val *obj, const char *key, unsigned flags, int64_t min,
-                    int64_t max, int64_t *out, fb_error *err)
-{
-    fb_json_val v;
-    int rc = fb_json_member(obj, key, flags, &v, err);
-    if (rc)
-        return rc;
-    return fb_json_as_i64(&v, flags, min, max, out, err);
-}
-
-/* ---------------------------------------------------------------- writer */
-
-void fb_json_writer_init(fb_json_writer *w)
-{
-    memset(w, 0, sizeof *w);
-}
-
-void fb_json_writer_fini(fb_json_writer *w)
-{
-    free(w->buf);
-    memset(w, 0, sizeof *w);
-}
-
-static void w_error(fb_json_writer *w, int code, const char *what)
-{
-    if (w->error)
-        return;
-    w->error = code;
-    w->error_what[0] = '\0';
-    append_cut(w->error_what, sizeof w->error_what, what);
-}
-
-static void w_put(fb_json_writer *w, const char *s, size_t n)
-{
-    if (w->error)
-        return;
-    size_t need;
-    if (__builtin_add_overflow(w->len, n + 1, &need)) {
-        w_error(w, FB_ENOMEM, "too large");
-        return;
-    }
-    if (need > w->cap) {
-        size_t cap = w->cap ? w->cap : 4096;
-        while (cap < need) {
-            if (__builtin_mul_overflow(cap, 2, &cap)) {
-                w_error(w, FB_ENOMEM, "too large");
-                return;
-            }
-        }
-        char *b = realloc(w->buf, cap);
-        if (!b) {
-            w_error(w, FB_ENOMEM, "out of memory");
-            return;
-        }
-        w->buf = b;
-        w->cap = cap;
-    }
-    memcpy(w->buf + w->len, s, n);
-    w->len += n;
-    w->buf[w->len] = '\0';
-}
-
-static void w_puts(fb_json_writer *w, const char *s)
-{
-    w_put(w, s, strlen(s));
-}
-
-static void w_newline_indent(fb_json_writer *w, int depth)
-{
-    static const char spaces[] = "                                ";
-    w_put(w, "\n", 1);
-    for (int i = 0; i < depth; i++)
-        w_put(w, spaces, 2);
-}
-
-/* Separator and indentation before a value or a key. */
-static void w_before_item(fb_json_writer *w)
-{
-    if (w->after_key) {
-        w->after_key = false;
-        return;
-    }
-    if (w->depth == 0) {
-        if (w->len)
-            w_error(w, FB_EMISUSE, "more than one top-level value");
-        return;
-    }
-    if (w->has_items[w->depth])
-        w_put(w, ",", 1);
-    w->has_items[w->depth] = true;
-    w_newline_indent(w, w->depth);
-}
-
-static void w_open(fb_json_writer *w, char c)
-{
-    w_before_item(w);
-    if (w->depth + 1 >= (int)(sizeof w->has_items / sizeof w->has_items[0])) {
-        w_error(w, FB_EMISUSE, "nesting too deep");
-        return;
-    }
-    w_put(w, &c, 1);
-    w->depth++;
-    w->has_items[w->depth] = false;
-}
-
-static void w_close(fb_json_writer *w, char c)
-{
-    if (w->depth == 0 || w->after_key) {
-        w_error(w, FB_EMISUSE, "unbalanced end of container");
-        return;
-    }
-    if (w->has_items[w->depth])
-        w_newline_indent(w, w->depth - 1);
-    w_put(w, &c, 1);
-    w->depth--;
-}
-
-void fb_json_begin_object(fb_json_writer *w)
-{
-    w_open(w, '{');
-}
-
-void fb_json_end_object(fb_json_writer *w)
-{
-    w_close(w, '}');
-}
-
-void fb_json_begin_array(fb_json_writer *w)
-{
-    w_open(w, '[');
-}
-
-void fb_json_end_array(fb_json_writer *w)
-{
-    w_close(w, ']');
-}
-
-static void w_string_body(fb_json_writer *w, const char *s)
-{
-    const unsigned char *u = (const unsigned char *)s;
-    size_t n = strlen(s);
-    size_t i = 0;
-    w_put(w, "\"", 1);
-    while (i < n) {
-        /* Copy the longest run that needs no escaping in one call. */
-        size_t start = i;
-        while (i < n && u[i] >= 0x20 && u[i] < 0x7f && u[i] != '"' && u[i] != '\\')
-            i++;
-        if (i > start)
-            w_put(w, s + start, i - start);
-        if (i >= n)
-            break;
-        unsigned char c = u[i];
-        char esc[8];
-        if (c == '"' || c == '\\') {
-            esc[0] = '\\';
-            esc[1] = (char)c;
-            w_put(w, esc, 2);
-            i++;
-        } else if (c < 0x20 || c == 0x7f) {
-            const char *named = c == '\n' ? "\\n" : c == '\t' ? "\\t" : c == '\r' ? "\\r"
-                              : c == '\b' ? "\\b" : c == '\f' ? "\\f" : NULL;
-            if (named) {
-                w_puts(w, named);
-            } else {
-                snprintf(esc, sizeof esc, "\\u%04x", c);
-                w_puts(w, esc);
-            }
-            i++;
-        } else {
-            size_t k = fb_utf8_seq_len(s + i, n - i);
-            if (k == 0) {
-                w_puts(w, "\xEF\xBF\xBD"); /* U+FFFD for each invalid byte */
-                i++;
-            } else {
-                w_put(w, s + i, k);
-                i += k;
-            }
-        }
-    }
-    w_put(w, "\"", 1);
-}
-
-void fb_json_key(fb_json_writer *w, const char *key)
-{
-    if (w->depth == 0 || w->after_key) {
-        w_error(w, FB_EMISUSE, "key outside an object");
-        return;
-    }
-    w_before_item(w);
-    w_string_body(w, key);
-    w_put(w, ": ", 2);
-    w->after_key = true;
-    w->last_key[0] = '\0';
-    append_cut(w->last_key, sizeof w->last_key, key);
-}
-
-void fb_json_string(fb_json_writer *w, const char *s)
-{
-    w_before_item(w);
-    w_string_body(w, s);
-}
-
-void fb_json_string_or_null(fb_json_writer *w, const char *s)
-{
-    if (s)
-        fb_json_string(w, s);
-    else
-        fb_json_null(w);
-}
-
-/* Writes the integer formatted in num, or, when it is not exact (beyond
- * what a double holds), records "<key>: <num> is beyond 2^53" instead. */
-static void w_integer(fb_json_writer *w, const char *num, bool exact)
-{
-    if (!exact) {
-        char what[sizeof w->error_what], tail[48];
-        snprintf(tail, sizeof tail, ": %s is beyond 2^53", num);
-        what[0] = '\0';
-        append_cut(what, sizeof what, w->last_key);
-        append_cut(what, sizeof what, tail);
-        w_error(w, FB_EMISUSE, what);
-        return;
-    }
-    w_before_item(w);
-    w_puts(w, num);
-}
-
-void fb_json_u64(fb_json_writer *w, uint64_t v)
-{
-    char num[24];
-    snprintf(num, sizeof num, "%" PRIu64, v);
-    w_integer(w, num, v <= FB_JSON_INT_MAX);
-}
-
-void fb_json_i64(fb_json_writer *w, int64_t v)
-{
-    char num[24];
-    snprintf(num, sizeof num, "%" PRId64, v);
-    w_integer(w, num, v <= (int64_t)FB_JSON_INT_MAX && v >= -(int64_t)FB_JSON_INT_MAX);
-}
-
-void fb_json_bool(fb_json_writer *w, bool v)
-{
-    w_before_item(w);
-    w_puts(w, v ? "true" : "false");
-}
-
-void fb_json_null(fb_json_writer *w)
-{
-    w_before_item(w);
-    w_puts(w, "null");
-}
-
-int fb_json_writer_finish(fb_json_writer *w, const char *what, char **out, size_t *out_len,
-                          fb_error *err)
-{
-    *out = NULL;
-    if (out_len)
-        *out_len = 0;
-    if (!w->error && (w->depth != 0 || w->after_key || w->len == 0))
-        w_error(w, FB_EMISUSE, "incomplete document");
-    if (!w->error)
-        w_put(w, "\n", 1);
-    if (w->error) {
-        int code = w->error;
-        char msg[sizeof w->error_what];
-        memcpy(msg, w->error_what, sizeof msg);
-        fb_json_writer_fini(w);
-        return fb_error_set(err, code, "%s: cannot write JSON: %s", what, msg);
-    }
-    *out = w->buf;
-    if (out_len)
-        *out_len = w->len;
-    w->buf = NULL;
-    fb_json_writer_fini(w);
-    return 0;
+    size_t off = (size_t)node->valueint;
+    bool is_int;
+    *p = doc->text + off;
+    *n = number_len((const unsigned char *)*p, doc->len - off, &is_int);
+    return *n > 0;
 }

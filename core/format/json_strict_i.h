@@ -1,5 +1,5 @@
-/* Strict JSON reading and exact JSON writing for manifests, indexes and the
- * config.
+/* Strict JSON reading for manifests, indexes and the config (the writer,
+ * which keeps to the same limits, is in json_write_i.h).
  *
  * cJSON 1.7.15 builds the tree, but it is lenient in ways that let two
  * readers disagree about one file (parser differentials, RELIABILITY A13):
@@ -14,8 +14,7 @@
  *
  * Integers are taken from the original number text, never from cJSON's
  * double, so 2^53+1 is not silently read as 2^53 and 1.0 / 1e2 are not
- * integers. Writing goes through fb_json_writer, which emits integers in
- * plain decimal (cJSON prints large ones as 9.00719925474099e+15).
+ * integers.
  *
  * Every error names the source file and the JSON path of the value
  * ("manifest.json: entries[12].size: ..."), with the error code the caller
@@ -39,6 +38,9 @@
 #define FB_JSON_INT_MAX (UINT64_C(1) << 53)
 /* Longest JSON path kept for messages; longer ones are cut with "...". */
 #define FB_JSON_PATH_MAX 256
+/* How many bytes of a document's key or string a message shows: they are
+ * quoted with fb_text_quote_n, as any untrusted value. */
+#define FB_JSON_QUOTE_CUT 64
 
 typedef struct fb_json_doc fb_json_doc;
 
@@ -125,42 +127,11 @@ int fb_json_get_u64(const fb_json_val *obj, const char *key, unsigned flags, uin
 int fb_json_get_i64(const fb_json_val *obj, const char *key, unsigned flags, int64_t min,
                     int64_t max, int64_t *out, fb_error *err);
 
+/* The text of a number value as the document spells it (the getters
+ * read integers from it, exactly); false when val is not a number. */
+bool fb_json_number_text(const fb_json_val *val, const char **p, size_t *n);
+
 /* Offset of a byte in text as 1-based line and column (columns in bytes). */
 void fb_json_line_col(const char *text, size_t offset, size_t *line, size_t *col);
-
-
-/* Pretty JSON writer: 2-space indent, "key": value, empty containers as
- * {} / [], a trailing newline. Integers beyond +-FB_JSON_INT_MAX and
- * mismatched begin/end are recorded as FB_EMISUSE and reported by _finish;
- * strings that are not valid UTF-8 get U+FFFD per invalid byte (the caller
- * stores exact bytes separately, see fb_manifest). */
-typedef struct fb_json_writer {
-    char *buf;
-    size_t len, cap;
-    int depth;
-    bool has_items[32];
-    bool after_key;
-    int error;           /* first error code, 0 if none */
-    char error_what[96]; /* key or reason of that error */
-    char last_key[64];
-} fb_json_writer;
-
-void fb_json_writer_init(fb_json_writer *w);
-void fb_json_writer_fini(fb_json_writer *w);
-void fb_json_begin_object(fb_json_writer *w);
-void fb_json_end_object(fb_json_writer *w);
-void fb_json_begin_array(fb_json_writer *w);
-void fb_json_end_array(fb_json_writer *w);
-void fb_json_key(fb_json_writer *w, const char *key);
-void fb_json_string(fb_json_writer *w, const char *s);
-void fb_json_string_or_null(fb_json_writer *w, const char *s);
-void fb_json_u64(fb_json_writer *w, uint64_t v);
-void fb_json_i64(fb_json_writer *w, int64_t v);
-void fb_json_bool(fb_json_writer *w, bool v);
-void fb_json_null(fb_json_writer *w);
-/* Hands over the text (malloc'd, NUL-terminated, ends with "\n"); what
- * names the document in messages. The writer is left empty. */
-int fb_json_writer_finish(fb_json_writer *w, const char *what, char **out, size_t *out_len,
-                          fb_error *err);
 
 #endif

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "fb_store.h"
+#include "fb_text.h"
 #include "json_fields_i.h"
 
 #ifndef FB_VERSION
@@ -94,13 +95,15 @@ int fb_manifest_add_entry(fb_manifest *m, const char *path, const fb_entry_meta 
         return fb_error_set(err, FB_EMISUSE, "manifest: add_entry without path or metadata");
     bool is_file = meta->type == FB_ENTRY_FILE;
     bool has_target = meta->type == FB_ENTRY_SYMLINK || meta->type == FB_ENTRY_HARDLINK;
+    char esc[256];
     if (meta->type > FB_ENTRY_HARDLINK || (is_file && !sha256) || (has_target && !target))
-        return fb_error_set(err, FB_EMISUSE, "manifest: entry '%s': missing %s", path,
-                            is_file ? "sha256" : "target");
+        return fb_error_set(err, FB_EMISUSE, "manifest: entry '%s': missing %s",
+                            fb_path_escape(path, esc, sizeof esc), is_file ? "sha256" : "target");
 
     fb_manifest_totals t = m->totals;
     if (!totals_add(&t, meta))
-        return fb_error_set(err, FB_EMISUSE, "manifest: entry '%s': total size overflows", path);
+        return fb_error_set(err, FB_EMISUSE, "manifest: entry '%s': total size overflows",
+                            fb_path_escape(path, esc, sizeof esc));
 
     if (m->n_entries == m->cap_entries) {
         size_t cap = m->cap_entries ? m->cap_entries * 2 : 64;
@@ -265,15 +268,15 @@ static int parse_entry(const fb_json_val *ev, fb_manifest_entry *e, fb_error *er
         return rc;
     const char *why = path_problem(e->path, strlen(e->path));
     if (why) {
-        char q[128];
-        fb_json_quote(q, sizeof q, e->path);
-        return fb_json_fail_key(ev, "path", err, "\"%s\": %s", q, why);
+        char esc[256];
+        fb_path_escape(e->path, esc, sizeof esc);
+        return fb_json_fail_key(ev, "path", err, "\"%s\": %s", esc, why);
     }
     if ((rc = fb_json_get_string(ev, "type", 0, &s, err)) < 0)
         return rc;
     if (fb_entry_type_parse(s, &e->meta.type) < 0) {
-        char q[128];
-        fb_json_quote(q, sizeof q, s);
+        char q[FB_TEXT_QUOTE_SIZE(FB_JSON_QUOTE_CUT)];
+        fb_text_quote_n(s, strlen(s), FB_JSON_QUOTE_CUT, q, sizeof q);
         return fb_json_fail_key(ev, "type", err,
                                 "expected file, dir, symlink or hardlink, got \"%s\"", q);
     }
@@ -329,9 +332,9 @@ static int parse_entry(const fb_json_val *ev, fb_manifest_entry *e, fb_error *er
             return rc;
         why = path_problem(e->target, strlen(e->target));
         if (why) {
-            char q[128];
-            fb_json_quote(q, sizeof q, e->target);
-            return fb_json_fail_key(ev, "link", err, "\"%s\": %s", q, why);
+            char esc[256];
+            fb_path_escape(e->target, esc, sizeof esc);
+            return fb_json_fail_key(ev, "link", err, "\"%s\": %s", esc, why);
         }
         break;
     case FB_ENTRY_DIR:
@@ -377,15 +380,16 @@ long fb_manifest_find_path(const fb_manifest *m, const size_t *by_path, const ch
     return -1;
 }
 
+/* a and b are paths of entries (names from disk), shown as names are. */
 static int entry_fail(const fb_json_val *entries, size_t i, const char *key, fb_error *err,
                       const char *fmt, const char *a, const char *b)
 {
     fb_json_val ev;
     fb_json_element(entries, NULL, i, &ev);
-    char qa[128], qb[128];
-    fb_json_quote(qa, sizeof qa, a);
-    fb_json_quote(qb, sizeof qb, b ? b : "");
-    return fb_json_fail_key(&ev, key, err, fmt, qa, qb);
+    char ea[256], eb[256];
+    fb_path_escape(a, ea, sizeof ea);
+    fb_path_escape(b ? b : "", eb, sizeof eb);
+    return fb_json_fail_key(&ev, key, err, fmt, ea, eb);
 }
 
 /* One entry in the order check_entries sorts by. */

@@ -6,6 +6,7 @@
 
 #include "fbtest.h"
 #include "json_strict_i.h"
+#include "json_write_i.h"
 
 static fb_json_doc *parse_ok(const char *text)
 {
@@ -252,6 +253,37 @@ static void test_error_code_and_cap(void)
     fb_json_doc_free(doc);
 }
 
+/* Keys and strings of the document reach a message through fb_text_quote_n
+ * (test_text.c has its rule): quotes, backslash, controls and non-ASCII
+ * come out escaped, and a long value is cut. */
+static void test_values_are_quoted_in_messages(void)
+{
+    CHECK(expect_reject("{\"k\\u00e9\":1,\"k\\u00e9\":2}", "duplicate key \"k\\xc3\\xa9\"",
+                        NULL));
+    CHECK(expect_reject("{\"a\\\"b\":{\"x\":1,\"x\":2}}", "t.json: a\\\"b: duplicate key", NULL));
+    /* the pre-scan names a key by its raw text: its backslash is escaped */
+    CHECK(expect_reject("{\"k\\n\": [\"\\u0000\"]}", "(k\\\\n[0])", NULL));
+    CHECK(expect_reject("{\"k\xc3\xa9\": [\"\\u0000\"]}", "(k\\xc3\\xa9[0])", NULL));
+
+    const char *text = "{\"a\": \"x\\\"y'\\n\\u001b\\\\\\u00e9\", \"long\": \""
+                       "0123456789012345678901234567890123456789012345678901234567890123456789\"}";
+    fb_json_doc *doc = NULL;
+    fb_error err;
+    CHECK_EQ_INT(fb_json_parse(text, strlen(text), 1000, "c.json", FB_EINVAL, &doc, &err), 0);
+    REQUIRE(doc);
+    fb_json_val root;
+    fb_json_root(doc, &root);
+    uint64_t v;
+    CHECK_EQ_INT(fb_json_get_u64(&root, "a", 0, 0, 9, &v, &err), FB_EINVAL);
+    CHECK(strcmp(err.message, "c.json: a: expected an integer 0..9, got "
+                              "\"x\\\"y\\'\\n\\x1b\\\\\\xc3\\xa9\"") == 0);
+    CHECK_EQ_INT(fb_json_get_u64(&root, "long", 0, 0, 9, &v, &err), FB_EINVAL);
+    CHECK(strcmp(err.message, "c.json: long: expected an integer 0..9, got \""
+                              "0123456789012345678901234567890123456789012345678901234567890123"
+                              "...\"") == 0);
+    fb_json_doc_free(doc);
+}
+
 static void test_writer(void)
 {
     fb_json_writer w;
@@ -381,6 +413,7 @@ int main(void)
     RUN_TEST(test_rejects_numbers);
     RUN_TEST(test_integers);
     RUN_TEST(test_error_code_and_cap);
+    RUN_TEST(test_values_are_quoted_in_messages);
     RUN_TEST(test_writer);
     RUN_TEST(test_base64_and_utf8);
     FBTEST_EXIT();

@@ -577,6 +577,13 @@ static void test_rejects_cross_entry_rules(void)
     fb_manifest_add_entry(&m, "a", &f1, d, 512, NULL, NULL);
     fb_manifest_add_entry(&m, "a", &f1, d, 1536, NULL, NULL);
     CHECK(expect_bad_manifest(&m, "entries[1].path: \"a\": duplicate path", NULL));
+    /* Paths are names from disk: shown by fb_path_escape's rule (UTF-8 and
+     * quotes as they are, backslash, controls and invalid bytes escaped). */
+    base_header(&m, FB_BACKUP_FULL, FULL_ID);
+    fb_manifest_add_entry(&m, "caf\xc3\xa9 \"q\"\\x\n\xff", &f1, d, 512, NULL, NULL);
+    fb_manifest_add_entry(&m, "caf\xc3\xa9 \"q\"\\x\n\xff", &f1, d, 1536, NULL, NULL);
+    CHECK(expect_bad_manifest(
+        &m, "entries[1].path: \"caf\xc3\xa9 \"q\"\\\\x\\n\\xff\": duplicate path", NULL));
 
     /* A4 within one manifest: an entry below a symlink or a file. */
     base_header(&m, FB_BACKUP_FULL, FULL_ID);
