@@ -1,7 +1,10 @@
-/* `flowloom-backup recover` (alias restore): restores a backup into the
+/* `flowloom-backup recover` (alias restore): restores the session as it
+ * stood at a backup (an incremental with its base full and the
+ * incrementals before it; --only: the backup's own entries) into the
  * session directory (after a full safety backup of its current state) or
  * into --target DIR, or lists what that would change (--dry-run). The work,
- * staging, verification and the atomic move, is fb_restore_run (core). */
+ * the tree, staging, verification and the atomic move, is fb_restore_run
+ * (core); an interruption before the move leaves the session unchanged. */
 #include "cli_i.h"
 
 #include <inttypes.h>
@@ -19,6 +22,9 @@ enum {
     OPT_NO_SAFETY,
     OPT_SAME_OWNER,
     OPT_WAIT,
+    OPT_ONLY,
+    OPT_PROGRESS,
+    OPT_NO_PROGRESS,
 };
 
 static const cli_option recover_options[] = {
@@ -27,34 +33,47 @@ static const cli_option recover_options[] = {
     {"no-safety-backup", 0, false, OPT_NO_SAFETY},
     {"same-owner", 0, false, OPT_SAME_OWNER},
     {"wait", 0, true, OPT_WAIT},
+    {"only", 0, false, OPT_ONLY},
+    {"progress", 0, false, OPT_PROGRESS},
+    {"no-progress", 0, false, OPT_NO_PROGRESS},
     {NULL, 0, false, 0},
 };
 
 static const char recover_usage[] =
-    "Usage: " CLI_PROG " recover [session_id] [backup_id|latest] [--target DIR] [--dry-run]\n"
-    "           [--no-safety-backup] [--same-owner] [--wait SECONDS] [--json]\n"
+    "Usage: " CLI_PROG " recover [session_id] [backup_id|latest] [--target DIR] [--only]\n"
+    "           [--dry-run] [--no-safety-backup] [--same-owner] [--wait SECONDS] [--json]\n"
+    "           [--progress|--no-progress]\n"
     "       " CLI_PROG " restore ...   (the same)\n"
     "\n"
-    "Restores a backup (default: the latest) of the session (default: the current one).\n"
-    "The archive is extracted into a staging directory and every entry is checked\n"
-    "against the manifest (SHA-256, size, type) before anything is moved into place; a\n"
-    "backup that fails a check is refused (exit 1) and nothing is touched.\n"
+    "Restores the session (default: the current one) as it stood at a backup (default:\n"
+    "the latest): a full backup as itself; an incremental as its base full backup with\n"
+    "every incremental after it up to this one laid over it. An incremental whose base\n"
+    "is gone cannot be restored that way (exit 3): use --only. The archives are\n"
+    "extracted into a staging directory and every entry is checked against its\n"
+    "manifest (SHA-256, size, type) before anything is moved into place; a backup that\n"
+    "fails a check is refused (exit 1) and nothing is touched.\n"
     "\n"
     "Into the session directory (default), a full safety backup of its current state is\n"
-    "taken first (note 'pre-recover <backup_id>'; recover it to undo). A full backup then\n"
-    "makes the session directory equal to the backup (extra entries removed); an\n"
-    "incremental overwrites only its own files. Setuid/setgid/sticky bits and write\n"
-    "permission for others are never restored; files belong to the user running the\n"
-    "command unless --same-owner is given.\n"
+    "taken first (note 'pre-recover <backup_id>'; recover it to undo); the session\n"
+    "directory then becomes equal to the restored tree (extra entries removed).\n"
+    "Setuid/setgid/sticky bits and write permission for others are never restored;\n"
+    "files belong to the user running the command unless --same-owner is given.\n"
+    "Interrupted (Ctrl-C) before the tree is moved into place, it removes its staging\n"
+    "directory and the session is unchanged (exit 130; 143 for SIGTERM).\n"
     "\n"
     "Options:\n"
     "  -t, --target DIR        restore into DIR instead (absent or empty, not a symlink);\n"
     "                          nothing else is touched and no safety backup is taken\n"
+    "      --only              restore just the backup's own entries (an incremental's\n"
+    "                          files only), removing nothing\n"
     "  -n, --dry-run           list what would change (added, modified, removed, changed:\n"
     "                          metadata only); change nothing\n"
     "      --no-safety-backup  do not take the safety backup first\n"
     "      --same-owner        restore the stored owners (uid/gid)\n"
     "      --wait SECONDS      wait this long for the session lock (default 10)\n"
+    "      --progress          always show a progress bar on stderr (bytes extracted,\n"
+    "                          then the safety backup's; rate, ETA)\n"
+    "      --no-progress       never show it (default: shown on a terminal after a second)\n"
     "      --json              print the result as one JSON object\n"
     "  -q, --quiet             print only errors and warnings\n"
     "  -v, --verbose           list every path changed (also without --dry-run)\n";
@@ -66,7 +85,9 @@ typedef struct recover_args {
     bool dry_run;
     bool safety;
     bool same_owner;
+    bool only;
     double wait;
+    cli_progress_mode progress;
 } recover_args;
 
 static int parse_recover_args(cli_ctx *ctx, recover_args *a)
@@ -75,7 +96,9 @@ static int parse_recover_args(cli_ctx *ctx, recover_args *a)
     a->dry_run = false;
     a->safety = true;
     a->same_owner = false;
+    a->only = false;
     a->wait = DEFAULT_WAIT_SECONDS;
+    a->progress = CLI_PROGRESS_AUTO;
     for (size_t i = 0; i < ctx->n_opts; i++) {
         const cli_optval *o = &ctx->opts[i];
         int rc = 0;
@@ -96,6 +119,15 @@ static int parse_recover_args(cli_ctx *ctx, recover_args *a)
             break;
         case OPT_WAIT:
             rc = cli_parse_seconds("--wait", o->value, &a->wait);
+            break;
+        case OPT_ONLY:
+            a->only = true;
+            break;
+        case OPT_PROGRESS:
+            a->progress = CLI_PROGRESS_ON;
+            break;
+        case OPT_NO_PROGRESS:
+            a->progress = CLI_PROGRESS_OFF;
             break;
         default:
             break;
@@ -122,6 +154,30 @@ static void print_summary(const fb_restore_result *r)
            r->n_modified, r->n_removed, r->n_changed);
 }
 
+/* The backups the restored tree came from: a recover that names only the
+ * backup asked for hides that an incremental holds a few files. */
+static void print_sources(const fb_restore_result *r)
+{
+    fputs("  from:           ", stdout);
+    if (r->n_sources == 0) {
+        fputs("?\n", stdout);
+        return;
+    }
+    fputs(r->sources[0].id, stdout);
+    if (r->only) {
+        fputs(" alone (--only: its own entries; nothing is removed)\n", stdout);
+        return;
+    }
+    size_t n_incr = r->n_sources - 1;
+    if (n_incr > 0) {
+        printf(" + %zu incremental%s (", n_incr, n_incr == 1 ? "" : "s");
+        for (size_t i = 1; i < r->n_sources; i++)
+            printf("%s%s", i > 1 ? ", " : "", r->sources[i].id);
+        fputc(')', stdout);
+    }
+    fputc('\n', stdout);
+}
+
 static void print_human(const cli_ctx *ctx, const char *session_id, const recover_args *a,
                         const fb_restore_result *r, const fb_index_record *rec)
 {
@@ -142,6 +198,7 @@ static void print_human(const cli_ctx *ctx, const char *session_id, const recove
             fputs("(none)", stdout);
         fputc('\n', stdout);
     }
+    print_sources(r);
     fputs(r->dry_run ? "  destination:    " : "  restored into:  ", stdout);
     cli_print_escaped(stdout, r->destination ? r->destination : "?");
     fputc('\n', stdout);
@@ -182,10 +239,12 @@ static void print_human(const cli_ctx *ctx, const char *session_id, const recove
 static int emit_json(const char *session_id, const fb_restore_result *r)
 {
     cJSON *o = cJSON_CreateObject();
-    cJSON *summary = NULL, *changes = NULL;
+    cJSON *summary = NULL, *changes = NULL, *sources = NULL;
     bool ok = o && cli_json_add(o, "session_id", cJSON_CreateString(session_id)) &&
               cli_json_add(o, "id", cJSON_CreateString(r->backup_id)) &&
               cli_json_add(o, "type", cJSON_CreateString(fb_backup_type_name(r->type))) &&
+              cli_json_add(o, "only", cJSON_CreateBool(r->only)) &&
+              cli_json_add(o, "sources", sources = cJSON_CreateArray()) &&
               cli_json_add_name(o, "destination", r->destination ? r->destination : "") &&
               cli_json_add(o, "into_session", cJSON_CreateBool(r->into_session)) &&
               cli_json_add(o, "dry_run", cJSON_CreateBool(r->dry_run)) &&
@@ -202,6 +261,8 @@ static int emit_json(const char *session_id, const fb_restore_result *r)
               cli_json_add(summary, "changed", cli_json_uint(r->n_changed)) &&
               cli_json_add(o, "changes", changes = cJSON_CreateArray()) &&
               cli_json_add(o, "seconds", cJSON_CreateNumber(r->seconds));
+    for (size_t i = 0; ok && i < r->n_sources; i++)
+        ok = cli_json_add(sources, NULL, cJSON_CreateString(r->sources[i].id));
     for (size_t i = 0; ok && i < r->n_changes; i++) {
         cJSON *c = cJSON_CreateObject();
         ok = cli_json_add(changes, NULL, c) && cli_json_add_name(c, "path", r->changes[i].path) &&
@@ -213,6 +274,54 @@ static int emit_json(const char *session_id, const fb_restore_result *r)
         return cli_failf(CLI_EXIT_RUNTIME, "out of memory while formatting JSON");
     }
     return cli_json_emit(o);
+}
+
+/* The safety backup reports a backup's steps ("write", ...): named as its
+ * own so that they are not taken for the recovery's. */
+static void recover_progress(void *vp, const char *phase, uint64_t done, uint64_t total)
+{
+    char name[32];
+    if (strcmp(phase, "extract") != 0) {
+        snprintf(name, sizeof name, "safety %s", phase);
+        phase = name;
+    }
+    cli_progress_update(vp, phase, done, total);
+}
+
+/* The human report, with the backup's time and note from the index
+ * (read-only). */
+static void print_report(cli_ctx *ctx, fb_store *store, const char *session_id,
+                         const recover_args *a, const fb_restore_result *result)
+{
+    fb_index idx;
+    const fb_index_record *rec = NULL;
+    if (cli_load_index(ctx, store, session_id, &idx) == 0) {
+        long at = fb_index_find(&idx, result->backup_id);
+        rec = at >= 0 ? &idx.records[at] : NULL;
+    }
+    print_human(ctx, session_id, a, result, rec);
+    fb_index_fini(&idx);
+}
+
+/* The error, and the safety backup if one was taken before it. An
+ * interruption exits with 128 + the signal. */
+static int report_failure(const cli_ctx *ctx, const char *session_id, const fb_error *err,
+                          const fb_restore_result *result)
+{
+    int status;
+    if (err->code == FB_EINTERRUPTED) {
+        cli_fail(err);
+        status = cli_interrupted_status();
+    } else if (err->code == FB_ENOTFOUND || err->code == FB_EINVAL) {
+        status = cli_fail_in_session(ctx, err);
+    } else {
+        status = cli_fail(err);
+    }
+    if (result->safety_backup_id[0])
+        fprintf(stderr, "%s: the safety backup %s of session %s was taken before the "
+                        "failure and is kept\n",
+                CLI_PROG, result->safety_backup_id, session_id);
+    return status;
 }
 
 static int run_recover(cli_ctx *ctx)
@@ -228,8 +337,6 @@ static int run_recover(cli_ctx *ctx)
     fb_config config;
     fb_restore_result result;
     fb_restore_result_init(&result);
-    fb_index idx;
-    fb_index_init(&idx, "");
     fb_error err;
     fb_error_clear(&err);
 
@@ -251,6 +358,11 @@ static int run_recover(cli_ctx *ctx)
         goto out;
     }
 
+    /* From here a signal only asks core to stop: it removes its staging
+     * dir, unless the tree is already being moved into place. */
+    cli_signals_install();
+    cli_progress prog;
+    cli_progress_init(&prog, ctx, a.progress);
     fb_restore_request req = {
         .session_id = session_id,
         .backup = a.backup_arg ? a.backup_arg : "latest",
@@ -258,37 +370,31 @@ static int run_recover(cli_ctx *ctx)
         .dry_run = a.dry_run,
         .safety_backup = a.safety,
         .same_owner = a.same_owner,
+        .only = a.only,
         .now = ctx->now,
         .config = &config,
         .lock_wait_seconds = a.wait,
+        .lock_waiting = cli_lock_waiting,
+        .lock_waiting_ctx = ctx,
         .warn = cli_warn,
         .warn_ctx = ctx,
+        .progress = cli_progress_fn(&prog) ? recover_progress : NULL,
+        .progress_ctx = &prog,
+        .cancel = &cli_interrupt_signal,
     };
-    if (fb_restore_run(store, &req, &result, &err) != 0) {
-        status = err.code == FB_ENOTFOUND || err.code == FB_EINVAL ? cli_fail_in_session(ctx, &err)
-                                                                   : cli_fail(&err);
-        if (result.safety_backup_id[0])
-            fprintf(stderr, "%s: the safety backup %s of session %s was taken before the "
-                            "failure and is kept\n",
-                    CLI_PROG, result.safety_backup_id, session_id);
+    int rc = fb_restore_run(store, &req, &result, &err);
+    cli_progress_end(&prog);
+    if (rc != 0) {
+        status = report_failure(ctx, session_id, &err, &result);
         goto out;
     }
 
-    if (ctx->json) {
+    if (ctx->json)
         status = emit_json(session_id, &result);
-    } else if (!ctx->quiet) {
-        /* The backup's time and note, from the index (read-only). */
-        fb_index_fini(&idx);
-        const fb_index_record *rec = NULL;
-        if (cli_load_index(ctx, store, session_id, &idx) == 0) {
-            long at = fb_index_find(&idx, result.backup_id);
-            rec = at >= 0 ? &idx.records[at] : NULL;
-        }
-        print_human(ctx, session_id, &a, &result, rec);
-    }
+    else if (!ctx->quiet)
+        print_report(ctx, store, session_id, &a, &result);
 
 out:
-    fb_index_fini(&idx);
     fb_restore_result_fini(&result);
     fb_store_free(store);
     if (config_ready)

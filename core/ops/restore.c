@@ -52,39 +52,33 @@ void fb_restore_result_fini(fb_restore_result *r)
     fb_restore_changes_clear(r);
     free(r->destination);
     r->destination = NULL;
+    free(r->sources);
+    r->sources = NULL;
+    r->n_sources = 0;
 }
 
 /* ---- the backup ---- */
 
-/* The parser already refuses duplicates, entries below a non-directory and
- * hardlinks to anything but an earlier file. Restore also needs every
- * entry's parent to be an earlier directory entry, so each directory it
- * creates is one whose mode and mtime the backup holds (a backup's walk
- * always lists a directory before what it contains). */
-static int check_tree_order(run *r)
+/* The backups the tree came from, for the report. */
+static int report_sources(run *r)
 {
-    size_t n = r->m.n_entries;
-    if (!(r->by_path = fb_manifest_sort_by_path(&r->m)))
+    const fb_as_of *t = r->tree;
+    r->out->type = t->type;
+    r->out->only = r->req->only;
+    if (!(r->out->sources = calloc(t->n_sources, sizeof *r->out->sources)))
         return restore_oom(r->err);
-    for (size_t i = 0; i < n; i++) {
-        const fb_manifest_entry *e = &r->m.entries[i];
-        const char *slash = strrchr(e->path, '/');
-        if (!slash)
-            continue;
-        long j = fb_manifest_find_path(&r->m, r->by_path, e->path,
-                                      (size_t)(slash - e->path));
-        if (j < 0 || (size_t)j >= i || r->m.entries[j].meta.type != FB_ENTRY_DIR) {
-            char esc[600];
-            fb_path_escape(e->path, esc, sizeof esc);
-            return fb_error_set(r->err, FB_ECORRUPT,
-                                "%s: manifest.json: %s: its parent is not an earlier directory "
-                                "entry",
-                                r->label, esc);
-        }
+    for (size_t i = 0; i < t->n_sources; i++) {
+        fb_restore_source *s = &r->out->sources[i];
+        memcpy(s->id, t->sources[i].id, sizeof s->id);
+        s->type = t->sources[i].type;
+        s->entries = t->sources[i].held;
     }
+    r->out->n_sources = t->n_sources;
     return 0;
 }
 
+/* The backup, and the tree to restore: its as-of tree (fb_as_of.h) or, with
+ * req->only, its own entries. */
 static int load_backup(run *r)
 {
     const fb_restore_request *req = r->req;
@@ -98,49 +92,22 @@ static int load_backup(run *r)
     if (rc == 0)
         rc = fb_store_resolve_backup(&idx, req->backup ? req->backup : "latest",
                                      r->out->backup_id, r->err);
+    if (rc == 0) {
+        snprintf(r->label, sizeof r->label, "%s/%s", req->session_id, r->out->backup_id);
+        if (!req->only && (rc = fb_as_of_check_base(&idx, r->out->backup_id, r->err)) ==
+                              FB_ENOTFOUND) {
+            char why[FB_ERROR_MESSAGE_MAX];
+            snprintf(why, sizeof why, "%s", r->err->message);
+            fb_error_set(r->err, FB_ENOTFOUND, "%s: recover it alone with --only", why);
+        }
+        if (rc == 0)
+            rc = fb_as_of_build(r->store, req->session_id, &idx, r->out->backup_id,
+                                req->only ? FB_AS_OF_ONLY : 0, &r->tree, r->err);
+    }
     fb_index_fini(&idx);
     if (rc < 0)
         return rc;
-    snprintf(r->label, sizeof r->label, "%s/%s", req->session_id, r->out->backup_id);
-    rc = fb_store_read_manifest(r->store_session_fd, req->session_id, r->out->backup_id, &r->m,
-                                r->err);
-    if (rc < 0)
-        return rc;
-    r->out->type = r->m.type;
-    return check_tree_order(r);
-}
-
-/* Opens the archive and checks what can be checked before reading it: its
- * size, seek table and frame count against the manifest. */
-static int open_archive(run *r)
-{
-    int fd;
-    int rc = fb_store_open_archive(r->store_session_fd, r->out->backup_id, &fd, r->err);
-    if (rc == FB_ENOTFOUND)
-        return fb_error_set(r->err, FB_ECORRUPT, "%s: archive.tar.zst is missing", r->label);
-    if (rc < 0)
-        return rc;
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
-        close(fd);
-        return fb_error_set_errno(r->err, e, "%s: " FB_ARCHIVE_NAME, r->label);
-    }
-    if ((uint64_t)st.st_size != r->m.archive.size) {
-        close(fd);
-        return fb_error_set(r->err, FB_ECORRUPT,
-                            "%s: archive.tar.zst: size is %lld bytes, the manifest says %llu",
-                            r->label, (long long)st.st_size,
-                            (unsigned long long)r->m.archive.size);
-    }
-    char name[sizeof r->label + 32];
-    snprintf(name, sizeof name, "%s: " FB_ARCHIVE_NAME, r->label);
-    rc = fb_archive_reader_open(fd, NULL, name, &r->reader, r->err);
-    if (rc < 0) {
-        close(fd);
-        return rc;
-    }
-    return fb_tar_frames_check(fb_archive_reader_seek_table(r->reader), &r->m, r->label, r->err);
+    return report_sources(r);
 }
 
 /* ---- the destination ---- */
@@ -243,18 +210,19 @@ static int check_free_space(run *r)
     uint64_t avail, need, overhead;
     if (__builtin_mul_overflow(blocks, (uint64_t)vs.f_frsize, &avail))
         avail = UINT64_MAX;
-    if (__builtin_mul_overflow((uint64_t)r->m.n_entries, (uint64_t)ENTRY_OVERHEAD, &overhead) ||
-        __builtin_add_overflow(r->m.totals.bytes, overhead, &need))
+    size_t n_entries = r->tree->n_entries;
+    if (__builtin_mul_overflow((uint64_t)n_entries, (uint64_t)ENTRY_OVERHEAD, &overhead) ||
+        __builtin_add_overflow(r->tree->totals.bytes, overhead, &need))
         need = UINT64_MAX;
     if (need > avail)
         return fb_error_set_errno(r->err, ENOSPC,
                                   "%s: restoring %s needs about %llu bytes, %llu are free",
                                   r->parent_shown, r->label, (unsigned long long)need,
                                   (unsigned long long)avail);
-    if (vs.f_files > 0 && vs.f_favail < r->m.n_entries)
+    if (vs.f_files > 0 && vs.f_favail < n_entries)
         return fb_error_set_errno(r->err, ENOSPC,
                                   "%s: restoring %s needs %zu inodes, %llu are free",
-                                  r->parent_shown, r->label, r->m.n_entries,
+                                  r->parent_shown, r->label, n_entries,
                                   (unsigned long long)vs.f_favail);
     return 0;
 }
@@ -279,67 +247,19 @@ static int make_staging(run *r)
     return check_free_space(r);
 }
 
-static bool is_staging_name_of(const char *name, const char *sid)
-{
-    size_t pl = strlen(FB_RESTORE_STAGING_PREFIX), sl = strlen(sid);
-    if (strncmp(name, FB_RESTORE_STAGING_PREFIX, pl) != 0 || strncmp(name + pl, sid, sl) != 0 ||
-        name[pl + sl] != '-')
-        return false;
-    const char *hex = name + pl + sl + 1;
-    if (strlen(hex) != FB_RESTORE_STAGING_HEX)
-        return false;
-    for (const char *p = hex; *p; p++)
-        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
-            return false;
-    return true;
-}
-
-/* A staging dir of this session other than the one of this run. */
-static bool is_leftover(int dirfd, const char *name, void *ctx)
-{
-    (void)dirfd;
-    const run *r = ctx;
-    return is_staging_name_of(name, r->req->session_id) &&
-           !(r->staging_made && !strcmp(name, r->staging));
-}
-
-/* Removes .restore-<sid>-* left by interrupted restores of this session
- * (called with the session lock held). One still locked by a running
- * restore is left alone. */
+/* Removes .restore-<sid>-* left by interrupted recovers of this session
+ * (called with the session lock held), through the store's one sweep; ours
+ * is skipped there because this run holds its flock. */
 static void clear_leftovers(run *r)
 {
-    char **names;
-    size_t n;
-    int rc = fb_list_dir_names_at(r->parent_fd, is_leftover, r, &names, &n);
-    if (rc) {
-        fb_restore_warn(r, "cannot list %s for leftovers of interrupted restores: %s",
-                        r->parent_shown, strerror(rc));
-        return;
-    }
-    bool removed = false;
-    for (size_t i = 0; i < n; i++) {
-        int fd = openat(r->parent_fd, names[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) != 0) {
-            close(fd);
-            continue;
-        }
-        fb_error sub;
-        fb_error_clear(&sub);
-        if (fb_remove_tree_at(r->parent_fd, r->parent_shown, names[i], &sub) == 0) {
-            removed = true;
-            r->out->leftovers_removed++;
-            fb_restore_warn(r, "removed %s/%s left by an interrupted restore", r->parent_shown,
-                            names[i]);
-        } else {
-            fb_restore_warn(r, "could not remove a leftover of an interrupted restore: %s",
-                            sub.message);
-        }
-        if (fd >= 0)
-            close(fd);
-    }
-    fb_string_list_free(names, n);
-    if (removed)
-        fsync(r->parent_fd);
+    size_t removed = 0;
+    fb_error sub;
+    fb_error_clear(&sub);
+    if (fb_store_clear_restore_staging(r->store, r->req->session_id, r->req->warn,
+                                       r->req->warn_ctx, &removed, &sub) != 0)
+        fb_restore_warn(r, "could not remove a leftover of an interrupted recover: %s",
+                        sub.message);
+    r->out->leftovers_removed += removed;
 }
 
 static int take_safety_backup(run *r)
@@ -355,11 +275,17 @@ static int take_safety_backup(run *r)
     b.now = req->now;
     b.config = req->config;
     b.lock_wait_seconds = req->lock_wait_seconds;
+    b.lock_waiting = req->lock_waiting;
+    b.lock_waiting_ctx = req->lock_waiting_ctx;
     b.verify = true;
     /* Retention could remove the very backup being restored. */
     b.cleanup = false;
     b.warn = req->warn;
     b.warn_ctx = req->warn_ctx;
+    /* Stopped, it publishes nothing: the session and the store stay. */
+    b.cancel = req->cancel;
+    b.progress = req->progress;
+    b.progress_ctx = req->progress_ctx;
     fb_backup_result res;
     fb_backup_result_init(&res);
     int rc = fb_backup_run(r->store, &b, &res, r->err);
@@ -385,17 +311,14 @@ static int run_steps(run *r)
     /* Extract and verify first: a corrupt backup is refused before the
      * safety backup or the lock, leaving the store and the session dir
      * exactly as they were. */
-    if ((rc = open_archive(r)) < 0)
-        return rc;
     if ((rc = make_staging(r)) < 0)
         return rc;
-    if ((rc = fb_restore_extract(r)) < 0)
+    if ((rc = fb_restore_extract_tree(r)) < 0)
         return rc;
-    fb_archive_reader_free(r->reader);
-    r->reader = NULL;
     char staged_shown[PATH_MAX];
     snprintf(staged_shown, sizeof staged_shown, "%s/%s", r->parent_shown, r->staging);
-    if ((rc = fb_restore_sync_fs(r, r->staging_fd, staged_shown)) < 0)
+    if ((rc = fb_restore_sync_fs(r, r->staging_fd, staged_shown)) < 0 ||
+        (rc = fb_restore_check_cancel(r)) < 0)
         return rc;
 
     if (r->into_session) {
@@ -403,30 +326,38 @@ static int run_steps(run *r)
         struct stat st;
         if ((rc = fb_restore_check_destination(r, &exists, &st)) < 0)
             return rc;
-        /* An incremental that would have to write through a symlink is
-         * refused before the safety backup (and checked again under the
-         * lock, where it counts). */
-        if (exists && r->m.type == FB_BACKUP_INCREMENTAL &&
-            (rc = fb_restore_compute_changes(r)) < 0)
+        /* A merge that would have to write through a symlink is refused
+         * before the safety backup (and checked again under the lock,
+         * where it counts). */
+        if (exists && r->merge && (rc = fb_restore_compute_changes(r)) < 0)
+            return rc;
+        if ((rc = fb_restore_check_cancel(r)) < 0)
             return rc;
         if (exists && req->safety_backup && (rc = take_safety_backup(r)) < 0)
             return rc;
+        if ((rc = fb_restore_check_cancel(r)) < 0)
+            return rc;
         if ((rc = fb_lock_acquire(r->store_session_fd, req->session_id, req->lock_wait_seconds,
-                                  &r->lock, r->err)) < 0)
+                                  req->lock_waiting, req->lock_waiting_ctx, &r->lock,
+                                  r->err)) < 0)
             return rc;
         clear_leftovers(r);
     }
 
     rc = fb_restore_compute_changes(r);
     if (rc < 0) {
-        /* For an incremental this is also the refusal of a conflict. */
-        if (r->m.type == FB_BACKUP_INCREMENTAL && r->into_session)
+        /* For a merge this is also the refusal of a conflict. */
+        if (r->merge)
             return rc;
         fb_restore_warn(r, "could not list the changes: %s", r->err->message);
         fb_restore_changes_clear(r->out);
         r->changes_cap = 0;
         fb_error_clear(r->err);
     }
+    /* The last point where stopping leaves the destination as it was:
+     * once the move has begun it is finished. */
+    if ((rc = fb_restore_check_cancel(r)) < 0)
+        return rc;
     return fb_restore_place(r);
 }
 
@@ -447,6 +378,8 @@ static void run_free(run *r)
         close(r->parent_fd);
     fb_manifest_fini(&r->m);
     free(r->by_path);
+    free(r->plan);
+    fb_as_of_free(r->tree);
     free(r->parent_shown);
     free(r->dest_name);
     free(r->dest_shown);
@@ -478,6 +411,7 @@ int fb_restore_run(fb_store *store, const fb_restore_request *req, fb_restore_re
     r->out = out;
     r->err = err ? err : &local;
     r->into_session = into_session;
+    r->merge = into_session && req->only;
     r->store_session_fd = r->parent_fd = r->staging_fd = -1;
     r->lock.fd = -1;
     fb_manifest_init(&r->m);
@@ -486,6 +420,14 @@ int fb_restore_run(fb_store *store, const fb_restore_request *req, fb_restore_re
 
     rc = run_steps(r);
     run_free(r);
+    /* Said once the staging dir is gone, whichever step noticed. */
+    if (rc == FB_EINTERRUPTED) {
+        if (into_session)
+            fb_error_set(err, FB_EINTERRUPTED, "interrupted: the session is unchanged");
+        else
+            fb_error_set(err, FB_EINTERRUPTED, "interrupted: nothing was restored into %s",
+                         req->target_dir);
+    }
     out->seconds = fb_monotonic_seconds() - t0;
     return rc < 0 ? rc : 0;
 }

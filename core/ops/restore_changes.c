@@ -1,11 +1,11 @@
 /* The change list of a restore (fb_restore_result.changes): what putting the
- * backup in place does, or with dry_run would do, to each path of the
- * destination. The live tree is walked and each entry compared by
+ * restored tree (fb_as_of.h) in place does, or with dry_run would do, to
+ * each path of the destination. The live tree is walked and each entry compared by
  * core/store/live.c, exactly as `diff --live` does, so that the two
  * commands agree on what is modified and on a file they cannot read
- * (modified, with a warning). For an incremental it is also the check, made
- * before anything moves, that no entry would be written through a symlink
- * or replace a directory. */
+ * (modified, with a warning). For a merge (--only) it is also the check,
+ * made before anything moves, that no entry would be written through a
+ * symlink or replace a directory. */
 #include "restore_i.h"
 
 #include <errno.h>
@@ -60,22 +60,22 @@ static int cmp_change(const void *a, const void *b)
 
 static int all_added(run *r)
 {
-    for (size_t i = 0; i < r->m.n_entries; i++) {
-        int rc = add_change(r, r->m.entries[i].path, FB_CHANGE_ADDED);
+    for (size_t i = 0; i < r->tree->n_entries; i++) {
+        int rc = add_change(r, r->tree->entries[i].e.path, FB_CHANGE_ADDED);
         if (rc < 0)
             return rc;
     }
     return 0;
 }
 
-/* The SHA-256 of e's content: a hardlink's is its file's (NULL if the
- * manifest lacks it, which then never matches). */
+/* The SHA-256 of e's content: a hardlink's is its file's, an entry of the
+ * tree (NULL if the tree lacks it, which then never matches). */
 static const uint8_t *content_sha256(const run *r, const fb_manifest_entry *e)
 {
     if (e->meta.type != FB_ENTRY_HARDLINK)
         return e->sha256;
-    long j = fb_manifest_find_path(&r->m, r->by_path, e->target, strlen(e->target));
-    return j >= 0 ? r->m.entries[j].sha256 : NULL;
+    long j = fb_as_of_find(r->tree, e->target, strlen(e->target));
+    return j >= 0 ? r->tree->entries[j].e.sha256 : NULL;
 }
 
 /* Modes count as they would be restored, owners only when they are. */
@@ -89,17 +89,17 @@ static int add_if_differs(run *r, const char *path, unsigned differs)
     return differs ? add_change(r, path, fb_change_kind_of(differs)) : 0;
 }
 
-/* Full backup over an existing tree: added, modified, changed, removed. The
- * walk keeps special files: the swap removes them too. */
+/* The tree swapped in for the live one: added, modified, changed, removed.
+ * The walk keeps special files: the swap removes them too. */
 static int changes_full(run *r, fb_live *lv)
 {
     int rc = fb_live_walk(lv, NULL, true, r->err);
     if (rc < 0)
         return rc;
     fb_live_rules rules = restore_rules(r);
-    size_t i = 0, j = 0, n = r->m.n_entries, n_live = lv->tree.n;
+    size_t i = 0, j = 0, n = r->tree->n_entries, n_live = lv->tree.n;
     while (rc == 0 && (i < n || j < n_live)) {
-        const fb_manifest_entry *e = i < n ? &r->m.entries[r->by_path[i]] : NULL;
+        const fb_manifest_entry *e = i < n ? &r->tree->entries[i].e : NULL;
         const fb_scan_entry *l = j < n_live ? &lv->tree.entries[lv->by_path[j]] : NULL;
         int c = !e ? 1 : !l ? -1 : strcmp(e->path, l->path);
         if (c < 0) {
@@ -123,7 +123,7 @@ static int changes_full(run *r, fb_live *lv)
 
 /* The live entry at e's path, reached without following a symlink. Refuses
  * (FB_EINVAL) a symlink or non-directory on the way, and a directory where
- * e is not one or the reverse: an incremental restore neither writes
+ * e is not one or the reverse: a merge (--only) neither writes
  * through them nor replaces them. Returns 0 (*live filled), 1 (absent) or an
  * error. */
 static int find_live_entry(run *r, int root_fd, const fb_manifest_entry *e, fb_scan_entry *live)
@@ -158,18 +158,18 @@ static int find_live_entry(run *r, int root_fd, const fb_manifest_entry *e, fb_s
                             "through it",
                             r->dest_shown, esc, is_link ? "a symlink" : "not a directory");
     return fb_error_set(r->err, FB_EINVAL,
-                        "%s: %s is a directory, the backup has a %s there; an incremental "
-                        "restore does not replace directories",
+                        "%s: %s is a directory, the backup has a %s there; a recover with "
+                        "--only does not replace directories",
                         r->dest_shown, esc, fb_entry_type_name(e->meta.type));
 }
 
-/* Incremental over an existing tree: what happens to each of its entries;
- * only its own paths are looked at. */
-static int changes_incremental(run *r, fb_live *lv)
+/* The backup's entries merged into the live tree (--only): what happens to
+ * each of them; only its own paths are looked at. */
+static int changes_merge(run *r, fb_live *lv)
 {
     fb_live_rules rules = restore_rules(r);
-    for (size_t i = 0; i < r->m.n_entries; i++) {
-        const fb_manifest_entry *e = &r->m.entries[i];
+    for (size_t i = 0; i < r->tree->n_entries; i++) {
+        const fb_manifest_entry *e = &r->tree->entries[i].e;
         fb_scan_entry live;
         int rc = find_live_entry(r, lv->root_fd, e, &live);
         if (rc < 0)
@@ -208,7 +208,7 @@ int fb_restore_compute_changes(run *r)
         fb_live lv;
         rc = fb_live_init(&lv, root_fd, r->dest_shown, r->req->warn, r->req->warn_ctx, r->err);
         if (rc == 0)
-            rc = r->m.type == FB_BACKUP_FULL ? changes_full(r, &lv) : changes_incremental(r, &lv);
+            rc = r->merge ? changes_merge(r, &lv) : changes_full(r, &lv);
         fb_live_fini(&lv);
         close(root_fd);
     }

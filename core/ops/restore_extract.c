@@ -20,6 +20,7 @@
 #include <archive_entry.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -33,7 +34,16 @@
 #include "fb_fsutil.h"
 #include "fb_hash.h"
 #include "fb_text.h"
+#include "clock_i.h"
 #include "tar_check_i.h"
+
+/* Progress crosses the report pipe as 8-byte counts of file bytes written,
+ * ahead of the report, which this value announces; at most one count per
+ * PROGRESS_INTERVAL_SECONDS keeps the pipe from ever filling up. */
+#define PROGRESS_REPORT_FOLLOWS UINT64_MAX
+#define PROGRESS_INTERVAL_SECONDS 0.05
+/* How often the parent looks at the request's cancel flag while it waits. */
+#define CANCEL_POLL_MS 100
 
 typedef struct xreport {
     int rc;
@@ -48,7 +58,23 @@ typedef struct xctx {
     fb_error *err;
     fb_tar_source src;
     xreport *rep;
+    int progress_fd;      /* -1 when nobody listens */
+    uint64_t written;     /* file bytes written so far */
+    double last_progress;
 } xctx;
+
+/* Errors are ignored: the count is a courtesy, the report is the verdict. */
+static void x_progress(xctx *x, bool force)
+{
+    if (x->progress_fd < 0)
+        return;
+    double now = fb_monotonic_seconds();
+    if (!force && now - x->last_progress < PROGRESS_INTERVAL_SECONDS)
+        return;
+    x->last_progress = now;
+    uint64_t v = x->written;
+    (void)fb_write_all(x->progress_fd, &v, sizeof v);
+}
 
 /* libarchive reports its own refusals (a "..", an absolute path, a symlink
  * in the way) without a positive errno; those mean a hostile or broken
@@ -81,10 +107,14 @@ static struct archive_entry *x_disk_entry(xctx *x, const fb_manifest_entry *e)
         break;
     case FB_ENTRY_DIR:
         archive_entry_set_filetype(oe, AE_IFDIR);
-        /* An incremental's directories are merged into the live ones, which
-         * then get the stored mode and mtime; in the staging dir they stay
-         * 0700 so the files in them can be moved out by any user. */
-        if (x->m->type == FB_BACKUP_INCREMENTAL)
+        /* Merged directories (--only) get their stored mode and mtime in
+         * the session dir, those of a tree of several backups once all
+         * are extracted (a later backup's directory may already exist,
+         * made by an earlier one for a file in it, and libarchive sets an
+         * existing directory's attributes at once, not at its close):
+         * meanwhile they stay 0700, so that files can be written into them
+         * and moved out of them by any user. */
+        if (x->r->merge || x->r->tree->n_sources > 1)
             perm = 0700;
         break;
     case FB_ENTRY_SYMLINK:
@@ -107,6 +137,11 @@ static struct archive_entry *x_disk_entry(xctx *x, const fb_manifest_entry *e)
     return oe;
 }
 
+static int x_interrupted(xctx *x)
+{
+    return fb_error_set(x->err, FB_EINTERRUPTED, "%s: interrupted", x->name);
+}
+
 /* Where the data of the current entry goes: the disk writer. */
 typedef struct x_sink {
     xctx *x;
@@ -118,38 +153,61 @@ static int x_write_block(void *ctx, const void *buf, size_t len, fb_error *err)
 {
     (void)err; /* x_write_failure fills x->err, which is err */
     x_sink *s = ctx;
+    if (fb_cancelled(s->x->r->req->cancel))
+        return x_interrupted(s->x);
     la_ssize_t wr = archive_write_data(s->w, buf, len);
     if (wr < 0 || (size_t)wr != len)
         return x_write_failure(s->x, s->w, s->path);
+    s->x->written += len;
+    x_progress(s->x, false);
     return 0;
 }
 
-/* Writes the entry whose tar header a has just read, once that header is
- * found to equal manifest entry e; what is written is built from e alone. */
+/* The data of an entry that is only verified: a later backup of the tree
+ * replaces it. */
+static int x_skip_block(void *ctx, const void *buf, size_t len, fb_error *err)
+{
+    (void)buf;
+    (void)len;
+    (void)err;
+    xctx *x = ctx;
+    return fb_cancelled(x->r->req->cancel) ? x_interrupted(x) : 0;
+}
+
+/* Handles the entry whose tar header a has just read, once that header is
+ * found to equal manifest entry e: its data is always read and checked
+ * against e; it is written as tree entry o (built from o alone), or not at
+ * all when o is NULL. o is e itself, or for a hardlink of the tree made a
+ * file, the hardlink that takes e's data (fb_as_of.h). */
 static int x_write_entry(xctx *x, struct archive *a, struct archive_entry *ae,
-                         struct archive *w, const fb_manifest_entry *e)
+                         struct archive *w, const fb_manifest_entry *e,
+                         const fb_manifest_entry *o)
 {
     int rc = fb_tar_entry_check(ae, e, archive_filter_bytes(a, 0), x->name, x->err);
     if (rc < 0)
         return rc;
-    struct archive_entry *oe = x_disk_entry(x, e);
+    if (fb_cancelled(x->r->req->cancel))
+        return x_interrupted(x);
+    if (!o)
+        return fb_tar_entry_data(&x->src, a, e, x_skip_block, x, x->err);
+    struct archive_entry *oe = x_disk_entry(x, o);
     if (!oe)
         return restore_oom(x->err);
     if (archive_write_header(w, oe) != ARCHIVE_OK) {
         archive_entry_free(oe);
-        return x_write_failure(x, w, e->path);
+        return x_write_failure(x, w, o->path);
     }
     archive_entry_free(oe);
-    x_sink sink = {.x = x, .w = w, .path = e->path};
+    x_sink sink = {.x = x, .w = w, .path = o->path};
     if ((rc = fb_tar_entry_data(&x->src, a, e, x_write_block, &sink, x->err)) < 0)
         return rc;
     if (archive_write_finish_entry(w) != ARCHIVE_OK)
-        return x_write_failure(x, w, e->path);
+        return x_write_failure(x, w, o->path);
     x->rep->entries++;
-    if (e->meta.type == FB_ENTRY_FILE || e->meta.type == FB_ENTRY_HARDLINK)
+    if (o->meta.type == FB_ENTRY_FILE || o->meta.type == FB_ENTRY_HARDLINK)
         x->rep->files++;
-    if (e->meta.type == FB_ENTRY_FILE)
-        x->rep->bytes += e->meta.size;
+    if (o->meta.type == FB_ENTRY_FILE)
+        x->rep->bytes += o->meta.size;
     return 0;
 }
 
@@ -191,7 +249,9 @@ static int x_extract(xctx *x)
                               x->name, m->n_entries);
             break;
         }
-        if ((rc = x_write_entry(x, a, ae, w, &m->entries[idx])) < 0)
+        long at = x->r->plan[idx];
+        if ((rc = x_write_entry(x, a, ae, w, &m->entries[idx],
+                                at >= 0 ? &x->r->tree->entries[at].e : NULL)) < 0)
             break;
         idx++;
     }
@@ -264,15 +324,63 @@ __attribute__((noreturn)) static void child_main(run *r, int report_fd, int life
         x.name = r->label;
         x.err = &rep.err;
         x.rep = &rep;
+        x.progress_fd = r->req->progress ? report_fd : -1;
         fb_archive_stream *stream = NULL;
         rep.rc = fb_archive_stream_new(r->reader, &stream, &rep.err);
         if (rep.rc == 0) {
             fb_tar_source_init(&x.src, stream, x.name, NULL, NULL);
             rep.rc = x_extract(&x);
         }
+        if (rep.rc == 0)
+            x_progress(&x, true);
         fb_archive_stream_free(stream);
     }
+    if (r->req->progress) {
+        uint64_t mark = PROGRESS_REPORT_FOLLOWS;
+        if (fb_write_all(report_fd, &mark, sizeof mark) != 0)
+            _exit(121);
+    }
     _exit(fb_write_all(report_fd, &rep, sizeof rep) == 0 ? 0 : 121);
+}
+
+/* Reads exactly len bytes unless the pipe ends first, or the caller asks
+ * to stop (polled every CANCEL_POLL_MS: a signal handler installed with
+ * SA_RESTART would not interrupt a read, and the signal may not have
+ * reached the child); returns the count. */
+static size_t read_full(const fb_cancel *cancel, int fd, void *buf, size_t len)
+{
+    size_t got = 0;
+    while (got < len && !fb_cancelled(cancel)) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        int pr = poll(&pfd, 1, CANCEL_POLL_MS);
+        if (pr == 0 || (pr < 0 && errno == EINTR))
+            continue;
+        ssize_t n = read(fd, (char *)buf + got, len - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    return got;
+}
+
+/* The child's report, and before it, when the request wants progress, the
+ * counts it sends, passed on as they come: the parent is the one whose
+ * caller may be told, in its own thread. Returns the report bytes read. */
+static size_t read_report(run *r, int fd, xreport *rep)
+{
+    const fb_restore_request *req = r->req;
+    while (req->progress) {
+        uint64_t v;
+        if (read_full(req->cancel, fd, &v, sizeof v) != sizeof v)
+            return 0;
+        if (v == PROGRESS_REPORT_FOLLOWS)
+            break;
+        uint64_t total = r->tree->totals.bytes, done = r->bytes_before + v;
+        req->progress(req->progress_ctx, "extract", done < total ? done : total, total);
+    }
+    return read_full(req->cancel, fd, rep, sizeof *rep);
 }
 
 int fb_restore_extract(run *r)
@@ -303,16 +411,13 @@ int fb_restore_extract(run *r)
     close(p[1]);
     close(life[0]);
     xreport rep;
-    size_t got = 0;
-    while (got < sizeof rep) {
-        ssize_t n = read(p[0], (char *)&rep + got, sizeof rep - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        got += (size_t)n;
-    }
+    size_t got = read_report(r, p[0], &rep);
     close(p[0]);
+    /* Asked to stop before the child reported (the signal may have reached
+     * only this process): its work is thrown away with the staging dir. */
+    bool stopped = got != sizeof rep && fb_cancelled(r->req->cancel);
+    if (stopped)
+        kill(pid, SIGKILL);
     int status = 0;
     pid_t w;
     do {
@@ -323,6 +428,8 @@ int fb_restore_extract(run *r)
      * complete report is then the verdict. */
     bool exited_ok = (w == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0) ||
                      (w < 0 && errno == ECHILD);
+    if (stopped || ((got != sizeof rep || !exited_ok) && fb_cancelled(r->req->cancel)))
+        return fb_error_set(r->err, FB_EINTERRUPTED, "%s: interrupted", r->label);
     if (got != sizeof rep || !exited_ok) {
         if (w == pid && WIFSIGNALED(status))
             return fb_error_set(r->err, FB_EIO,
@@ -336,8 +443,8 @@ int fb_restore_extract(run *r)
         *r->err = rep.err;
         return rep.rc;
     }
-    r->out->entries = rep.entries;
-    r->out->files = rep.files;
-    r->out->bytes = rep.bytes;
+    r->out->entries += rep.entries;
+    r->out->files += rep.files;
+    r->out->bytes += rep.bytes;
     return 0;
 }

@@ -12,16 +12,15 @@
 #include <sys/stat.h>
 
 #include "fb_archive_reader.h"
+#include "fb_as_of.h"
 #include "fb_lock.h"
 #include "fb_manifest.h"
 #include "fb_restore.h"
 #include "fb_store.h"
 
-/* Staging dirs are named <prefix><sid>-<hex> beside the session dir (the
- * next restore of the session clears leftovers by that name), or
- * <prefix><hex> beside a --target. */
-#define FB_RESTORE_STAGING_PREFIX ".restore-"
-#define FB_RESTORE_STAGING_HEX 16 /* as fb_make_temp_dir_at appends */
+/* Staging dirs are named as FB_RESTORE_STAGING_PREFIX (fb_types.h) says:
+ * the next restore of the session, and cleanup, clear leftovers by that
+ * name. */
 
 typedef struct run {
     fb_store *store;
@@ -29,8 +28,22 @@ typedef struct run {
     fb_restore_result *out;
     fb_error *err;
     char label[FB_SESSION_ID_MAX + FB_BACKUP_ID_LEN + 2]; /* "<sid>/<backup_id>" */
+    /* What is restored: the backup's as-of tree, or with req->only its own
+     * entries (fb_as_of.h). */
+    fb_as_of *tree;
+    /* Into the session dir with req->only: the tree's entries are merged
+     * into the live ones and nothing is removed (else the session dir is
+     * swapped for the tree). */
+    bool merge;
+    /* While the tree's sources are extracted in turn (restore_layers.c):
+     * the one being extracted (label names it), its manifest, its entries
+     * sorted by path, and per manifest entry the tree entry written from
+     * it, or -1 for one only verified (a later source replaces it). */
+    size_t layer;
     fb_manifest m;
-    size_t *by_path;      /* manifest indices sorted by path */
+    size_t *by_path;
+    long *plan;
+    uint64_t bytes_before; /* file bytes the earlier sources wrote */
     int store_session_fd; /* .flowloom/backups/<sid> */
     fb_archive_reader *reader;
     /* The destination: dest_name inside parent_fd, which also holds the
@@ -64,11 +77,22 @@ static inline int restore_oom(fb_error *err)
 /* A warning through the request's fb_warn_fn. */
 #define fb_restore_warn(r, ...) fb_warnf((r)->req->warn, (r)->req->warn_ctx, __VA_ARGS__)
 
-/* Extracts r's backup into r's staging dir in a child process (see
- * restore_extract.c): every entry checked against the manifest as it is
- * written. Fills r->out's counts. Returns 0, FB_ECORRUPT (the backup is
- * damaged), FB_EIO, FB_ENOMEM. */
+/* Extracts source r->layer of the tree (r->m, r->reader, r->plan) into
+ * r's staging dir in a child process (see restore_extract.c): every entry
+ * of the archive checked against its manifest, those of r->plan written.
+ * Adds to r->out's counts. Returns 0, FB_ECORRUPT (the backup is damaged),
+ * FB_EINTERRUPTED (req->cancel), FB_EIO, FB_ENOMEM. */
 int fb_restore_extract(run *r);
+
+/* ---- restore_layers.c ---- */
+
+/* Every source of r->tree, oldest first, into the staging dir: its
+ * manifest read again and checked to be the one the tree was built from,
+ * its archive opened and checked, then fb_restore_extract. */
+int fb_restore_extract_tree(run *r);
+
+/* FB_EINTERRUPTED when req->cancel is set, else 0. */
+int fb_restore_check_cancel(run *r);
 
 /* ---- restore_changes.c ---- */
 
@@ -105,6 +129,12 @@ int fb_restore_sync_fs(run *r, int fd, const char *what);
 
 /* Moves the verified staging tree into place (docs/restore.md, step 7). */
 int fb_restore_place(run *r);
+
+/* Gives every directory of r->tree below root_fd its stored mode, mtime
+ * (and owner with same_owner), deepest first: after a merge into the
+ * session dir, and in the staging dir of a tree of several backups, whose
+ * directories may hold files the extraction of an earlier backup wrote. */
+int fb_restore_apply_dir_attrs(run *r, int root_fd, const char *root_shown);
 
 /* Removes the staging dir, whatever it holds now (what names it in the
  * warning if that fails); it is not retried. */

@@ -1,10 +1,10 @@
 /* Putting a restore's verified staging tree in place (docs/restore.md,
- * step 7): the renameat2(RENAME_EXCHANGE) swap of a full backup with the
- * session dir, the rename of the tree to --target, and the entry by entry
- * merge of an incremental. This is the only part of a restore that changes
- * the destination, so it is kept apart from the steps (restore.c) that
- * decide whether it may run; every path in the destination is opened
- * beneath a directory fd, never through a symlink. */
+ * step 7): the renameat2(RENAME_EXCHANGE) swap of the restored tree with
+ * the session dir, the rename of the tree to --target, and the entry by
+ * entry merge of a backup's own entries (--only). This is the only part of
+ * a restore that changes the destination, so it is kept apart from the
+ * steps (restore.c) that decide whether it may run; every path in the
+ * destination is opened beneath a directory fd, never through a symlink. */
 #include "restore_i.h"
 
 #include <dirent.h>
@@ -74,6 +74,46 @@ static bool dir_is_empty(int fd, int *err_out)
     return empty;
 }
 
+/* A mount inside the session directory would go wherever the directory
+ * goes: the swap would carry it into the old tree, whose removal would then
+ * delete the mounted file system's contents (and a merge would write into
+ * it). Refused, naming up to three, before anything is touched; the check
+ * runs again under the lock just before the swap. */
+static int refuse_mounts_inside(run *r)
+{
+    int fd = openat(r->parent_fd, r->dest_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return fb_error_set_errno(r->err, errno, "cannot open %s", r->dest_shown);
+    char **mounts;
+    size_t n;
+    int rc = fb_mounts_within(fd, r->dest_shown, NULL, &mounts, &n, r->err);
+    close(fd);
+    if (rc < 0 || n == 0)
+        return rc;
+    if (strcmp(mounts[0], ".") == 0) {
+        rc = fb_error_set(r->err, FB_EINVAL,
+                          "session directory %s is a mount point; recover replaces the "
+                          "directory as a whole and cannot replace a mount: recover with "
+                          "--target DIR instead",
+                          r->dest_shown);
+    } else {
+        char list[1900] = "", esc[600];
+        for (size_t i = 0; i < n && i < 3; i++) {
+            fb_path_escape(mounts[i], esc, sizeof esc);
+            snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "",
+                     esc);
+        }
+        rc = fb_error_set(r->err, FB_EINVAL,
+                          "%s: another filesystem is mounted inside the session directory "
+                          "(%s%s); recover would carry it along with the directory and "
+                          "delete what it holds: unmount it first, or recover with --target "
+                          "DIR",
+                          r->dest_shown, list, n > 3 ? ", ..." : "");
+    }
+    fb_string_list_free(mounts, n);
+    return rc;
+}
+
 int fb_restore_check_destination(run *r, bool *exists, struct stat *st)
 {
     *exists = false;
@@ -93,7 +133,7 @@ int fb_restore_check_destination(run *r, bool *exists, struct stat *st)
                             r->dest_shown);
     *exists = true;
     if (r->into_session)
-        return 0;
+        return refuse_mounts_inside(r);
     int fd = openat(r->parent_fd, r->dest_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) {
         if (errno == ELOOP || errno == ENOTDIR)
@@ -142,7 +182,7 @@ static void adopt_root_attributes(run *r, const struct stat *old)
         (void)fchown(r->staging_fd, old->st_uid, old->st_gid);
 }
 
-/* ---- full backup into the session dir, and --target ---- */
+/* ---- the tree into the session dir, and --target ---- */
 
 /* Gives the staging tree the destination's name, which is free: never
  * over something that appeared there meanwhile. */
@@ -188,7 +228,7 @@ static int swap_by_two_renames(run *r)
     return 0;
 }
 
-/* Full backup into the session dir: swap, then delete the old tree. */
+/* The tree into the session dir: swap, then delete the old tree. */
 static int move_full(run *r, bool exists, const struct stat *old)
 {
     if (!exists)
@@ -229,7 +269,7 @@ static int move_target(run *r, bool exists, const struct stat *old)
     return rename_staging_to_destination(r);
 }
 
-/* ---- incremental into the session dir ---- */
+/* ---- --only into the session dir ---- */
 
 static size_t path_depth(const char *p)
 {
@@ -241,15 +281,17 @@ static size_t path_depth(const char *p)
 
 static int cmp_depth_desc(const void *a, const void *b, void *ctx)
 {
-    const fb_manifest_entry *e = ctx;
-    size_t da = path_depth(e[*(const size_t *)a].path), db = path_depth(e[*(const size_t *)b].path);
+    const fb_as_of_entry *e = ctx;
+    size_t da = path_depth(e[*(const size_t *)a].e.path);
+    size_t db = path_depth(e[*(const size_t *)b].e.path);
     return da < db ? 1 : da > db ? -1 : 0;
 }
 
 /* Opens directory base in pfd by O_PATH (never a symlink, no read or write
  * permission needed) and the /proc path through which its attributes can be
  * set. */
-static int open_dir_attrs(run *r, int pfd, const char *path, const char *base, char proc[64])
+static int open_dir_attrs(run *r, const char *root_shown, int pfd, const char *path,
+                          const char *base, char proc[64])
 {
     int fd = openat(pfd, base, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) {
@@ -258,25 +300,26 @@ static int open_dir_attrs(run *r, int pfd, const char *path, const char *base, c
         if (errno == ELOOP || errno == ENOTDIR)
             return fb_error_set(r->err, FB_EINVAL,
                                 "%s: %s is no longer a directory; refusing to restore into it",
-                                r->dest_shown, esc);
-        return fb_error_set_errno(r->err, errno, "%s: cannot open %s", r->dest_shown, esc);
+                                root_shown, esc);
+        return fb_error_set_errno(r->err, errno, "%s: cannot open %s", root_shown, esc);
     }
     snprintf(proc, 64, "/proc/self/fd/%d", fd);
     return fd;
 }
 
-/* The stored mode, mtime (and owner) of a merged directory. */
-static int apply_dir_meta(run *r, int root_fd, const fb_manifest_entry *e)
+/* The stored mode, mtime (and owner) of directory e below root_fd. */
+static int apply_dir_meta(run *r, int root_fd, const char *root_shown,
+                          const fb_manifest_entry *e)
 {
     int pfd;
     const char *base;
-    int rc = fb_restore_walk_parent(r, root_fd, r->dest_shown, e->path, false, &pfd, &base);
+    int rc = fb_restore_walk_parent(r, root_fd, root_shown, e->path, false, &pfd, &base);
     if (rc < 0)
         return rc;
     if (rc != 0)
         return FB_EINVAL; /* changed under us; the message says what */
     char proc[64];
-    int fd = open_dir_attrs(r, pfd, e->path, base, proc);
+    int fd = open_dir_attrs(r, root_shown, pfd, e->path, base, proc);
     close(pfd);
     if (fd < 0)
         return fd;
@@ -286,15 +329,32 @@ static int apply_dir_meta(run *r, int root_fd, const fb_manifest_entry *e)
                              {.tv_sec = (time_t)e->meta.mtime, .tv_nsec = e->meta.mtime_nsec}};
     rc = 0;
     if (r->req->same_owner && fchownat(fd, "", e->meta.uid, e->meta.gid, AT_EMPTY_PATH) != 0)
-        rc = fb_error_set_errno(r->err, errno, "%s: cannot set the owner of %s", r->dest_shown,
+        rc = fb_error_set_errno(r->err, errno, "%s: cannot set the owner of %s", root_shown,
                                 esc);
     if (rc == 0 && chmod(proc, restore_mode(e->meta.mode)) != 0)
-        rc = fb_error_set_errno(r->err, errno, "%s: cannot set the mode of %s", r->dest_shown,
-                                esc);
+        rc = fb_error_set_errno(r->err, errno, "%s: cannot set the mode of %s", root_shown, esc);
     if (rc == 0 && utimensat(AT_FDCWD, proc, ts, 0) != 0)
-        rc = fb_error_set_errno(r->err, errno, "%s: cannot set the mtime of %s", r->dest_shown,
+        rc = fb_error_set_errno(r->err, errno, "%s: cannot set the mtime of %s", root_shown,
                                 esc);
     close(fd);
+    return rc;
+}
+
+int fb_restore_apply_dir_attrs(run *r, int root_fd, const char *root_shown)
+{
+    const fb_as_of *t = r->tree;
+    size_t n_dirs = 0;
+    size_t *dirs = malloc((t->n_entries ? t->n_entries : 1) * sizeof *dirs);
+    if (!dirs)
+        return restore_oom(r->err);
+    for (size_t i = 0; i < t->n_entries; i++)
+        if (t->entries[i].e.meta.type == FB_ENTRY_DIR)
+            dirs[n_dirs++] = i;
+    qsort_r(dirs, n_dirs, sizeof *dirs, cmp_depth_desc, t->entries);
+    int rc = 0;
+    for (size_t k = 0; k < n_dirs && rc == 0; k++)
+        rc = apply_dir_meta(r, root_fd, root_shown, &t->entries[dirs[k]].e);
+    free(dirs);
     return rc;
 }
 
@@ -308,7 +368,7 @@ static int merge_dir(run *r, int dp, const char *base, const fb_manifest_entry *
     if (mkdirat(dp, base, 0700) != 0 && errno != EEXIST)
         return fb_error_set_errno(r->err, errno, "%s: cannot create %s", r->dest_shown, esc);
     char proc[64];
-    int fd = open_dir_attrs(r, dp, e->path, base, proc);
+    int fd = open_dir_attrs(r, r->dest_shown, dp, e->path, base, proc);
     if (fd < 0)
         return fd;
     struct stat st;
@@ -344,20 +404,17 @@ static int merge_entry(run *r, int dp, const char *base, const fb_manifest_entry
     return rc;
 }
 
-/* Every entry in manifest order (a directory before its contents), then
- * the directories' stored attributes, deepest first, once nothing more is
- * written into them. */
+/* Every entry of the tree in path order (a directory before its
+ * contents), then the directories' stored attributes, deepest first, once
+ * nothing more is written into them. */
 static int merge_entries(run *r, int root_fd)
 {
     char staged_shown[PATH_MAX];
     snprintf(staged_shown, sizeof staged_shown, "%s/%s", r->parent_shown, r->staging);
-    size_t n = r->m.n_entries, n_dirs = 0;
-    size_t *dirs = malloc((n ? n : 1) * sizeof *dirs);
-    if (!dirs)
-        return restore_oom(r->err);
+    size_t n = r->tree->n_entries;
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
-        const fb_manifest_entry *e = &r->m.entries[i];
+        const fb_manifest_entry *e = &r->tree->entries[i].e;
         int dp;
         const char *base;
         rc = fb_restore_walk_parent(r, root_fd, r->dest_shown, e->path, true, &dp, &base);
@@ -366,26 +423,19 @@ static int merge_entries(run *r, int root_fd)
         if (rc < 0)
             break;
         if (e->meta.type == FB_ENTRY_DIR) {
-            dirs[n_dirs++] = i;
             rc = merge_dir(r, dp, base, e);
         } else {
             rc = merge_entry(r, dp, base, e, staged_shown);
         }
         close(dp);
     }
-    if (rc == 0) {
-        qsort_r(dirs, n_dirs, sizeof *dirs, cmp_depth_desc, r->m.entries);
-        for (size_t k = 0; k < n_dirs && rc == 0; k++)
-            rc = apply_dir_meta(r, root_fd, &r->m.entries[dirs[k]]);
-    }
-    free(dirs);
-    return rc;
+    return rc == 0 ? fb_restore_apply_dir_attrs(r, root_fd, r->dest_shown) : rc;
 }
 
-/* Incremental into the session dir: each staged entry renamed over the live
- * one, directories merged. The conflicts were refused by the change list
- * just before, under the lock. */
-static int move_incremental(run *r, bool exists)
+/* --only into the session dir: each staged entry renamed over the live
+ * one, directories merged, nothing removed. The conflicts were refused by
+ * the change list just before, under the lock. */
+static int move_merge(run *r, bool exists)
 {
     int rc;
     if (!exists) {
@@ -417,7 +467,7 @@ int fb_restore_place(run *r)
         return rc;
     if (!r->into_session)
         return move_target(r, exists, &old);
-    if (r->m.type == FB_BACKUP_FULL)
+    if (!r->merge)
         return move_full(r, exists, &old);
-    return move_incremental(r, exists);
+    return move_merge(r, exists);
 }

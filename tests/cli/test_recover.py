@@ -1,5 +1,5 @@
 """`recover` (alias `restore`): round trips into the session directory with
-its safety backup, incrementals touching only their files, --target, the
+its safety backup, --only touching only the backup's files, --target, the
 dry-run change list, and refusals (damaged backup, non-empty target, missing
 backup, busy) that leave everything as it was."""
 import fcntl
@@ -140,7 +140,9 @@ def test_dry_run_lists_the_changes_and_changes_nothing(fl1):
     assert tree_snapshot(fl1.store) == store_before
 
 
-def test_incremental_recover_touches_only_its_files(fl1):
+def test_recover_only_touches_only_the_backups_own_files(fl1):
+    """--only: the behaviour recover had before it restored the session as
+    it stood (tests/cli/test_recover_as_of.py)."""
     sdir = fl1.sessions / "S1"
     fl1.backup("full", now=NOW)
     (sdir / "state.json").write_text('{"step": 18}\n')
@@ -158,8 +160,9 @@ def test_incremental_recover_touches_only_its_files(fl1):
     outside = {p: v for p, v in tree_snapshot(sdir).items()
                if not (p.decode() in incr_paths or p.startswith(b"state"))}
 
-    r = fl1.run("recover", "S1", incr["id"], env={"FLOWLOOM_NOW": str(NOW + 120)})
+    r = fl1.run("recover", "S1", incr["id"], "--only", env={"FLOWLOOM_NOW": str(NOW + 120)})
     assert r.rc == 0, r
+    assert f"from:           {incr['id']} alone (--only" in r.out
     assert (sdir / "state.json").read_text() == '{"step": 18}\n'
     assert (sdir / "state" / "plan.json").read_text() == '{"todo": ["b"], "done": ["a"]}'
     after = tree_snapshot(sdir)

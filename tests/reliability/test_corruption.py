@@ -36,16 +36,22 @@ def flip(path, offset):
 
 
 def recover_refuses(fl, ids, bad, tmp_path, context):
-    """F23: restoring the damaged backup fails and writes nothing (not even a
-    half tree or a staging dir beside the target); a good one restores."""
+    """F23: restoring the damaged backup, or an incremental of it, fails and
+    writes nothing (not even a half tree or a staging dir beside the target);
+    a good one restores."""
     parent = tmp_path / "restore-parent"
     shutil.rmtree(parent, ignore_errors=True)
     parent.mkdir()
     target = parent / "T"
-    r = fl.run("recover", "--session", "S", bad, "--target", str(target))
-    assert r.rc == 1, f"{context}: {r!r}"
-    assert os.listdir(parent) == [], f"{context}: recover left {os.listdir(parent)}"
-    good = next(i for i in ids if i != bad)
+    # the damaged backup, and an incremental restored with it as its base
+    dependents = [b["id"] for b in fl.index("S")["backups"] if b["base"] == bad]
+    for bid in [bad] + dependents:
+        r = fl.run("recover", "--session", "S", bid, "--target", str(target))
+        assert r.rc == 1, f"{context}: recover {bid}: {r!r}"
+        assert os.listdir(parent) == [], f"{context}: recover left {os.listdir(parent)}"
+    # a full backup: an incremental is restored with its base, which may be
+    # the damaged one
+    good = next(i for i in ids if i != bad and "-full-" in i)
     r = fl.run("recover", "--session", "S", good, "--target", str(target), "-q")
     assert r.rc == 0, f"{context}: {r!r}"
 

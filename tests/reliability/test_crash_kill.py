@@ -186,7 +186,8 @@ def test_f2_sigkill_during_incremental_backup(base_full_and_changes, tmp_path, s
         # and restored by the tool itself: exactly the files of that time
         target = tmp_path / "restored"
         subprocess.run(["rm", "-rf", str(target)], check=True)
-        r = work.run("recover", "--session", "S", added[0], "--target", str(target), "-q")
+        r = work.run("recover", "--session", "S", added[0], "--only", "--target", str(target),
+                     "-q")
         assert r.rc == 0, r
         got = {os.path.relpath(os.path.join(d, f), target): open(os.path.join(d, f), "rb").read()
                for d, _, fs in os.walk(target) for f in fs}

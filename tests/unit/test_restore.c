@@ -1,8 +1,9 @@
 /* Unit tests of fb_restore_run on generated session trees in fresh temp
  * dirs, with stores written by fb_backup_run: full round trip (content,
  * modes, mtimes with nanoseconds, symlinks, hardlinks, extra entries
- * removed, safety backup), incrementals touching only their files, --target
- * rules, corrupted backups leaving everything as it was, crafted archives
+ * removed, safety backup), an incremental restoring the session as it
+ * stood (its base and the incrementals up to it), a gone base refused,
+ * --only touching only the backup's files, interruption, --target rules, corrupted backups leaving everything as it was, crafted archives
  * (built here with libarchive + zstd + our seek table, manifests with
  * matching hashes) refused without writing outside the staging dir,
  * dropped mode bits, leftovers of interrupted restores, dry runs, and a live
@@ -169,6 +170,10 @@ typedef struct ropts {
     bool dry_run;
     bool safety;
     double wait;
+    bool only;
+    const fb_cancel *cancel;
+    fb_progress_fn progress;
+    void *progress_ctx;
 } ropts;
 
 static int restore(fixture *f, const char *spec, ropts o, fb_restore_result *res, fb_error *err)
@@ -180,6 +185,10 @@ static int restore(fixture *f, const char *spec, ropts o, fb_restore_result *res
     req.target_dir = o.target;
     req.dry_run = o.dry_run;
     req.safety_backup = o.safety;
+    req.only = o.only;
+    req.cancel = o.cancel;
+    req.progress = o.progress;
+    req.progress_ctx = o.progress_ctx;
     req.now = NOW + 500;
     req.config = &f->cfg;
     req.lock_wait_seconds = o.wait;
@@ -530,7 +539,9 @@ static void test_dry_run_full(void)
     teardown(&f);
 }
 
-static void test_incremental_touches_only_its_files(void)
+/* --only: the backup's own entries merged into the session, nothing else
+ * touched (the behaviour of recover before it restored the as-of tree). */
+static void test_only_touches_only_its_files(void)
 {
     fixture f;
     REQUIRE(setup(&f));
@@ -561,9 +572,13 @@ static void test_incremental_touches_only_its_files(void)
 
     fb_restore_result res;
     fb_error err;
-    CHECK_EQ_INT(restore(&f, incr, (ropts){.safety = true, .wait = 5}, &res, &err), 0);
+    CHECK_EQ_INT(restore(&f, incr, (ropts){.safety = true, .wait = 5, .only = true}, &res, &err),
+                 0);
     print_changes(&res);
     CHECK(res.type == FB_BACKUP_INCREMENTAL);
+    CHECK(res.only);
+    CHECK_EQ_INT(res.n_sources, 1);
+    CHECK(res.n_sources == 1 && !strcmp(res.sources[0].id, incr));
     CHECK(res.safety_backup_id[0] != '\0');
     CHECK(has_change(&res, "state.json", FB_CHANGE_MODIFIED));
     CHECK(has_change(&res, "state/x.json", FB_CHANGE_ADDED));
@@ -611,7 +626,8 @@ static void test_incremental_touches_only_its_files(void)
     teardown(&f);
 }
 
-static void test_incremental_refuses_symlinked_dir(void)
+/* --only into a session dir whose state/ became a symlink: refused. */
+static void test_only_refuses_symlinked_dir(void)
 {
     fixture f;
     REQUIRE(setup(&f));
@@ -629,7 +645,8 @@ static void test_incremental_refuses_symlinked_dir(void)
 
     fb_restore_result res;
     fb_error err;
-    CHECK_EQ_INT(restore(&f, incr, (ropts){.safety = true, .wait = 5}, &res, &err), FB_EINVAL);
+    CHECK_EQ_INT(restore(&f, incr, (ropts){.safety = true, .wait = 5, .only = true}, &res, &err),
+                 FB_EINVAL);
     CHECK(strstr(err.message, "symlink") != NULL);
     CHECK(strstr(err.message, "state") != NULL);
     fb_restore_result_fini(&res);
@@ -641,12 +658,225 @@ static void test_incremental_refuses_symlinked_dir(void)
     CHECK_EQ_INT(count_backups(&f), 2); /* refused before the safety backup */
 
     /* The dry run gives the same refusal. */
-    CHECK_EQ_INT(restore(&f, incr, (ropts){.dry_run = true}, &res, &err), FB_EINVAL);
+    CHECK_EQ_INT(restore(&f, incr, (ropts){.dry_run = true, .only = true}, &res, &err), FB_EINVAL);
     fb_restore_result_fini(&res);
     free(before);
     free(after);
     free(out_snap);
     fbtest_rmtree(outside);
+    teardown(&f);
+}
+
+/* A full, then two incrementals (the state files changed in each); then
+ * logs/ and artifacts/ are deleted and the state broken. Recovering the
+ * newest incremental brings the whole session back as it stood at that
+ * incremental: the full's files, the incrementals' state, byte for byte
+ * (issue 9, point 1). The report names the three backups. */
+static void test_incremental_restores_the_session_as_it_stood(void)
+{
+    fixture f;
+    REQUIRE(setup(&f));
+    build_tree(&f);
+    char full[FB_BACKUP_ID_LEN + 1], i1[FB_BACKUP_ID_LEN + 1], i2[FB_BACKUP_ID_LEN + 1];
+    REQUIRE(backup(&f, FB_BACKUP_FULL, NOW, full) == 0);
+    put_str(f.sfd, "state.json", "{\"step\": 4}", 0600);
+    put_str(f.sfd, "state/x.json", "[4, 5, 6]", 0644);
+    set_time(f.sfd, "state.json", T0 + 5000, 111);
+    set_time(f.sfd, "state/x.json", T0 + 5001, 222);
+    set_time(f.sfd, "state", T0 + 5002, 333);
+    REQUIRE(backup(&f, FB_BACKUP_INCREMENTAL, NOW + 10, i1) == 0);
+    put_str(f.sfd, "state.json", "{\"step\": 5}", 0600);
+    set_time(f.sfd, "state.json", T0 + 6000, 444);
+    REQUIRE(fchmodat(f.sfd, "state", 0750, 0) == 0);
+    set_time(f.sfd, "state", T0 + 6001, 555);
+    REQUIRE(backup(&f, FB_BACKUP_INCREMENTAL, NOW + 20, i2) == 0);
+    char *golden = snapshot(f.sess);
+
+    /* rm -rf artifacts logs, and the state moves on */
+    REQUIRE(unlinkat(f.sfd, "logs/run.log", 0) == 0 && unlinkat(f.sfd, "logs", AT_REMOVEDIR) == 0);
+    REQUIRE(unlinkat(f.sfd, "artifacts/deep/out.txt", 0) == 0);
+    REQUIRE(unlinkat(f.sfd, "artifacts/deep", AT_REMOVEDIR) == 0);
+    REQUIRE(unlinkat(f.sfd, "artifacts", AT_REMOVEDIR) == 0);
+    put_str(f.sfd, "state.json", "{\"step\": 6, \"broken\": true}", 0600);
+    char *broken = snapshot(f.sess);
+
+    /* The dry run lists what the as-of tree brings back, and changes
+     * nothing. */
+    fb_restore_result res;
+    fb_error err;
+    CHECK_EQ_INT(restore(&f, "latest", (ropts){.dry_run = true}, &res, &err), 0);
+    print_changes(&res);
+    CHECK(!strcmp(res.backup_id, i2));
+    CHECK(has_change(&res, "logs", FB_CHANGE_ADDED));
+    CHECK(has_change(&res, "logs/run.log", FB_CHANGE_ADDED));
+    CHECK(has_change(&res, "artifacts/deep/out.txt", FB_CHANGE_ADDED));
+    CHECK(has_change(&res, "state.json", FB_CHANGE_MODIFIED));
+    CHECK_EQ_INT(res.n_removed, 0);
+    fb_restore_result_fini(&res);
+    char *after_dry = snapshot(f.sess);
+    CHECK(same_snapshot(broken, after_dry));
+    CHECK_EQ_INT(count_backups(&f), 3);
+
+    CHECK_EQ_INT(restore(&f, "latest", (ropts){.safety = true, .wait = 5}, &res, &err), 0);
+    CHECK(!strcmp(res.backup_id, i2));
+    CHECK(res.type == FB_BACKUP_INCREMENTAL && !res.only);
+    REQUIRE(res.n_sources == 3);
+    CHECK(!strcmp(res.sources[0].id, full) && res.sources[0].type == FB_BACKUP_FULL);
+    CHECK(!strcmp(res.sources[1].id, i1) && res.sources[1].type == FB_BACKUP_INCREMENTAL);
+    CHECK(!strcmp(res.sources[2].id, i2));
+    CHECK_EQ_INT(res.sources[0].entries + res.sources[1].entries + res.sources[2].entries,
+                 res.entries);
+    CHECK_EQ_INT(res.entries, 14);
+    CHECK_EQ_INT(res.files, 8);
+    CHECK(has_change(&res, "logs/run.log", FB_CHANGE_ADDED));
+    CHECK(res.safety_backup_id[0] != '\0');
+    fb_restore_result_fini(&res);
+    char *after = snapshot(f.sess);
+    CHECK(same_snapshot(golden, after));
+    char p1[4400], p2[4400];
+    struct stat a, b;
+    snprintf(p1, sizeof p1, "%s/blob.bin", f.sess);
+    snprintf(p2, sizeof p2, "%s/blob2.bin", f.sess);
+    REQUIRE(stat(p1, &a) == 0 && stat(p2, &b) == 0);
+    CHECK(a.st_ino == b.st_ino);
+    CHECK_EQ_INT(count_staging(f.sessions), 0);
+    CHECK_EQ_INT(count_backups(&f), 4);
+
+    /* Nothing left to change against that backup's tree. */
+    CHECK_EQ_INT(restore(&f, i2, (ropts){.dry_run = true}, &res, &err), 0);
+    print_changes(&res);
+    CHECK_EQ_INT(res.n_changes, 0);
+    fb_restore_result_fini(&res);
+    /* As of the first incremental: its state, not the second's. */
+    CHECK_EQ_INT(restore(&f, i1, (ropts){.safety = false}, &res, &err), 0);
+    CHECK_EQ_INT(res.n_sources, 2);
+    fb_restore_result_fini(&res);
+    int sfd = open(f.sess, O_RDONLY | O_DIRECTORY);
+    REQUIRE(sfd >= 0);
+    char *t = read_text(sfd, "state.json");
+    CHECK(!strcmp(t, "{\"step\": 4}"));
+    free(t);
+    close(sfd);
+    free(golden);
+    free(broken);
+    free(after_dry);
+    free(after);
+    teardown(&f);
+}
+
+/* The base full backup is gone: refused (not found) before anything is
+ * touched, naming --only; --only still restores the incremental's own
+ * entries. */
+static void test_incremental_without_base_is_refused(void)
+{
+    fixture f;
+    REQUIRE(setup(&f));
+    build_tree(&f);
+    char full[FB_BACKUP_ID_LEN + 1], incr[FB_BACKUP_ID_LEN + 1];
+    REQUIRE(backup(&f, FB_BACKUP_FULL, NOW, full) == 0);
+    REQUIRE(backup(&f, FB_BACKUP_INCREMENTAL, NOW + 10, incr) == 0);
+    int sess_fd;
+    fb_error err;
+    REQUIRE(fb_store_open_session(f.store, SID, false, &sess_fd, &err) == 0);
+    REQUIRE(fb_remove_tree_at(sess_fd, SID, full, &err) == 0);
+    close(sess_fd);
+    put_str(f.sfd, "state.json", "{\"step\": 99}", 0600);
+    char *before = snapshot(f.sess);
+    CHECK_EQ_INT(count_backups(&f), 1);
+
+    char want[512];
+    snprintf(want, sizeof want,
+             "session %s: backup %s is an incremental whose base full backup %s is gone "
+             "(removed or never taken): recover it alone with --only",
+             SID, incr, full);
+    fb_restore_result res;
+    for (int dry = 0; dry < 2; dry++) {
+        CHECK_EQ_INT(restore(&f, incr, (ropts){.safety = true, .wait = 5, .dry_run = dry},
+                             &res, &err),
+                     FB_ENOTFOUND);
+        CHECK(!strcmp(err.message, want));
+        CHECK(res.safety_backup_id[0] == '\0');
+        fb_restore_result_fini(&res);
+    }
+    char *after = snapshot(f.sess);
+    CHECK(same_snapshot(before, after));
+    CHECK_EQ_INT(count_backups(&f), 1);
+    CHECK_EQ_INT(count_staging(f.sessions), 0);
+
+    CHECK_EQ_INT(restore(&f, incr, (ropts){.safety = true, .wait = 5, .only = true}, &res, &err),
+                 0);
+    fb_restore_result_fini(&res);
+    char *s = read_text(f.sfd, "state.json");
+    CHECK(!strcmp(s, "{\"step\": 3}"));
+    free(s);
+    free(before);
+    free(after);
+    teardown(&f);
+}
+
+static void cancel_on_progress(void *ctx, const char *phase, uint64_t done, uint64_t total)
+{
+    (void)phase;
+    (void)done;
+    (void)total;
+    *(fb_cancel *)ctx = SIGINT;
+}
+
+/* Asked to stop (the CLI's SIGINT) before the move: the staging dir is
+ * removed, the destination and the store are as they were, and the message
+ * says so. Asked before it starts, and during the extraction (the flag set
+ * from the progress callback, in this process only: the child is stopped by
+ * its parent). */
+static void test_interrupted_before_the_move(void)
+{
+    fixture f;
+    REQUIRE(setup(&f));
+    build_tree(&f);
+    char full[FB_BACKUP_ID_LEN + 1], incr[FB_BACKUP_ID_LEN + 1];
+    REQUIRE(backup(&f, FB_BACKUP_FULL, NOW, full) == 0);
+    REQUIRE(backup(&f, FB_BACKUP_INCREMENTAL, NOW + 10, incr) == 0);
+    mutate(&f);
+    char *before = snapshot(f.sess);
+    fb_restore_result res;
+    fb_error err;
+
+    fb_cancel early = SIGINT;
+    CHECK_EQ_INT(restore(&f, incr, (ropts){.safety = true, .wait = 5, .cancel = &early}, &res,
+                         &err),
+                 FB_EINTERRUPTED);
+    CHECK(!strcmp(err.message, "interrupted: the session is unchanged"));
+    fb_restore_result_fini(&res);
+
+    fb_cancel during = 0;
+    CHECK_EQ_INT(restore(&f, incr,
+                         (ropts){.safety = true, .wait = 5, .cancel = &during,
+                                 .progress = cancel_on_progress, .progress_ctx = (void *)&during},
+                         &res, &err),
+                 FB_EINTERRUPTED);
+    CHECK(!strcmp(err.message, "interrupted: the session is unchanged"));
+    CHECK(res.safety_backup_id[0] == '\0');
+    fb_restore_result_fini(&res);
+    char *after = snapshot(f.sess);
+    CHECK(same_snapshot(before, after));
+    CHECK_EQ_INT(count_staging(f.sessions), 0);
+    CHECK_EQ_INT(count_backups(&f), 2);
+
+    char target[4200];
+    snprintf(target, sizeof target, "%s/out", f.root);
+    during = 0;
+    CHECK_EQ_INT(restore(&f, full,
+                         (ropts){.target = target, .cancel = &during,
+                                 .progress = cancel_on_progress, .progress_ctx = (void *)&during},
+                         &res, &err),
+                 FB_EINTERRUPTED);
+    char want[4400];
+    snprintf(want, sizeof want, "interrupted: nothing was restored into %s", target);
+    CHECK(!strcmp(err.message, want));
+    fb_restore_result_fini(&res);
+    CHECK(!exists(target));
+    CHECK_EQ_INT(count_staging(f.root), 0);
+    free(before);
+    free(after);
     teardown(&f);
 }
 
@@ -1312,7 +1542,7 @@ static void test_leftovers_cleared(void)
     CHECK_EQ_INT(restore(&f, full, (ropts){.safety = false}, &res, &err), 0);
     CHECK_EQ_INT(res.leftovers_removed, 1);
     fb_restore_result_fini(&res);
-    CHECK(warns_has(&f.w, "interrupted restore"));
+    CHECK(warns_has(&f.w, "left by an interrupted recover"));
     snprintf(p, sizeof p, "%s/.restore-" SID "-0123456789abcdef", f.sessions);
     CHECK(!exists(p));
     snprintf(p, sizeof p, "%s/.restore-" SID "-fedcba9876543210/junk", f.sessions);
@@ -1341,7 +1571,7 @@ static void test_session_dir_absent_and_lock(void)
     fb_error err;
     REQUIRE(fb_store_open_session(f.store, SID, false, &sess, &err) == 0);
     fb_lock lock;
-    REQUIRE(fb_lock_acquire(sess, SID, 0, &lock, &err) == 0);
+    REQUIRE(fb_lock_acquire(sess, SID, 0, NULL, NULL, &lock, &err) == 0);
     fb_restore_result res;
     CHECK_EQ_INT(restore(&f, full, (ropts){.safety = false, .wait = 0}, &res, &err), FB_EBUSY);
     fb_restore_result_fini(&res);
@@ -1417,7 +1647,7 @@ static void test_bad_requests(void)
 }
 
 /* Directories without write permission: restored with their mode, merged
- * into by an incremental, and removed with the old tree by the next full
+ * into by an incremental with --only, and removed with the old tree by the next full
  * restore (run the suite as an unprivileged user to make this bite). */
 static void test_readonly_dirs(void)
 {
@@ -1445,7 +1675,8 @@ static void test_readonly_dirs(void)
 
     fb_restore_result res;
     fb_error err;
-    CHECK_EQ_INT(restore(&f, incr, (ropts){.safety = true, .wait = 5}, &res, &err), 0);
+    CHECK_EQ_INT(restore(&f, incr, (ropts){.safety = true, .wait = 5, .only = true}, &res, &err),
+                 0);
     fb_restore_result_fini(&res);
     char *t = read_text(f.sfd, "state/x.json");
     CHECK(!strcmp(t, "[2]"));
@@ -1481,6 +1712,60 @@ static void test_readonly_dirs(void)
     snprintf(cmd, sizeof cmd, "chmod -R u+rwx '%s'", f.root);
     CHECK(system(cmd) == 0);
     free(golden);
+    teardown(&f);
+}
+
+/* A directory the full holds with files, that a later incremental holds
+ * too (as the parent of what it includes) with another mode and mtime,
+ * read-only: the full's files are written into it first, then it gets the
+ * incremental's attributes; the tree equals the session at the
+ * incremental, and --target gets it too. */
+static void test_directory_held_by_a_later_backup(void)
+{
+    fixture f;
+    REQUIRE(setup(&f));
+    char **inc = realloc(f.cfg.include, (f.cfg.n_include + 1) * sizeof *inc);
+    REQUIRE(inc);
+    f.cfg.include = inc;
+    f.cfg.include[f.cfg.n_include++] = strdup("logs/*.json");
+    put_str(f.sfd, "state.json", "{\"v\": 1}", 0644);
+    mk(f.sfd, "logs", 0755);
+    put_str(f.sfd, "logs/a.log", "log\n", 0644);
+    put_str(f.sfd, "logs/s.json", "{}", 0644);
+    set_time(f.sfd, "logs", T0, 42);
+    char full[FB_BACKUP_ID_LEN + 1], incr[FB_BACKUP_ID_LEN + 1];
+    REQUIRE(backup(&f, FB_BACKUP_FULL, NOW, full) == 0);
+    put_str(f.sfd, "logs/s.json", "{\"n\": 2}", 0644);
+    REQUIRE(fchmodat(f.sfd, "logs", 0555, 0) == 0);
+    set_time(f.sfd, "logs", T0 + 1, 43);
+    REQUIRE(backup(&f, FB_BACKUP_INCREMENTAL, NOW + 1, incr) == 0);
+    char *golden = snapshot(f.sess);
+    REQUIRE(fchmodat(f.sfd, "logs", 0755, 0) == 0);
+    REQUIRE(unlinkat(f.sfd, "logs/a.log", 0) == 0);
+
+    fb_restore_result res;
+    fb_error err;
+    CHECK_EQ_INT(restore(&f, incr, (ropts){.safety = false}, &res, &err), 0);
+    CHECK_EQ_INT(res.n_sources, 2);
+    fb_restore_result_fini(&res);
+    char *after = snapshot(f.sess);
+    CHECK(same_snapshot(golden, after));
+    char tgt[4200];
+    snprintf(tgt, sizeof tgt, "%s/out", f.root);
+    CHECK_EQ_INT(restore(&f, incr, (ropts){.target = tgt}, &res, &err), 0);
+    fb_restore_result_fini(&res);
+    char *in_target = snapshot(tgt);
+    CHECK(same_snapshot(golden, in_target));
+    CHECK_EQ_INT(count_staging(f.sessions), 0);
+    CHECK(!warns_has(&f.w, "could not"));
+    close(f.sfd);
+    f.sfd = -1;
+    char cmd[8400];
+    snprintf(cmd, sizeof cmd, "chmod -R u+rwx '%s'", f.root);
+    CHECK(system(cmd) == 0);
+    free(golden);
+    free(after);
+    free(in_target);
     teardown(&f);
 }
 
@@ -1584,8 +1869,8 @@ static bool has_warning(const warns *w, const char *msg)
  * unreadable_fixture.h) does not fail the change list: it counts as
  * modified and a warning names it and the reason, in the words `diff
  * --live` uses for the same file (test_diff.c). For a full backup (the
- * walk: its hardlink shares the verdict) and an incremental (its own paths
- * only). */
+ * walk: its hardlink shares the verdict) and an incremental with --only
+ * (its own paths only). */
 static void test_dry_run_unreadable_file(void)
 {
     fixture f;
@@ -1608,7 +1893,8 @@ static void test_dry_run_unreadable_file(void)
     ok = ok && unreadable_begin(&u2, f.sfd, "state.json");
     int rc_full = ok ? restore(&f, full, (ropts){.dry_run = true}, &res_full, &err_full) : -1;
     size_t n_warns = f.w.n;
-    int rc_incr = ok ? restore(&f, incr, (ropts){.dry_run = true}, &res_incr, &err_incr) : -1;
+    int rc_incr =
+        ok ? restore(&f, incr, (ropts){.dry_run = true, .only = true}, &res_incr, &err_incr) : -1;
     unreadable_end(&u2);
     REQUIRE(fchmodat(f.sfd, "blob.bin", 0644, 0) == 0);
     REQUIRE(fchmodat(f.sfd, "state.json", 0600, 0) == 0);
@@ -1643,8 +1929,11 @@ int main(void)
     RUN_TEST(test_full_round_trip);
     RUN_TEST(test_dry_run_full);
     RUN_TEST(test_dry_run_unreadable_file);
-    RUN_TEST(test_incremental_touches_only_its_files);
-    RUN_TEST(test_incremental_refuses_symlinked_dir);
+    RUN_TEST(test_only_touches_only_its_files);
+    RUN_TEST(test_only_refuses_symlinked_dir);
+    RUN_TEST(test_incremental_restores_the_session_as_it_stood);
+    RUN_TEST(test_incremental_without_base_is_refused);
+    RUN_TEST(test_interrupted_before_the_move);
     RUN_TEST(test_target);
     RUN_TEST(test_corrupt_backup);
     RUN_TEST(test_crafted_archives);
@@ -1653,6 +1942,7 @@ int main(void)
     RUN_TEST(test_session_dir_absent_and_lock);
     RUN_TEST(test_bad_requests);
     RUN_TEST(test_readonly_dirs);
+    RUN_TEST(test_directory_held_by_a_later_backup);
     RUN_TEST(test_concurrent_restores);
     RUN_TEST(test_owner);
     FBTEST_EXIT();
