@@ -1,5 +1,5 @@
-/* `flowloom-backup backup`: argument handling, progress display and the
- * report of one backup run. The work itself is fb_backup_run (core). */
+/* `flowloom-backup backup`: argument handling and the report of one backup
+ * run. The work itself is fb_backup_run (core); the bar is progress.c's. */
 #include "cli_i.h"
 #include "fb_text.h"
 
@@ -49,6 +49,9 @@ static const char backup_usage[] =
     "The session defaults to the current one; a first argument 'full' or 'incremental'\n"
     "is the type (give a session with such a name with --session). Default type:\n"
     "incremental (the files matched by incremental.include in .flowloom/backup.json).\n"
+    "Another file system mounted inside the session is skipped with a warning. Ctrl-C\n"
+    "(or SIGTERM, SIGHUP) before the backup is published removes its temporary work\n"
+    "and exits 130 (143, 129); once it is publishing, it finishes first.\n"
     "\n"
     "Options:\n"
     "      --type TYPE       full or incremental\n"
@@ -63,61 +66,6 @@ static const char backup_usage[] =
     "  -v, --verbose         list the names of the stored entries, and every backup\n"
     "                        retention kept with the rule that kept it\n";
 
-typedef enum { PROGRESS_AUTO, PROGRESS_ON, PROGRESS_OFF } progress_mode;
-
-typedef struct progress_state {
-    cli_ctx *ctx;
-    progress_mode mode;
-    struct timespec start;
-    struct timespec last;
-    const char *last_phase;
-} progress_state;
-
-static double seconds_between(const struct timespec *a, const struct timespec *b)
-{
-    return (double)(b->tv_sec - a->tv_sec) + (double)(b->tv_nsec - a->tv_nsec) / 1e9;
-}
-
-static void progress_cb(void *vp, const char *phase, uint64_t done, uint64_t total)
-{
-    progress_state *p = vp;
-    if (p->mode == PROGRESS_OFF)
-        return;
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    /* Short backups stay quiet: the bar only appears once it is worth it. */
-    if (p->mode == PROGRESS_AUTO && seconds_between(&p->start, &now) < 1.0)
-        return;
-    bool same_phase = p->last_phase && strcmp(p->last_phase, phase) == 0;
-    if (same_phase && p->ctx->progress_line_active && seconds_between(&p->last, &now) < 0.1)
-        return;
-    p->last = now;
-    p->last_phase = phase;
-
-    enum { WIDTH = 30 };
-    unsigned pct = total ? (unsigned)(done > total ? 100 : done * 100 / total) : 0;
-    char bar[WIDTH + 1];
-    unsigned filled = pct * WIDTH / 100;
-    for (unsigned i = 0; i < WIDTH; i++)
-        bar[i] = i < filled ? '#' : '.';
-    bar[WIDTH] = '\0';
-    char d[32], t[32];
-    cli_format_size(done, d);
-    cli_format_size(total, t);
-    fprintf(stderr, "\r\033[K%-8s [%s] %3u%%  %s / %s", phase, bar, pct, d, t);
-    fflush(stderr);
-    p->ctx->progress_line_active = true;
-}
-
-static void progress_clear(cli_ctx *ctx)
-{
-    if (ctx->progress_line_active) {
-        fputs("\r\033[K", stderr);
-        fflush(stderr);
-        ctx->progress_line_active = false;
-    }
-}
-
 typedef struct backup_args {
     const char *session_arg;
     fb_backup_type type;
@@ -125,7 +73,7 @@ typedef struct backup_args {
     bool verify;
     bool cleanup;
     double wait;
-    progress_mode progress;
+    cli_progress_mode progress;
 } backup_args;
 
 static int parse_backup_args(cli_ctx *ctx, backup_args *a)
@@ -137,7 +85,7 @@ static int parse_backup_args(cli_ctx *ctx, backup_args *a)
     a->verify = true;
     a->cleanup = true;
     a->wait = DEFAULT_WAIT_SECONDS;
-    a->progress = PROGRESS_AUTO;
+    a->progress = CLI_PROGRESS_AUTO;
     for (size_t i = 0; i < ctx->n_opts; i++) {
         const cli_optval *o = &ctx->opts[i];
         int rc = 0;
@@ -158,10 +106,10 @@ static int parse_backup_args(cli_ctx *ctx, backup_args *a)
             rc = cli_parse_seconds("--wait", o->value, &a->wait);
             break;
         case OPT_PROGRESS:
-            a->progress = PROGRESS_ON;
+            a->progress = CLI_PROGRESS_ON;
             break;
         case OPT_NO_PROGRESS:
-            a->progress = PROGRESS_OFF;
+            a->progress = CLI_PROGRESS_OFF;
             break;
         default:
             break;
@@ -301,6 +249,10 @@ static void print_human(const cli_ctx *ctx, const fb_backup_result *r, const cha
         fputs(" (the backup itself is complete)\n", stdout);
         return;
     }
+    if (r->interrupted) {
+        fputs("not applied (interrupted)\n", stdout);
+        return;
+    }
     if (!cleanup || !r->retention) {
         fputs("not applied (--no-cleanup)\n", stdout);
         return;
@@ -362,7 +314,8 @@ static int emit_json(const cli_ctx *ctx, const fb_backup_result *r, const char *
                            cli_json_string_or_null(r->retention_error.code
                                                        ? r->retention_error.message
                                                        : NULL)) &&
-              cli_json_add(o, "index_rebuilt", cJSON_CreateBool(r->index_rebuilt));
+              cli_json_add(o, "index_rebuilt", cJSON_CreateBool(r->index_rebuilt)) &&
+              cli_json_add(o, "interrupted", cJSON_CreateBool(r->interrupted));
     if (ok && ctx->verbose) {
         cJSON *names = cJSON_CreateArray();
         ok = cli_json_add(o, "entries", names);
@@ -455,10 +408,8 @@ static int run_backup(cli_ctx *ctx)
         goto out;
     }
 
-    progress_state prog = {.ctx = ctx, .mode = a.progress};
-    if (a.progress == PROGRESS_AUTO && (!isatty(STDERR_FILENO) || ctx->quiet || ctx->json))
-        prog.mode = PROGRESS_OFF;
-    clock_gettime(CLOCK_MONOTONIC, &prog.start);
+    cli_progress prog;
+    cli_progress_init(&prog, ctx, a.progress);
 
     fb_backup_request req = {
         .session_id = session_id,
@@ -467,19 +418,33 @@ static int run_backup(cli_ctx *ctx)
         .now = ctx->now,
         .config = &config,
         .lock_wait_seconds = a.wait,
+        .lock_waiting = cli_lock_waiting,
+        .lock_waiting_ctx = ctx,
         .verify = a.verify,
         .cleanup = a.cleanup,
         .warn = cli_warn,
         .warn_ctx = ctx,
-        .progress = prog.mode == PROGRESS_OFF ? NULL : progress_cb,
+        .progress = cli_progress_fn(&prog),
         .progress_ctx = &prog,
+        .cancel = &cli_interrupt_signal,
     };
+    /* From here a first SIGINT, SIGTERM or SIGHUP asks core to stop: it
+     * removes its unpublished work, or finishes a publish it began. */
+    cli_signals_install();
     int rc = fb_backup_run(store, &req, &result, &err);
-    progress_clear(ctx);
+    cli_progress_end(&prog);
+    if (rc == FB_EINTERRUPTED) {
+        fprintf(stderr, "%s: interrupted: nothing was published\n", CLI_PROG);
+        status = cli_interrupted_status();
+        goto out;
+    }
     if (rc != 0) {
         status = cli_fail(&err);
         goto out;
     }
+    if (result.interrupted)
+        cli_warn(ctx, "interrupted after the backup was published: it is complete and in the "
+                      "index; retention was not applied");
 
     size_t len = strlen(fb_store_backups_path(store)) + strlen(session_id) +
                  strlen(result.manifest.backup_id) + 3;

@@ -50,7 +50,9 @@ static const char cleanup_usage[] =
     "removable ones are kept until min_keep remain. The policy comes from\n"
     ".flowloom/backup.json (defaults: keep_full 10, max_age_days 30, min_keep 1); the\n"
     "options below override it. Every backup is listed with the rule that decided it.\n"
-    "Leftovers of interrupted runs (.tmp-*, .trash-*) are cleared.\n"
+    "Leftovers of interrupted runs are cleared: .tmp-* and .trash-* in the store, and\n"
+    "the staging dirs of killed recovers (.flowloom/sessions/.restore-<session_id>-*)\n"
+    "that no running recover holds.\n"
     "\n"
     "Options:\n"
     "      --all             every session\n"
@@ -97,6 +99,8 @@ static int cleanup_session(cli_ctx *ctx, fb_store *store, const char *session_id
         .now = ctx->now,
         .dry_run = a->dry_run,
         .lock_wait_seconds = a->wait,
+        .lock_waiting = cli_lock_waiting,
+        .lock_waiting_ctx = ctx,
         .warn = cli_warn,
         .warn_ctx = ctx,
     };

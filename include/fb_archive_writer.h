@@ -23,6 +23,9 @@ typedef struct fb_archive_writer_options {
     unsigned threads;    /* compression workers; 0 = one per online core */
     const char *name;    /* the archive as error messages name it (copied);
                           * NULL = "archive" */
+    /* Polled before each chunk of a file's data: once set, add_file fails
+     * with FB_EINTERRUPTED (the writer is then failed). NULL: never. */
+    const fb_cancel *cancel;
 } fb_archive_writer_options;
 
 typedef struct fb_archive_file_result {

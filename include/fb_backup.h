@@ -10,14 +10,10 @@
 
 #include "fb_config.h"
 #include "fb_error.h"
+#include "fb_lock.h"
 #include "fb_manifest.h"
 #include "fb_retention.h"
 #include "fb_store.h"
-
-/* Progress: called from the backup thread after each file and at phase
- * changes; phase is "scan", "write", "validate", "publish". */
-typedef void (*fb_progress_fn)(void *ctx, const char *phase, uint64_t done_bytes,
-                               uint64_t total_bytes);
 
 typedef struct fb_backup_request {
     const char *session_id;
@@ -26,10 +22,15 @@ typedef struct fb_backup_request {
     int64_t now;               /* seconds since the epoch */
     const fb_config *config;   /* borrowed */
     double lock_wait_seconds;
+    fb_lock_wait_fn lock_waiting; /* told when the lock is busy and waited for; may be NULL */
+    void *lock_waiting_ctx;
     bool verify;               /* validate before publishing (default true) */
     bool cleanup;              /* apply retention after publishing */
     fb_warn_fn warn;
     void *warn_ctx;
+    /* fb_error.h: called from the backup thread after each file and at
+     * phase changes; phase is "scan", "write" (file bytes), "validate"
+     * (archive bytes re-read), "publish". */
     fb_progress_fn progress;   /* may be NULL */
     void *progress_ctx;
     /* Test hook (RELIABILITY F14): called once after the scan, before any
@@ -37,6 +38,14 @@ typedef struct fb_backup_request {
      * normal use. */
     void (*after_scan)(void *ctx);
     void *after_scan_ctx;
+    /* A stop request (SIGINT, SIGTERM, SIGHUP in the CLI), polled during
+     * the scan, between files, per chunk of a file, during validation and
+     * just before publishing. Before the publish rename the temporary work
+     * is removed and the run fails with FB_EINTERRUPTED, nothing visible
+     * having changed; from the rename on the backup is finished (index
+     * update) and succeeds with result.interrupted set, retention skipped.
+     * NULL: never. */
+    const fb_cancel *cancel;
 } fb_backup_request;
 
 typedef struct fb_backup_result {
@@ -52,6 +61,10 @@ typedef struct fb_backup_result {
      * undo the backup: fb_backup_run still returns 0 and reports it here
      * (code 0 when retention succeeded or did not run) and through warn. */
     fb_error retention_error;
+    /* The stop request came once publishing had started: the backup is
+     * complete and in the index, and retention was not applied (the next
+     * backup or cleanup applies it). */
+    bool interrupted;
 } fb_backup_result;
 
 void fb_backup_result_init(fb_backup_result *r);
@@ -59,8 +72,9 @@ void fb_backup_result_fini(fb_backup_result *r);
 
 /* Returns 0 or: FB_EINVAL (bad session id), FB_ENOTFOUND (no session source
  * dir), FB_EBUSY (lock), FB_EIO / FB_ECHANGED (reading a source file; the
- * message names it), FB_ECORRUPT (validation failed). On any error nothing
- * new is visible in the store. */
+ * message names it), FB_ECORRUPT (validation failed), FB_EINTERRUPTED
+ * (req->cancel, before publishing). On any error nothing new is visible in
+ * the store. */
 int fb_backup_run(fb_store *store, const fb_backup_request *req, fb_backup_result *out,
                   fb_error *err);
 

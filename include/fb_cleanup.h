@@ -33,7 +33,8 @@ typedef struct fb_cleanup_session {
  * Returns 0, FB_EBUSY (lock), FB_EIO, FB_ENOMEM, FB_ECORRUPT; on error
  * nothing is held (s is closed). */
 int fb_cleanup_session_open(fb_store *store, const char *session_id, bool dry_run,
-                            double lock_wait_seconds, fb_warn_fn warn, void *warn_ctx,
+                            double lock_wait_seconds, fb_lock_wait_fn waiting,
+                            void *waiting_ctx, fb_warn_fn warn, void *warn_ctx,
                             fb_cleanup_session *s, fb_error *err);
 /* Releases the lock, frees the index, closes the fd; accepts a closed one. */
 void fb_cleanup_session_close(fb_cleanup_session *s);
@@ -44,6 +45,8 @@ typedef struct fb_cleanup_request {
     int64_t now;              /* seconds since the epoch (ages) */
     bool dry_run;
     double lock_wait_seconds;
+    fb_lock_wait_fn lock_waiting; /* told when the lock is busy and waited for; may be NULL */
+    void *lock_waiting_ctx;
     fb_warn_fn warn;          /* leftovers cleared, index rebuilt; may be NULL */
     void *warn_ctx;
 } fb_cleanup_request;

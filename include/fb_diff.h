@@ -31,7 +31,8 @@
  *
  * Live. The session directory is walked exactly as a backup of a's type
  * would walk it (core/store/scan.c: no symlink followed, special files skipped
- * with a warning, an incremental's include patterns), and each entry is
+ * with a warning, an incremental's include patterns, a mount point of another
+ * file system neither entered nor listed, with a warning), and each entry is
  * compared by core/store/live.c, as recover's change list is. A live
  * regular file is hashed only when the quick check fails: same size and
  * same mtime (seconds and nanoseconds) as in the manifest means unmodified,
@@ -43,7 +44,9 @@
  * opened or read (EACCES, EIO, ...), is reported as modified with a warning
  * naming it ("cannot read <path> (<reason>): counted as modified"). A file
  * that changes while it is hashed is named in a warning. Each inode is
- * hashed at most once.
+ * hashed at most once. The stored entries at and below a mount point the
+ * walk left out are not compared either: they are not reported as removed,
+ * since what is there now was not looked at.
  *
  * Not thread-safe; an fb_diff is owned by its caller. */
 #ifndef FB_DIFF_H

@@ -54,8 +54,10 @@ int fb_open_parent_beneath(int root_fd, const char *path, bool create, int *pfd,
  * or a positive errno: EEXIST when `to` exists. */
 int fb_rename_noreplace_at(int dirfd, const char *from, const char *to);
 
-/* Removes dirfd/name recursively without ever following a symlink. Missing
- * is not an error. */
+/* Removes dirfd/name recursively without ever following a symlink or
+ * entering another file system: a mount point inside (other st_dev or
+ * mount id than dirfd's) fails the removal with FB_EIO naming it, and
+ * nothing in the mount is touched. Missing is not an error. */
 int fb_remove_tree_at(int dirfd, const char *dir_name, const char *name, fb_error *err);
 
 /* Makes a directory dirfd/<prefix><random hex> with mode 0700 and returns its
@@ -114,5 +116,16 @@ void fb_mount_entry_free(fb_mount_entry *e);
  * filled, FB_ENOTFOUND when path is not a mount point, FB_EIO when mountinfo
  * cannot be read or parsed, FB_ENOMEM. */
 int fb_mount_find(const char *path, const char *mountinfo, fb_mount_entry *out, fb_error *err);
+
+/* The mount points at or below the directory open on dirfd, according to
+ * mountinfo (NULL: /proc/self/mountinfo), as paths relative to it ("." for
+ * the directory itself), in mountinfo order. Only mounts a walk from dirfd
+ * reaches count (statx mount ids; one hidden by a later mount above it does
+ * not). For what would be carried along, or refused, if the directory were
+ * moved or replaced as a whole. dir_name is used in messages. Returns 0
+ * with *out (free with fb_string_list_free; NULL when none), FB_EIO,
+ * FB_ENOMEM. */
+int fb_mounts_within(int dirfd, const char *dir_name, const char *mountinfo, char ***out,
+                     size_t *n_out, fb_error *err);
 
 #endif

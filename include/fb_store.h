@@ -99,10 +99,33 @@ int fb_store_load_index(const fb_store *store, const char *session_id, unsigned 
 int fb_store_save_index(int session_fd, const char *session_id, const fb_index *idx,
                         fb_error *err);
 
-/* Removes .tmp-* and .trash-* leftovers (caller holds the lock). Reports each
- * through warn. */
-int fb_store_clear_leftovers(int session_fd, const char *session_id, fb_warn_fn warn,
-                             void *warn_ctx, fb_error *err);
+/* Is name a recover's staging dir of session_id in .flowloom/sessions
+ * (FB_RESTORE_STAGING_PREFIX "<sid>-<16 lowercase hex>")? */
+bool fb_store_is_restore_staging(const char *name, const char *session_id);
+
+/* Removes the leftovers of interrupted runs of the session (the caller
+ * holds its lock): .tmp-* and .trash-* in its store dir session_fd, and the
+ * staging dirs of interrupted recovers of it in .flowloom/sessions, except
+ * those a running recover still holds (its flock on the dir: it extracts
+ * before it takes the session lock). Reports each removal through warn.
+ * Goes on past one that cannot be removed and returns the first error. */
+int fb_store_clear_leftovers(const fb_store *store, int session_fd, const char *session_id,
+                             fb_warn_fn warn, void *warn_ctx, fb_error *err);
+
+/* The recover half of fb_store_clear_leftovers: the session's staging dirs
+ * in .flowloom/sessions that no running recover holds (a recover holds its
+ * own, so it may call this for its session). *removed_out (may be NULL)
+ * gets how many went. Returns the first error, after trying them all. */
+int fb_store_clear_restore_staging(const fb_store *store, const char *session_id,
+                                   fb_warn_fn warn, void *warn_ctx, size_t *removed_out,
+                                   fb_error *err);
+
+/* What fb_store_clear_leftovers would remove now, for a dry run (changes
+ * nothing): names in the store dir (session_fd; -1 when it has none), then
+ * FB_SESSIONS_PATH "/<staging dir>". *out is NULL or a list to free with
+ * fb_string_list_free. */
+int fb_store_list_leftovers(const fb_store *store, int session_fd, const char *session_id,
+                            char ***out, size_t *n_out, fb_error *err);
 
 /* The names a user may give instead of a backup id (SPEC "Finding things"). */
 #define FB_BACKUP_SPEC_LATEST "latest"           /* the newest backup */

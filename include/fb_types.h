@@ -24,6 +24,13 @@
 #define FB_INDEX_NAME "index.json"
 #define FB_MANIFEST_NAME "manifest.json"
 #define FB_ARCHIVE_NAME "archive.tar.zst"
+/* A recover stages its tree beside the session directory, in
+ * .flowloom/sessions/, as <prefix><sid>-<16 hex> (beside a --target DIR:
+ * <prefix><16 hex>). One of a session's that a killed recover left is a
+ * leftover the next command holding the session's lock removes, unless a
+ * running recover still holds its flock. */
+#define FB_RESTORE_STAGING_PREFIX ".restore-"
+#define FB_RESTORE_STAGING_HEX 16
 
 /* Compression settings we write with (config "compression", the archive
  * writer): levels, frame sizes (a frame is at most this many tar bytes;

@@ -61,6 +61,7 @@ struct fb_archive_writer {
     size_t frame_size;
     size_t out_cap;
     unsigned n_threads;
+    const fb_cancel *cancel; /* borrowed; polled per chunk of a file */
 
     struct archive *ar;
     struct archive_entry *entry;
@@ -482,6 +483,7 @@ int fb_archive_writer_new(int fd, const fb_archive_writer_options *opts, fb_arch
     if (!w)
         return fb_error_set(err, FB_ENOMEM, "%s: out of memory", name);
     w->fd = fd;
+    w->cancel = opts->cancel;
     w->level = opts->level;
     w->frame_size = (size_t)opts->frame_size;
     w->out_cap = ZSTD_compressBound(w->frame_size);
@@ -777,6 +779,13 @@ int fb_archive_writer_add_file(fb_archive_writer *w, const char *path, const fb_
 
     uint64_t left = meta->size;
     while (left) {
+        /* Per chunk: one large file must not keep an interrupted backup
+         * running for minutes. */
+        if (fb_cancelled(w->cancel)) {
+            fail(w, FB_EINTERRUPTED, "%s: interrupted while storing %s", w->name, path);
+            rc = report(w, err);
+            goto out;
+        }
         if (!w->cur && acquire_slot(w)) {
             rc = report(w, err);
             goto out;

@@ -383,11 +383,37 @@ static int empty_level(int cur, const char *shown, char **subdir, fb_error *err)
     return rc;
 }
 
+/* The mount id of the directory open on fd, 0 when the kernel gives none. */
+static uint64_t mount_id_of(int fd)
+{
+    struct statx stx;
+    if (statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_MNT_ID, &stx) != 0 ||
+        !(stx.stx_mask & STATX_MNT_ID))
+        return 0;
+    return stx.stx_mnt_id;
+}
+
+/* A removal stays on the file system of the directory it started in: a
+ * directory inside the tree with another st_dev or mount id is something
+ * mounted there (a tmpfs, a bind mount, a FUSE mount), whose contents are
+ * not ours to delete. The removal fails there, naming it. */
+static int refuse_mount(int fd, const struct stat *st, dev_t dev, uint64_t mnt_id,
+                        const char *shown, const char *sub, fb_error *err)
+{
+    uint64_t id = mnt_id ? mount_id_of(fd) : 0;
+    if (st->st_dev == dev && id == mnt_id)
+        return 0;
+    return fb_error_set(err, FB_EIO,
+                        "cannot remove %s%s%s: another filesystem is mounted there; nothing "
+                        "inside it was touched",
+                        shown, sub ? "/.../" : "", sub ? sub : "");
+}
+
 int fb_remove_tree_at(int dirfd, const char *dir_name, const char *name, fb_error *err)
 {
     char shown[PATH_MAX];
     display_path(dir_name, name, shown, sizeof shown);
-    struct stat st;
+    struct stat st, top;
     if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
         if (errno == ENOENT)
             return 0;
@@ -398,6 +424,9 @@ int fb_remove_tree_at(int dirfd, const char *dir_name, const char *name, fb_erro
             return fb_error_set_errno(err, errno, "cannot remove %s", shown);
         return 0;
     }
+    if (fstat(dirfd, &top) != 0)
+        return fb_error_set_errno(err, errno, "cannot stat the directory that holds %s", shown);
+    uint64_t top_mnt = mount_id_of(dirfd);
 
     /* Iterative walk holding one directory fd at a time (a deep tree cannot
      * exhaust fds); we climb back with "..", verified against the recorded
@@ -416,6 +445,8 @@ int fb_remove_tree_at(int dirfd, const char *dir_name, const char *name, fb_erro
         rc = fb_error_set_errno(err, errno, "cannot stat %s", shown);
         goto out;
     }
+    if ((rc = refuse_mount(cur, &cst, top.st_dev, top_mnt, shown, NULL, err)) != 0)
+        goto out;
     levels = malloc(sizeof *levels * 8);
     if (!levels) {
         rc = fb_error_set(err, FB_ENOMEM, "out of memory removing %s", shown);
@@ -451,6 +482,11 @@ int fb_remove_tree_at(int dirfd, const char *dir_name, const char *name, fb_erro
             struct stat nst;
             if (fstat(nfd, &nst) != 0) {
                 rc = fb_error_set_errno(err, errno, "cannot stat %s/.../%s", shown, sub);
+                close(nfd);
+                free(sub);
+                goto out;
+            }
+            if ((rc = refuse_mount(nfd, &nst, top.st_dev, top_mnt, shown, sub, err)) != 0) {
                 close(nfd);
                 free(sub);
                 goto out;
@@ -785,4 +821,98 @@ int fb_mount_find(const char *path, const char *mountinfo, fb_mount_entry *out, 
         return 0;
     }
     return fb_error_set(err, FB_ENOTFOUND, "%s: not a mount point", path);
+}
+
+/* The absolute path of the directory open on fd, as this process sees it
+ * (the form mountinfo uses). Returns 0 or an errno. */
+static int fd_path(int fd, char *out, size_t size)
+{
+    char link[64];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, out, size - 1);
+    if (n < 0)
+        return errno;
+    if ((size_t)n >= size - 1 || out[0] != '/')
+        return ENAMETOOLONG;
+    out[n] = '\0';
+    return 0;
+}
+
+/* Is the mount e, whose point is rel beneath dirfd ("" for dirfd itself),
+ * the one a walk from dirfd reaches there? A mount hidden by a later one
+ * above it still has its mountinfo line. A dead FUSE mount cannot answer
+ * statx (ENOTCONN), and a kernel without mount ids cannot tell: both count
+ * as reached. */
+static bool mount_reached(int dirfd, const char *rel, const fb_mount_entry *e)
+{
+    struct statx stx;
+    int flags = AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | AT_STATX_DONT_SYNC |
+                (*rel ? 0 : AT_EMPTY_PATH);
+    if (statx(dirfd, rel, flags, STATX_MNT_ID, &stx) != 0)
+        return errno == ENOTCONN;
+    return !(stx.stx_mask & STATX_MNT_ID) || stx.stx_mnt_id == e->mount_id;
+}
+
+static int add_name(char ***list, size_t *n, size_t *cap, const char *name)
+{
+    if (*n == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 4;
+        char **nl = realloc(*list, ncap * sizeof *nl);
+        if (!nl)
+            return -1;
+        *list = nl;
+        *cap = ncap;
+    }
+    if (!((*list)[*n] = strdup(name)))
+        return -1;
+    (*n)++;
+    return 0;
+}
+
+int fb_mounts_within(int dirfd, const char *dir_name, const char *mountinfo, char ***out,
+                     size_t *n_out, fb_error *err)
+{
+    *out = NULL;
+    *n_out = 0;
+    const char *file = mountinfo ? mountinfo : "/proc/self/mountinfo";
+    char dir[PATH_MAX];
+    int e = fd_path(dirfd, dir, sizeof dir);
+    if (e)
+        return fb_error_set_errno(err, e, "%s: cannot tell where it is", dir_name);
+    size_t dlen = strcmp(dir, "/") == 0 ? 0 : strlen(dir);
+    FILE *fp = fopen(file, "re");
+    if (!fp)
+        return fb_error_set_errno(err, errno, "cannot read %s", file);
+    char *line = NULL;
+    size_t cap = 0, lcap = 0;
+    int rc = 0;
+    while (rc == 0 && getline(&line, &cap, fp) >= 0) {
+        fb_mount_entry m;
+        if ((rc = fb_mountinfo_parse_line(line, &m, err)) != 0) {
+            if (rc == FB_ECORRUPT) {
+                fb_error_prefix(err, "%s", file);
+                rc = FB_EIO; /* the kernel's file: a runtime failure */
+                if (err)
+                    err->code = FB_EIO;
+            }
+            break;
+        }
+        const char *p = m.mount_point;
+        if (strncmp(p, dir, dlen) == 0 && (p[dlen] == '\0' || p[dlen] == '/')) {
+            const char *rel = p[dlen] == '/' ? p + dlen + 1 : p + dlen;
+            if (mount_reached(dirfd, rel, &m) && add_name(out, n_out, &lcap, *rel ? rel : "."))
+                rc = fb_error_set(err, FB_ENOMEM, "out of memory reading %s", file);
+        }
+        fb_mount_entry_free(&m);
+    }
+    if (rc == 0 && ferror(fp))
+        rc = fb_error_set_errno(err, errno ? errno : EIO, "cannot read %s", file);
+    free(line);
+    fclose(fp);
+    if (rc) {
+        fb_string_list_free(*out, *n_out);
+        *out = NULL;
+        *n_out = 0;
+    }
+    return rc;
 }

@@ -188,6 +188,15 @@ static void progress(run *r, const char *phase, uint64_t done, uint64_t total)
         r->req->progress(r->req->progress_ctx, phase, done > total ? total : done, total);
 }
 
+/* A stop request before the publish rename: the run fails and its caller
+ * removes the temporary work, so nothing visible has changed. */
+static int check_cancel(run *r)
+{
+    if (!fb_cancelled(r->req->cancel))
+        return 0;
+    return fb_error_set(r->err, FB_EINTERRUPTED, "interrupted: nothing was published");
+}
+
 static void warn_entry(run *r, const char *what, const char *path)
 {
     char esc[600];
@@ -323,6 +332,8 @@ static int write_entries(run *r, fb_archive_writer *w)
         const fb_scan_entry *e = &r->scan.entries[i];
         fb_entry_meta meta;
         holder[i] = SIZE_MAX;
+        if ((rc = check_cancel(r)) < 0)
+            break;
         switch (e->type) {
         case FB_ENTRY_DIR:
             fb_live_meta(e, &meta);
@@ -414,8 +425,11 @@ static int build(run *r)
         .include = req->type == FB_BACKUP_INCREMENTAL ? req->config : NULL,
         .warn = req->warn,
         .warn_ctx = req->warn_ctx,
+        .cancel = req->cancel,
     };
     int rc = fb_scan_dir(r->source_fd, r->src_name, &so, &r->scan, r->err);
+    if (rc == FB_EINTERRUPTED)
+        return check_cancel(r);
     if (rc < 0)
         return rc;
     r->out->skipped_entries += r->scan.skipped;
@@ -435,6 +449,7 @@ static int build(run *r)
         .level = req->config->level,
         .frame_size = req->config->frame_size,
         .threads = req->config->threads,
+        .cancel = req->cancel,
     };
     fb_archive_writer *w = NULL;
     rc = fb_archive_writer_new(r->archive_fd, &wo, &w, r->err);
@@ -447,6 +462,8 @@ static int build(run *r)
     if (rc >= 0)
         rc = fb_archive_writer_finish(w, &sum, r->err);
     fb_archive_writer_free(w);
+    if (rc == FB_EINTERRUPTED)
+        return check_cancel(r);
     if (rc < 0)
         return rc;
     /* Never retried: after a failed fsync the page cache may already have
@@ -480,7 +497,6 @@ static int build(run *r)
  * the same bytes, and the archive must pass the full verify against it. */
 static int validate(run *r)
 {
-    progress(r, "validate", r->scan.file_bytes, r->scan.file_bytes);
     char tmp_label[PATH_MAX];
     snprintf(tmp_label, sizeof tmp_label, "%s/%s", r->sess_name, r->tmpname);
     char *json = NULL, *again = NULL;
@@ -500,7 +516,13 @@ static int validate(run *r)
         rc = fb_error_set(r->err, FB_ECORRUPT, "%s: manifest.json does not read back as written",
                           r->label);
     if (rc >= 0)
-        rc = fb_verify_backup_dir(r->tmp_fd, &parsed, r->label, r->err);
+        rc = fb_verify_backup_dir_with(r->tmp_fd, &parsed, r->label,
+                                       &(fb_verify_dir_options){.cancel = r->req->cancel,
+                                                                .phase = "validate",
+                                                                .progress = r->req->progress,
+                                                                .progress_ctx =
+                                                                    r->req->progress_ctx},
+                                       r->err);
     fb_manifest_fini(&parsed);
     free(json);
     free(again);
@@ -636,18 +658,19 @@ static int run_steps(run *r)
         return rc;
     if ((rc = fb_store_open_session(r->store, req->session_id, true, &r->session_fd, r->err)) < 0)
         return rc;
-    if ((rc = fb_lock_acquire(r->session_fd, req->session_id, req->lock_wait_seconds, &r->lock,
-                              r->err)) < 0)
-        return rc;
+    if ((rc = fb_lock_acquire(r->session_fd, req->session_id, req->lock_wait_seconds,
+                              req->lock_waiting, req->lock_waiting_ctx, &r->lock, r->err)) < 0)
+        return fb_cancelled(req->cancel) ? check_cancel(r) : rc;
     /* A leftover that cannot be removed does not make this backup unsafe
      * (temp names are random), so it is reported and the backup goes on. */
     fb_error sub;
     fb_error_clear(&sub);
-    if (fb_store_clear_leftovers(r->session_fd, req->session_id, req->warn, req->warn_ctx,
-                                 &sub) < 0)
+    if (fb_store_clear_leftovers(r->store, r->session_fd, req->session_id, req->warn,
+                                 req->warn_ctx, &sub) < 0)
         fb_warnf(req->warn, req->warn_ctx, "could not clear leftovers: %s", sub.message);
     if ((rc = fb_store_load_index(r->store, req->session_id, FB_INDEX_LOAD_LOCKED, &r->idx,
-                                  &r->out->index_rebuilt, req->warn, req->warn_ctx, r->err)) < 0)
+                                  &r->out->index_rebuilt, req->warn, req->warn_ctx, r->err)) < 0 ||
+        (rc = check_cancel(r)) < 0)
         return rc;
     r->m.seq = fb_index_next_seq(&r->idx);
     if (req->type == FB_BACKUP_INCREMENTAL) {
@@ -662,16 +685,20 @@ static int run_steps(run *r)
                                   sizeof r->tmpname, &r->tmp_fd, r->err)) < 0)
         return rc;
     r->tmp_made = true;
-    if ((rc = build(r)) < 0)
+    if ((rc = build(r)) < 0 || (rc = check_cancel(r)) < 0)
         return rc;
     if (req->verify) {
         if ((rc = validate(r)) < 0)
-            return rc;
+            return rc == FB_EINTERRUPTED ? check_cancel(r) : rc;
         r->out->verified = true;
     }
-    if ((rc = publish(r)) < 0)
+    /* The last look before the rename; from the rename on, a stop request
+     * waits for the index update, which makes the backup whole. */
+    if ((rc = check_cancel(r)) < 0 || (rc = publish(r)) < 0)
         return rc;
-    if (req->cleanup)
+    if (fb_cancelled(req->cancel))
+        r->out->interrupted = true;
+    else if (req->cleanup)
         apply_retention(r);
     return 0;
 }

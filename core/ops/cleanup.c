@@ -26,15 +26,9 @@ void fb_cleanup_result_fini(fb_cleanup_result *r)
     fb_cleanup_result_init(r);
 }
 
-static bool is_leftover(int dirfd, const char *name, void *ctx)
-{
-    (void)dirfd;
-    (void)ctx;
-    return strncmp(name, ".tmp-", 5) == 0 || strncmp(name, ".trash-", 7) == 0;
-}
-
 int fb_cleanup_session_open(fb_store *store, const char *session_id, bool dry_run,
-                            double lock_wait_seconds, fb_warn_fn warn, void *warn_ctx,
+                            double lock_wait_seconds, fb_lock_wait_fn waiting,
+                            void *waiting_ctx, fb_warn_fn warn, void *warn_ctx,
                             fb_cleanup_session *s, fb_error *err)
 {
     s->fd = -1;
@@ -49,8 +43,9 @@ int fb_cleanup_session_open(fb_store *store, const char *session_id, bool dry_ru
     if (rc)
         return rc;
     if (!dry_run &&
-        ((rc = fb_lock_acquire(s->fd, session_id, lock_wait_seconds, &s->lock, err)) != 0 ||
-         (rc = fb_store_clear_leftovers(s->fd, session_id, warn, warn_ctx, err)) != 0))
+        ((rc = fb_lock_acquire(s->fd, session_id, lock_wait_seconds, waiting, waiting_ctx,
+                               &s->lock, err)) != 0 ||
+         (rc = fb_store_clear_leftovers(store, s->fd, session_id, warn, warn_ctx, err)) != 0))
         goto fail;
     /* Under the lock a rebuilt index is written back before anything is
      * removed (FB_INDEX_LOAD_LOCKED fails if it cannot be), so removal
@@ -85,18 +80,15 @@ int fb_cleanup_run(fb_store *store, const fb_cleanup_request *req, fb_cleanup_re
     size_t n_plan = 0;
     fb_cleanup_session s;
     int rc = fb_cleanup_session_open(store, req->session_id, req->dry_run,
-                                     req->lock_wait_seconds, req->warn, req->warn_ctx, &s, err);
+                                     req->lock_wait_seconds, req->lock_waiting,
+                                     req->lock_waiting_ctx, req->warn, req->warn_ctx, &s, err);
     if (rc)
         return rc;
     out->index_rebuilt = s.index_rebuilt;
-    if (req->dry_run && s.fd >= 0) {
-        rc = fb_list_dir_names_at(s.fd, is_leftover, NULL, &out->leftovers, &out->n_leftovers);
-        if (rc) {
-            rc = fb_error_from_errno(err, rc, "%s/%s: cannot list leftovers",
-                                     fb_store_backups_path(store), req->session_id);
-            goto out;
-        }
-    }
+    if (req->dry_run &&
+        (rc = fb_store_list_leftovers(store, s.fd, req->session_id, &out->leftovers,
+                                      &out->n_leftovers, err)) != 0)
+        goto out;
     rc = fb_retention_plan(&s.idx, &req->policy, req->now, &plan, &n_plan, err);
     if (rc)
         goto out;

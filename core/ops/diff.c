@@ -201,6 +201,31 @@ static void view_restrict(view *v, const fb_config *scope)
     v->n = k;
 }
 
+/* Is path the mount point m or below it? */
+static bool at_or_below(const char *path, const char *m)
+{
+    size_t n = strlen(m);
+    return strncmp(path, m, n) == 0 && (path[n] == '\0' || path[n] == '/');
+}
+
+/* Drops the stored entries at and below the mount points the live walk
+ * left out: what is there now was not looked at, so it can be neither
+ * "removed" nor "unchanged" (the walk's warning names each one). */
+static void view_drop_mounts(view *v, const fb_scan_result *live)
+{
+    if (!live->n_mounts)
+        return;
+    size_t k = 0;
+    for (size_t i = 0; i < v->n; i++) {
+        bool below = false;
+        for (size_t j = 0; j < live->n_mounts && !below; j++)
+            below = at_or_below(v->e[i].path, live->mounts[j]);
+        if (!below)
+            v->e[k++] = v->e[i];
+    }
+    v->n = k;
+}
+
 /* ------------------------------------------------------------ the merge */
 
 typedef struct diff_run {
@@ -426,6 +451,8 @@ int fb_diff_live(const fb_manifest *a, int source_fd, const char *source_name,
         rc = view_from_live(&lv, &vb, err);
     if (rc == 0 && scoped)
         view_restrict(&va, opts->include);
+    if (rc == 0)
+        view_drop_mounts(&va, &lv.tree);
     if (rc == 0)
         rc = merge(&r, &va, &vb);
     view_fini(&va);

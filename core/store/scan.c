@@ -4,7 +4,16 @@
  * the session directory is touched. Special files are never opened (a FIFO
  * would block). Names are sorted bytewise so equal trees give equal archives.
  * The same walk lists the live tree that diff and restore compare with a
- * backup (live.c), so all three see one tree the same way. */
+ * backup (live.c), so all three see one tree the same way.
+ *
+ * One file system only, like tar --one-file-system: an entry on another
+ * mount than the session directory (a tmpfs, a bind mount of the same file
+ * system, the tool's own FUSE mount) is neither entered nor listed, and is
+ * named once in a warning. Its contents are not the session's: a backup
+ * that entered a mount of the backups would store every earlier backup
+ * again, and a restore that listed them would delete them. The mount id
+ * (statx STATX_MNT_ID) sees a bind mount, whose st_dev is the session's;
+ * st_dev still decides where the kernel has no mount id. */
 #include "scan_i.h"
 
 #include <dirent.h>
@@ -15,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "fb_fsutil.h"
@@ -34,6 +44,7 @@ void fb_scan_result_fini(fb_scan_result *r)
         free(r->entries[i].target);
     }
     free(r->entries);
+    fb_string_list_free(r->mounts, r->n_mounts);
     memset(r, 0, sizeof *r);
 }
 
@@ -108,6 +119,10 @@ typedef struct walker {
     const fb_scan_options *opts;
     const char *source_name;
     fb_scan_result *res;
+    dev_t root_dev;
+    uint64_t root_mnt_id;
+    bool have_mnt_id; /* the kernel gives mount ids (Linux >= 5.8) */
+    size_t mounts_cap;
     char path[FB_PATH_MAX + 256 + 2]; /* current relative path */
     size_t len;
     inode_map inodes;
@@ -362,21 +377,90 @@ static int visit_dir(walker *w, int dirfd, const char *name, const struct stat *
     return 0;
 }
 
+/* lstat of name in dirfd ("": dirfd itself) by statx, which gives the
+ * mount id in the same call (*mnt_id 0 when the kernel gives none).
+ * Returns 0 or an errno. */
+static int stat_entry(int dirfd, const char *name, struct stat *st, uint64_t *mnt_id)
+{
+    struct statx sx;
+    int flags = AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | (*name ? 0 : AT_EMPTY_PATH);
+    if (statx(dirfd, name, flags, STATX_BASIC_STATS | STATX_MNT_ID, &sx) != 0)
+        return errno;
+    memset(st, 0, sizeof *st);
+    st->st_dev = makedev(sx.stx_dev_major, sx.stx_dev_minor);
+    st->st_ino = (ino_t)sx.stx_ino;
+    st->st_mode = sx.stx_mode;
+    st->st_nlink = sx.stx_nlink;
+    st->st_uid = sx.stx_uid;
+    st->st_gid = sx.stx_gid;
+    st->st_rdev = makedev(sx.stx_rdev_major, sx.stx_rdev_minor);
+    st->st_size = (off_t)sx.stx_size;
+    st->st_blksize = (blksize_t)sx.stx_blksize;
+    st->st_blocks = (blkcnt_t)sx.stx_blocks;
+    st->st_atim = (struct timespec){.tv_sec = sx.stx_atime.tv_sec, .tv_nsec = sx.stx_atime.tv_nsec};
+    st->st_mtim = (struct timespec){.tv_sec = sx.stx_mtime.tv_sec, .tv_nsec = sx.stx_mtime.tv_nsec};
+    st->st_ctim = (struct timespec){.tv_sec = sx.stx_ctime.tv_sec, .tv_nsec = sx.stx_ctime.tv_nsec};
+    *mnt_id = (sx.stx_mask & STATX_MNT_ID) ? sx.stx_mnt_id : 0;
+    return 0;
+}
+
+/* Is the entry on another mount than the session directory? Any entry
+ * whose mount id differs (a bind-mounted file too); a directory also when
+ * its st_dev does, as tar --one-file-system decides. */
+static bool on_other_mount(const walker *w, const struct stat *st, uint64_t mnt_id)
+{
+    if (w->have_mnt_id && mnt_id && mnt_id != w->root_mnt_id)
+        return true;
+    return S_ISDIR(st->st_mode) && st->st_dev != w->root_dev;
+}
+
+/* A mount point: left out, recorded and warned about, unless the include
+ * patterns would not have looked at it anyway (then silently, as any
+ * other entry they leave out). */
+static int skip_mount(walker *w, bool dir)
+{
+    if (!included(w) && !(dir && dir_may_contain_match(w->opts->include, w->path)))
+        return 0;
+    if (w->res->n_mounts == w->mounts_cap) {
+        size_t ncap = w->mounts_cap ? w->mounts_cap * 2 : 4;
+        char **nm = realloc(w->res->mounts, ncap * sizeof *nm);
+        if (!nm)
+            return oom(w->err);
+        w->res->mounts = nm;
+        w->mounts_cap = ncap;
+    }
+    if (!(w->res->mounts[w->res->n_mounts] = strdup(w->path)))
+        return oom(w->err);
+    w->res->n_mounts++;
+    w->res->skipped++;
+    char esc[600];
+    fb_path_escape(w->path, esc, sizeof esc);
+    fb_warnf(w->opts->warn, w->opts->warn_ctx, "skipped %s: another filesystem is mounted there",
+             esc);
+    return 0;
+}
+
 /* Handles one name of the directory open on dirfd; w->path is its path. */
 static int visit(walker *w, int dirfd, const char *name)
 {
     struct stat st;
+    uint64_t mnt_id;
     if (w->len >= FB_PATH_MAX) {
         warn_path(w, "skipped, path too long");
         return 0;
     }
-    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
-        if (errno == ENOENT) {
-            warn_path(w, "vanished while scanning");
-            return 0;
-        }
-        return fail_path(w, errno, "cannot stat");
+    int e = stat_entry(dirfd, name, &st, &mnt_id);
+    /* Only a FUSE mount whose daemon is gone answers ENOTCONN here. */
+    if (e == ENOTCONN)
+        return skip_mount(w, true);
+    if (e == ENOENT) {
+        warn_path(w, "vanished while scanning");
+        return 0;
     }
+    if (e)
+        return fail_path(w, e, "cannot stat");
+    if (on_other_mount(w, &st, mnt_id))
+        return skip_mount(w, S_ISDIR(st.st_mode));
     if (S_ISREG(st.st_mode)) {
         if (!included(w))
             return 0;
@@ -438,6 +522,11 @@ static int walk_dir(walker *w, int fd)
     }
     size_t base_len = w->len;
     for (size_t i = 0; i < n && rc == 0; i++) {
+        if (fb_cancelled(w->opts->cancel)) {
+            rc = fb_error_set(w->err, FB_EINTERRUPTED, "%s: interrupted while scanning",
+                              w->source_name);
+            break;
+        }
         size_t nl = strlen(names[i]);
         size_t sep = base_len ? 1 : 0;
         if (base_len + sep + nl >= sizeof w->path - 1) {
@@ -472,10 +561,17 @@ int fb_scan_dir(int source_fd, const char *source_name, const fb_scan_options *o
     w->err = err;
     int rc;
     int fd = openat(source_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        rc = fb_error_set_errno(err, errno, "%s: cannot open", source_name);
-    else
+    struct stat st;
+    int e = fd < 0 ? errno : stat_entry(fd, "", &st, &w->root_mnt_id);
+    if (fd < 0 || e) {
+        rc = fb_error_set_errno(err, e, "%s: cannot open", source_name);
+        if (fd >= 0)
+            close(fd);
+    } else {
+        w->root_dev = st.st_dev;
+        w->have_mnt_id = w->root_mnt_id != 0;
         rc = walk_dir(w, fd);
+    }
     free(w->inodes.slots);
     free(w);
     if (rc < 0)

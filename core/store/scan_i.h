@@ -43,7 +43,11 @@ typedef struct fb_scan_result {
     size_t n;
     size_t cap;
     uint64_t file_bytes;    /* sum of FILE entry sizes (progress total) */
-    uint64_t skipped;       /* special files and over-long paths left out (warned) */
+    uint64_t skipped;       /* special files, mount points and over-long paths left out (warned) */
+    /* Mount points left out (another file system, see scan.c), in walk
+     * order: neither they nor anything below them is in entries. */
+    char **mounts;          /* owned */
+    size_t n_mounts;
 } fb_scan_result;
 
 typedef struct fb_scan_options {
@@ -55,15 +59,19 @@ typedef struct fb_scan_options {
     bool keep_special;
     fb_warn_fn warn;
     void *warn_ctx;
+    /* Checked before each entry: once set, the walk stops with
+     * FB_EINTERRUPTED. NULL: never. */
+    const fb_cancel *cancel;
 } fb_scan_options;
 
 void fb_scan_result_init(fb_scan_result *r);
 void fb_scan_result_fini(fb_scan_result *r);
 
 /* Walks the directory open on source_fd (borrowed; never an entry itself)
- * without following any symlink. source_name is used in messages.
+ * without following any symlink or leaving its file system (mount points
+ * go to out->mounts, with a warning). source_name is used in messages.
  * Returns 0, FB_EIO naming the path that could not be listed or stat'ed,
- * FB_ENOMEM. */
+ * FB_ENOMEM, FB_EINTERRUPTED (opts->cancel). */
 int fb_scan_dir(int source_fd, const char *source_name, const fb_scan_options *opts,
                 fb_scan_result *out, fb_error *err);
 

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -766,8 +767,123 @@ static bool leftover_filter(int dirfd, const char *name, void *ctx)
     return strncmp(name, ".tmp-", 5) == 0 || strncmp(name, ".trash-", 7) == 0;
 }
 
-int fb_store_clear_leftovers(int session_fd, const char *session_id, fb_warn_fn warn,
-                             void *warn_ctx, fb_error *err)
+bool fb_store_is_restore_staging(const char *name, const char *session_id)
+{
+    size_t pl = strlen(FB_RESTORE_STAGING_PREFIX), sl = strlen(session_id);
+    if (strncmp(name, FB_RESTORE_STAGING_PREFIX, pl) != 0 ||
+        strncmp(name + pl, session_id, sl) != 0 || name[pl + sl] != '-')
+        return false;
+    const char *hex = name + pl + sl + 1;
+    if (strlen(hex) != FB_RESTORE_STAGING_HEX)
+        return false;
+    for (const char *p = hex; *p; p++)
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+            return false;
+    return true;
+}
+
+static bool staging_filter(int dirfd, const char *name, void *ctx)
+{
+    (void)dirfd;
+    return fb_store_is_restore_staging(name, ctx);
+}
+
+/* .flowloom/sessions, or -1 (errno ENOENT) when there is none. */
+static int open_sessions_dir(const fb_store *store)
+{
+    return openat(store->flowloom_fd, FB_SESSIONS_SUBDIR,
+                  O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+}
+
+/* A running recover holds an flock on its staging dir from the moment it
+ * makes it, before it takes the session lock (it extracts first), so the
+ * session lock alone does not say a staging dir is abandoned. Returns the
+ * dir's fd holding the flock (the caller keeps it while removing), -1 for
+ * one that is not a directory we can open (a planted symlink: removing
+ * just the name is safe), or -2 when it is in use. */
+static int claim_staging(int sessions_fd, const char *name, int how)
+{
+    int fd = openat(sessions_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    if (flock(fd, how | LOCK_NB) != 0) {
+        close(fd);
+        return -2;
+    }
+    return fd;
+}
+
+/* The staging dirs that interrupted recovers of session_id left in
+ * .flowloom/sessions; none when it does not exist. */
+static int list_staging(const fb_store *store, const char *session_id, int *sessions_fd,
+                        char ***names, size_t *n, fb_error *err)
+{
+    *names = NULL;
+    *n = 0;
+    *sessions_fd = open_sessions_dir(store);
+    if (*sessions_fd < 0) {
+        if (errno == ENOENT)
+            return 0;
+        return fb_error_set_errno(err, errno, "cannot open %s", store->sessions_path);
+    }
+    int rc = fb_list_dir_names_at(*sessions_fd, staging_filter, (void *)session_id, names, n);
+    if (rc == ENOMEM)
+        rc = store_oom(err);
+    else if (rc)
+        rc = fb_error_set_errno(err, rc, "cannot list %s", store->sessions_path);
+    if (rc) {
+        close(*sessions_fd);
+        *sessions_fd = -1;
+    }
+    return rc;
+}
+
+/* Removes the recover staging dirs of session_id no recover is using. */
+int fb_store_clear_restore_staging(const fb_store *store, const char *session_id,
+                                   fb_warn_fn warn, void *warn_ctx, size_t *removed_out,
+                                   fb_error *err)
+{
+    if (removed_out)
+        *removed_out = 0;
+    int sfd;
+    char **names;
+    size_t n;
+    int first_rc = list_staging(store, session_id, &sfd, &names, &n, err);
+    if (first_rc || sfd < 0)
+        return first_rc;
+    bool removed = false;
+    for (size_t i = 0; i < n; i++) {
+        int held = claim_staging(sfd, names[i], LOCK_EX);
+        if (held == -2)
+            continue;
+        fb_error sub;
+        fb_error_clear(&sub);
+        int rc = fb_remove_tree_at(sfd, store->sessions_path, names[i], &sub);
+        if (held >= 0)
+            close(held);
+        if (rc) {
+            if (!first_rc) {
+                first_rc = rc;
+                if (err)
+                    *err = sub;
+            }
+            continue;
+        }
+        removed = true;
+        if (removed_out)
+            (*removed_out)++;
+        fb_warnf(warn, warn_ctx, "removed %s/%s left by an interrupted recover",
+                 store->sessions_path, names[i]);
+    }
+    if (removed && !first_rc)
+        first_rc = fb_fsync_dir(sfd, store->sessions_path, err);
+    fb_string_list_free(names, n);
+    close(sfd);
+    return first_rc;
+}
+
+int fb_store_clear_leftovers(const fb_store *store, int session_fd, const char *session_id,
+                             fb_warn_fn warn, void *warn_ctx, fb_error *err)
 {
     char **names = NULL;
     size_t n = 0;
@@ -794,7 +910,66 @@ int fb_store_clear_leftovers(int session_fd, const char *session_id, fb_warn_fn 
     if (n > 0 && !first_rc)
         first_rc = fb_fsync_dir(session_fd, session_id, err);
     fb_string_list_free(names, n);
-    return first_rc;
+    fb_error sub;
+    fb_error_clear(&sub);
+    rc = fb_store_clear_restore_staging(store, session_id, warn, warn_ctx, NULL,
+                                        first_rc ? &sub : err);
+    return first_rc ? first_rc : rc;
+}
+
+/* Appends FB_SESSIONS_PATH "/<name>" for each name to *out. */
+static int append_staging_paths(char ***out, size_t *n_out, char **names, size_t n)
+{
+    char **grown = realloc(*out, (*n_out + n + 1) * sizeof *grown);
+    if (!grown)
+        return -1;
+    *out = grown;
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(FB_SESSIONS_PATH) + 1 + strlen(names[i]) + 1;
+        char *p = malloc(len);
+        if (!p)
+            return -1;
+        snprintf(p, len, "%s/%s", FB_SESSIONS_PATH, names[i]);
+        grown[(*n_out)++] = p;
+    }
+    return 0;
+}
+
+int fb_store_list_leftovers(const fb_store *store, int session_fd, const char *session_id,
+                            char ***out, size_t *n_out, fb_error *err)
+{
+    *out = NULL;
+    *n_out = 0;
+    int rc = session_fd < 0 ? 0
+                            : list_names(session_fd, session_id, leftover_filter, out, n_out, err);
+    int sfd = -1;
+    char **names = NULL;
+    size_t n = 0;
+    if (rc == 0)
+        rc = list_staging(store, session_id, &sfd, &names, &n, err);
+    /* A dry run only looks: a shared flock, dropped at once, tells which
+     * staging dirs a running recover holds. */
+    size_t k = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        int held = claim_staging(sfd, names[i], LOCK_SH);
+        if (held >= 0)
+            close(held);
+        if (held == -2)
+            free(names[i]);
+        else
+            names[k++] = names[i];
+    }
+    if (rc == 0 && append_staging_paths(out, n_out, names, k) != 0)
+        rc = store_oom(err);
+    fb_string_list_free(names, k);
+    if (sfd >= 0)
+        close(sfd);
+    if (rc) {
+        fb_string_list_free(*out, *n_out);
+        *out = NULL;
+        *n_out = 0;
+    }
+    return rc;
 }
 
 /* A spec can only abbreviate an id if it uses the id's own characters

@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <time.h>
 
+#include "fb_archive_writer.h"
 #include "fb_backup.h"
 #include "fb_config.h"
 #include "fb_fsutil.h"
@@ -867,7 +868,7 @@ static void test_lock_held_is_busy(void)
     pid_t pid = fork();
     if (pid == 0) {
         fb_lock lock = {.fd = -1};
-        char c = fb_lock_acquire(sess, SID, 0, &lock, NULL) == 0 ? 'L' : 'E';
+        char c = fb_lock_acquire(sess, SID, 0, NULL, NULL, &lock, NULL) == 0 ? 'L' : 'E';
         if (write(to_parent[1], &c, 1) != 1)
             _exit(1);
         if (read(to_child[0], &c, 1) < 0)
@@ -1264,6 +1265,139 @@ static void test_index_write_failure_unpublishes(void)
     fbtest_rmtree(root);
 }
 
+/* ---- interruption (fb_backup_request.cancel) ---- */
+
+/* Sets a real flag, as the CLI's signal handler does, when the backup
+ * reaches `phase` (after `files` write updates for "write"). */
+typedef struct cancel_at {
+    fb_cancel flag;
+    const char *phase;
+    unsigned files;
+    unsigned seen;
+} cancel_at;
+
+static void cancel_on_phase(void *ctx, const char *phase, uint64_t done, uint64_t total)
+{
+    (void)done;
+    (void)total;
+    cancel_at *c = ctx;
+    if (strcmp(phase, c->phase) == 0 && c->seen++ >= c->files)
+        c->flag = SIGINT;
+}
+
+/* Interrupted before the publish rename (during the scan, between files,
+ * during validation): FB_EINTERRUPTED, the temp dir gone, the store and the
+ * index byte for byte as before. From the rename on: the backup is finished
+ * and indexed, reported as interrupted, retention skipped. */
+static void test_cancel(void)
+{
+    int sfd;
+    char *root = root_with_session(SID, &sfd);
+    put_file(NULL, sfd, "metadata.json", "{}", 2, 0644);
+    size_t len = 2 * 1024 * 1024;
+    uint8_t *data = malloc(len);
+    fbtest_fill(data, len, 5, 0);
+    put_file(NULL, sfd, "a.bin", data, len, 0644);
+    put_file(NULL, sfd, "b.bin", data, len / 2, 0644);
+    free(data);
+    fb_config cfg = make_config();
+    fb_store *store = NULL;
+    fb_error err;
+    REQUIRE(fb_store_open(root, true, &store, &err) == 0);
+    warns w = {0};
+    fb_backup_request req = make_req(&cfg, FB_BACKUP_FULL, NOW, &w);
+    fb_backup_result res;
+    fb_backup_result_init(&res);
+    REQUIRE(fb_backup_run(store, &req, &res, &err) == 0);
+    fb_backup_result_fini(&res);
+    store_snapshot before;
+    snapshot(store, &before);
+
+    static const struct {
+        const char *phase;
+        unsigned files;
+    } before_publish[] = {{"scan", 0}, {"write", 0}, {"write", 1}, {"validate", 0}};
+    for (size_t i = 0; i < sizeof before_publish / sizeof before_publish[0]; i++) {
+        cancel_at c = {.phase = before_publish[i].phase, .files = before_publish[i].files};
+        req.cancel = &c.flag;
+        req.progress = cancel_on_phase;
+        req.progress_ctx = &c;
+        req.now = NOW + 10 + (int64_t)i;
+        fb_backup_result_init(&res);
+        int rc = fb_backup_run(store, &req, &res, &err);
+        fprintf(stderr, "  (at %s/%u: %s)\n", c.phase, c.files, err.message);
+        CHECK_EQ_INT(rc, FB_EINTERRUPTED);
+        CHECK(c.flag == SIGINT);
+        fb_backup_result_fini(&res);
+        check_unchanged(store, &before);
+    }
+
+    /* a flag set before the run: nothing is even scanned */
+    fb_cancel early = SIGTERM;
+    req.cancel = &early;
+    req.progress = NULL;
+    fb_backup_result_init(&res);
+    CHECK_EQ_INT(fb_backup_run(store, &req, &res, &err), FB_EINTERRUPTED);
+    CHECK(strstr(err.message, "nothing was published") != NULL);
+    fb_backup_result_fini(&res);
+    check_unchanged(store, &before);
+
+    /* once the publish step began, the backup is finished */
+    cancel_at c = {.phase = "publish"};
+    req.cancel = &c.flag;
+    req.progress = cancel_on_phase;
+    req.progress_ctx = &c;
+    req.cleanup = true;
+    req.now = NOW + 100;
+    fb_backup_result_init(&res);
+    CHECK_EQ_INT(fb_backup_run(store, &req, &res, &err), 0);
+    CHECK(c.flag == SIGINT);
+    CHECK(res.interrupted);
+    CHECK(res.retention == NULL);
+    fb_index idx;
+    REQUIRE(fb_store_load_index(store, SID, 0, &idx, NULL, NULL, NULL, &err) == 0);
+    CHECK(idx.n == 2 && !strcmp(idx.records[1].id, res.manifest.backup_id));
+    fb_index_fini(&idx);
+    int sess = session_fd_of(store);
+    char listing[2048];
+    dir_listing(sess, listing, sizeof listing);
+    CHECK(!strstr(listing, ".tmp-"));
+    int bfd = openat(sess, res.manifest.backup_id, O_RDONLY | O_DIRECTORY);
+    CHECK(bfd >= 0 && fb_verify_backup_dir(bfd, &res.manifest, "published", &err) == 0);
+    /* the validation pass itself stops on the flag */
+    fb_cancel stop = SIGINT;
+    fb_verify_dir_options vo = {.cancel = &stop};
+    CHECK_EQ_INT(fb_verify_backup_dir_with(bfd, &res.manifest, "published", &vo, &err),
+                 FB_EINTERRUPTED);
+    if (bfd >= 0)
+        close(bfd);
+    close(sess);
+    fb_backup_result_fini(&res);
+
+    /* and so does the copy of one file, chunk by chunk */
+    fb_cancel late = 0;
+    int afd = open("/dev/null", O_WRONLY);
+    int src = openat(sfd, "a.bin", O_RDONLY);
+    fb_archive_writer_options wo = {.level = 1, .frame_size = 65536, .threads = 1,
+                                    .cancel = &late};
+    fb_archive_writer *aw = NULL;
+    REQUIRE(fb_archive_writer_new(afd, &wo, &aw, &err) == 0);
+    fb_entry_meta meta = {.type = FB_ENTRY_FILE, .mode = 0644, .size = len};
+    late = SIGTERM;
+    CHECK_EQ_INT(fb_archive_writer_add_file(aw, "a.bin", &meta, src, NULL, &err),
+                 FB_EINTERRUPTED);
+    fb_archive_writer_free(aw);
+    close(src);
+    close(afd);
+
+    free(before.index);
+    warns_free(&w);
+    fb_store_free(store);
+    fb_config_fini(&cfg);
+    close(sfd);
+    fbtest_rmtree(root);
+}
+
 /* F13: a file rewritten over and over while backups run. Each backup either
  * succeeds (and then its validation proved manifest == stored bytes) or
  * fails with FB_ECHANGED naming the file, leaving nothing behind. */
@@ -1353,5 +1487,6 @@ int main(void)
     RUN_TEST(test_path_length_limit);
     RUN_TEST(test_index_write_failure_unpublishes);
     RUN_TEST(test_file_rewritten_during_backup);
+    RUN_TEST(test_cancel);
     FBTEST_EXIT();
 }

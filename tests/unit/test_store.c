@@ -5,6 +5,8 @@
  * where the index cannot be trusted (and its write-back per flags),
  * leftover clearing, and resolving "latest" / ids. */
 #include <stdbool.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -839,7 +841,7 @@ static void test_clear_leftovers(void)
 
     warnings w = {0};
     fb_error err;
-    REQUIRE(fb_store_clear_leftovers(f.sfd, "S", collect, &w, &err) == 0);
+    REQUIRE(fb_store_clear_leftovers(f.st, f.sfd, "S", collect, &w, &err) == 0);
     CHECK_EQ_INT(w.count, 4);
     CHECK(strstr(w.text, "S/.tmp-0123456789abcdef") != NULL);
     CHECK(faccessat(f.sfd, ".tmp-0123456789abcdef", F_OK, AT_SYMLINK_NOFOLLOW) != 0);
@@ -852,8 +854,87 @@ static void test_clear_leftovers(void)
         CHECK(faccessat(f.sfd, f.ids[k], F_OK, 0) == 0);
     /* nothing left: nothing reported */
     w.count = 0;
-    REQUIRE(fb_store_clear_leftovers(f.sfd, "S", collect, &w, &err) == 0);
+    REQUIRE(fb_store_clear_leftovers(f.st, f.sfd, "S", collect, &w, &err) == 0);
     CHECK_EQ_INT(w.count, 0);
+    session_teardown(&f);
+}
+
+/* A staging dir of .flowloom/sessions as a recover names it, holding a
+ * file and a read-only subdirectory (as a restored tree may). */
+static void make_staging(const char *sessions, const char *name)
+{
+    char p[4400];
+    snprintf(p, sizeof p, "%s/%s", sessions, name);
+    REQUIRE(mkdir(p, 0700) == 0);
+    snprintf(p, sizeof p, "%s/%s/sub", sessions, name);
+    REQUIRE(mkdir(p, 0700) == 0);
+    snprintf(p, sizeof p, "%s/%s/sub/data", sessions, name);
+    write_text(p, "restored bytes");
+    snprintf(p, sizeof p, "%s/%s/sub", sessions, name);
+    REQUIRE(chmod(p, 0555) == 0);
+}
+
+static bool exists_in(const char *dir, const char *name)
+{
+    char p[4400];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    return access(p, F_OK) == 0;
+}
+
+/* Leftovers of interrupted recovers: the session's staging dirs in
+ * .flowloom/sessions are listed (dry run) and removed, except one a running
+ * recover holds (its flock); other sessions' and other names stay. */
+static void test_clear_restore_staging(void)
+{
+    session_fixture f;
+    REQUIRE(session_setup(&f, true) == 0);
+    char sessions[4200];
+    snprintf(sessions, sizeof sessions, "%s/.flowloom/sessions", f.dir);
+    const char *mine = ".restore-S-0123456789abcdef";
+    const char *busy = ".restore-S-fedcba9876543210";
+    const char *keep[] = {".restore-Sx-0123456789abcdef", ".restore-S-notmine",
+                          ".restore-S-0123456789ABCDEF", ".restore-0123456789abcdef"};
+    make_staging(sessions, mine);
+    make_staging(sessions, busy);
+    for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++)
+        make_staging(sessions, keep[i]);
+    CHECK(fb_store_is_restore_staging(mine, "S"));
+    CHECK(!fb_store_is_restore_staging(keep[0], "S"));
+    char p[4400];
+    snprintf(p, sizeof p, "%s/%s", sessions, busy);
+    int held = open(p, O_RDONLY | O_DIRECTORY);
+    REQUIRE(held >= 0);
+    REQUIRE(flock(held, LOCK_EX | LOCK_NB) == 0);
+
+    char **names = NULL;
+    size_t n = 0;
+    fb_error err;
+    REQUIRE(fb_store_list_leftovers(f.st, f.sfd, "S", &names, &n, &err) == 0);
+    REQUIRE(n == 1);
+    CHECK(strcmp(names[0], ".flowloom/sessions/.restore-S-0123456789abcdef") == 0);
+    fb_string_list_free(names, n);
+    CHECK(exists_in(sessions, mine)); /* listing changes nothing */
+
+    warnings w = {0};
+    REQUIRE(fb_store_clear_leftovers(f.st, f.sfd, "S", collect, &w, &err) == 0);
+    CHECK_EQ_INT(w.count, 1);
+    CHECK(strstr(w.text, "left by an interrupted recover") != NULL);
+    CHECK(!exists_in(sessions, mine));
+    CHECK(exists_in(sessions, busy));
+    for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++)
+        CHECK(exists_in(sessions, keep[i]));
+
+    /* once its recover is gone (the kernel drops the flock), it goes too */
+    close(held);
+    REQUIRE(fb_store_list_leftovers(f.st, f.sfd, "S", &names, &n, &err) == 0);
+    CHECK(n == 1);
+    fb_string_list_free(names, n);
+    REQUIRE(fb_store_clear_leftovers(f.st, f.sfd, "S", collect, &w, &err) == 0);
+    CHECK(!exists_in(sessions, busy));
+    for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++) {
+        snprintf(p, sizeof p, "%s/%s/sub", sessions, keep[i]);
+        chmod(p, 0700);
+    }
     session_teardown(&f);
 }
 
@@ -938,6 +1019,7 @@ int main(void)
     RUN_TEST(test_load_index_ids_differ);
     RUN_TEST(test_load_index_symlink);
     RUN_TEST(test_clear_leftovers);
+    RUN_TEST(test_clear_restore_staging);
     RUN_TEST(test_resolve_backup);
     FBTEST_EXIT();
 }
