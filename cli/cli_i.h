@@ -15,6 +15,7 @@
 #include "fb_config.h"
 #include "fb_error.h"
 #include "fb_index.h"
+#include "fb_lock.h"
 #include "fb_retention.h"
 #include "fb_store.h"
 #include "fb_types.h"
@@ -261,5 +262,47 @@ extern const cli_command cli_cmd_cleanup;
 extern const cli_command cli_cmd_forget;
 extern const cli_command cli_cmd_recover;
 extern const cli_command cli_cmd_diff;
+
+/* ---- progress bar and waiting notices (progress.c) ---- */
+
+/* --progress, --no-progress, or neither (a bar on a terminal, after a
+ * second, not with --quiet or --json). */
+typedef enum cli_progress_mode {
+    CLI_PROGRESS_AUTO,
+    CLI_PROGRESS_ON,
+    CLI_PROGRESS_OFF,
+} cli_progress_mode;
+
+/* One progress bar on stderr: "phase [####....] 42%  done / total  rate  ETA".
+ * On a terminal it is one line redrawn in place (ctx->progress_line_active
+ * set meanwhile, so warnings clear it first); otherwise (--progress into a
+ * file or pipe) a line per second at most, each ending with a newline. */
+typedef struct cli_progress {
+    cli_ctx *ctx;
+    bool on;       /* drawing at all */
+    bool in_place; /* stderr is a terminal */
+    bool delayed;  /* no explicit --progress: nothing during the first second */
+    bool started;  /* an update came */
+    bool drawn;    /* the latest state is shown */
+    double start, last_draw, phase_start; /* monotonic seconds */
+    char phase[32];
+    uint64_t phase_done0; /* done at the phase's first update, for the rate */
+    uint64_t done, total;
+} cli_progress;
+
+void cli_progress_init(cli_progress *p, cli_ctx *ctx, cli_progress_mode mode);
+/* cli_progress_update when the bar is on, else NULL: the value for a core
+ * request's progress field (its ctx is p). */
+fb_progress_fn cli_progress_fn(const cli_progress *p);
+/* An fb_progress_fn (vp is a cli_progress). */
+void cli_progress_update(void *vp, const char *phase, uint64_t done, uint64_t total);
+/* Ends the bar before the report: a log gets its last state, a terminal
+ * line is cleared. */
+void cli_progress_end(cli_progress *p);
+/* Clears the terminal line if a bar is on it (before any other message). */
+void cli_progress_clear(cli_ctx *ctx);
+/* An fb_lock_wait_fn (ctx is the cli_ctx): says at once on stderr that the
+ * command waits for a session lock, and who holds it; not with --quiet. */
+void cli_lock_waiting(void *ctx, const fb_lock_waiting *waiting);
 
 #endif

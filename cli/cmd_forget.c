@@ -244,6 +244,8 @@ static int run_forget(cli_ctx *ctx)
         .with_incrementals = a.with_incrementals,
         .dry_run = a.dry_run,
         .lock_wait_seconds = a.wait,
+        .lock_waiting = cli_lock_waiting,
+        .lock_waiting_ctx = ctx,
         .warn = cli_warn,
         .warn_ctx = ctx,
     };

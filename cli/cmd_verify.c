@@ -13,15 +13,17 @@
 #include "fb_text.h"
 #include "fb_verify.h"
 
-enum { OPT_ALL = CLI_OPT_COMMAND };
+enum { OPT_ALL = CLI_OPT_COMMAND, OPT_PROGRESS, OPT_NO_PROGRESS };
 
 static const cli_option verify_options[] = {
     {"all", 0, false, OPT_ALL},
+    {"progress", 0, false, OPT_PROGRESS},
+    {"no-progress", 0, false, OPT_NO_PROGRESS},
     {NULL, 0, false, 0},
 };
 
 static const char verify_usage[] =
-    "Usage: " CLI_PROG " verify [session_id] [backup_id|latest|--all] [--json]\n"
+    "Usage: " CLI_PROG " verify [session_id] [backup_id|latest|--all] [--json] [--progress]\n"
     "\n"
     "Checks stored backups completely: the archive's SHA-256 and size, every zstd frame,\n"
     "every file's SHA-256 and size, the JSON members of incrementals, the manifest against\n"
@@ -32,12 +34,16 @@ static const char verify_usage[] =
     "Exit status: 0 all good, 1 corruption found, 3 not found, 5 I/O error.\n"
     "\n"
     "Options:\n"
-    "      --all     every backup (of every session when no session is given)\n"
-    "      --json    one JSON object with a result per backup\n"
-    "  -q, --quiet   print only problems\n";
+    "      --all           every backup (of every session when no session is given)\n"
+    "      --progress      always show a progress bar on stderr (archive bytes read,\n"
+    "                      rate, ETA)\n"
+    "      --no-progress   never show it (default: shown on a terminal after a second)\n"
+    "      --json          one JSON object with a result per backup\n"
+    "  -q, --quiet         print only problems\n";
 
 typedef struct verify_run {
     cli_ctx *ctx;
+    cli_progress_mode progress;
     bool multi_session;
     size_t checked;
     size_t corrupt;
@@ -60,6 +66,7 @@ static void print_label(const verify_run *v, const char *session_id, const char 
 static void report_backup(verify_run *v, const char *session_id, const char *id,
                           const char *problem, bool error)
 {
+    cli_progress_clear(v->ctx);
     v->checked++;
     if (problem && error)
         v->errors++;
@@ -87,12 +94,13 @@ static void report_backup(verify_run *v, const char *session_id, const char *id,
     fputs(error ? "ERROR " : "CORRUPT ", stdout);
     print_label(v, session_id, id);
     fputs(": ", stdout);
-    cli_print_escaped(stdout, problem);
+    cli_print_message(stdout, problem);
     fputc('\n', stdout);
 }
 
 static void report_index(verify_run *v, const char *session_id, const char *problem)
 {
+    cli_progress_clear(v->ctx);
     v->index_problems++;
     if (v->json) {
         cJSON *o = cJSON_CreateObject();
@@ -103,7 +111,7 @@ static void report_index(verify_run *v, const char *session_id, const char *prob
         return;
     }
     printf("CORRUPT %s/index.json: ", session_id);
-    cli_print_escaped(stdout, problem);
+    cli_print_message(stdout, problem);
     fputc('\n', stdout);
 }
 
@@ -152,10 +160,20 @@ static int verify_session(verify_run *v, fb_store *store, const char *session_id
     }
     sink_ctx sc = {.v = v, .session_id = session_id};
     bool index_stale = false;
-    int rc = store ? fb_verify_session(store, session_id, spec ? id : NULL, on_result, &sc,
-                                       &index_stale, &err)
+    cli_progress prog;
+    cli_progress_init(&prog, ctx, v->progress);
+    fb_verify_request req = {
+        .session_id = session_id,
+        .backup_id = spec ? id : NULL,
+        .sink = on_result,
+        .sink_ctx = &sc,
+        .progress = cli_progress_fn(&prog),
+        .progress_ctx = &prog,
+    };
+    int rc = store ? fb_verify_session(store, &req, &index_stale, &err)
                    : fb_error_set(&err, FB_ENOTFOUND, "backup '%s' not found: session %s has no "
                                   "backups", spec ? spec : "", session_id);
+    cli_progress_end(&prog);
     if (rc == FB_ENOTFOUND && !spec) {
         if (!ctx->json && !ctx->quiet)
             printf("No backups of session %s yet.\n", session_id);
@@ -185,9 +203,15 @@ static int verify_each_session(cli_ctx *ctx, fb_store *store, const char *sessio
 static int run_verify(cli_ctx *ctx)
 {
     bool all = false;
-    for (size_t i = 0; i < ctx->n_opts; i++)
+    cli_progress_mode progress = CLI_PROGRESS_AUTO;
+    for (size_t i = 0; i < ctx->n_opts; i++) {
         if (ctx->opts[i].id == OPT_ALL)
             all = true;
+        else if (ctx->opts[i].id == OPT_PROGRESS)
+            progress = CLI_PROGRESS_ON;
+        else if (ctx->opts[i].id == OPT_NO_PROGRESS)
+            progress = CLI_PROGRESS_OFF;
+    }
     const char *session_arg, *backup_arg;
     int status = cli_split_session_backup(ctx, &session_arg, &backup_arg);
     if (status)
@@ -199,6 +223,7 @@ static int run_verify(cli_ctx *ctx)
     verify_run v;
     memset(&v, 0, sizeof v);
     v.ctx = ctx;
+    v.progress = progress;
     v.multi_session = every_session;
     char *session_id = NULL;
     fb_store *store = NULL;

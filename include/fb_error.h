@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 
 enum {
     FB_OK = 0,
@@ -51,6 +52,13 @@ typedef struct fb_error {
 /* Warning sink: core never prints, it hands warnings to the caller.
  * message is only valid during the call. */
 typedef void (*fb_warn_fn)(void *ctx, const char *message);
+
+/* Progress sink of the long operations (backup, verify, restore): phase
+ * names the step ("write", "verify", "extract", ...); done and total are
+ * bytes of that step (total 0 when not known yet). Called at a bounded rate
+ * from the operation's threads, one call at a time. */
+typedef void (*fb_progress_fn)(void *ctx, const char *phase, uint64_t done_bytes,
+                               uint64_t total_bytes);
 
 /* Clears err (NULL is accepted). */
 void fb_error_clear(fb_error *err);

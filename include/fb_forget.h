@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "fb_error.h"
+#include "fb_lock.h"
 #include "fb_store.h"
 #include "fb_types.h"
 
@@ -25,6 +26,8 @@ typedef struct fb_forget_request {
     bool with_incrementals;   /* also remove the incrementals based on a named full */
     bool dry_run;             /* no lock, nothing written; same checks and result */
     double lock_wait_seconds;
+    fb_lock_wait_fn lock_waiting; /* told when the lock is busy and waited for; may be NULL */
+    void *lock_waiting_ctx;
     fb_warn_fn warn;          /* leftovers cleared, index rebuilt; may be NULL */
     void *warn_ctx;
 } fb_forget_request;

@@ -19,6 +19,24 @@
  * a message naming the backup and the first problem found, FB_EIO, FB_ENOMEM. */
 int fb_verify_backup_dir(int backup_dirfd, const fb_manifest *m, const char *name,
                          fb_error *err);
+/* Everything fb_verify_backup_dir can be told, for the callers that need
+ * more than the plain check (backup's validation pass). */
+typedef struct fb_verify_dir_options {
+    const char *phase;       /* NULL: "verify" */
+    /* How far the check got, under phase: done and total are bytes of
+     * archive.tar.zst, total the manifest's archive size; on the caller's
+     * thread, every 50 ms at most, and with done == total once the backup
+     * passed. May be NULL. */
+    fb_progress_fn progress;
+    void *progress_ctx;
+    /* Polled as the archive is read (caller's thread): once set, the check
+     * stops with FB_EINTERRUPTED. NULL: never. */
+    const fb_cancel *cancel;
+} fb_verify_dir_options;
+
+/* opts may be NULL (the plain check). */
+int fb_verify_backup_dir_with(int backup_dirfd, const fb_manifest *m, const char *name,
+                              const fb_verify_dir_options *opts, fb_error *err);
 
 /* Compares an index record with the manifest: FB_ECORRUPT naming the field. */
 int fb_verify_index_record(const fb_index_record *rec, const fb_manifest *m, fb_error *err);
@@ -37,6 +55,18 @@ typedef enum fb_verify_outcome {
 typedef void (*fb_verify_sink)(void *ctx, const char *backup_id, fb_verify_outcome outcome,
                                const char *problem);
 
+typedef struct fb_verify_request {
+    const char *session_id;
+    const char *backup_id;    /* a full id, or NULL for every backup */
+    fb_verify_sink sink;      /* each result */
+    void *sink_ctx;
+    /* Phase "verify": done and total are bytes of the archive.tar.zst files
+     * of all the backups to check (what verify reads), every 50 ms at most,
+     * on the caller's thread. May be NULL. */
+    fb_progress_fn progress;
+    void *progress_ctx;
+} fb_verify_request;
+
 /* Verifies session_id's backups: the one named backup_id (a full id that
  * the index lists or that has a directory), or when NULL every backup the
  * index lists or that has a directory, and the index as it is on disk
@@ -48,7 +78,7 @@ typedef void (*fb_verify_sink)(void *ctx, const char *backup_id, fb_verify_outco
  * FB_ENOTFOUND when the session has no backups in the store or there is no
  * such backup (the message says which), FB_EIO, FB_ENOMEM when the walk
  * itself fails. */
-int fb_verify_session(fb_store *store, const char *session_id, const char *backup_id,
-                      fb_verify_sink sink, void *ctx, bool *index_stale, fb_error *err);
+int fb_verify_session(fb_store *store, const fb_verify_request *req, bool *index_stale,
+                      fb_error *err);
 
 #endif

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,13 +20,14 @@
 #define LOCK_NAME ".lock"
 #define POLL_INTERVAL_NS (50 * 1000 * 1000L)
 
-/* Reads the holder's "pid host" line; anything that does not look like one
- * (a partial write, a crafted file) is reported as unknown. */
+/* Reads the holder's "pid host" line into "pid N on host H"; anything that
+ * does not look like one (a partial write, a crafted file) is reported as
+ * unknown. */
 static void describe_holder(int fd, char *out, size_t size)
 {
     char buf[160];
     ssize_t r = pread(fd, buf, sizeof buf - 1, 0);
-    snprintf(out, size, "locked by another process");
+    snprintf(out, size, "another process");
     if (r <= 0)
         return;
     buf[r] = '\0';
@@ -50,7 +52,7 @@ static void describe_holder(int fd, char *out, size_t size)
               c == '.' || c == '-' || c == '_'))
             return;
     }
-    snprintf(out, size, "locked by pid %s on host %s", buf, host);
+    snprintf(out, size, "pid %s on host %s", buf, host);
 }
 
 /* Leaves "pid host\n" in the file for the next waiter's message. Failing to
@@ -71,8 +73,8 @@ static void record_holder(int fd)
         return;
 }
 
-int fb_lock_acquire(int session_fd, const char *session_id, double wait_seconds, fb_lock *out,
-                    fb_error *err)
+int fb_lock_acquire(int session_fd, const char *session_id, double wait_seconds,
+                    fb_lock_wait_fn waiting, void *waiting_ctx, fb_lock *out, fb_error *err)
 {
     out->fd = -1;
     const char *sid = session_id ? session_id : "(session)";
@@ -102,6 +104,7 @@ int fb_lock_acquire(int session_fd, const char *session_id, double wait_seconds,
     if (!(wait_seconds >= 0))
         wait_seconds = 0;
     double start = fb_monotonic_seconds();
+    bool told = false;
     for (;;) {
         if (flock(fd, LOCK_EX | LOCK_NB) == 0)
             break;
@@ -117,8 +120,18 @@ int fb_lock_acquire(int session_fd, const char *session_id, double wait_seconds,
             char holder[256];
             describe_holder(fd, holder, sizeof holder);
             close(fd);
-            return fb_error_set(err, FB_EBUSY, "session %s is busy: %s (waited %g s)", sid,
-                                holder, wait_seconds);
+            return fb_error_set(err, FB_EBUSY, "session %s is busy: locked by %s (waited %g s)",
+                                sid, holder, wait_seconds);
+        }
+        /* Said once, before the first sleep: a wait of up to --wait seconds
+         * must not look like a hang. */
+        if (waiting && !told) {
+            char holder[256];
+            describe_holder(fd, holder, sizeof holder);
+            fb_lock_waiting w = {.session_id = sid, .holder = holder,
+                                 .wait_seconds = wait_seconds};
+            waiting(waiting_ctx, &w);
+            told = true;
         }
         /* Polling rather than a blocking flock keeps the deadline exact
          * without signals or threads. */
@@ -135,7 +148,7 @@ int fb_lock_acquire(int session_fd, const char *session_id, double wait_seconds,
 
 int fb_lock_try(int session_fd, const char *session_id, fb_lock *out, fb_error *err)
 {
-    return fb_lock_acquire(session_fd, session_id, 0, out, err);
+    return fb_lock_acquire(session_fd, session_id, 0, NULL, NULL, out, err);
 }
 
 void fb_lock_release(fb_lock *lock)

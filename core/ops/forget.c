@@ -190,7 +190,8 @@ int fb_forget_run(fb_store *store, const fb_forget_request *req, fb_forget_resul
         return fb_error_set(err, FB_EINVAL, "no backup named: nothing to remove");
     fb_cleanup_session s;
     int rc = fb_cleanup_session_open(store, req->session_id, req->dry_run,
-                                     req->lock_wait_seconds, req->warn, req->warn_ctx, &s, err);
+                                     req->lock_wait_seconds, req->lock_waiting,
+                                     req->lock_waiting_ctx, req->warn, req->warn_ctx, &s, err);
     if (rc)
         return rc;
     out->index_rebuilt = s.index_rebuilt;

@@ -29,11 +29,14 @@
 #include "fb_archive_reader.h"
 #include "fb_hash.h"
 #include "fb_text.h"
+#include "clock_i.h"
 #include "tar_check_i.h"
 
 /* JSON members of an incremental are parsed in memory; beyond this they are
  * reported instead of parsed. */
 #define JSON_MEMBER_MAX (64u * 1024 * 1024)
+/* A progress sink hears from us at most this often (and at the end). */
+#define PROGRESS_INTERVAL_SECONDS 0.05
 
 typedef struct range_check {
     size_t entry;    /* manifest index of the file entry being hashed */
@@ -57,6 +60,17 @@ typedef struct verify_ctx {
     atomic_size_t bad_range; /* first entry whose bytes at its offset mismatch, or SIZE_MAX */
     uint64_t last_end;     /* end of the previous range, to refuse overlaps */
     bool ranges_out_of_order;
+    /* Progress, in archive bytes, on the caller's thread (the tar source's
+     * chunk hook): the decompressed bytes fed so far, mapped through the
+     * seek table to the end of the last frame they cover. */
+    const char *phase;
+    fb_progress_fn progress;
+    void *progress_ctx;
+    const fb_seek_table *table;
+    uint64_t fed;
+    size_t frames_done;
+    double last_report;
+    const fb_cancel *cancel; /* polled per chunk, on the caller's thread */
 } verify_ctx;
 
 static bool is_data_entry(const fb_manifest_entry *e)
@@ -147,6 +161,32 @@ static int on_frame(void *ctx, const uint8_t *data, size_t len, fb_error *err)
     if (rc < 0)
         return fb_error_set(err, rc, "%s: out of memory", c->name);
     c->pos += len;
+    return 0;
+}
+
+static void report(verify_ctx *c, uint64_t done)
+{
+    c->last_report = fb_monotonic_seconds();
+    c->progress(c->progress_ctx, c->phase, done, c->m->archive.size);
+}
+
+static int on_chunk(void *ctx, const uint8_t *data, size_t len, fb_error *err)
+{
+    (void)data;
+    (void)err;
+    verify_ctx *c = ctx;
+    if (fb_cancelled(c->cancel))
+        return fb_error_set(err, FB_EINTERRUPTED, "%s: interrupted while verifying", c->name);
+    if (!c->progress)
+        return 0;
+    c->fed += len;
+    const fb_seek_table *t = c->table;
+    size_t k = c->frames_done;
+    while (k < t->n_frames && t->frames[k].d_offset + t->frames[k].d_size <= c->fed)
+        k++;
+    c->frames_done = k;
+    if (k > 0 && fb_monotonic_seconds() - c->last_report >= PROGRESS_INTERVAL_SECONDS)
+        report(c, t->frames[k - 1].c_offset + t->frames[k - 1].c_size);
     return 0;
 }
 
@@ -341,11 +381,23 @@ static int walk_tar(verify_ctx *c)
 
 int fb_verify_backup_dir(int backup_dirfd, const fb_manifest *m, const char *name, fb_error *err)
 {
+    return fb_verify_backup_dir_with(backup_dirfd, m, name, NULL, err);
+}
+
+int fb_verify_backup_dir_with(int backup_dirfd, const fb_manifest *m, const char *name,
+                              const fb_verify_dir_options *opts, fb_error *err)
+{
+    const char *phase = opts ? opts->phase : NULL;
+    fb_progress_fn progress = opts ? opts->progress : NULL;
     verify_ctx c;
     memset(&c, 0, sizeof c);
     c.m = m;
     c.name = name ? name : "backup";
     c.err = err;
+    c.phase = phase ? phase : "verify";
+    c.progress = progress;
+    c.progress_ctx = opts ? opts->progress_ctx : NULL;
+    c.cancel = opts ? opts->cancel : NULL;
     atomic_init(&c.bad_range, SIZE_MAX);
 
     int fd = -1;
@@ -366,7 +418,10 @@ int fb_verify_backup_dir(int backup_dirfd, const fb_manifest *m, const char *nam
     rc = fb_archive_stream_new(reader, &c.stream, err);
     if (rc < 0)
         goto out;
-    fb_tar_source_init(&c.src, c.stream, c.name, NULL, NULL);
+    c.table = fb_archive_reader_seek_table(reader);
+    fb_tar_source_init(&c.src, c.stream, c.name, progress || c.cancel ? on_chunk : NULL, &c);
+    if (progress)
+        report(&c, 0);
     rc = range_start(&c, err);
     if (rc == 0)
         rc = fb_archive_stream_set_frame_hook(c.stream, on_frame, &c, err);
@@ -376,6 +431,8 @@ int fb_verify_backup_dir(int backup_dirfd, const fb_manifest *m, const char *nam
         rc = fb_tar_source_finish(&c.src, m->archive.sha256, err);
     if (rc == 0)
         rc = check_ranges(&c);
+    if (rc == 0 && progress)
+        report(&c, m->archive.size);
 out:
     fb_archive_stream_free(c.stream); /* stops the hook's thread first */
     if (c.rc.active)

@@ -20,7 +20,32 @@ typedef struct session_run {
     int session_fd;
     fb_verify_sink sink;
     void *ctx;
+    fb_progress_fn progress;
+    void *progress_ctx;
+    uint64_t done;  /* archive bytes of the backups checked so far */
+    uint64_t total; /* of all the backups to check */
 } session_run;
+
+/* The size of a backup's archive, as the progress counts it: 0 when it
+ * is not a regular file (verify_one says what is wrong with it). */
+static uint64_t archive_size(const session_run *s, const char *id)
+{
+    char path[FB_BACKUP_ID_LEN + sizeof FB_ARCHIVE_NAME + 2];
+    snprintf(path, sizeof path, "%s/%s", id, FB_ARCHIVE_NAME);
+    struct stat st;
+    if (fstatat(s->session_fd, path, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
+        return 0;
+    return (uint64_t)st.st_size;
+}
+
+/* One backup's progress, as a part of the session's. */
+static void backup_progress(void *ctx, const char *phase, uint64_t done, uint64_t total)
+{
+    (void)total;
+    session_run *s = ctx;
+    uint64_t at = s->done + done;
+    s->progress(s->progress_ctx, phase, at < s->total ? at : s->total, s->total);
+}
 
 /* The messages of the checks below name the backup ("S/<id>: ..." or
  * "S/<id>/manifest.json: ...", the name this module gives them); the sink
@@ -71,13 +96,22 @@ static bool verify_one(session_run *s, const char *id, const fb_index_record *re
         outcome = rc == FB_ECORRUPT || rc == FB_EUNSUPPORTED ? FB_VERIFY_CORRUPT : FB_VERIFY_FAILED;
         problem = reason_of(err.message, name);
     } else {
-        rc = fb_verify_backup_dir(dirfd, &m, name, &err);
+        fb_verify_dir_options o = {.phase = "verify",
+                                   .progress = s->progress ? backup_progress : NULL,
+                                   .progress_ctx = s};
+        rc = fb_verify_backup_dir_with(dirfd, &m, name, &o, &err);
         if (rc == 0 && rec)
             rc = fb_verify_index_record(rec, &m, &err);
         if (rc != 0) {
             outcome = rc == FB_ECORRUPT ? FB_VERIFY_CORRUPT : FB_VERIFY_FAILED;
             problem = reason_of(err.message, name);
         }
+    }
+    /* A backup that failed early still counts as checked. */
+    if (s->progress) {
+        uint64_t at = s->done + archive_size(s, id);
+        s->done = at < s->total ? at : s->total;
+        s->progress(s->progress_ctx, "verify", s->done, s->total);
     }
     s->sink(s->ctx, id, outcome, problem);
     fb_manifest_fini(&m);
@@ -148,11 +182,20 @@ static bool in_list(char **list, size_t n, const char *s)
     return false;
 }
 
-int fb_verify_session(fb_store *store, const char *session_id, const char *backup_id,
-                      fb_verify_sink sink, void *ctx, bool *index_stale, fb_error *err)
+int fb_verify_session(fb_store *store, const fb_verify_request *req, bool *index_stale,
+                      fb_error *err)
 {
     *index_stale = false;
-    session_run s = {.session_id = session_id, .session_fd = -1, .sink = sink, .ctx = ctx};
+    const char *session_id = req->session_id;
+    const char *backup_id = req->backup_id;
+    fb_verify_sink sink = req->sink;
+    void *ctx = req->sink_ctx;
+    session_run s = {.session_id = session_id,
+                     .session_fd = -1,
+                     .sink = sink,
+                     .ctx = ctx,
+                     .progress = req->progress,
+                     .progress_ctx = req->progress_ctx};
     int rc = fb_store_open_session(store, session_id, false, &s.session_fd, err);
     if (rc == FB_ENOTFOUND && backup_id)
         return fb_error_set(err, rc, "backup '%s' not found: session %s has no backups",
@@ -184,9 +227,16 @@ int fb_verify_session(fb_store *store, const char *session_id, const char *backu
                               session_id);
             goto out;
         }
+        s.total = archive_size(&s, backup_id);
         verify_one(&s, backup_id, at >= 0 ? &raw.records[at] : NULL);
         goto out;
     }
+
+    for (size_t i = 0; s.progress && i < raw.n; i++)
+        s.total += archive_size(&s, raw.records[i].id);
+    for (size_t i = 0; s.progress && i < n_dirs; i++)
+        if (fb_index_find(&raw, dirs[i]) < 0)
+            s.total += archive_size(&s, dirs[i]);
 
     bool raw_ok = present && !problem[0];
     if (present && !raw_ok) {

@@ -37,7 +37,7 @@ static pid_t spawn_holder(const char *dir, int hold_ms)
         int dfd = open_dir(dir);
         fb_lock lk;
         fb_error err;
-        if (fb_lock_acquire(dfd, "S", 5, &lk, &err) != 0)
+        if (fb_lock_acquire(dfd, "S", 5, NULL, NULL, &lk, &err) != 0)
             _exit(3);
         if (write(p[1], "x", 1) != 1)
             _exit(4);
@@ -65,7 +65,7 @@ static void test_acquire_writes_holder(void)
     int dfd = open_dir(dir);
     fb_lock lk;
     fb_error err;
-    REQUIRE(fb_lock_acquire(dfd, "S", 0, &lk, &err) == 0);
+    REQUIRE(fb_lock_acquire(dfd, "S", 0, NULL, NULL, &lk, &err) == 0);
     CHECK(lk.fd >= 0);
     char path[4200], buf[256];
     snprintf(path, sizeof path, "%s/.lock", dir);
@@ -115,7 +115,7 @@ static void test_busy_names_holder(void)
 
     /* a bounded wait gives up after about that long */
     t0 = now_s();
-    CHECK_EQ_INT(fb_lock_acquire(dfd, "S", 0.3, &lk, &err), FB_EBUSY);
+    CHECK_EQ_INT(fb_lock_acquire(dfd, "S", 0.3, NULL, NULL, &lk, &err), FB_EBUSY);
     double waited = now_s() - t0;
     CHECK(waited >= 0.29 && waited < 1.5);
     CHECK(strstr(err.message, "(waited 0.3 s)") != NULL);
@@ -138,7 +138,7 @@ static void test_wait_succeeds_after_holder_exits(void)
     fb_lock lk;
     fb_error err;
     double t0 = now_s();
-    int rc = fb_lock_acquire(dfd, "S", 10, &lk, &err);
+    int rc = fb_lock_acquire(dfd, "S", 10, NULL, NULL, &lk, &err);
     double waited = now_s() - t0;
     CHECK_EQ_INT(rc, 0);
     CHECK(waited >= 0.2 && waited < 5);
@@ -155,6 +155,59 @@ static void test_wait_succeeds_after_holder_exits(void)
     buf[n] = '\0';
     CHECK(atol(buf) == (long)getpid());
     fb_lock_release(&lk);
+    close(dfd);
+    fbtest_rmtree(dir);
+}
+
+/* What the waiting callback saw, and when. */
+typedef struct waiting_seen {
+    int calls;
+    char session[32];
+    char holder[128];
+    double wait_seconds;
+    double at;
+} waiting_seen;
+
+static void on_waiting(void *ctx, const fb_lock_waiting *w)
+{
+    waiting_seen *s = ctx;
+    s->calls++;
+    snprintf(s->session, sizeof s->session, "%s", w->session_id);
+    snprintf(s->holder, sizeof s->holder, "%s", w->holder);
+    s->wait_seconds = w->wait_seconds;
+    s->at = now_s();
+}
+
+/* A busy lock that will be waited for is announced once, at once, naming
+ * the holder; a free lock, or a single try, is not. */
+static void test_waiting_is_told_at_once(void)
+{
+    char *dir = fbtest_tempdir();
+    int dfd = open_dir(dir);
+    fb_lock lk;
+    fb_error err;
+    waiting_seen seen;
+    memset(&seen, 0, sizeof seen);
+    REQUIRE(fb_lock_acquire(dfd, "S", 10, on_waiting, &seen, &lk, &err) == 0);
+    CHECK_EQ_INT(seen.calls, 0);
+    fb_lock_release(&lk);
+
+    pid_t child = spawn_holder(dir, 600);
+    REQUIRE(child > 0);
+    CHECK_EQ_INT(fb_lock_acquire(dfd, "S", 0, on_waiting, &seen, &lk, &err), FB_EBUSY);
+    CHECK_EQ_INT(seen.calls, 0);
+    double t0 = now_s();
+    int rc = fb_lock_acquire(dfd, "S", 10, on_waiting, &seen, &lk, &err);
+    CHECK_EQ_INT(rc, 0);
+    CHECK_EQ_INT(seen.calls, 1);
+    CHECK(seen.at - t0 < 0.2);
+    CHECK(strcmp(seen.session, "S") == 0);
+    char expect[64];
+    snprintf(expect, sizeof expect, "pid %ld on host ", (long)child);
+    CHECK(strncmp(seen.holder, expect, strlen(expect)) == 0);
+    CHECK(seen.wait_seconds == 10);
+    fb_lock_release(&lk);
+    waitpid(child, NULL, 0);
     close(dfd);
     fbtest_rmtree(dir);
 }
@@ -198,7 +251,7 @@ static void test_symlink_lock_refused(void)
     fb_lock lk;
     fb_error err;
     fb_error_clear(&err);
-    int rc = fb_lock_acquire(dfd, "S", 0, &lk, &err);
+    int rc = fb_lock_acquire(dfd, "S", 0, NULL, NULL, &lk, &err);
     CHECK(rc < 0 && rc != FB_EBUSY);
     CHECK(lk.fd == -1);
     CHECK(strstr(err.message, "S/.lock is a symlink") != NULL);
@@ -213,7 +266,7 @@ static void test_symlink_lock_refused(void)
     char missing[4200];
     snprintf(missing, sizeof missing, "%s/created-through-link", dir);
     REQUIRE(symlink(missing, link) == 0);
-    CHECK(fb_lock_acquire(dfd, "S", 0, &lk, &err) < 0);
+    CHECK(fb_lock_acquire(dfd, "S", 0, NULL, NULL, &lk, &err) < 0);
     CHECK(access(missing, F_OK) != 0);
     close(dfd);
     fbtest_rmtree(dir);
@@ -224,6 +277,7 @@ int main(void)
     RUN_TEST(test_acquire_writes_holder);
     RUN_TEST(test_busy_names_holder);
     RUN_TEST(test_wait_succeeds_after_holder_exits);
+    RUN_TEST(test_waiting_is_told_at_once);
     RUN_TEST(test_holder_text_is_sanitised);
     RUN_TEST(test_symlink_lock_refused);
     FBTEST_EXIT();

@@ -487,6 +487,76 @@ static void collect(void *ctx, const char *backup_id, fb_verify_outcome outcome,
                  (int)outcome, problem ? problem : "-");
 }
 
+/* What a progress sink saw. */
+typedef struct progress_seen {
+    size_t calls;
+    uint64_t last_done, total;
+    bool went_back, total_changed, other_phase;
+} progress_seen;
+
+static void on_progress(void *ctx, const char *phase, uint64_t done, uint64_t total)
+{
+    progress_seen *p = ctx;
+    if (p->calls && done < p->last_done)
+        p->went_back = true;
+    if (p->calls && total != p->total)
+        p->total_changed = true;
+    if (strcmp(phase, "verify") != 0)
+        p->other_phase = true;
+    p->calls++;
+    p->last_done = done;
+    p->total = total;
+}
+
+static int verify_session(fixture *f, const char *sid, const char *backup_id, results *r,
+                          progress_seen *p, bool *stale, fb_error *err)
+{
+    fb_verify_request req = {.session_id = sid,
+                             .backup_id = backup_id,
+                             .sink = collect,
+                             .sink_ctx = r,
+                             .progress = p ? on_progress : NULL,
+                             .progress_ctx = p};
+    return fb_verify_session(f->store, &req, stale, err);
+}
+
+static uint64_t archive_bytes(fixture *f, const char *id)
+{
+    int fd = openat(f->sess, id, O_RDONLY | O_DIRECTORY);
+    struct stat st;
+    int rc = fstatat(fd, FB_ARCHIVE_NAME, &st, 0);
+    close(fd);
+    return rc == 0 ? (uint64_t)st.st_size : 0;
+}
+
+/* Progress counts the archive bytes of every backup checked, never goes
+ * back, and ends at the total. */
+static void test_session_progress(void)
+{
+    fixture f;
+    REQUIRE(setup(&f));
+    fb_error err;
+    char second[FB_BACKUP_ID_LEN + 1];
+    REQUIRE(run_backup(&f, FB_BACKUP_FULL, NOW + 60, true, second, &err) == 0);
+    results r = {0};
+    progress_seen p;
+    memset(&p, 0, sizeof p);
+    bool stale = true;
+    CHECK_EQ_INT(verify_session(&f, SID, NULL, &r, &p, &stale, &err), 0);
+    CHECK(r.n == 2);
+    uint64_t want = archive_bytes(&f, f.full) + archive_bytes(&f, second);
+    CHECK(want > 0);
+    CHECK(p.calls >= 2);
+    CHECK(!p.went_back && !p.total_changed && !p.other_phase);
+    CHECK(p.total == want && p.last_done == want);
+
+    memset(&p, 0, sizeof p);
+    memset(&r, 0, sizeof r);
+    CHECK_EQ_INT(verify_session(&f, SID, second, &r, &p, &stale, &err), 0);
+    CHECK(p.total == archive_bytes(&f, second) && p.last_done == p.total && !p.went_back);
+    teardown(&f);
+}
+
 static void test_session(void)
 {
     fixture f;
@@ -496,7 +566,7 @@ static void test_session(void)
     REQUIRE(run_backup(&f, FB_BACKUP_FULL, NOW + 60, true, second, &err) == 0);
     results r = {0};
     bool stale = true;
-    CHECK_EQ_INT(fb_verify_session(f.store, SID, NULL, collect, &r, &stale, &err), 0);
+    CHECK_EQ_INT(verify_session(&f, SID, NULL, &r, NULL, &stale, &err), 0);
     CHECK(!stale && r.n == 2);
     char want[300];
     snprintf(want, sizeof want, "%s 0 -", f.full);
@@ -516,7 +586,7 @@ static void test_session(void)
     idx.n = 2;
     fb_index_fini(&idx);
     memset(&r, 0, sizeof r);
-    CHECK_EQ_INT(fb_verify_session(f.store, SID, NULL, collect, &r, &stale, &err), 0);
+    CHECK_EQ_INT(verify_session(&f, SID, NULL, &r, NULL, &stale, &err), 0);
     CHECK(stale && r.n == 3);
     /* The reason comes without the session and backup names. */
     snprintf(want, sizeof want, "%s 1 " FB_ARCHIVE_NAME ": ", f.full);
@@ -528,13 +598,13 @@ static void test_session(void)
 
     /* One backup; unknown ones and sessions are FB_ENOTFOUND. */
     memset(&r, 0, sizeof r);
-    CHECK_EQ_INT(fb_verify_session(f.store, SID, second, collect, &r, &stale, &err), 0);
+    CHECK_EQ_INT(verify_session(&f, SID, second, &r, NULL, &stale, &err), 0);
     CHECK(r.n == 1 && strstr(r.lines[0], " 0 -") != NULL);
-    CHECK_EQ_INT(fb_verify_session(f.store, SID, "20270115T080000Z-full-abcdef", collect, &r,
-                                   &stale, &err),
+    CHECK_EQ_INT(verify_session(&f, SID, "20270115T080000Z-full-abcdef", &r, NULL, &stale,
+                                &err),
                  FB_ENOTFOUND);
     CHECK(strstr(err.message, "not found in session") != NULL);
-    CHECK_EQ_INT(fb_verify_session(f.store, "nosuch", NULL, collect, &r, &stale, &err),
+    CHECK_EQ_INT(verify_session(&f, "nosuch", NULL, &r, NULL, &stale, &err),
                  FB_ENOTFOUND);
     teardown(&f);
 }
@@ -548,5 +618,6 @@ int main(void)
     RUN_TEST(test_incremental_json_members);
     RUN_TEST(test_index_record);
     RUN_TEST(test_session);
+    RUN_TEST(test_session_progress);
     FBTEST_EXIT();
 }
