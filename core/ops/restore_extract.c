@@ -221,9 +221,12 @@ static int x_extract(xctx *x)
         rc = restore_oom(x->err);
         goto out;
     }
+    /* SPARSE: runs of zero bytes become holes again (the archive stores a
+     * sparse file dense; restored dense, a mostly empty disk image would
+     * take its full size). */
     int flags = ARCHIVE_EXTRACT_SECURE_NODOTDOT | ARCHIVE_EXTRACT_SECURE_SYMLINKS |
                 ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS | ARCHIVE_EXTRACT_TIME |
-                ARCHIVE_EXTRACT_PERM;
+                ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_SPARSE;
     if (x->r->req->same_owner)
         flags |= ARCHIVE_EXTRACT_OWNER;
     if (archive_write_disk_set_options(w, flags) != ARCHIVE_OK) {
