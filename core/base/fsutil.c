@@ -409,6 +409,110 @@ static int refuse_mount(int fd, const struct stat *st, dev_t dev, uint64_t mnt_i
                         shown, sub ? "/.../" : "", sub ? sub : "");
 }
 
+/* The state of one fb_remove_tree_at below its top directory: the chain of
+ * directories from the top to cur, each with the identity it had when it
+ * was entered. */
+typedef struct remove_walk {
+    const char *shown; /* the top, for messages */
+    dev_t top_dev;     /* of the directory holding the top */
+    uint64_t top_mnt;
+    int cur;           /* the directory being emptied */
+    remove_level *levels;
+    size_t depth, cap;
+} remove_walk;
+
+/* Enters the subdirectory sub of cur (taking ownership of sub). Returns 0
+ * when entered, 1 when sub was replaced meanwhile (handled on the next
+ * pass), or an error. */
+static int remove_descend(remove_walk *w, char *sub, fb_error *err)
+{
+    int rc = 0;
+    int nfd = open_dir_for_removal(w->cur, sub);
+    if (nfd < 0) {
+        int e = errno;
+        if (e != ENOENT && e != ENOTDIR && e != ELOOP) {
+            rc = fb_error_set_errno(err, e, "cannot open %s/.../%s for removal", w->shown, sub);
+        } else if (e != ENOENT && unlinkat(w->cur, sub, 0) != 0 && errno != ENOENT) {
+            /* Replaced between stat and open by a non-directory. */
+            rc = fb_error_set_errno(err, errno, "cannot remove %s/.../%s", w->shown, sub);
+        } else {
+            rc = 1;
+        }
+        free(sub);
+        return rc;
+    }
+    struct stat nst;
+    if (fstat(nfd, &nst) != 0)
+        rc = fb_error_set_errno(err, errno, "cannot stat %s/.../%s", w->shown, sub);
+    else
+        rc = refuse_mount(nfd, &nst, w->top_dev, w->top_mnt, w->shown, sub, err);
+    if (rc == 0 && w->depth == w->cap) {
+        remove_level *nl = realloc(w->levels, sizeof *w->levels * w->cap * 2);
+        if (!nl)
+            rc = fb_error_set(err, FB_ENOMEM, "out of memory removing %s", w->shown);
+        else {
+            w->levels = nl;
+            w->cap *= 2;
+        }
+    }
+    if (rc) {
+        close(nfd);
+        free(sub);
+        return rc;
+    }
+    w->levels[w->depth++] = (remove_level){.name = sub, .dev = nst.st_dev, .ino = nst.st_ino};
+    close(w->cur);
+    w->cur = nfd;
+    return 0;
+}
+
+/* cur is empty: climbs to its parent through "..", checked against the
+ * identity recorded on the way down (a directory moved meanwhile would
+ * make ".." somewhere else), and removes it there. */
+static int remove_climb(remove_walk *w, fb_error *err)
+{
+    int pfd = openat(w->cur, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (pfd < 0)
+        return fb_error_set_errno(err, errno, "cannot reopen a directory under %s", w->shown);
+    struct stat pst, chk;
+    remove_level *parent = &w->levels[w->depth - 2], *child = &w->levels[w->depth - 1];
+    if (fstat(pfd, &pst) != 0 || pst.st_dev != parent->dev || pst.st_ino != parent->ino ||
+        fstatat(pfd, child->name, &chk, AT_SYMLINK_NOFOLLOW) != 0 || chk.st_dev != child->dev ||
+        chk.st_ino != child->ino) {
+        close(pfd);
+        return fb_error_set(err, FB_EIO, "%s was moved while it was being removed", w->shown);
+    }
+    close(w->cur);
+    w->cur = pfd;
+    if (unlinkat(w->cur, child->name, AT_REMOVEDIR) != 0 && errno != ENOENT)
+        return fb_error_set_errno(err, errno, "cannot remove directory %s/.../%s", w->shown,
+                                  child->name);
+    free(child->name);
+    child->name = NULL;
+    w->depth--;
+    return 0;
+}
+
+/* Empties the directory open on w->cur (the top) depth first. */
+static int remove_contents(remove_walk *w, fb_error *err)
+{
+    for (;;) {
+        char *sub = NULL;
+        int rc = empty_level(w->cur, w->shown, &sub, err);
+        if (rc)
+            return rc;
+        if (sub) {
+            if ((rc = remove_descend(w, sub, err)) < 0)
+                return rc;
+            continue;
+        }
+        if (w->depth == 1)
+            return 0;
+        if ((rc = remove_climb(w, err)) != 0)
+            return rc;
+    }
+}
+
 int fb_remove_tree_at(int dirfd, const char *dir_name, const char *name, fb_error *err)
 {
     char shown[PATH_MAX];
@@ -426,124 +530,33 @@ int fb_remove_tree_at(int dirfd, const char *dir_name, const char *name, fb_erro
     }
     if (fstat(dirfd, &top) != 0)
         return fb_error_set_errno(err, errno, "cannot stat the directory that holds %s", shown);
-    uint64_t top_mnt = mount_id_of(dirfd);
 
     /* Iterative walk holding one directory fd at a time (a deep tree cannot
      * exhaust fds); we climb back with "..", verified against the recorded
      * identity of the parent. */
-    int cur = open_dir_for_removal(dirfd, name);
-    if (cur < 0) {
+    remove_walk w = {.shown = shown, .top_dev = top.st_dev, .top_mnt = mount_id_of(dirfd)};
+    w.cur = open_dir_for_removal(dirfd, name);
+    if (w.cur < 0) {
         if (errno == ENOENT)
             return 0;
         return fb_error_set_errno(err, errno, "cannot open %s for removal", shown);
     }
-    remove_level *levels = NULL;
-    size_t depth = 0, cap = 0;
-    int rc = 0;
     struct stat cst;
-    if (fstat(cur, &cst) != 0) {
-        rc = fb_error_set_errno(err, errno, "cannot stat %s", shown);
-        goto out;
-    }
-    if ((rc = refuse_mount(cur, &cst, top.st_dev, top_mnt, shown, NULL, err)) != 0)
-        goto out;
-    levels = malloc(sizeof *levels * 8);
-    if (!levels) {
+    int rc = fstat(w.cur, &cst) != 0
+                 ? fb_error_set_errno(err, errno, "cannot stat %s", shown)
+                 : refuse_mount(w.cur, &cst, w.top_dev, w.top_mnt, shown, NULL, err);
+    if (rc == 0 && !(w.levels = malloc(sizeof *w.levels * 8)))
         rc = fb_error_set(err, FB_ENOMEM, "out of memory removing %s", shown);
-        goto out;
+    if (rc == 0) {
+        w.cap = 8;
+        w.levels[0] = (remove_level){.name = NULL, .dev = cst.st_dev, .ino = cst.st_ino};
+        w.depth = 1;
+        rc = remove_contents(&w, err);
     }
-    cap = 8;
-    levels[0] = (remove_level){.name = NULL, .dev = cst.st_dev, .ino = cst.st_ino};
-    depth = 1;
-
-    for (;;) {
-        char *sub = NULL;
-        rc = empty_level(cur, shown, &sub, err);
-        if (rc)
-            goto out;
-        if (sub) {
-            int nfd = open_dir_for_removal(cur, sub);
-            if (nfd < 0) {
-                int e = errno;
-                if (e == ENOENT || e == ENOTDIR || e == ELOOP) {
-                    /* Replaced between stat and open: handle it on the next pass. */
-                    if (e != ENOENT && unlinkat(cur, sub, 0) != 0 && errno != ENOENT) {
-                        rc = fb_error_set_errno(err, errno, "cannot remove %s/.../%s", shown, sub);
-                        free(sub);
-                        goto out;
-                    }
-                    free(sub);
-                    continue;
-                }
-                rc = fb_error_set_errno(err, e, "cannot open %s/.../%s for removal", shown, sub);
-                free(sub);
-                goto out;
-            }
-            struct stat nst;
-            if (fstat(nfd, &nst) != 0) {
-                rc = fb_error_set_errno(err, errno, "cannot stat %s/.../%s", shown, sub);
-                close(nfd);
-                free(sub);
-                goto out;
-            }
-            if ((rc = refuse_mount(nfd, &nst, top.st_dev, top_mnt, shown, sub, err)) != 0) {
-                close(nfd);
-                free(sub);
-                goto out;
-            }
-            if (depth == cap) {
-                remove_level *nl = realloc(levels, sizeof *levels * cap * 2);
-                if (!nl) {
-                    rc = fb_error_set(err, FB_ENOMEM, "out of memory removing %s", shown);
-                    close(nfd);
-                    free(sub);
-                    goto out;
-                }
-                levels = nl;
-                cap *= 2;
-            }
-            levels[depth++] = (remove_level){.name = sub, .dev = nst.st_dev, .ino = nst.st_ino};
-            close(cur);
-            cur = nfd;
-            continue;
-        }
-        if (depth == 1)
-            break;
-        /* cur is empty: climb to the parent and remove it there. */
-        int pfd = openat(cur, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (pfd < 0) {
-            rc = fb_error_set_errno(err, errno, "cannot reopen a directory under %s", shown);
-            goto out;
-        }
-        struct stat pst, chk;
-        remove_level *parent = &levels[depth - 2], *child = &levels[depth - 1];
-        if (fstat(pfd, &pst) != 0 || pst.st_dev != parent->dev || pst.st_ino != parent->ino ||
-            fstatat(pfd, child->name, &chk, AT_SYMLINK_NOFOLLOW) != 0 ||
-            chk.st_dev != child->dev || chk.st_ino != child->ino) {
-            close(pfd);
-            rc = fb_error_set(err, FB_EIO, "%s was moved while it was being removed", shown);
-            goto out;
-        }
-        close(cur);
-        cur = pfd;
-        if (unlinkat(cur, child->name, AT_REMOVEDIR) != 0 && errno != ENOENT) {
-            rc = fb_error_set_errno(err, errno, "cannot remove directory %s/.../%s", shown,
-                                    child->name);
-            goto out;
-        }
-        free(child->name);
-        child->name = NULL;
-        depth--;
-    }
-    close(cur);
-    cur = -1;
-    if (unlinkat(dirfd, name, AT_REMOVEDIR) != 0 && errno != ENOENT)
+    close(w.cur);
+    if (rc == 0 && unlinkat(dirfd, name, AT_REMOVEDIR) != 0 && errno != ENOENT)
         rc = fb_error_set_errno(err, errno, "cannot remove directory %s", shown);
-
-out:
-    if (cur >= 0)
-        close(cur);
-    free_levels(levels, depth);
+    free_levels(w.levels, w.depth);
     return rc;
 }
 
