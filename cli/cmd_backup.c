@@ -358,46 +358,76 @@ static void hint_for_session_word(const cli_ctx *ctx, const backup_args *a, bool
     }
 }
 
+/* The session to back up, checked before anything on disk is created: its
+ * id first (before anything on disk is looked at), then that its directory
+ * exists. A word that is no session gets a hint. *out malloc'd. Returns 0
+ * or an exit status. */
+static int find_backup_session(cli_ctx *ctx, const backup_args *a, char **out)
+{
+    *out = NULL;
+    int status = cli_check_session_arg(a->session_arg);
+    if (status) {
+        if (a->session_arg != ctx->session_opt)
+            hint_for_session_word(ctx, a, false);
+        return status;
+    }
+    if ((status = cli_resolve_root(ctx)) != 0 ||
+        (status = cli_resolve_session(ctx, a->session_arg, out)) != 0)
+        return status;
+    if (cli_session_source_errno(ctx, *out) != ENOENT)
+        return 0;
+    status = cli_failf(CLI_EXIT_NOTFOUND,
+                       "session '%s' (from %s) not found: %s/" FB_SESSIONS_PATH "/%s "
+                       "does not exist",
+                       *out, cli_session_origin_text(ctx), ctx->root, *out);
+    if (ctx->session_origin == FB_SESSION_FROM_ARGUMENT)
+        hint_for_session_word(ctx, a, true);
+    free(*out);
+    *out = NULL;
+    return status;
+}
+
+/* Prints the report (human or --json) of a backup that succeeded. */
+static int report_backup(cli_ctx *ctx, const fb_store *store, const char *session_id,
+                         const fb_backup_result *result, const fb_config *config,
+                         const backup_args *a)
+{
+    if (result->interrupted)
+        cli_warn(ctx, "interrupted after the backup was published: it is complete and in the "
+                      "index; retention was not applied");
+    size_t len = strlen(fb_store_backups_path(store)) + strlen(session_id) +
+                 strlen(result->manifest.backup_id) + 3;
+    char *location = malloc(len);
+    if (!location)
+        return cli_failf(CLI_EXIT_RUNTIME, "out of memory");
+    snprintf(location, len, "%s/%s/%s", fb_store_backups_path(store), session_id,
+             result->manifest.backup_id);
+    int status = 0;
+    if (ctx->json)
+        status = emit_json(ctx, result, location, &config->retention, a->cleanup);
+    else if (!ctx->quiet)
+        print_human(ctx, result, location, &config->retention, a->cleanup);
+    free(location);
+    return status;
+}
+
 static int run_backup(cli_ctx *ctx)
 {
     backup_args a;
     int status = parse_backup_args(ctx, &a);
     if (status)
         return status;
-    /* The id is checked before anything on disk is looked at. */
-    status = cli_check_session_arg(a.session_arg);
-    if (status) {
-        if (a.session_arg != ctx->session_opt)
-            hint_for_session_word(ctx, &a, false);
-        return status;
-    }
-    status = cli_resolve_root(ctx);
-    if (status)
+    char *session_id = NULL;
+    if ((status = find_backup_session(ctx, &a, &session_id)) != 0)
         return status;
 
-    char *session_id = NULL;
     fb_store *store = NULL;
-    char *location = NULL;
     bool config_ready = false;
     fb_config config;
     fb_backup_result result;
     fb_backup_result_init(&result);
     fb_error err;
     fb_error_clear(&err);
-
-    status = cli_resolve_session(ctx, a.session_arg, &session_id);
-    if (status)
-        goto out;
-    /* Refuse a missing session before creating the store directories. */
-    if (cli_session_source_errno(ctx, session_id) == ENOENT) {
-        status = cli_failf(CLI_EXIT_NOTFOUND,
-                           "session '%s' (from %s) not found: %s/" FB_SESSIONS_PATH "/%s "
-                           "does not exist",
-                           session_id, cli_session_origin_text(ctx), ctx->root, session_id);
-        if (ctx->session_origin == FB_SESSION_FROM_ARGUMENT)
-            hint_for_session_word(ctx, &a, true);
-        goto out;
-    }
     if (fb_config_load(ctx->root, &config, cli_warn, ctx, &err) != 0) {
         status = cli_fail(&err);
         goto out;
@@ -410,7 +440,6 @@ static int run_backup(cli_ctx *ctx)
 
     cli_progress prog;
     cli_progress_init(&prog, ctx, a.progress);
-
     fb_backup_request req = {
         .session_id = session_id,
         .type = a.type,
@@ -436,34 +465,14 @@ static int run_backup(cli_ctx *ctx)
     if (rc == FB_EINTERRUPTED) {
         fprintf(stderr, "%s: interrupted: nothing was published\n", CLI_PROG);
         status = cli_interrupted_status();
-        goto out;
-    }
-    if (rc != 0) {
+    } else if (rc != 0) {
         status = cli_fail(&err);
-        goto out;
+    } else {
+        status = report_backup(ctx, store, session_id, &result, &config, &a);
     }
-    if (result.interrupted)
-        cli_warn(ctx, "interrupted after the backup was published: it is complete and in the "
-                      "index; retention was not applied");
-
-    size_t len = strlen(fb_store_backups_path(store)) + strlen(session_id) +
-                 strlen(result.manifest.backup_id) + 3;
-    location = malloc(len);
-    if (!location) {
-        status = cli_failf(CLI_EXIT_RUNTIME, "out of memory");
-        goto out;
-    }
-    snprintf(location, len, "%s/%s/%s", fb_store_backups_path(store), session_id,
-             result.manifest.backup_id);
-
-    if (ctx->json)
-        status = emit_json(ctx, &result, location, &config.retention, a.cleanup);
-    else if (!ctx->quiet)
-        print_human(ctx, &result, location, &config.retention, a.cleanup);
 
 out:
     fb_backup_result_fini(&result);
-    free(location);
     fb_store_free(store);
     if (config_ready)
         fb_config_fini(&config);

@@ -151,6 +151,70 @@ static void print_human(const cli_ctx *ctx, const fb_config *config, const fb_ma
     }
 }
 
+/* The manifests of the backups compared: resolves the names against the
+ * session's index and reads one or two manifests. Returns 0 or an exit
+ * status (message printed). */
+static int load_compared(cli_ctx *ctx, fb_store *store, const char *session_id,
+                         const diff_args *args, fb_manifest *ma, fb_manifest *mb)
+{
+    fb_index idx;
+    int status = cli_load_index(ctx, store, session_id, &idx);
+    if (status)
+        return status;
+    fb_error err;
+    fb_error_clear(&err);
+    char id_a[FB_BACKUP_ID_LEN + 1], id_b[FB_BACKUP_ID_LEN + 1];
+    int session_fd = -1;
+    if (fb_store_resolve_backup(&idx, args->a, id_a, &err) != 0 ||
+        (args->b && fb_store_resolve_backup(&idx, args->b, id_b, &err) != 0))
+        status = cli_fail_in_session(ctx, &err);
+    else if (fb_store_open_session(store, session_id, false, &session_fd, &err) != 0 ||
+             fb_store_read_manifest(session_fd, session_id, id_a, ma, &err) != 0 ||
+             (args->b && fb_store_read_manifest(session_fd, session_id, id_b, mb, &err) != 0))
+        status = cli_fail(&err);
+    if (session_fd >= 0)
+        close(session_fd);
+    fb_index_fini(&idx);
+    return status;
+}
+
+/* Compares a with b, or with the live session directory. */
+static int compare(cli_ctx *ctx, fb_store *store, const char *session_id, const diff_args *args,
+                   const fb_diff_options *opts, const fb_manifest *ma, const fb_manifest *mb,
+                   char **live_path, fb_diff *d)
+{
+    fb_error err;
+    fb_error_clear(&err);
+    if (!args->live)
+        return fb_diff_manifests(ma, mb, opts, d, &err) == 0 ? 0 : cli_fail(&err);
+    size_t len = strlen(ctx->root) + strlen(session_id) + sizeof "/" FB_SESSIONS_PATH "/";
+    if (!(*live_path = malloc(len)))
+        return cli_failf(CLI_EXIT_RUNTIME, "out of memory");
+    snprintf(*live_path, len, "%s/" FB_SESSIONS_PATH "/%s", ctx->root, session_id);
+    int source_fd = -1;
+    int rc = fb_store_open_source(store, session_id, &source_fd, &err);
+    if (rc == 0)
+        rc = fb_diff_live(ma, source_fd, *live_path, opts, d, &err);
+    if (source_fd >= 0)
+        close(source_fd);
+    return rc == 0 ? 0 : cli_fail(&err);
+}
+
+static int emit_json(const fb_diff *d, const fb_manifest *ma, const fb_manifest *mb, bool live)
+{
+    fb_error err;
+    fb_error_clear(&err);
+    char *json = NULL;
+    size_t len = 0;
+    if (fb_diff_to_json(d, ma->backup_id, live ? "live" : mb->backup_id, &json, &len, &err) != 0)
+        return cli_fail(&err);
+    fwrite(json, 1, len, stdout);
+    if (len == 0 || json[len - 1] != '\n')
+        fputc('\n', stdout);
+    free(json);
+    return 0;
+}
+
 static int run_diff(cli_ctx *ctx)
 {
     diff_args args;
@@ -160,102 +224,45 @@ static int run_diff(cli_ctx *ctx)
 
     char *session_id = NULL;
     fb_store *store = NULL;
-    int session_fd = -1, source_fd = -1;
     bool config_ready = false;
     fb_config config;
-    fb_index idx;
-    fb_index_init(&idx, "");
     fb_manifest ma, mb;
     fb_manifest_init(&ma);
     fb_manifest_init(&mb);
     fb_diff d;
     fb_diff_init(&d);
     char *live_path = NULL;
-    char *json = NULL;
     fb_error err;
     fb_error_clear(&err);
-    char id_a[FB_BACKUP_ID_LEN + 1], id_b[FB_BACKUP_ID_LEN + 1];
 
-    status = cli_resolve_existing_session(ctx, args.session_arg, &session_id);
-    if (status)
+    if ((status = cli_resolve_existing_session(ctx, args.session_arg, &session_id)) != 0)
         goto out;
     if (fb_config_load(ctx->root, &config, cli_warn, ctx, &err) != 0) {
         status = cli_fail(&err);
         goto out;
     }
     config_ready = true;
-    status = cli_open_store_readonly(ctx, &store);
-    if (status)
+    if ((status = cli_open_store_readonly(ctx, &store)) != 0 ||
+        (status = load_compared(ctx, store, session_id, &args, &ma, &mb)) != 0)
         goto out;
-    fb_index_fini(&idx);
-    status = cli_load_index(ctx, store, session_id, &idx);
-    if (status)
-        goto out;
-    if (fb_store_resolve_backup(&idx, args.a, id_a, &err) != 0 ||
-        (args.b && fb_store_resolve_backup(&idx, args.b, id_b, &err) != 0)) {
-        status = cli_fail_in_session(ctx, &err);
-        goto out;
-    }
-    if (fb_store_open_session(store, session_id, false, &session_fd, &err) != 0 ||
-        fb_store_read_manifest(session_fd, session_id, id_a, &ma, &err) != 0 ||
-        (args.b && fb_store_read_manifest(session_fd, session_id, id_b, &mb, &err) != 0)) {
-        status = cli_fail(&err);
-        goto out;
-    }
-
     fb_diff_options opts = {
         .include = &config,
         .checksum = args.checksum,
         .warn = cli_warn,
         .warn_ctx = ctx,
     };
-    int rc;
-    if (args.live) {
-        size_t len = strlen(ctx->root) + strlen(session_id) + sizeof "/.flowloom/sessions/";
-        live_path = malloc(len);
-        if (!live_path) {
-            status = cli_failf(CLI_EXIT_RUNTIME, "out of memory");
-            goto out;
-        }
-        snprintf(live_path, len, "%s/.flowloom/sessions/%s", ctx->root, session_id);
-        if (fb_store_open_source(store, session_id, &source_fd, &err) != 0) {
-            status = cli_fail(&err);
-            goto out;
-        }
-        rc = fb_diff_live(&ma, source_fd, live_path, &opts, &d, &err);
-    } else {
-        rc = fb_diff_manifests(&ma, &mb, &opts, &d, &err);
-    }
-    if (rc != 0) {
-        status = cli_fail(&err);
+    if ((status = compare(ctx, store, session_id, &args, &opts, &ma, &mb, &live_path, &d)) != 0)
         goto out;
-    }
-
-    if (ctx->json) {
-        size_t len = 0;
-        if (fb_diff_to_json(&d, id_a, args.live ? "live" : id_b, &json, &len, &err) != 0) {
-            json = NULL;
-            status = cli_fail(&err);
-            goto out;
-        }
-        fwrite(json, 1, len, stdout);
-        if (len == 0 || json[len - 1] != '\n')
-            fputc('\n', stdout);
-    } else {
+    if (ctx->json)
+        status = emit_json(&d, &ma, &mb, args.live);
+    else
         print_human(ctx, &config, &ma, args.live ? NULL : &mb, live_path, &d);
-    }
 
 out:
-    free(json);
     free(live_path);
     fb_diff_fini(&d);
     fb_manifest_fini(&ma);
     fb_manifest_fini(&mb);
-    fb_index_fini(&idx);
-    if (source_fd >= 0)
-        close(source_fd);
-    if (session_fd >= 0)
-        close(session_fd);
     fb_store_free(store);
     if (config_ready)
         fb_config_fini(&config);
