@@ -176,7 +176,8 @@ def slow_recover(fl, args):
     cmd = ["strace", "-f", "-qq", "-o", "/dev/null", "-e", "trace=write",
            "-e", "inject=write:delay_enter=300000",
            str(fl.bin), "--root", str(fl.root), *args]
-    return subprocess.Popen(cmd, env=fl.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    return subprocess.Popen(cmd, env=fl.env(traced=True), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE,
                             start_new_session=True)
 
 
