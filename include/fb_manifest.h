@@ -76,10 +76,14 @@ int fb_manifest_add_entry(fb_manifest *m, const char *path, const fb_entry_meta 
                           const uint8_t *sha256, uint64_t offset, const char *target,
                           fb_error *err);
 
-/* Pretty-printed JSON (2-space indent, trailing newline), malloc'd. */
+/* The JSON text, malloc'd, in the layout of SPEC "manifest.json": compact,
+ * the top-level fields on the first line, then "entries":[ and one entry
+ * per line, a trailing newline. Written straight from m (no JSON tree). */
 int fb_manifest_to_json(const fb_manifest *m, char **out, size_t *out_len, fb_error *err);
 
-/* Strict parse (see json_strict): no duplicate or case-twin keys, no trailing
+/* Strict parse (see json_strict) of any valid JSON layout, entry by
+ * entry: the document is never a tree as a whole, the peak is m itself
+ * plus one entry's tree. No duplicate or case-twin keys, no trailing
  * data, integers exact, every required field present with the right type,
  * format == 1, ids valid, paths relative without "." / ".." / empty
  * components and unique, sha256 64 lowercase hex, modes <= 07777, file

@@ -59,6 +59,16 @@ static int accept_null(const fb_json_val *val, unsigned flags, const char *expec
     return 2;
 }
 
+const cJSON *fb_json_find_key(const cJSON *obj, const char *key)
+{
+    /* Manifests look up a dozen keys in each of a million entries: most
+     * keys differ in their first byte, so strcmp is mostly not called. */
+    for (const cJSON *c = obj->child; c; c = c->next)
+        if (c->string && c->string[0] == key[0] && strcmp(c->string, key) == 0)
+            return c;
+    return NULL;
+}
+
 int fb_json_member(const fb_json_val *obj, const char *key, unsigned flags, fb_json_val *out,
                    fb_error *err)
 {
@@ -69,7 +79,7 @@ int fb_json_member(const fb_json_val *obj, const char *key, unsigned flags, fb_j
     out->node = NULL;
     if (!cJSON_IsObject(obj->node))
         return type_fail(obj, err, "an object");
-    out->node = cJSON_GetObjectItemCaseSensitive(obj->node, key);
+    out->node = fb_json_find_key(obj->node, key);
     if (out->node)
         out->key = out->node->string; /* lives as long as the document */
     if (!out->node) {

@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include "fb_text.h"
+#include "json_prescan_i.h"
 
 /* Numbers are read from their text, never from cJSON's double. Where a
  * number node's text starts is kept in the node itself, in valueint (cJSON's
@@ -25,6 +26,9 @@ struct fb_json_doc {
     size_t len;
     int code;
     char source[512];
+    /* fb_json_parse_part's number offsets, the buffer kept from part to part. */
+    uint32_t *nums;
+    size_t cap_nums;
 };
 
 /* ------------------------------------------------------------ messages */
@@ -147,234 +151,12 @@ static int syntax_fail(const char *source, int code, const char *text, size_t of
 
 /* ------------------------------------------------------------- pre-scan */
 
-/* cJSON builds a node of about 80 bytes (with malloc's overhead) for every
- * value, and a string for every string and key: that costs 150-450 ns per
- * value, mostly page faults, whatever the value. Dense junk such as an
- * unknown key holding [0,0,0,...] is 2 bytes a value: 256 MB of it took
- * 57 s and 10.5 GB. No document we read comes near: the densest manifest
- * entry possible ({"path":"a","type":"dir", six 0s}, compact) is 9 values
- * in 85 bytes, one our writer makes (indented) about 28 bytes a value. So a
- * document may hold one value per VALUE_BYTES_MIN bytes, plus VALUES_FREE
- * for small ones (a config with a list of one-letter patterns): that bounds
- * the tree to about 10 times the text, and the time to about half a second
- * per 10 MB (bench/manifest_parse.py). The pre-scan stops at the first
- * value over the limit, so junk is refused in a fraction of a second,
- * before anything is built. */
-#define VALUE_BYTES_MIN 8
-#define VALUES_FREE 65536
-
-/* One open container, so a lexical error can be reported with the JSON
- * path of the value it is in ("entries[3].path"), not only line/col. */
-typedef struct prescan_level {
-    char kind;     /* '{' or '[' */
-    bool want_key; /* object: the next string is a key */
-    bool has_key;
-    size_t key_off, key_len; /* raw text of the current key */
-    size_t index;            /* array: current element */
-} prescan_level;
-
-typedef struct prescan {
-    const unsigned char *p;
-    size_t len;
-    size_t pos;
-    const char *reason; /* set on a lexical error, at pos */
-    uint32_t *nums;     /* offsets of number tokens, document order */
-    size_t n_nums, cap_nums;
-    prescan_level *stack;
-    size_t depth, cap_stack;
-    size_t n_values; /* every value: containers, strings (not keys), numbers, literals */
-    size_t max_values;
-    bool too_many; /* stopped at value max_values + 1 */
-    bool oom;
-} prescan;
-
-static int hex4(const unsigned char *p, unsigned *out)
-{
-    unsigned v = 0;
-    for (int i = 0; i < 4; i++) {
-        unsigned char c = p[i];
-        v <<= 4;
-        if (c >= '0' && c <= '9')
-            v |= (unsigned)(c - '0');
-        else if (c >= 'a' && c <= 'f')
-            v |= (unsigned)(c - 'a' + 10);
-        else if (c >= 'A' && c <= 'F')
-            v |= (unsigned)(c - 'A' + 10);
-        else
-            return -1;
-    }
-    *out = v;
-    return 0;
-}
-
-static bool scan_string(prescan *s)
-{
-    s->pos++; /* opening quote */
-    while (s->pos < s->len) {
-        unsigned char c = s->p[s->pos];
-        if (c == '"') {
-            s->pos++;
-            return true;
-        }
-        if (c == '\\') {
-            if (s->pos + 1 >= s->len)
-                break;
-            unsigned char e = s->p[s->pos + 1];
-            if (strchr("\"\\/bfnrt", e) && e != '\0') {
-                s->pos += 2;
-                continue;
-            }
-            if (e != 'u') {
-                s->reason = "invalid escape in a string";
-                return false;
-            }
-            unsigned u;
-            if (s->pos + 6 > s->len || hex4(s->p + s->pos + 2, &u) < 0) {
-                s->reason = "invalid \\u escape in a string";
-                return false;
-            }
-            if (u == 0) {
-                /* cJSON would cut the string here; a name with a NUL
-                 * cannot be a file name either. */
-                s->reason = "\\u0000 in a string";
-                return false;
-            }
-            if (u >= 0xDC00 && u <= 0xDFFF) {
-                s->reason = "unpaired UTF-16 surrogate in a string";
-                return false;
-            }
-            if (u >= 0xD800 && u <= 0xDBFF) {
-                unsigned lo;
-                if (s->pos + 12 > s->len || s->p[s->pos + 6] != '\\' || s->p[s->pos + 7] != 'u' ||
-                    hex4(s->p + s->pos + 8, &lo) < 0 || lo < 0xDC00 || lo > 0xDFFF) {
-                    s->reason = "unpaired UTF-16 surrogate in a string";
-                    return false;
-                }
-                s->pos += 12;
-                continue;
-            }
-            s->pos += 6;
-            continue;
-        }
-        if (c < 0x20) {
-            s->reason = "unescaped control character in a string";
-            return false;
-        }
-        size_t k = fb_utf8_seq_len((const char *)s->p + s->pos, s->len - s->pos);
-        if (k == 0) {
-            s->reason = "invalid UTF-8 in a string";
-            return false;
-        }
-        s->pos += k;
-    }
-    s->reason = "unterminated string";
-    return false;
-}
-
-static bool is_digit(unsigned char c)
-{
-    return c >= '0' && c <= '9';
-}
-
-/* Length of the RFC 8259 number at p (n bytes), or 0 if malformed. Also
- * rejects a number directly followed by number characters ("01", "1.2.3"),
- * which cJSON would read differently. */
-static size_t number_len(const unsigned char *p, size_t n, bool *is_int)
-{
-    size_t i = 0;
-    *is_int = true;
-    if (i < n && p[i] == '-')
-        i++;
-    if (i >= n || !is_digit(p[i]))
-        return 0;
-    if (p[i] == '0') {
-        i++;
-    } else {
-        while (i < n && is_digit(p[i]))
-            i++;
-    }
-    if (i < n && p[i] == '.') {
-        *is_int = false;
-        i++;
-        if (i >= n || !is_digit(p[i]))
-            return 0;
-        while (i < n && is_digit(p[i]))
-            i++;
-    }
-    if (i < n && (p[i] == 'e' || p[i] == 'E')) {
-        *is_int = false;
-        i++;
-        if (i < n && (p[i] == '+' || p[i] == '-'))
-            i++;
-        if (i >= n || !is_digit(p[i]))
-            return 0;
-        while (i < n && is_digit(p[i]))
-            i++;
-    }
-    if (i < n && (is_digit(p[i]) || p[i] == '.' || p[i] == 'e' || p[i] == 'E' || p[i] == '+' ||
-                  p[i] == '-'))
-        return 0;
-    return i;
-}
-
-static bool push_number(prescan *s, size_t off)
-{
-    if (s->n_nums == s->cap_nums) {
-        size_t cap = s->cap_nums ? s->cap_nums * 2 : 64;
-        uint32_t *n = realloc(s->nums, cap * sizeof *n);
-        if (!n) {
-            s->oom = true;
-            return false;
-        }
-        s->nums = n;
-        s->cap_nums = cap;
-    }
-    s->nums[s->n_nums++] = (uint32_t)off; /* off < len <= INT_MAX */
-    return true;
-}
-
-static bool scan_literal(prescan *s, const char *word)
-{
-    size_t n = strlen(word);
-    if (s->len - s->pos < n || memcmp(s->p + s->pos, word, n) != 0) {
-        s->reason = "unexpected character";
-        return false;
-    }
-    s->pos += n;
-    return true;
-}
-
-/* Checks every token of the text; structure (matching brackets, commas,
- * colons) is left to cJSON. */
-static bool push_level(prescan *s, char kind)
-{
-    if (s->depth >= FB_JSON_DEPTH_MAX) {
-        s->reason = "nesting deeper than 1000 levels";
-        return false;
-    }
-    if (s->depth == s->cap_stack) {
-        size_t cap = s->cap_stack ? s->cap_stack * 2 : 16;
-        prescan_level *st = realloc(s->stack, cap * sizeof *st);
-        if (!st) {
-            s->oom = true;
-            return false;
-        }
-        s->stack = st;
-        s->cap_stack = cap;
-    }
-    prescan_level *l = &s->stack[s->depth++];
-    memset(l, 0, sizeof *l);
-    l->kind = kind;
-    l->want_key = kind == '{';
-    return true;
-}
-
 /* Renders the JSON path of the position where the scan stopped. */
-static void prescan_path(const prescan *s, char *buf, size_t cap)
+static void prescan_path(const fb_json_prescan *s, char *buf, size_t cap)
 {
     buf[0] = '\0';
     for (size_t i = 0; i < s->depth; i++) {
-        const prescan_level *l = &s->stack[i];
+        const fb_json_prescan_level *l = &s->stack[i];
         if (l->kind == '[') {
             char idx[32];
             snprintf(idx, sizeof idx, "[%zu]", l->index);
@@ -383,109 +165,6 @@ static void prescan_path(const prescan *s, char *buf, size_t cap)
             append_key(buf, cap, (const char *)s->p + l->key_off, l->key_len);
         }
     }
-}
-
-static bool count_value(prescan *s)
-{
-    if (++s->n_values <= s->max_values)
-        return true;
-    s->too_many = true;
-    return false;
-}
-
-static bool prescan_run(prescan *s)
-{
-    while (s->pos < s->len) {
-        unsigned char c = s->p[s->pos];
-        prescan_level *top = s->depth ? &s->stack[s->depth - 1] : NULL;
-        switch (c) {
-        case ' ':
-        case '\t':
-        case '\n':
-        case '\r':
-            s->pos++;
-            break;
-        case ':':
-            if (top && top->kind == '{')
-                top->want_key = false;
-            s->pos++;
-            break;
-        case ',':
-            if (top && top->kind == '[')
-                top->index++;
-            else if (top)
-                top->want_key = true;
-            s->pos++;
-            break;
-        case '{':
-        case '[':
-            if (!count_value(s))
-                return false;
-            if (!push_level(s, (char)c))
-                return false;
-            s->pos++;
-            break;
-        case '}':
-        case ']':
-            if (s->depth > 0)
-                s->depth--;
-            s->pos++;
-            break;
-        case '"':
-            if (top && top->kind == '{' && top->want_key) {
-                top->has_key = true;
-                top->key_off = s->pos + 1;
-                top->key_len = 0;
-                bool ok = scan_string(s);
-                top->key_len = (ok ? s->pos - 1 : s->pos) - top->key_off;
-                if (!ok)
-                    return false;
-                break;
-            }
-            if (!count_value(s))
-                return false;
-            if (!scan_string(s))
-                return false;
-            break;
-        case 't':
-            if (!count_value(s))
-                return false;
-            if (!scan_literal(s, "true"))
-                return false;
-            break;
-        case 'f':
-            if (!count_value(s))
-                return false;
-            if (!scan_literal(s, "false"))
-                return false;
-            break;
-        case 'n':
-            if (!count_value(s))
-                return false;
-            if (!scan_literal(s, "null"))
-                return false;
-            break;
-        default:
-            if (c == '-' || is_digit(c)) {
-                bool is_int;
-                size_t k = number_len(s->p + s->pos, s->len - s->pos, &is_int);
-                if (k == 0) {
-                    s->reason = "malformed number";
-                    return false;
-                }
-                if (!count_value(s))
-                    return false;
-                if (!push_number(s, s->pos))
-                    return false;
-                s->pos += k;
-                break;
-            }
-            s->reason = c >= 0x80 ? "unexpected non-ASCII byte outside a string"
-                                  : "unexpected character";
-            return false;
-        }
-    }
-    return true;
 }
 
 /* ------------------------------------------------------------- tree walk */
@@ -537,7 +216,10 @@ static bool check_keys(walker *w, const fb_json_val *here)
     if (n <= 16) {
         for (const cJSON *a = obj->child; a; a = a->next)
             for (const cJSON *b = a->next; b; b = b->next)
-                if (strcasecmp(a->string, b->string) == 0)
+                /* Keys equal but for ASCII case have first bytes equal
+                 * but for bit 0x20: most pairs differ there already. */
+                if (((a->string[0] ^ b->string[0]) & ~0x20) == 0 &&
+                    strcasecmp(a->string, b->string) == 0)
                     return key_clash(w, here, a->string, b->string);
         return true;
     }
@@ -602,39 +284,59 @@ static bool is_ws(char c)
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
-int fb_json_parse(const char *text, size_t len, size_t max_len, const char *source, int code,
-                  fb_json_doc **out, fb_error *err)
+/* Size cap and pre-scan of a whole document, which must not be empty;
+ * s->nums holds the number offsets unless nums is false. */
+static int prescan_doc(const char *text, size_t len, size_t max_len, const char *source,
+                       int code, bool nums, fb_json_prescan *s, fb_error *err)
 {
-    *out = NULL;
     if (max_len > INT_MAX)
         max_len = INT_MAX; /* number offsets are kept in an int */
     if (len > max_len)
         return fb_error_set(err, code, "%s: %zu bytes, more than the limit of %zu", source, len,
                             max_len);
-    prescan s = {.p = (const unsigned char *)text, .len = len,
-                 .max_values = VALUES_FREE + len / VALUE_BYTES_MIN};
-    if (!prescan_run(&s)) {
+    *s = (fb_json_prescan){.p = (const unsigned char *)text, .len = len, .no_nums = !nums,
+                   .max_values = VALUES_FREE + len / VALUE_BYTES_MIN};
+    if (!fb_json_prescan_run(s)) {
         char path[FB_JSON_PATH_MAX];
-        prescan_path(&s, path, sizeof path);
-        free(s.nums);
-        free(s.stack);
-        if (s.oom)
+        prescan_path(s, path, sizeof path);
+        free(s->nums);
+        free(s->stack);
+        if (s->oom)
             return fb_error_set(err, FB_ENOMEM, "%s: out of memory", source);
-        if (s.too_many)
+        if (s->too_many)
             return fb_error_set(err, code,
                                 "%s: more than %zu JSON values in %zu bytes (at most one per %d "
                                 "bytes, and %d): refused before building them",
-                                source, s.max_values, len, VALUE_BYTES_MIN, VALUES_FREE);
-        return syntax_fail(source, code, text, s.pos, path, err, s.reason);
+                                source, s->max_values, len, VALUE_BYTES_MIN, VALUES_FREE);
+        return syntax_fail(source, code, text, s->pos, path, err, s->reason);
     }
-    free(s.stack);
+    free(s->stack);
+    s->stack = NULL;
     size_t first = 0;
     while (first < len && is_ws(text[first]))
         first++;
     if (first == len) {
-        free(s.nums);
+        free(s->nums);
         return fb_error_set(err, code, "%s: invalid JSON: empty document", source);
     }
+    return 0;
+}
+
+int fb_json_check_text(const char *text, size_t len, size_t max_len, const char *source,
+                       int code, fb_error *err)
+{
+    fb_json_prescan s;
+    return prescan_doc(text, len, max_len, source, code, false, &s, err);
+}
+
+int fb_json_parse(const char *text, size_t len, size_t max_len, const char *source, int code,
+                  fb_json_doc **out, fb_error *err)
+{
+    *out = NULL;
+    fb_json_prescan s;
+    int rc = prescan_doc(text, len, max_len, source, code, true, &s, err);
+    if (rc)
+        return rc;
 
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
@@ -690,7 +392,78 @@ void fb_json_doc_free(fb_json_doc *doc)
     if (!doc)
         return;
     cJSON_Delete(doc->root);
+    free(doc->nums);
     free(doc);
+}
+
+/* ------------------------------------------------------ documents in parts */
+
+int fb_json_doc_new(const char *text, size_t len, const char *source, int code,
+                    fb_json_doc **out, fb_error *err)
+{
+    *out = NULL;
+    fb_json_doc *doc = calloc(1, sizeof *doc);
+    if (doc)
+        doc->root = cJSON_CreateObject();
+    if (!doc || !doc->root) {
+        free(doc);
+        return fb_error_set(err, FB_ENOMEM, "%s: out of memory", source);
+    }
+    doc->text = text;
+    doc->len = len;
+    doc->code = code;
+    snprintf(doc->source, sizeof doc->source, "%s", source);
+    *out = doc;
+    return 0;
+}
+
+int fb_json_doc_add(fb_json_doc *doc, const char *key, cJSON *value, fb_error *err)
+{
+    if (!cJSON_AddItemToObject(doc->root, key, value)) {
+        cJSON_Delete(value);
+        return fb_error_set(err, FB_ENOMEM, "%s: out of memory", doc->source);
+    }
+    return 0;
+}
+
+int fb_json_doc_check_keys(const fb_json_doc *doc, fb_error *err)
+{
+    walker w = {.doc = (fb_json_doc *)doc, .err = err};
+    fb_json_val top;
+    fb_json_root(doc, &top);
+    return check_keys(&w, &top) ? 0 : w.rc;
+}
+
+/* The checks of fb_json_parse on a part: cJSON, only whitespace after,
+ * keys, numbers in step (the pre-scan was done on the whole text). */
+int fb_json_parse_part(fb_json_doc *doc, size_t off, size_t n, const fb_json_val *where,
+                       cJSON **out, fb_error *err)
+{
+    *out = NULL;
+    fb_json_prescan s = {.p = (const unsigned char *)doc->text + off, .len = n, .base = off,
+                 .nums = doc->nums, .cap_nums = doc->cap_nums};
+    bool ok = fb_json_prescan_numbers(&s);
+    doc->nums = s.nums;
+    doc->cap_nums = s.cap_nums;
+    if (!ok)
+        return fb_error_set(err, FB_ENOMEM, "%s: out of memory", doc->source);
+    const char *end = NULL;
+    cJSON *v = cJSON_ParseWithLengthOpts(doc->text + off, n, &end, 0);
+    if (!v)
+        return fb_error_set(err, doc->code, "%s: invalid JSON", doc->source);
+    size_t e = (size_t)(end - doc->text);
+    while (e < off + n && is_ws(doc->text[e]))
+        e++;
+    walker w = {.doc = doc, .offs = s.nums, .n_offs = s.n_nums, .err = err};
+    fb_json_val here = *where;
+    here.doc = doc;
+    here.node = v;
+    if (e < off + n || !walk(&w, &here) || w.n != s.n_nums) {
+        cJSON_Delete(v);
+        return w.rc ? w.rc : fb_error_set(err, doc->code, "%s: invalid JSON", doc->source);
+    }
+    *out = v;
+    return 0;
 }
 
 /* ------------------------------------------------------------- locations */
@@ -729,6 +502,6 @@ bool fb_json_number_text(const fb_json_val *val, const char **p, size_t *n)
     size_t off = (size_t)node->valueint;
     bool is_int;
     *p = doc->text + off;
-    *n = number_len((const unsigned char *)*p, doc->len - off, &is_int);
+    *n = fb_json_number_len((const unsigned char *)*p, doc->len - off, &is_int);
     return *n > 0;
 }

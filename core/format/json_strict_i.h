@@ -9,7 +9,7 @@
  * tokens, valid UTF-8, no \u0000, nesting <= FB_JSON_DEPTH_MAX, at most one
  * value per 8 bytes plus 65,536: cJSON spends about 80 bytes a value, so
  * "[0,0,0,...]" near the size cap would need gigabytes; a real manifest has
- * about 28 bytes a value) -> cJSON -> only whitespace after the value -> no
+ * about 18 bytes a value) -> cJSON -> only whitespace after the value -> no
  * duplicate or case-twin keys.
  *
  * Integers are taken from the original number text, never from cJSON's
@@ -66,6 +66,25 @@ typedef struct fb_json_val {
 } fb_json_val;
 
 void fb_json_root(const fb_json_doc *doc, fb_json_val *out);
+
+/* Reading a large document in parts (manifest_read.c), so that it is never
+ * a tree as a whole: fb_json_check_text does the size cap and the pre-scan
+ * of fb_json_parse on the whole text (same messages); fb_json_doc_new makes
+ * a document of that text whose root is an empty object, which
+ * fb_json_doc_add fills with members parsed by fb_json_parse_part (any
+ * value of the text, at off, n bytes, with where as its place for
+ * messages: parent, key, index). fb_json_doc_check_keys does the duplicate
+ * and case-twin check of the root. Errors of parts name no position: a
+ * caller that must report one re-reads the text with fb_json_parse. */
+int fb_json_check_text(const char *text, size_t len, size_t max_len, const char *source,
+                       int code, fb_error *err);
+int fb_json_doc_new(const char *text, size_t len, const char *source, int code,
+                    fb_json_doc **out, fb_error *err);
+/* Takes value over (frees it on failure). */
+int fb_json_doc_add(fb_json_doc *doc, const char *key, cJSON *value, fb_error *err);
+int fb_json_doc_check_keys(const fb_json_doc *doc, fb_error *err);
+int fb_json_parse_part(fb_json_doc *doc, size_t off, size_t n, const fb_json_val *where,
+                       cJSON **out, fb_error *err);
 /* Renders the JSON path of val ("" for the root), cut with "..." to cap. */
 void fb_json_path(const fb_json_val *val, char *buf, size_t cap);
 
@@ -90,6 +109,9 @@ int fb_json_fail_key(const fb_json_val *obj, const char *key, fb_error *err, con
  * written, a quoted (escaped, cut) string, true/false/null, an object,
  * an array. */
 void fb_json_describe(const fb_json_val *val, char *buf, size_t n);
+
+/* The first member of the object obj named key (exactly), or NULL. */
+const cJSON *fb_json_find_key(const cJSON *obj, const char *key);
 
 /* Child value of an object by exact (case-sensitive) key. Absent: error
  * "missing", or FB_JSON_ABSENT with FB_JSON_OPTIONAL. */

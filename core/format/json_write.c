@@ -16,6 +16,17 @@ void fb_json_writer_init(fb_json_writer *w)
     memset(w, 0, sizeof *w);
 }
 
+void fb_json_writer_init_compact(fb_json_writer *w)
+{
+    fb_json_writer_init(w);
+    w->compact = true;
+}
+
+void fb_json_items_on_lines(fb_json_writer *w)
+{
+    w->lines_next = true;
+}
+
 void fb_json_writer_fini(fb_json_writer *w)
 {
     free(w->buf);
@@ -73,9 +84,16 @@ static void w_puts(fb_json_writer *w, const char *s)
     w_put(w, s, strlen(s));
 }
 
+/* The break before an item of the open container, or before its end
+ * (indented one level less). */
 static void w_newline_indent(fb_json_writer *w, int depth)
 {
     static const char spaces[] = "                                ";
+    if (w->compact) {
+        if (w->line_items[w->depth])
+            w_put(w, "\n", 1);
+        return;
+    }
     w_put(w, "\n", 1);
     for (int i = 0; i < depth; i++)
         w_put(w, spaces, 2);
@@ -109,6 +127,8 @@ static void w_open(fb_json_writer *w, char c)
     w_put(w, &c, 1);
     w->depth++;
     w->has_items[w->depth] = false;
+    w->line_items[w->depth] = w->compact && w->lines_next;
+    w->lines_next = false;
 }
 
 static void w_close(fb_json_writer *w, char c)
@@ -197,7 +217,7 @@ void fb_json_key(fb_json_writer *w, const char *key)
     }
     w_before_item(w);
     w_string_body(w, key);
-    w_put(w, ": ", 2);
+    w_put(w, ": ", w->compact ? 1 : 2);
     w->after_key = true;
     snprintf(w->last_key, sizeof w->last_key, "%s", key);
 }

@@ -12,7 +12,7 @@
 #include "fb_error.h"
 #include "json_strict_i.h" /* FB_JSON_INT_MAX: one limit for reading and writing */
 
-/* Pretty JSON writer: 2-space indent, "key": value, empty containers as
+/* JSON writer, pretty by default: 2-space indent, "key": value, empty containers as
  * {} / [], a trailing newline. Integers beyond +-FB_JSON_INT_MAX and
  * mismatched begin/end are recorded as FB_EMISUSE and reported by _finish;
  * strings that are not valid UTF-8 get U+FFFD per invalid byte (the caller
@@ -22,6 +22,9 @@ typedef struct fb_json_writer {
     size_t len, cap;
     int depth;
     bool has_items[32];
+    bool line_items[32]; /* compact: this container puts each item on a line */
+    bool compact;        /* no indentation, "key":value */
+    bool lines_next;     /* compact: the next container opened gets line_items */
     bool after_key;
     int error;           /* first error code, 0 if none */
     char error_what[96]; /* key or reason of that error */
@@ -29,6 +32,12 @@ typedef struct fb_json_writer {
 } fb_json_writer;
 
 void fb_json_writer_init(fb_json_writer *w);
+/* Compact layout: no whitespace at all, except that a container opened
+ * after fb_json_items_on_lines puts each item on a line of its own, so a
+ * manifest's entries can be found with grep (SPEC "manifest.json"). */
+void fb_json_writer_init_compact(fb_json_writer *w);
+/* Compact writer: the next container opened puts each item on a line. */
+void fb_json_items_on_lines(fb_json_writer *w);
 void fb_json_writer_fini(fb_json_writer *w);
 void fb_json_begin_object(fb_json_writer *w);
 void fb_json_end_object(fb_json_writer *w);

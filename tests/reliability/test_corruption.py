@@ -105,7 +105,8 @@ def test_f23_ten_flips_at_once_and_a_truncated_archive(three):
 
 def manifest_targets(text):
     """Byte offsets of manifest fields whose one-bit flip must be caught:
-    each (name, offset). Informational fields (tool_version, archive.level,
+    each (name, offset), in any layout (compact, or indented as older versions
+    wrote it). Informational fields (tool_version, archive.level,
     note) are left out: nothing on disk can contradict them."""
     def at(pattern, nth=0):
         found = list(re.finditer(pattern, text))
@@ -113,23 +114,23 @@ def manifest_targets(text):
         return found[nth].start(1)
     return [
         ("opening brace", 0),
-        ("archive.sha256", at(r'"archive": \{[^}]*"sha256": "([0-9a-f])')),
-        ("archive.size", at(r'"archive": \{\s*"size": \d*(\d),')),
-        ("archive.frames", at(r'"frames": \d*(\d)')),
-        ("a file sha256", at(r'"type": "file",[^}]*"sha256": "[0-9a-f]{63}([0-9a-f])"')),
-        ("a file size", at(r'"type": "file",[^}]*"size": [1-9]\d*(\d),')),
-        ("a file offset", at(r'"offset": \d*(\d)', 1)),
-        ("a path", at(r'"path": "[^"]*([a-z])"')),
-        ("a mode", at(r'"mode": \d*(\d)')),
-        ("an mtime", at(r'"mtime": \d*(\d)')),
-        ("an mtime_nsec", at(r'"mtime_nsec": \d*([0-8])')),
-        ("a uid", at(r'"uid": \d*(\d)')),
-        ("a symlink target", at(r'"target": "[^"]*([a-z])"')),
-        ("seq", at(r'"seq": \d*(\d)')),
-        ("created_at", at(r'"created_at": "\d{4}-\d\d-\d\dT\d\d:\d\d:\d(\d)')),
-        ("totals.bytes", at(r'"bytes": \d*(\d)')),
-        ("type", at(r'"type": "(f)ull"')),
-        ("session_id", at(r'"session_id": "(S)"')),
+        ("archive.sha256", at(r'"archive":\s*\{[^}]*"sha256":\s*"([0-9a-f])')),
+        ("archive.size", at(r'"archive":\s*\{\s*"size":\s*\d*(\d),')),
+        ("archive.frames", at(r'"frames":\s*\d*(\d)')),
+        ("a file sha256", at(r'"type":\s*"file",[^}]*"sha256":\s*"[0-9a-f]{63}([0-9a-f])"')),
+        ("a file size", at(r'"type":\s*"file",[^}]*"size":\s*[1-9]\d*(\d),')),
+        ("a file offset", at(r'"offset":\s*\d*(\d)', 1)),
+        ("a path", at(r'"path":\s*"[^"]*([a-z])"')),
+        ("a mode", at(r'"mode":\s*\d*(\d)')),
+        ("an mtime", at(r'"mtime":\s*\d*(\d)')),
+        ("an mtime_nsec", at(r'"mtime_nsec":\s*\d*([0-8])')),
+        ("a uid", at(r'"uid":\s*\d*(\d)')),
+        ("a symlink target", at(r'"target":\s*"[^"]*([a-z])"')),
+        ("seq", at(r'"seq":\s*\d*(\d)')),
+        ("created_at", at(r'"created_at":\s*"\d{4}-\d\d-\d\dT\d\d:\d\d:\d(\d)')),
+        ("totals.bytes", at(r'"bytes":\s*\d*(\d)')),
+        ("type", at(r'"type":\s*"(f)ull"')),
+        ("session_id", at(r'"session_id":\s*"(S)"')),
     ]
 
 

@@ -3,6 +3,7 @@
  * "Manifests", each asserting the code and that the message names the file
  * and the field. */
 #include <inttypes.h>
+#include <stdbool.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -135,18 +136,21 @@ static void test_round_trip_in_memory(void)
     fb_error_clear(&err);
     REQUIRE(fb_manifest_to_json(&m, &json, &len, &err) == 0);
     CHECK(len == strlen(json) && json[len - 1] == '\n' && json[len - 2] == '}');
-    CHECK(strncmp(json, "{\n  \"format\": 1,\n  \"backup_id\": \"" FULL_ID "\",\n", 48) == 0);
+    /* Compact (SPEC "manifest.json"): the top-level fields on the first
+     * line, then one entry per line, no other whitespace. */
+    CHECK(strncmp(json, "{\"format\":1,\"backup_id\":\"" FULL_ID "\",", 45) == 0);
     /* Integers in plain decimal, names with exact bytes beside the lossy text. */
-    CHECK(strstr(json, "\"seq\": 9007199254740992,"));
-    CHECK(strstr(json, "\"size\": 9007199254740979,"));
-    CHECK(strstr(json, "\"mtime\": -9007199254740992,"));
-    CHECK(strstr(json, "\"uid\": 4294967295,"));
-    CHECK(strstr(json, "\"path\": \"artifacts/bad\xef\xbf\xbd\xef\xbf\xbdname\",\n"
-                       "      \"path_b64\": \"YXJ0aWZhY3RzL2JhZP/+bmFtZQ==\","));
-    CHECK(strstr(json, "\"path\": \"artifacts/line\\nbreak.txt\""));
-    CHECK(strstr(json, "\"target_b64\": "));
-    CHECK(strstr(json, "\"link_b64\": "));
-    CHECK(strstr(json, "\"note\": \"Major \\\"milestone\\\" backup\\nline2 \xc3\xa9 \\\\ tab\\t\""));
+    CHECK(strstr(json, "\"seq\":9007199254740992,"));
+    CHECK(strstr(json, "\"size\":9007199254740979,"));
+    CHECK(strstr(json, "\"mtime\":-9007199254740992,"));
+    CHECK(strstr(json, "\"uid\":4294967295,"));
+    CHECK(strstr(json, "\n{\"path\":\"artifacts/bad\xef\xbf\xbd\xef\xbf\xbdname\","
+                       "\"path_b64\":\"YXJ0aWZhY3RzL2JhZP/+bmFtZQ==\","));
+    CHECK(strstr(json, "\n{\"path\":\"artifacts/line\\nbreak.txt\""));
+    CHECK(strstr(json, "\"target_b64\":"));
+    CHECK(strstr(json, "\"link_b64\":"));
+    CHECK(strstr(json, "\"note\":\"Major \\\"milestone\\\" backup\\nline2 \xc3\xa9 \\\\ tab\\t\""));
+    CHECK(!strstr(json, ": ") && !strstr(json, "\n "));
     CHECK(!strstr(json, "e+"));
 
     CHECK_EQ_INT(fb_manifest_parse(json, len, "manifest.json", &back, &err), 0);
@@ -161,9 +165,9 @@ static void test_round_trip_in_memory(void)
     snprintf(n.base, sizeof n.base, "%s", FULL_ID);
     char *j2 = NULL;
     REQUIRE(fb_manifest_to_json(&n, &j2, NULL, &err) == 0);
-    CHECK(strstr(j2, "\"note\": null,"));
-    CHECK(strstr(j2, "\"base\": \"" FULL_ID "\","));
-    CHECK(strstr(j2, "\"entries\": []\n"));
+    CHECK(strstr(j2, "\"note\":null,"));
+    CHECK(strstr(j2, "\"base\":\"" FULL_ID "\","));
+    CHECK(strstr(j2, "\"entries\":[]}\n"));
     CHECK_EQ_INT(fb_manifest_parse(j2, strlen(j2), "manifest.json", &back, &err), 0);
     CHECK(manifests_equal(&n, &back));
     CHECK(back.note == NULL);
@@ -171,7 +175,7 @@ static void test_round_trip_in_memory(void)
     fb_manifest_set_note(&n, "", &err);
     free(j2);
     REQUIRE(fb_manifest_to_json(&n, &j2, NULL, &err) == 0);
-    CHECK(strstr(j2, "\"note\": \"\","));
+    CHECK(strstr(j2, "\"note\":\"\","));
     CHECK_EQ_INT(fb_manifest_parse(j2, strlen(j2), "manifest.json", &back, &err), 0);
     CHECK(back.note && back.note[0] == '\0');
     fb_manifest_fini(&back);
@@ -255,6 +259,58 @@ static void test_round_trip_on_disk(void)
 
 /* ---------------------------------------------------------- rejections */
 
+/* The compact manifest json re-indented into the layout earlier versions
+ * wrote (2-space indent, "key": value, an entry over several lines): the
+ * rejection tests edit that layout, so they also show that every rule holds
+ * for old manifests, which readers must go on reading. */
+static char *old_layout(const char *json)
+{
+    size_t n = strlen(json), cap = n * 8 + 64, o = 0;
+    char *out = malloc(cap);
+    int depth = 0;
+    bool in_str = false;
+    for (size_t i = 0; i < n && o + 2 * (size_t)depth + 8 < cap; i++) {
+        char c = json[i];
+        if (in_str) {
+            out[o++] = c;
+            if (c == '\\')
+                out[o++] = json[++i];
+            else if (c == '"')
+                in_str = false;
+            continue;
+        }
+        if (c == '\n')
+            continue;
+        size_t next = i + 1;
+        while (next < n && json[next] == '\n')
+            next++;
+        bool empty = (c == '{' && json[next] == '}') || (c == '[' && json[next] == ']');
+        if (c == '}' || c == ']') {
+            depth--;
+            out[o++] = '\n';
+            for (int k = 0; k < depth; k++)
+                o += (size_t)sprintf(out + o, "  ");
+        }
+        out[o++] = c;
+        if (c == '"') {
+            in_str = true;
+        } else if (c == ':') {
+            out[o++] = ' ';
+        } else if (empty) {
+            out[o++] = json[next];
+            i = next;
+        } else if (c == '{' || c == '[' || c == ',') {
+            depth += c != ',';
+            out[o++] = '\n';
+            for (int k = 0; k < depth; k++)
+                o += (size_t)sprintf(out + o, "  ");
+        }
+    }
+    out[o++] = '\n';
+    out[o] = '\0';
+    return out;
+}
+
 /* Small valid manifest: dir d, file d/f (5 bytes), symlink s -> t, hardlink h -> d/f. */
 static char *small_json(fb_backup_type type, const char *id, const char *base)
 {
@@ -275,7 +331,9 @@ static char *small_json(fb_backup_type type, const char *id, const char *base)
     char *json = NULL;
     fb_manifest_to_json(&m, &json, NULL, NULL);
     fb_manifest_fini(&m);
-    return json;
+    char *old = json ? old_layout(json) : NULL;
+    free(json);
+    return old;
 }
 
 /* src with the first occurrence of old replaced (NULL if old is absent). */
@@ -538,7 +596,7 @@ static void test_rejects_names_in_base64(void)
     char *j = NULL;
     REQUIRE(fb_manifest_to_json(&m, &j, NULL, NULL) == 0);
     fb_manifest_fini(&m);
-    CHECK(strstr(j, "\"path_b64\": \"eP8=\""));
+    CHECK(strstr(j, "\"path_b64\":\"eP8=\""));
     CHECK(expect_bad(replace1(j, "\"eP8=\"", "\"eQ==\""), "entries[0].path: does not match path_b64",
                      NULL));
     CHECK(expect_bad(replace1(j, "\"eP8=\"", "\"eP8\""), "entries[0].path_b64: not valid base64",
@@ -930,10 +988,105 @@ static void test_writer_refuses_unrepresentable(void)
     fb_manifest_fini(&m);
 }
 
+/* SPEC "manifest.json": the top-level fields, then "entries":[, then one
+ * entry per line, so grep finds an entry by its path; the old indented
+ * layout of the same manifest still reads to the same thing. */
+static void test_compact_layout(void)
+{
+    fb_manifest m, back;
+    build_rich(&m);
+    char *json = NULL;
+    size_t len = 0;
+    fb_error err;
+    REQUIRE(fb_manifest_to_json(&m, &json, &len, &err) == 0);
+    const char *entries = strstr(json, ",\"entries\":[\n");
+    REQUIRE(entries);
+    CHECK(memchr(json, '\n', (size_t)(entries - json)) == NULL);
+    CHECK(strcmp(json + len - 4, "}\n]}") == 0 || strcmp(json + len - 5, "}\n]}\n") == 0);
+    /* Every line after the first is one whole entry ("{...}" or "{...},"). */
+    size_t lines = 0;
+    for (const char *l = strchr(json, '\n') + 1; *l && strcmp(l, "]}\n") != 0; lines++) {
+        const char *end = strchr(l, '\n');
+        REQUIRE(end);
+        CHECK(l[0] == '{' && (end[-1] == '}' || (end[-2] == '}' && end[-1] == ',')));
+        CHECK(strstr(l, "\"path\":") == l + 1);
+        l = end + 1;
+    }
+    CHECK_EQ_INT(lines, m.n_entries);
+    const char *hit = strstr(json, "{\"path\":\"metadata.json\",");
+    CHECK(hit && hit[-1] == '\n' && !strstr(hit + 2, "\"path\":\"metadata.json\""));
+
+    char *old = old_layout(json);
+    CHECK(strstr(old, "{\n  \"format\": 1,\n  \"backup_id\": \"" FULL_ID "\",\n"));
+    CHECK(strstr(old, "\n  \"entries\": [\n    {\n      \"path\": "));
+    CHECK_EQ_INT(fb_manifest_parse(old, strlen(old), "manifest.json", &back, &err), 0);
+    CHECK(manifests_equal(&m, &back));
+    fb_manifest_fini(&back);
+    /* Any valid layout: all on one line, or with spaces everywhere. */
+    for (char *p = json; *p; p++)
+        if (*p == '\n')
+            *p = ' ';
+    CHECK_EQ_INT(fb_manifest_parse(json, len, "manifest.json", &back, &err), 0);
+    CHECK(manifests_equal(&m, &back));
+    fb_manifest_fini(&back);
+    free(old);
+    free(json);
+    fb_manifest_fini(&m);
+}
+
+/* The reader goes entry by entry, but reports errors in the order a
+ * whole-document parse does: any syntax error (a later entry's duplicate
+ * key, a missing comma) before any broken rule (an earlier entry's type, a
+ * header field), and the entries may come before the header. */
+static void test_streaming_keeps_the_error_order(void)
+{
+    fb_manifest m;
+    base_header(&m, FB_BACKUP_FULL, FULL_ID);
+    uint8_t d[FB_SHA256_LEN];
+    fill_digest(d, 0xaa);
+    fb_entry_meta e = meta(FB_ENTRY_DIR, 0755, 0);
+    fb_manifest_add_entry(&m, "d", &e, NULL, 0, NULL, NULL);
+    e = meta(FB_ENTRY_FILE, 0644, 5);
+    fb_manifest_add_entry(&m, "d/f", &e, d, 1536, NULL, NULL);
+    char *j = NULL;
+    REQUIRE(fb_manifest_to_json(&m, &j, NULL, NULL) == 0);
+    fb_manifest_fini(&m);
+
+    char *bad_type = replace1(j, "\"type\":\"dir\"", "\"type\":\"dor\"");
+    CHECK(expect_bad(replace1(bad_type, "\"size\":5,", "\"size\":5,\"Size\":5,"),
+                     "entries[1]: keys \"size\" and \"Size\" differ only in case", NULL));
+    CHECK(expect_bad(replace1(bad_type, "\"size\":5,", "\"size\":5"), "invalid JSON at line 3",
+                     "syntax error"));
+    CHECK(expect_bad(replace1(bad_type, "\"format\":1,", "\"format\":1,\"format\":1,"),
+                     "duplicate key \"format\"", NULL));
+    CHECK(expect_bad(bad_type, "entries[0].type", "got \"dor\""));
+    CHECK(expect_bad(replace1(j, "\"seq\":1,", "\"seq\":0,"), "seq", NULL));
+    char *k = replace1(j, "\"seq\":1,", "\"seq\":0,");
+    CHECK(expect_bad(replace1(k, "]}", "],}"), "invalid JSON", "syntax error"));
+    free(k);
+
+    /* entries first, the header after it: the same manifest. */
+    const char *arr = strstr(j, ",\"entries\":[");
+    REQUIRE(arr);
+    size_t head = (size_t)(arr - j), n = strlen(j);
+    char *moved = malloc(n + 4);
+    int w = snprintf(moved, n + 4, "{%.*s,", (int)(n - head - 3), arr + 1);
+    snprintf(moved + w, n + 4 - (size_t)w, "%.*s}\n", (int)(head - 1), j + 1);
+    fb_manifest back;
+    fb_error err;
+    CHECK_EQ_INT(fb_manifest_parse(moved, strlen(moved), "manifest.json", &back, &err), 0);
+    CHECK_EQ_INT(back.n_entries, 2);
+    fb_manifest_fini(&back);
+    free(moved);
+    free(j);
+}
+
 int main(void)
 {
     RUN_TEST(test_round_trip_in_memory);
     RUN_TEST(test_round_trip_on_disk);
+    RUN_TEST(test_compact_layout);
+    RUN_TEST(test_streaming_keeps_the_error_order);
     RUN_TEST(test_the_fixture_is_valid);
     RUN_TEST(test_rejects_malformed_structure);
     RUN_TEST(test_rejects_format_missing_and_types);
