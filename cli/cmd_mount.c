@@ -32,7 +32,8 @@ static const char mount_usage[] =
     "live. <mountpoint> must be an existing directory that is not already a mount\n"
     "point. FUSE options are passed on: -f (foreground: serves until stopped),\n"
     "-d (debug), -s (single thread), -o allow_other, -o cache_size=MiB\n"
-    "(decompressed-frame cache, default 64).\n"
+    "(decompressed-frame cache, default 64), -o meta_cache_size=MiB (backups'\n"
+    "metadata kept loaded, least recently used dropped first; default 32).\n"
     "Stop it with '" CLI_PROG " umount <mountpoint>' (or Ctrl-C with -f).\n";
 
 static const char umount_usage[] =

@@ -26,6 +26,11 @@
  * manifest freed; if it has also left the store, its node is freed. Open
  * files hold a reference to their backup's archive reader, so a backup that
  * is removed while a file of it is open keeps serving that file.
+ * Loaded contents are also bounded by opts.meta_cache_bytes: past it, the
+ * least recently used backups nobody is using (no operation in flight, no
+ * open file or directory handle) lose their contents even while the kernel
+ * still holds their inode numbers; those numbers keep their range and the
+ * contents are reloaded, numbered the same, on the next use.
  *
  * Threads: every function may be called from any number of threads at once. */
 #ifndef FB_MOUNT_TREE_H
@@ -43,11 +48,13 @@
 /* Longest name the kernel can look up (NAME_MAX). */
 #define FB_MOUNT_NAME_MAX 255u
 #define FB_MOUNT_CACHE_DEFAULT_MIB 64u
+#define FB_MOUNT_META_CACHE_DEFAULT_MIB 32u
 
 typedef struct fb_mount_tree fb_mount_tree;
 
 typedef struct fb_mount_options {
     uint64_t cache_bytes; /* bound of the shared decompressed-frame cache */
+    uint64_t meta_cache_bytes; /* bound of loaded backup contents; 0: none */
     double live_seconds;  /* how stale root/session listings may get; <= 0: always re-read */
     fb_warn_fn warn;      /* store warnings (index rebuilt, ...); may be NULL */
     void *warn_ctx;
@@ -64,6 +71,10 @@ typedef struct fb_mount_stats {
     size_t loaded_manifests;  /* backups whose contents are in memory */
     size_t open_archives;     /* archive readers held by open files */
     uint64_t next_ino;        /* the next inode number to be given */
+    uint64_t meta_loads;      /* contents loaded (first loads and reloads) */
+    uint64_t meta_evictions;  /* contents dropped to keep under the bound */
+    uint64_t meta_bytes;      /* estimated memory of the loaded contents */
+    uint64_t meta_bytes_peak; /* the most meta_bytes has been */
 } fb_mount_stats;
 
 /* The root of the store from backups_dir, which must be a

@@ -109,6 +109,40 @@ static int cmp_children(const void *a, const void *b, void *ctx)
     return x->name_len < y->name_len ? -1 : x->name_len > y->name_len;
 }
 
+/* What the allocator takes for a request of n bytes: glibc's 16-byte
+ * rounding with its 8-byte header and 32-byte minimum, close enough for
+ * others. Small strings cost about twice their length, which a count of
+ * string bytes alone would miss. */
+static uint64_t heap_cost(uint64_t n)
+{
+    uint64_t chunk = (n + 8 + 15) & ~(uint64_t)15;
+    return chunk < 32 ? 32 : chunk;
+}
+
+uint64_t mt_contents_bytes(const mt_contents *c)
+{
+    const fb_manifest *m = &c->m;
+    uint64_t total = heap_cost(sizeof *c);
+    /* The records in use: spare capacity is untouched, so not resident. */
+    total += heap_cost((uint64_t)m->n_entries * sizeof *m->entries);
+    for (size_t i = 0; i < m->n_entries; i++) {
+        total += heap_cost(strlen(m->entries[i].path) + 1);
+        if (m->entries[i].target)
+            total += heap_cost(strlen(m->entries[i].target) + 1);
+    }
+    if (m->note)
+        total += heap_cost(strlen(m->note) + 1);
+    if (m->tool_version)
+        total += heap_cost(strlen(m->tool_version) + 1);
+    /* The node array keeps the headroom mt_contents_build gave it. */
+    total += heap_cost(((uint64_t)c->n_nodes + 16) * sizeof *c->nodes);
+    total += heap_cost((uint64_t)(c->n_nodes ? c->n_nodes : 1) * sizeof *c->children);
+    for (uint32_t i = 0; i < c->n_nodes; i++)
+        if (c->nodes[i].entry == MT_NONE)
+            total += heap_cost((uint64_t)c->nodes[i].name_len + 1);
+    return total;
+}
+
 void mt_contents_free(mt_contents *c)
 {
     if (!c)

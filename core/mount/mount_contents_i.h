@@ -42,6 +42,8 @@ typedef struct mt_contents {
     int64_t created_at;  /* for implied directories */
     uid_t uid;           /* owner of implied directories: the store's */
     gid_t gid;
+    uint64_t bytes;      /* mt_contents_bytes, set once built */
+    struct mt_contents *next_evicted; /* a batch freed after the tree's lock is dropped */
 } mt_contents;
 
 /* Builds c->nodes and c->children from c->m (filled by the caller). name
@@ -49,6 +51,9 @@ typedef struct mt_contents {
  * appears twice, an empty name, an entry below a non-directory, a hardlink
  * to no file), FB_ENOMEM. */
 int mt_contents_build(mt_contents *c, const char *name, fb_error *err);
+/* An estimate of the heap c holds: its arrays as allocated and each string
+ * as the allocator rounds it. Used for the mount's metadata budget. */
+uint64_t mt_contents_bytes(const mt_contents *c);
 /* Frees c and what it owns (NULL is accepted). */
 void mt_contents_free(mt_contents *c);
 /* True when node n is a directory (an entry or an implied one). */

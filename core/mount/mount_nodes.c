@@ -1,9 +1,10 @@
 /* The session and backup nodes and how long they live. Sessions stay for the
  * tree's life (their numbers must keep meaning them); a backup's contents
  * live while the kernel or an operation holds the backup (kref, pins,
- * loading), and the backup node itself until it has also left the store.
- * Loading a manifest happens here, with the tree's lock dropped, because it
- * is the slowest thing a lookup can wait for. */
+ * loading) and the budget of loaded contents (opts.meta_cache_bytes) allows,
+ * and the backup node itself until it has also left the store. Loading a
+ * manifest happens here, with the tree's lock dropped, because it is the
+ * slowest thing a lookup can wait for. */
 #include <stdio.h>
 #include <stdlib.h>
 #ifdef __GLIBC__ /* defined by the libc headers above */
@@ -87,6 +88,86 @@ static void archive_detach(mt_backup *b)
     }
 }
 
+/* ------------------------------------------------- the metadata budget */
+
+static void lru_unlink(fb_mount_tree *t, mt_backup *b)
+{
+    if (b->lru_prev)
+        b->lru_prev->lru_next = b->lru_next;
+    else
+        t->lru_head = b->lru_next;
+    if (b->lru_next)
+        b->lru_next->lru_prev = b->lru_prev;
+    else
+        t->lru_tail = b->lru_prev;
+    b->lru_prev = b->lru_next = NULL;
+}
+
+static void lru_push_front(fb_mount_tree *t, mt_backup *b)
+{
+    b->lru_prev = NULL;
+    b->lru_next = t->lru_head;
+    if (t->lru_head)
+        t->lru_head->lru_prev = b;
+    else
+        t->lru_tail = b;
+    t->lru_head = b;
+}
+
+/* Takes b's contents out of the tree and its accounting; the caller frees
+ * them. b keeps its inode range, so the kernel's numbers stay valid. */
+static mt_contents *contents_detach(fb_mount_tree *t, mt_backup *b)
+{
+    mt_contents *c = b->contents;
+    if (!c)
+        return NULL;
+    lru_unlink(t, b);
+    t->meta_bytes -= c->bytes;
+    t->n_loaded--;
+    b->contents = NULL;
+    return c;
+}
+
+/* A pinned backup has an operation in flight or an open directory handle
+ * reading its contents without the lock; one with open files is what the
+ * user is working in. One that left the store could not be reloaded: its
+ * contents stay until the kernel forgets it. */
+static bool evictable(const mt_backup *b)
+{
+    return !b->pins && !b->loading && !b->archive && b->present;
+}
+
+/* Detaches the contents of the least recently used evictable backups until
+ * the loaded total plus reserve fits the bound, and returns them chained for
+ * freeing once the lock is dropped (freeing 100k entries takes a while). */
+static mt_contents *evict_to_fit(fb_mount_tree *t, uint64_t reserve)
+{
+    uint64_t bound = t->opts.meta_cache_bytes;
+    mt_contents *batch = NULL;
+    if (!bound)
+        return NULL;
+    mt_backup *prev;
+    for (mt_backup *b = t->lru_tail; b && t->meta_bytes + reserve > bound; b = prev) {
+        prev = b->lru_prev;
+        if (!evictable(b))
+            continue;
+        mt_contents *c = contents_detach(t, b);
+        c->next_evicted = batch;
+        batch = c;
+        t->meta_evictions++;
+    }
+    return batch;
+}
+
+static void free_batch(mt_contents *batch)
+{
+    while (batch) {
+        mt_contents *next = batch->next_evicted;
+        mt_contents_free(batch);
+        batch = next;
+    }
+}
+
 static void backup_free_node(fb_mount_tree *t, mt_backup *b)
 {
     mt_session *s = b->session;
@@ -100,10 +181,7 @@ static void backup_free_node(fb_mount_tree *t, mt_backup *b)
     fb_mount_inode_range_remove(t, b->ino);
     if (b->entries_count)
         fb_mount_inode_range_remove(t, b->entries_base);
-    if (b->contents) {
-        mt_contents_free(b->contents);
-        t->n_loaded--;
-    }
+    mt_contents_free(contents_detach(t, b));
     archive_detach(b);
     free(b);
     t->n_backups_alive--;
@@ -119,11 +197,7 @@ void fb_mount_backup_maybe_release(fb_mount_tree *t, mt_backup *b)
     }
     /* The kernel forgot every inode of this backup: its manifest can go; it is
      * reloaded into the same inode range if a path needs it again. */
-    if (b->contents) {
-        mt_contents_free(b->contents);
-        b->contents = NULL;
-        t->n_loaded--;
-    }
+    mt_contents_free(contents_detach(t, b));
 }
 
 void fb_mount_backup_unpin(fb_mount_tree *t, mt_backup *b)
@@ -200,6 +274,7 @@ static int contents_load(fb_mount_tree *t, const char *sid, const char *bid, int
         mt_contents_free(c);
         return rc;
     }
+    c->bytes = mt_contents_bytes(c);
     *out = c;
     return 0;
 }
@@ -227,14 +302,33 @@ static int backup_install_contents(fb_mount_tree *t, mt_backup *b, mt_contents *
     }
     b->contents = c;
     t->n_loaded++;
+    b->meta_bytes = c->bytes;
+    t->meta_bytes += c->bytes;
+    if (t->meta_bytes > t->meta_bytes_peak)
+        t->meta_bytes_peak = t->meta_bytes;
+    t->meta_loads++;
+    lru_push_front(t, b);
     return 0;
+}
+
+/* Hands freed heap pages back to the system: parsing a manifest leaves its
+ * parser's memory freed in the heap, and evicted contents leave holes that
+ * glibc would otherwise keep (the budget is meant as resident memory). */
+static void heap_trim(void)
+{
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
 }
 
 int fb_mount_backup_ensure_loaded(fb_mount_tree *t, mt_backup *b, fb_error *err)
 {
     for (;;) {
-        if (b->contents)
+        if (b->contents) {
+            lru_unlink(t, b);
+            lru_push_front(t, b);
             return 0;
+        }
         if (!b->loading)
             break;
         pthread_cond_wait(&t->loaded_cond, &t->lock);
@@ -246,22 +340,25 @@ int fb_mount_backup_ensure_loaded(fb_mount_tree *t, mt_backup *b, fb_error *err)
     int64_t created_at = b->created_at;
     uid_t uid = b->session->have_st ? b->session->st.st_uid : getuid();
     gid_t gid = b->session->have_st ? b->session->st.st_gid : getgid();
+    /* Room first, for what b took at its last load, so that the peak is
+     * the bound plus one parse rather than the bound plus one backup more. */
+    mt_contents *evicted = evict_to_fit(t, b->meta_bytes);
     pthread_mutex_unlock(&t->lock);
+    free_batch(evicted);
     mt_contents *c = NULL;
     int rc = contents_load(t, sid, bid, created_at, uid, gid, &c, err);
-#ifdef __GLIBC__
-    /* Parsing a manifest leaves several times its size of freed JSON nodes
-     * in the heap; hand those pages back so a loaded manifest costs what it
-     * holds (100k entries: 149 MB resident without this, 22 MB with it;
-     * docs/mount.md). */
-    malloc_trim(0);
-#endif
     pthread_mutex_lock(&t->lock);
     b->loading = false;
     pthread_cond_broadcast(&t->loaded_cond);
-    if (rc != 0)
-        return rc;
-    return backup_install_contents(t, b, c, err);
+    evicted = NULL;
+    /* b stays pinned by the caller, so the eviction cannot take it. */
+    if (rc == 0 && (rc = backup_install_contents(t, b, c, err)) == 0)
+        evicted = evict_to_fit(t, 0);
+    pthread_mutex_unlock(&t->lock);
+    free_batch(evicted);
+    heap_trim();
+    pthread_mutex_lock(&t->lock);
+    return rc;
 }
 
 /* After the backup was (re)loaded with the lock dropped: is the node still

@@ -73,6 +73,10 @@ void fb_mount_tree_get_stats(fb_mount_tree *t, fb_mount_stats *out)
     out->loaded_manifests = t->n_loaded;
     out->open_archives = t->n_archives;
     out->next_ino = t->next_ino;
+    out->meta_loads = t->meta_loads;
+    out->meta_evictions = t->meta_evictions;
+    out->meta_bytes = t->meta_bytes;
+    out->meta_bytes_peak = t->meta_bytes_peak;
     pthread_mutex_unlock(&t->lock);
 }
 

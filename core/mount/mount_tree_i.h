@@ -6,7 +6,8 @@
  *   mount_inodes   inode numbers: ranges handed out, number -> node
  *   mount_attr     what stat shows for each kind of node
  *   mount_nodes    sessions and backups: finding, adding, pins and kernel
- *                  counts, loading and freeing a backup's contents
+ *                  counts, loading and freeing a backup's contents, and the
+ *                  budget of loaded contents (least recently used evicted)
  *   mount_refresh  re-reading the root and session listings from the store
  *   mount_dirs     directory handles (opendir, readdir, closedir)
  *   mount_files    file handles and the shared archive readers
@@ -53,6 +54,10 @@ typedef struct mt_backup {
     uint64_t kref;          /* kernel lookups on the dir and its entries */
     unsigned pins;          /* in-flight operations and open dir handles */
     mt_contents *contents;
+    /* Loaded backups in use order (the tree's lru_head is the latest used);
+     * only backups whose contents are in memory are on the list. */
+    struct mt_backup *lru_prev, *lru_next;
+    uint64_t meta_bytes;    /* contents' size at the last load, kept after eviction */
     mt_archive *archive;    /* shared reader while files of it are open */
     /* What the last reader of the archive proved of its frame map, so a
      * file opened after all were closed does not prove it again. */
@@ -119,6 +124,11 @@ struct fb_mount_tree {
     bool root_loaded;
     double root_loaded_at;
     size_t n_backups_alive, n_loaded;
+    /* The budget of loaded contents (opts.meta_cache_bytes): most recently
+     * used first, their summed estimate, and counters for the stats. */
+    mt_backup *lru_head, *lru_tail;
+    uint64_t meta_bytes, meta_bytes_peak;
+    uint64_t meta_loads, meta_evictions;
     mt_archive *archives; /* every reader alive */
     size_t n_archives;
     fb_mount_dir *dirs;   /* open handles, freed with the tree if left open */
@@ -175,8 +185,10 @@ mt_backup *fb_mount_backup_add(fb_mount_tree *t, mt_session *s, const fb_index_r
 void fb_mount_backup_maybe_release(fb_mount_tree *t, mt_backup *b);
 /* Drops one pin and frees what that leaves unreachable. */
 void fb_mount_backup_unpin(fb_mount_tree *t, mt_backup *b);
-/* Makes b->contents available (b pinned by the caller). The lock is
- * released while the manifest is read. */
+/* Makes b->contents available (b pinned by the caller) and marks b the
+ * most recently used; a load evicts other backups' contents to stay under
+ * opts.meta_cache_bytes. The lock is released while the manifest is read and
+ * while evicted contents are freed. */
 int fb_mount_backup_ensure_loaded(fb_mount_tree *t, mt_backup *b, fb_error *err);
 /* Loads b (pinned by the caller) for its entry inode ino: FB_ENOTFOUND when
  * the reload no longer has that entry. */

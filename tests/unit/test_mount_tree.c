@@ -1,317 +1,10 @@
 /* Unit tests of the FUSE-free mount model (core/mount/mount_tree.c): the tree the
  * daemon serves, built on real stores written with the archive writer,
- * manifest and index modules. */
+ * manifest and index modules (mount_fixture.h). */
 #include <pthread.h>
 #include <sys/stat.h>
 
-#include "fbtest.h"
-#include "fb_archive_writer.h"
-#include "fb_fsutil.h"
-#include "fb_index.h"
-#include "fb_manifest.h"
-#include "fb_mount_tree.h"
-#include "fb_store.h"
-
-/* ------------------------------------------------------------ fixture */
-
-typedef struct spec_entry {
-    const char *path;
-    fb_entry_type type;
-    uint32_t mode;
-    size_t size;         /* files: bytes generated from seed */
-    uint64_t seed;
-    const char *target;  /* symlink target / hardlink link */
-} spec_entry;
-
-static const int64_t T0 = 1800000000; /* 2027-01-15 */
-
-static void content_of(const spec_entry *e, uint8_t *buf)
-{
-    fbtest_fill(buf, e->size, e->seed, (int)(e->seed & 1));
-}
-
-static char *root_dir(const char *tmp)
-{
-    char *p = malloc(4096);
-    snprintf(p, 4096, "%s/root", tmp);
-    return p;
-}
-
-static void make_root(const char *tmp)
-{
-    char p[4096];
-    snprintf(p, sizeof p, "%s/root", tmp);
-    mkdir(p, 0700);
-    snprintf(p, sizeof p, "%s/root/.flowloom", tmp);
-    mkdir(p, 0700);
-    snprintf(p, sizeof p, "%s/root/.flowloom/backups", tmp);
-    mkdir(p, 0700);
-}
-
-/* Writes one published backup (archive, manifest, index record) made of the
- * given entries. Returns 0 on success. */
-static int write_backup(const char *tmp, const char *sid, const char *id, uint64_t seq,
-                        int64_t created_at, const spec_entry *entries, size_t n)
-{
-    fb_error err;
-    char *root = root_dir(tmp);
-    fb_store *store = NULL;
-    int rc = fb_store_open(root, true, &store, &err);
-    free(root);
-    if (rc) {
-        fprintf(stderr, "store: %s\n", err.message);
-        return rc;
-    }
-    int sfd = -1;
-    rc = fb_store_open_session(store, sid, true, &sfd, &err);
-    if (rc) {
-        fprintf(stderr, "session: %s\n", err.message);
-        fb_store_free(store);
-        return rc;
-    }
-    mkdirat(sfd, id, 0700);
-    int bfd = openat(sfd, id, O_RDONLY | O_DIRECTORY);
-    int afd = openat(bfd, "archive.tar.zst", O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    fb_archive_writer_options wo = {.level = 1, .frame_size = 65536, .threads = 1};
-    fb_archive_writer *w = NULL;
-    fb_manifest m;
-    fb_manifest_init(&m);
-    snprintf(m.backup_id, sizeof m.backup_id, "%s", id);
-    snprintf(m.session_id, sizeof m.session_id, "%s", sid);
-    m.seq = seq;
-    m.type = fb_backup_id_type(id);
-    m.created_at = created_at;
-    fb_manifest_set_tool_version(&m, "test", &err);
-    rc = fb_archive_writer_new(afd, &wo, &w, &err);
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        const spec_entry *e = &entries[i];
-        fb_entry_meta meta = {.type = e->type, .mode = e->mode, .uid = 1000 + (uint32_t)i,
-                              .gid = 2000 + (uint32_t)i, .mtime = T0 - 1000 + (int64_t)i,
-                              .mtime_nsec = 123456789u + (uint32_t)i, .size = e->size};
-        if (e->type == FB_ENTRY_DIR) {
-            meta.size = 0;
-            rc = fb_archive_writer_add_dir(w, e->path, &meta, &err);
-            if (rc == 0)
-                rc = fb_manifest_add_entry(&m, e->path, &meta, NULL, 0, NULL, &err);
-        } else if (e->type == FB_ENTRY_SYMLINK) {
-            meta.size = 0;
-            rc = fb_archive_writer_add_symlink(w, e->path, &meta, e->target, &err);
-            if (rc == 0)
-                rc = fb_manifest_add_entry(&m, e->path, &meta, NULL, 0, e->target, &err);
-        } else if (e->type == FB_ENTRY_HARDLINK) {
-            for (size_t j = 0; j < i; j++)
-                if (strcmp(entries[j].path, e->target) == 0)
-                    meta.size = entries[j].size;
-            rc = fb_archive_writer_add_hardlink(w, e->path, &meta, e->target, &err);
-            if (rc == 0)
-                rc = fb_manifest_add_entry(&m, e->path, &meta, NULL, 0, e->target, &err);
-        } else {
-            uint8_t *buf = malloc(e->size + 1);
-            content_of(e, buf);
-            char tmpf[4096];
-            snprintf(tmpf, sizeof tmpf, "%s/content.tmp", tmp);
-            int cfd = open(tmpf, O_RDWR | O_CREAT | O_TRUNC, 0600);
-            if (fb_write_all(cfd, buf, e->size) != 0)
-                rc = FB_EIO;
-            lseek(cfd, 0, SEEK_SET);
-            fb_archive_file_result res;
-            if (rc == 0)
-                rc = fb_archive_writer_add_file(w, e->path, &meta, cfd, &res, &err);
-            if (rc == 0)
-                rc = fb_manifest_add_entry(&m, e->path, &meta, res.sha256, res.offset, NULL, &err);
-            close(cfd);
-            unlink(tmpf);
-            free(buf);
-        }
-    }
-    fb_archive_summary sum;
-    if (rc == 0)
-        rc = fb_archive_writer_finish(w, &sum, &err);
-    fb_archive_writer_free(w);
-    close(afd);
-    if (rc == 0) {
-        m.archive.size = sum.compressed_size;
-        memcpy(m.archive.sha256, sum.sha256, FB_SHA256_LEN);
-        m.archive.frame_size = wo.frame_size;
-        m.archive.frames = sum.frames;
-        m.archive.level = wo.level;
-        char *json = NULL;
-        size_t len = 0;
-        rc = fb_manifest_to_json(&m, &json, &len, &err);
-        if (rc == 0)
-            rc = fb_atomic_write_at(bfd, id, "manifest.json", json, len, &err);
-        free(json);
-    }
-    if (rc == 0) {
-        fb_index idx;
-        bool rebuilt;
-        rc = fb_store_load_index(store, sid, FB_INDEX_LOAD_LOCKED, &idx, &rebuilt, NULL, NULL,
-                                 &err);
-        /* A fresh dir already makes the loader rebuild the index with it. */
-        if (rc == 0 && fb_index_find(&idx, id) < 0)
-            rc = fb_index_add_from_manifest(&idx, &m, &err);
-        if (rc == 0)
-            rc = fb_store_save_index(sfd, sid, &idx, &err);
-        fb_index_fini(&idx);
-    }
-    if (rc)
-        fprintf(stderr, "write_backup %s/%s: %s\n", sid, id, err.message);
-    fb_manifest_fini(&m);
-    close(bfd);
-    close(sfd);
-    fb_store_free(store);
-    return rc;
-}
-
-/* Removes a backup the way cleanup does: index first, then the directory. */
-static int remove_backup(const char *tmp, const char *sid, const char *id)
-{
-    fb_error err;
-    char *root = root_dir(tmp);
-    fb_store *store = NULL;
-    int rc = fb_store_open(root, false, &store, &err);
-    free(root);
-    if (rc)
-        return rc;
-    int sfd = -1;
-    rc = fb_store_open_session(store, sid, false, &sfd, &err);
-    fb_index idx;
-    bool rebuilt;
-    if (rc == 0)
-        rc = fb_store_load_index(store, sid, FB_INDEX_LOAD_LOCKED, &idx, &rebuilt, NULL, NULL,
-                                 &err);
-    if (rc == 0) {
-        rc = fb_index_remove(&idx, id, &err);
-        if (rc == 0)
-            rc = fb_store_save_index(sfd, sid, &idx, &err);
-        fb_index_fini(&idx);
-    }
-    if (rc == 0)
-        rc = fb_remove_tree_at(sfd, sid, id, &err);
-    if (rc)
-        fprintf(stderr, "remove_backup: %s\n", err.message);
-    if (sfd >= 0)
-        close(sfd);
-    fb_store_free(store);
-    return rc;
-}
-
-static const spec_entry full_entries[] = {
-    {"artifacts", FB_ENTRY_DIR, 0750, 0, 0, NULL},
-    {"artifacts/big.bin", FB_ENTRY_FILE, 0640, 200000, 7, NULL},
-    {"artifacts/copy.bin", FB_ENTRY_HARDLINK, 0640, 0, 0, "artifacts/big.bin"},
-    {"artifacts/sub", FB_ENTRY_DIR, 0700, 0, 0, NULL},
-    {"artifacts/sub/empty", FB_ENTRY_FILE, 0600, 0, 0, NULL},
-    {"link", FB_ENTRY_SYMLINK, 0777, 0, 0, "artifacts/../metadata.json"},
-    {"logs", FB_ENTRY_DIR, 0755, 0, 0, NULL},
-    {"logs/run.log", FB_ENTRY_FILE, 0644, 150000, 4, NULL},
-    {"metadata.json", FB_ENTRY_FILE, 0644, 100, 2, NULL},
-    {"state.json", FB_ENTRY_FILE, 0600, 50, 9, NULL},
-};
-#define N_FULL (sizeof full_entries / sizeof full_entries[0])
-
-/* An incremental whose file lives in a directory that has no entry. */
-static const spec_entry incr_entries[] = {
-    {"metadata.json", FB_ENTRY_FILE, 0644, 120, 12, NULL},
-    {"state/deep/x.json", FB_ENTRY_FILE, 0644, 30, 13, NULL},
-};
-#define N_INCR (sizeof incr_entries / sizeof incr_entries[0])
-
-static const char ID_FULL[] = "20270115T080000Z-full-aaaaaa";
-static const char ID_INCR[] = "20270115T090000Z-incr-bbbbbb";
-static const char ID_B[] = "20270115T070000Z-full-cccccc";
-
-static fb_mount_tree *open_tree(const char *tmp, double live, size_t cache)
-{
-    char p[4096];
-    snprintf(p, sizeof p, "%s/root/.flowloom/backups", tmp);
-    fb_mount_options o = {.cache_bytes = cache, .live_seconds = live};
-    fb_mount_tree *t = NULL;
-    fb_error err;
-    if (fb_mount_tree_new(p, &o, &t, &err) != 0) {
-        fprintf(stderr, "tree: %s\n", err.message);
-        return NULL;
-    }
-    return t;
-}
-
-/* Collects a listing's names (after "." and "..") joined by '|'. */
-static void listing(fb_mount_tree *t, uint64_t ino, char *out, size_t size)
-{
-    out[0] = '\0';
-    fb_mount_dir *d = NULL;
-    fb_error err;
-    if (fb_mount_tree_opendir(t, ino, &d, &err) != 0) {
-        snprintf(out, size, "ERROR %s", err.message);
-        return;
-    }
-    const char *name;
-    uint64_t child;
-    uint32_t mode;
-    for (uint64_t pos = 2; fb_mount_dir_get(d, pos, &name, &child, &mode); pos++) {
-        size_t used = strlen(out);
-        snprintf(out + used, size - used, "%s%s", used ? "|" : "", name);
-    }
-    fb_mount_dir_close(t, d);
-}
-
-static int lookup_path(fb_mount_tree *t, const char *path, fb_mount_attr *a)
-{
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", path);
-    uint64_t ino = FB_MOUNT_ROOT_INO;
-    fb_error err;
-    int rc = fb_mount_tree_getattr(t, ino, a, &err);
-    for (char *save = NULL, *c = strtok_r(buf, "/", &save); c && rc == 0;
-         c = strtok_r(NULL, "/", &save)) {
-        rc = fb_mount_tree_lookup(t, ino, c, a, &err);
-        ino = a->st.st_ino;
-    }
-    return rc;
-}
-
-static int read_all(fb_mount_tree *t, uint64_t ino, uint8_t **out, size_t *len)
-{
-    fb_mount_file *f = NULL;
-    fb_error err;
-    int rc = fb_mount_tree_open(t, ino, &f, &err);
-    if (rc)
-        return rc;
-    size_t size = (size_t)fb_mount_file_size(f);
-    uint8_t *buf = malloc(size + 1);
-    size_t done = 0;
-    while (rc == 0) {
-        size_t got = 0;
-        rc = fb_mount_file_read(f, buf + done, 4096, done, &got, &err);
-        if (got == 0)
-            break;
-        done += got;
-    }
-    fb_mount_file_close(t, f);
-    *out = buf;
-    *len = done;
-    return rc;
-}
-
-static char *setup_store(void)
-{
-    char *tmp = fbtest_tempdir();
-    make_root(tmp);
-    if (write_backup(tmp, "sess-a", ID_FULL, 1, T0, full_entries, N_FULL) != 0 ||
-        write_backup(tmp, "sess-a", ID_INCR, 2, T0 + 3600, incr_entries, N_INCR) != 0 ||
-        write_backup(tmp, "sess-b", ID_B, 1, T0 - 3600, full_entries, 2) != 0) {
-        fbtest_rmtree(tmp);
-        return NULL;
-    }
-    /* Not shown: a session dir with neither index nor backups, and a dir
-     * whose name is not a session id. */
-    char p[4096];
-    snprintf(p, sizeof p, "%s/root/.flowloom/backups/sess-empty", tmp);
-    mkdir(p, 0700);
-    snprintf(p, sizeof p, "%s/root/.flowloom/backups/.hidden", tmp);
-    mkdir(p, 0700);
-    return tmp;
-}
+#include "mount_fixture.h"
 
 /* -------------------------------------------------------------- tests */
 
@@ -773,6 +466,285 @@ static void test_free_with_open_handles(void)
     fbtest_rmtree(tmp);
 }
 
+/* ------------------------------------------------ the metadata budget */
+
+#define BUDGET_BACKUPS 4
+#define BUDGET_FILES 40
+#define BUDGET_ENTRIES (BUDGET_FILES + 3)
+
+/* BUDGET_BACKUPS full backups of one session, each "dir", its files, a
+ * hardlink and a symlink; contents differ between backups. */
+typedef struct budget_store {
+    char *tmp;
+    char ids[BUDGET_BACKUPS][FB_BACKUP_ID_LEN + 1];
+    char paths[BUDGET_BACKUPS][BUDGET_FILES][32];
+    spec_entry entries[BUDGET_BACKUPS][BUDGET_ENTRIES];
+    uint64_t ino[BUDGET_BACKUPS][BUDGET_ENTRIES];
+    fb_mount_attr attr[BUDGET_BACKUPS][BUDGET_ENTRIES];
+} budget_store;
+
+static budget_store *budget_setup(void)
+{
+    budget_store *bs = calloc(1, sizeof *bs);
+    bs->tmp = fbtest_tempdir();
+    make_root(bs->tmp);
+    for (int k = 0; k < BUDGET_BACKUPS; k++) {
+        snprintf(bs->ids[k], sizeof bs->ids[k], "20270115T%02d0000Z-full-%06x", 10 + k, k + 1);
+        spec_entry *e = bs->entries[k];
+        e[0] = (spec_entry){"dir", FB_ENTRY_DIR, 0755, 0, 0, NULL};
+        for (int i = 0; i < BUDGET_FILES; i++) {
+            snprintf(bs->paths[k][i], sizeof bs->paths[k][i], "dir/f%02d", i);
+            e[1 + i] = (spec_entry){bs->paths[k][i], FB_ENTRY_FILE, 0640,
+                                    (size_t)(100 + 37 * i + 5 * k), (uint64_t)(1000 * k + i),
+                                    NULL};
+        }
+        e[1 + BUDGET_FILES] = (spec_entry){"dir/hl", FB_ENTRY_HARDLINK, 0640, 0, 0, "dir/f00"};
+        e[2 + BUDGET_FILES] = (spec_entry){"ln", FB_ENTRY_SYMLINK, 0777, 0, 0, "dir/f01"};
+        if (write_backup(bs->tmp, "sess-m", bs->ids[k], (uint64_t)k + 1, T0 + 3600 * k, e,
+                         BUDGET_ENTRIES) != 0) {
+            fbtest_rmtree(bs->tmp); /* frees the path too */
+            free(bs);
+            return NULL;
+        }
+    }
+    return bs;
+}
+
+static void budget_free(budget_store *bs)
+{
+    fbtest_rmtree(bs->tmp);
+    free(bs);
+}
+
+static fb_mount_tree *open_budget_tree(const budget_store *bs, uint64_t meta_bytes)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s/root/.flowloom/backups", bs->tmp);
+    fb_mount_options o = {.cache_bytes = 1 << 20, .live_seconds = 10.0,
+                          .meta_cache_bytes = meta_bytes};
+    fb_mount_tree *t = NULL;
+    fb_error err;
+    if (fb_mount_tree_new(p, &o, &t, &err) != 0) {
+        fprintf(stderr, "tree: %s\n", err.message);
+        return NULL;
+    }
+    return t;
+}
+
+/* The bytes entry i of backup k must read as (a hardlink reads its file's). */
+static bool budget_bytes_ok(const budget_store *bs, fb_mount_tree *t, int k, int i, uint64_t ino)
+{
+    const spec_entry *e = &bs->entries[k][i];
+    if (e->type == FB_ENTRY_HARDLINK)
+        e = &bs->entries[k][1];
+    uint8_t *got = NULL, *want = malloc(e->size + 1);
+    size_t len = 0;
+    content_of(e, want);
+    bool ok = read_all(t, ino, &got, &len) == 0 && len == e->size &&
+              memcmp(got, want, len) == 0;
+    free(got);
+    free(want);
+    return ok;
+}
+
+static bool same_attr(const fb_mount_attr *a, const fb_mount_attr *b)
+{
+    const struct stat *x = &a->st, *y = &b->st;
+    return x->st_ino == y->st_ino && x->st_mode == y->st_mode && x->st_nlink == y->st_nlink &&
+           x->st_uid == y->st_uid && x->st_gid == y->st_gid && x->st_size == y->st_size &&
+           x->st_mtim.tv_sec == y->st_mtim.tv_sec && x->st_mtim.tv_nsec == y->st_mtim.tv_nsec;
+}
+
+/* Looks every entry of backup k up by path (the kernel then holds them),
+ * checking file bytes; records inode numbers and attributes in bs. */
+static int budget_walk(budget_store *bs, fb_mount_tree *t, int k)
+{
+    int failures = 0;
+    for (int i = 0; i < BUDGET_ENTRIES; i++) {
+        char path[256];
+        snprintf(path, sizeof path, "sess-m/%s/%s", bs->ids[k], bs->entries[k][i].path);
+        fb_mount_attr *a = &bs->attr[k][i];
+        if (lookup_path(t, path, a) != 0) {
+            failures++;
+            continue;
+        }
+        bs->ino[k][i] = a->st.st_ino;
+        fb_entry_type ty = bs->entries[k][i].type;
+        if ((ty == FB_ENTRY_FILE || ty == FB_ENTRY_HARDLINK) &&
+            !budget_bytes_ok(bs, t, k, i, a->st.st_ino))
+            failures++;
+    }
+    return failures;
+}
+
+/* A budget of one byte keeps only the backup in use: every other one is
+ * evicted although the kernel still holds its inodes, and comes back with
+ * the same numbers, attributes and bytes. */
+static void test_budget_evicts_and_reloads(void)
+{
+    budget_store *bs = budget_setup();
+    REQUIRE(bs);
+    fb_mount_tree *t = open_budget_tree(bs, 1);
+    REQUIRE(t);
+    for (int k = 0; k < BUDGET_BACKUPS; k++)
+        CHECK_EQ_INT(budget_walk(bs, t, k), 0);
+    fb_mount_stats st;
+    fb_mount_tree_get_stats(t, &st);
+    CHECK_EQ_INT(st.loaded_manifests, 1);
+    CHECK_EQ_INT(st.meta_loads, BUDGET_BACKUPS);
+    CHECK_EQ_INT(st.meta_evictions, BUDGET_BACKUPS - 1);
+    CHECK(st.meta_bytes > BUDGET_ENTRIES * 64 && st.meta_bytes_peak >= st.meta_bytes);
+    /* Numbers the kernel kept, used without a new lookup. */
+    fb_error err;
+    for (int k = 0; k < BUDGET_BACKUPS; k++) {
+        for (int i = 0; i < BUDGET_ENTRIES; i++) {
+            fb_mount_attr a;
+            CHECK_EQ_INT(fb_mount_tree_getattr(t, bs->ino[k][i], &a, &err), 0);
+            CHECK(same_attr(&a, &bs->attr[k][i]));
+            if (bs->entries[k][i].type == FB_ENTRY_FILE)
+                CHECK(budget_bytes_ok(bs, t, k, i, bs->ino[k][i]));
+        }
+        /* Using the next backup evicts this one before each request. */
+        uint64_t next_dir = bs->ino[(k + 1) % BUDGET_BACKUPS][0];
+        fb_mount_attr other;
+        char *target = NULL;
+        CHECK_EQ_INT(fb_mount_tree_getattr(t, next_dir, &other, &err), 0);
+        CHECK_EQ_INT(fb_mount_tree_readlink(t, bs->ino[k][BUDGET_ENTRIES - 1], &target, &err), 0);
+        CHECK(target && strcmp(target, "dir/f01") == 0);
+        free(target);
+        char names[4096];
+        CHECK_EQ_INT(fb_mount_tree_getattr(t, next_dir, &other, &err), 0);
+        listing(t, bs->ino[k][0], names, sizeof names);
+        CHECK(strncmp(names, "f00|f01|", 8) == 0 && strstr(names, "|hl") != NULL);
+    }
+    for (int k = 0; k < BUDGET_BACKUPS; k++)
+        CHECK_EQ_INT(budget_walk(bs, t, k), 0); /* lookups by name: the same numbers */
+    fb_mount_tree_get_stats(t, &st);
+    CHECK_EQ_INT(st.loaded_manifests, 1);
+    CHECK(st.meta_loads >= 3 * BUDGET_BACKUPS);
+    uint64_t first[BUDGET_BACKUPS][BUDGET_ENTRIES];
+    memcpy(first, bs->ino, sizeof first);
+    fb_mount_tree_free(t);
+
+    /* Without a bound nothing is evicted, and the numbering is the same. */
+    t = open_budget_tree(bs, 0);
+    REQUIRE(t);
+    for (int k = 0; k < BUDGET_BACKUPS; k++)
+        CHECK_EQ_INT(budget_walk(bs, t, k), 0);
+    CHECK(memcmp(first, bs->ino, sizeof first) == 0);
+    fb_mount_tree_get_stats(t, &st);
+    CHECK_EQ_INT(st.loaded_manifests, BUDGET_BACKUPS);
+    CHECK_EQ_INT(st.meta_evictions, 0);
+    fb_mount_tree_free(t);
+    budget_free(bs);
+}
+
+/* An open file or directory handle keeps its backup loaded; once closed,
+ * the backup is evicted by the next load and its file reads the same. */
+static void test_budget_open_handles_pin(void)
+{
+    budget_store *bs = budget_setup();
+    REQUIRE(bs);
+    fb_mount_tree *t = open_budget_tree(bs, 1);
+    REQUIRE(t);
+    CHECK_EQ_INT(budget_walk(bs, t, 0), 0);
+    CHECK_EQ_INT(budget_walk(bs, t, 1), 0);
+    fb_error err;
+    fb_mount_file *f = NULL;
+    fb_mount_dir *d = NULL;
+    REQUIRE(fb_mount_tree_open(t, bs->ino[0][5], &f, &err) == 0);
+    REQUIRE(fb_mount_tree_opendir(t, bs->ino[1][0], &d, &err) == 0);
+    CHECK_EQ_INT(budget_walk(bs, t, 2), 0);
+    CHECK_EQ_INT(budget_walk(bs, t, 3), 0);
+    fb_mount_stats st;
+    fb_mount_tree_get_stats(t, &st);
+    CHECK_EQ_INT(st.loaded_manifests, 3); /* 0 (file), 1 (dir handle), 3 (in use) */
+    const spec_entry *e = &bs->entries[0][5];
+    uint8_t want[4096], buf[4096];
+    content_of(e, want);
+    size_t got = 0;
+    CHECK_EQ_INT(fb_mount_file_read(f, buf, sizeof buf, 0, &got, &err), 0);
+    CHECK(got == e->size && memcmp(buf, want, got) == 0);
+    const char *name;
+    uint64_t ino;
+    uint32_t mode;
+    CHECK(fb_mount_dir_get(d, 2, &name, &ino, &mode) && strcmp(name, "f00") == 0);
+    CHECK_EQ_INT(ino, bs->ino[1][1]);
+    fb_mount_file_close(t, f);
+    fb_mount_dir_close(t, d);
+    CHECK_EQ_INT(budget_walk(bs, t, 2), 0);
+    fb_mount_tree_get_stats(t, &st);
+    CHECK_EQ_INT(st.loaded_manifests, 1);
+    CHECK(budget_bytes_ok(bs, t, 0, 5, bs->ino[0][5]));
+    fb_mount_tree_free(t);
+    budget_free(bs);
+}
+
+typedef struct budget_ctx {
+    budget_store *bs;
+    fb_mount_tree *t;
+    int k;
+    int failures;
+} budget_ctx;
+
+/* Reads, stats and looks up entries of its backup and the next one, so
+ * that loads, evictions and uses of the same backups interleave. */
+static void *budget_thread(void *arg)
+{
+    budget_ctx *c = arg;
+    uint64_t s = 77 + (uint64_t)c->k;
+    fb_error err;
+    for (int n = 0; n < 120; n++) {
+        int k = (c->k + (int)(fbtest_rand(&s) % 2)) % BUDGET_BACKUPS;
+        int i = 1 + (int)(fbtest_rand(&s) % (BUDGET_FILES + 1));
+        fb_mount_attr a;
+        if (fb_mount_tree_getattr(c->t, c->bs->ino[k][i], &a, &err) != 0 ||
+            !same_attr(&a, &c->bs->attr[k][i]))
+            c->failures++;
+        if (!budget_bytes_ok(c->bs, c->t, k, i, c->bs->ino[k][i]))
+            c->failures++;
+        if (n % 8 == 0) {
+            if (fb_mount_tree_lookup(c->t, c->bs->ino[k][0], "f03", &a, &err) != 0 ||
+                a.st.st_ino != c->bs->ino[k][4])
+                c->failures++;
+            else
+                fb_mount_tree_forget(c->t, a.st.st_ino, 1);
+        }
+    }
+    return NULL;
+}
+
+static void test_budget_threads(void)
+{
+    budget_store *bs = budget_setup();
+    REQUIRE(bs);
+    fb_mount_tree *t = open_budget_tree(bs, 1);
+    REQUIRE(t);
+    for (int k = 0; k < BUDGET_BACKUPS; k++)
+        CHECK_EQ_INT(budget_walk(bs, t, k), 0);
+    pthread_t th[8];
+    budget_ctx ctx[8];
+    for (int i = 0; i < 8; i++) {
+        ctx[i] = (budget_ctx){bs, t, i % BUDGET_BACKUPS, 0};
+        pthread_create(&th[i], NULL, budget_thread, &ctx[i]);
+    }
+    int failures = 0;
+    for (int i = 0; i < 8; i++) {
+        pthread_join(th[i], NULL);
+        failures += ctx[i].failures;
+    }
+    CHECK_EQ_INT(failures, 0);
+    fb_mount_stats st;
+    fb_mount_tree_get_stats(t, &st);
+    /* How many loads the threads caused depends on timing; every load is
+     * either still loaded or was evicted (the kernel forgot nothing). */
+    CHECK(st.meta_evictions >= BUDGET_BACKUPS - 1);
+    CHECK_EQ_INT(st.meta_loads, st.meta_evictions + st.loaded_manifests);
+    CHECK_EQ_INT(st.open_archives, 0);
+    fb_mount_tree_free(t);
+    budget_free(bs);
+}
+
 int main(void)
 {
     RUN_TEST(test_store_root_and_mountpoint);
@@ -782,5 +754,8 @@ int main(void)
     RUN_TEST(test_corruption);
     RUN_TEST(test_concurrent_reads);
     RUN_TEST(test_free_with_open_handles);
+    RUN_TEST(test_budget_evicts_and_reloads);
+    RUN_TEST(test_budget_open_handles_pin);
+    RUN_TEST(test_budget_threads);
     FBTEST_EXIT();
 }
