@@ -62,6 +62,10 @@ int fb_archive_writer_add_hardlink(fb_archive_writer *w, const char *path,
  * read"). Read errors give FB_EIO naming the path. */
 int fb_archive_writer_add_file(fb_archive_writer *w, const char *path, const fb_entry_meta *meta,
                                int src_fd, fb_archive_file_result *res, fb_error *err);
+/* Stores the meta->size bytes of data, a file the caller has already read
+ * whole (a small one, read ahead of the writer). */
+int fb_archive_writer_add_data(fb_archive_writer *w, const char *path, const fb_entry_meta *meta,
+                               const void *data, fb_archive_file_result *res, fb_error *err);
 
 /* Writes the tar end, the last frame and the seek table. Does not fsync. */
 int fb_archive_writer_finish(fb_archive_writer *w, fb_archive_summary *out, fb_error *err);

@@ -16,8 +16,12 @@ typedef struct fb_sha256 {
 /* Returns 0 or FB_ENOMEM. Pair with fb_sha256_fini. */
 int fb_sha256_init(fb_sha256 *h, fb_error *err);
 void fb_sha256_update(fb_sha256 *h, const void *data, size_t len);
-/* Writes the digest; the context can then only be fini'd. */
+/* Writes the digest; the context can then be reset or fini'd. */
 void fb_sha256_final(fb_sha256 *h, uint8_t out[FB_SHA256_LEN]);
+/* Starts a new digest in an init'd context (after final, or to drop a
+ * partial one): one allocation serves every file of a backup or a verify.
+ * Returns 0 or FB_EIO. */
+int fb_sha256_reset(fb_sha256 *h, fb_error *err);
 void fb_sha256_fini(fb_sha256 *h);
 
 /* One-shot digest of a buffer. */

@@ -25,6 +25,7 @@
 #include <limits.h>
 #include <locale.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -98,6 +99,9 @@ struct fb_archive_writer {
      * calling thread (the seek table and the summary). */
     fb_sha256 out_hash;
     bool out_hash_ready;
+    /* The calling thread's digest of each file, reset per file: a context
+     * allocated per file cost ~0.04 s per 100,000 small files. */
+    fb_sha256 file_hash;
     fb_frame_entry *frames;
     size_t n_frames, cap_frames;
 
@@ -512,6 +516,10 @@ int fb_archive_writer_new(int fd, const fb_archive_writer_options *opts, fb_arch
         return FB_ENOMEM;
     }
     w->out_hash_ready = true;
+    if (fb_sha256_init(&w->file_hash, err)) {
+        fb_archive_writer_free(w);
+        return FB_ENOMEM;
+    }
 
     w->entry = archive_entry_new();
     w->ar = archive_write_new();
@@ -568,6 +576,7 @@ void fb_archive_writer_free(fb_archive_writer *w)
     free(w->frames);
     if (w->out_hash_ready)
         fb_sha256_fini(&w->out_hash);
+    fb_sha256_fini(&w->file_hash);
     if (w->sync_ready) {
         pthread_cond_destroy(&w->done_cv);
         pthread_cond_destroy(&w->work_cv);
@@ -767,8 +776,8 @@ int fb_archive_writer_add_file(fb_archive_writer *w, const char *path, const fb_
     int rc = start_entry(w, path, meta, FB_ENTRY_FILE, err);
     if (rc)
         return rc;
-    fb_sha256 h;
-    rc = fb_sha256_init(&h, err);
+    fb_sha256 *h = &w->file_hash;
+    rc = fb_sha256_reset(h, err);
     if (rc)
         return rc;
     rc = write_header(w, path, err);
@@ -811,7 +820,7 @@ int fb_archive_writer_add_file(fb_archive_writer *w, const char *path, const fb_
             rc = report(w, err);
             goto out;
         }
-        fb_sha256_update(&h, dst, (size_t)got);
+        fb_sha256_update(h, dst, (size_t)got);
         la_ssize_t n = archive_write_data(w->ar, dst, (size_t)got);
         if (n != got || w->failed) {
             archive_failed(w, path, "writing file data");
@@ -825,11 +834,171 @@ int fb_archive_writer_add_file(fb_archive_writer *w, const char *path, const fb_
         goto out;
     if (res) {
         res->offset = offset;
-        fb_sha256_final(&h, res->sha256);
+        fb_sha256_final(h, res->sha256);
     }
 out:
-    fb_sha256_fini(&h);
     return rc;
+}
+
+/* ---- the headers of a plain small file, formatted here ----
+ *
+ * libarchive's pax writer copies the entry, converts its strings and
+ * formats two headers per file: ~1.6 us a file, the largest cost left on
+ * the writing thread for 100,000 small files. For the plainest file (ASCII
+ * name that fits the ustar name field even as its PaxHeader name, ids and
+ * times in ustar range) the same bytes are formatted here: the optional
+ * pax 'x' header holding only the mtime with its fraction, then the ustar
+ * header, exactly as libarchive writes them (test_archive checks the two
+ * byte for byte). Everything else still goes through libarchive. */
+
+#define TAR_BLOCK 512u
+#define PAX_PREFIX "PaxHeader/"
+
+static void put_octal(uint8_t *field, size_t digits, uint64_t v)
+{
+    for (size_t i = digits; i-- > 0; v >>= 3)
+        field[i] = (uint8_t)('0' + (v & 7));
+}
+
+/* A ustar block as libarchive formats it for pax: numbers as 6 or 11 octal
+ * digits with a space (and a NUL after the short ones). */
+static void ustar_block(uint8_t *b, const char *name, size_t name_len, unsigned mode,
+                        const fb_entry_meta *meta, uint64_t size, char type)
+{
+    memset(b, 0, TAR_BLOCK);
+    memcpy(b, name, name_len);
+    put_octal(b + 100, 6, mode);
+    b[106] = ' ';
+    put_octal(b + 108, 6, meta->uid);
+    b[114] = ' ';
+    put_octal(b + 116, 6, meta->gid);
+    b[122] = ' ';
+    put_octal(b + 124, 11, size);
+    b[135] = ' ';
+    put_octal(b + 136, 11, (uint64_t)meta->mtime);
+    b[147] = ' ';
+    memset(b + 148, ' ', 8);
+    b[156] = (uint8_t)type;
+    memcpy(b + 257, "ustar\0" "00", 8);
+    put_octal(b + 329, 6, 0);
+    b[335] = ' ';
+    put_octal(b + 337, 6, 0);
+    b[343] = ' ';
+    unsigned sum = 0;
+    for (size_t i = 0; i < TAR_BLOCK; i++)
+        sum += b[i];
+    put_octal(b + 148, 6, sum);
+    b[154] = '\0';
+}
+
+/* Can this file's headers be formatted here? */
+static bool plain_file(const char *path, size_t len, const fb_entry_meta *meta)
+{
+    if (len + sizeof PAX_PREFIX - 1 >= 100 || meta->uid > 0777777u || meta->gid > 0777777u ||
+        meta->mtime < 0 || meta->mtime >= 0x7fffffff || meta->size > 077777777777u)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (path[i] < 0x20 || path[i] > 0x7e)
+            return false;
+    return true;
+}
+
+/* "LEN mtime=SEC[.FRACTION]\n", the fraction without trailing zeros; LEN
+ * counts its own digits. Returns the record's length. */
+static size_t pax_mtime_record(char *out, size_t cap, int64_t sec, uint32_t nsec)
+{
+    char value[40];
+    int n = snprintf(value, sizeof value, "%lld", (long long)sec);
+    if (nsec) {
+        int digits = 9;
+        while (nsec % 10 == 0) {
+            nsec /= 10;
+            digits--;
+        }
+        n += snprintf(value + n, sizeof value - (size_t)n, ".%0*u", digits, nsec);
+    }
+    size_t body = (size_t)n + sizeof " mtime=\n" - 1, total = body + 1;
+    for (size_t p = 10; total >= p; p *= 10)
+        total++;
+    snprintf(out, cap, "%zu mtime=%s\n", total, value);
+    return total;
+}
+
+/* Formats the headers of a plain file into hdr (3 blocks); returns their length. */
+static size_t plain_headers(uint8_t *hdr, const char *path, size_t len, const fb_entry_meta *meta)
+{
+    unsigned mode = meta->mode & 07777;
+    size_t at = 0;
+    if (meta->mtime_nsec) {
+        const char *slash = strrchr(path, '/');
+        size_t dir = slash ? (size_t)(slash - path) + 1 : 0;
+        char name[100];
+        memcpy(name, path, dir);
+        memcpy(name + dir, PAX_PREFIX, sizeof PAX_PREFIX - 1);
+        memcpy(name + dir + sizeof PAX_PREFIX - 1, path + dir, len - dir);
+        char rec[96];
+        size_t rlen = pax_mtime_record(rec, sizeof rec, meta->mtime, meta->mtime_nsec);
+        /* libarchive gives the 'x' header the permission bits only. */
+        ustar_block(hdr, name, len + sizeof PAX_PREFIX - 1, mode & 0777, meta, rlen, 'x');
+        memset(hdr + TAR_BLOCK, 0, TAR_BLOCK);
+        memcpy(hdr + TAR_BLOCK, rec, rlen);
+        at = 2 * TAR_BLOCK;
+    }
+    ustar_block(hdr + at, path, len, mode, meta, meta->size, '0');
+    return at + TAR_BLOCK;
+}
+
+/* Header, data and padding of a plain file, straight into the frames. */
+static int add_plain_data(fb_archive_writer *w, const char *path, size_t len,
+                          const fb_entry_meta *meta, const void *data, uint64_t *offset)
+{
+    static const uint8_t zeros[TAR_BLOCK];
+    uint8_t hdr[3 * TAR_BLOCK];
+    size_t n = plain_headers(hdr, path, len, meta);
+    on_tar_bytes(w->ar, w, hdr, n);
+    *offset = w->d_total;
+    size_t size = (size_t)meta->size;
+    if (size)
+        on_tar_bytes(w->ar, w, data, size);
+    if (size % TAR_BLOCK)
+        on_tar_bytes(w->ar, w, zeros, TAR_BLOCK - size % TAR_BLOCK);
+    return w->failed;
+}
+
+int fb_archive_writer_add_data(fb_archive_writer *w, const char *path, const fb_entry_meta *meta,
+                               const void *data, fb_archive_file_result *res, fb_error *err)
+{
+    int rc = start_entry(w, path, meta, FB_ENTRY_FILE, err);
+    if (rc)
+        return rc;
+    if (meta->size && !data)
+        return fb_error_set(err, FB_EMISUSE, "%s: %s: no data", w->name, path);
+    fb_sha256 *h = &w->file_hash;
+    if ((rc = fb_sha256_reset(h, err)))
+        return rc;
+    size_t len = (size_t)meta->size, plen = strlen(path);
+    uint64_t offset;
+    if (plain_file(path, plen, meta)) {
+        if (add_plain_data(w, path, plen, meta, data, &offset))
+            return report(w, err);
+    } else {
+        if ((rc = write_header(w, path, err)))
+            return rc;
+        offset = w->d_total;
+        la_ssize_t n = len ? archive_write_data(w->ar, data, len) : 0;
+        if (n != (la_ssize_t)len || w->failed) {
+            archive_failed(w, path, "writing file data");
+            return report(w, err);
+        }
+        if ((rc = end_entry(w, path, err)))
+            return rc;
+    }
+    fb_sha256_update(h, data, len);
+    if (res) {
+        res->offset = offset;
+        fb_sha256_final(h, res->sha256);
+    }
+    return 0;
 }
 
 /* ---- the end ---- */

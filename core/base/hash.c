@@ -2,18 +2,44 @@
 #include "fb_hash.h"
 
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <string.h>
+
+/* EVP_sha256() is an implicit fetch: OpenSSL 3 looks the algorithm up in
+ * its provider store (locks, a hash lookup) on every EVP_DigestInit_ex. With
+ * one digest per file that cost as much as hashing a 200-byte file, so the
+ * algorithm is fetched once per process and kept. */
+static EVP_MD *fetched_md;
+static pthread_once_t fetch_once = PTHREAD_ONCE_INIT;
+
+static void fetch_sha256(void)
+{
+    fetched_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+static const EVP_MD *sha256_md(void)
+{
+    pthread_once(&fetch_once, fetch_sha256);
+    return fetched_md ? fetched_md : EVP_sha256();
+}
 
 int fb_sha256_init(fb_sha256 *h, fb_error *err)
 {
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     if (!ctx)
         return fb_error_set(err, FB_ENOMEM, "sha256: out of memory");
-    if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
+    if (EVP_DigestInit_ex(ctx, sha256_md(), NULL) != 1) {
         EVP_MD_CTX_free(ctx);
         return fb_error_set(err, FB_EIO, "sha256: EVP_DigestInit_ex failed");
     }
     h->ctx = ctx;
+    return 0;
+}
+
+int fb_sha256_reset(fb_sha256 *h, fb_error *err)
+{
+    if (EVP_DigestInit_ex((EVP_MD_CTX *)h->ctx, sha256_md(), NULL) != 1)
+        return fb_error_set(err, FB_EIO, "sha256: EVP_DigestInit_ex failed");
     return 0;
 }
 

@@ -10,6 +10,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +28,7 @@
 #include "clock_i.h"
 #include "live_i.h"
 #include "scan_i.h"
+#include "backup_source_i.h"
 
 #ifndef FB_VERSION
 #define FB_VERSION "unknown"
@@ -47,115 +50,6 @@ void fb_backup_result_fini(fb_backup_result *r)
     free(r->retention);
     r->retention = NULL;
     r->n_retention = 0;
-}
-
-/* ---- opening source files again, by directory fds, never through a symlink ---- */
-
-typedef struct src_cursor {
-    int root_fd;          /* the session source dir (borrowed) */
-    int *fds;             /* fds[i]: O_PATH fd of the first i+1 components of cur */
-    size_t *ends;         /* ends[i]: end offset of component i in cur */
-    size_t depth;
-    size_t cap;
-    char cur[FB_PATH_MAX + 1];
-} src_cursor;
-
-static void cursor_init(src_cursor *c, int root_fd)
-{
-    memset(c, 0, sizeof *c);
-    c->root_fd = root_fd;
-}
-
-static void cursor_truncate(src_cursor *c, size_t depth)
-{
-    while (c->depth > depth) {
-        c->depth--;
-        close(c->fds[c->depth]);
-    }
-    c->cur[c->depth ? c->ends[c->depth - 1] : 0] = '\0';
-}
-
-static void cursor_fini(src_cursor *c)
-{
-    cursor_truncate(c, 0);
-    free(c->fds);
-    free(c->ends);
-}
-
-/* Makes the parent dir of path current. Returns 0 (*dirfd, *base set), 1
- * when a parent vanished or is no longer a directory (errno-like reason in
- * *why), or a negative FB code. */
-static int cursor_parent(src_cursor *c, const char *path, int *dirfd, const char **base,
-                         int *why, fb_error *err)
-{
-    const char *slash = strrchr(path, '/');
-    size_t dlen = slash ? (size_t)(slash - path) : 0;
-    *base = slash ? slash + 1 : path;
-    if (dlen > FB_PATH_MAX)
-        return fb_error_set(err, FB_EMISUSE, "path too long");
-
-    /* Keep the open components that path shares with cur. */
-    size_t k = 0, start = 0;
-    while (k < c->depth) {
-        size_t end = c->ends[k];
-        if (end > dlen || memcmp(c->cur + start, path + start, end - start) != 0 ||
-            (end < dlen && path[end] != '/'))
-            break;
-        start = end + 1;
-        k++;
-    }
-    cursor_truncate(c, k);
-
-    size_t pos = k ? c->ends[k - 1] + 1 : 0;
-    while (pos < dlen) {
-        const char *e = memchr(path + pos, '/', dlen - pos);
-        size_t end = e ? (size_t)(e - path) : dlen;
-        char name[NAME_MAX + 2];
-        size_t nl = end - pos;
-        if (nl == 0 || nl > NAME_MAX) {
-            *why = ENOENT;
-            return 1;
-        }
-        memcpy(name, path + pos, nl);
-        name[nl] = '\0';
-        int parent = c->depth ? c->fds[c->depth - 1] : c->root_fd;
-        int fd = openat(parent, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0) {
-            int e2 = errno;
-            if (e2 == ENOENT || e2 == ENOTDIR || e2 == ELOOP) {
-                *why = e2;
-                return 1;
-            }
-            char esc[600];
-            memcpy(c->cur, path, end);
-            c->cur[end] = '\0';
-            fb_path_escape(c->cur, esc, sizeof esc);
-            cursor_truncate(c, c->depth);
-            return fb_error_set_errno(err, e2, "cannot open directory %s", esc);
-        }
-        if (c->depth == c->cap) {
-            size_t ncap = c->cap ? c->cap * 2 : 16;
-            int *nf = realloc(c->fds, ncap * sizeof *nf);
-            if (nf)
-                c->fds = nf;
-            size_t *ne = nf ? realloc(c->ends, ncap * sizeof *ne) : NULL;
-            if (!nf || !ne) {
-                close(fd);
-                return fb_error_set(err, FB_ENOMEM, "out of memory");
-            }
-            c->ends = ne;
-            c->cap = ncap;
-        }
-        if (pos)
-            c->cur[pos - 1] = '/';
-        memcpy(c->cur + pos, name, nl + 1);
-        c->fds[c->depth] = fd;
-        c->ends[c->depth] = end;
-        c->depth++;
-        pos = end + 1;
-    }
-    *dirfd = c->depth ? c->fds[c->depth - 1] : c->root_fd;
-    return 0;
 }
 
 /* ---- one run ---- */
@@ -205,12 +99,12 @@ static void warn_entry(run *r, const char *what, const char *path)
     fb_warnf(r->req->warn, r->req->warn_ctx, "%s: %s", what, esc);
 }
 
-/* cursor_parent with errors that name the source directory. */
-static int source_parent(run *r, src_cursor *cur, const char *path, int *dirfd,
+/* fb_src_cursor_parent with errors that name the source directory. */
+static int source_parent(run *r, fb_src_cursor *cur, const char *path, int *dirfd,
                          const char **base)
 {
     int why = 0;
-    int rc = cursor_parent(cur, path, dirfd, base, &why, r->err);
+    int rc = fb_src_cursor_parent(cur, path, dirfd, base, &why, r->err);
     if (rc < 0)
         fb_error_prefix(r->err, "%s", r->src_name);
     return rc;
@@ -218,7 +112,7 @@ static int source_parent(run *r, src_cursor *cur, const char *path, int *dirfd,
 
 /* Stores one regular file whose scan stat is expect. Returns 0 (stored, its
  * manifest entry appended), 1 (skipped with a warning), or an error. */
-static int store_file(run *r, src_cursor *cur, fb_archive_writer *w, const char *path,
+static int store_file(run *r, fb_src_cursor *cur, fb_archive_writer *w, const char *path,
                       const fb_scan_stat *expect)
 {
     int dirfd;
@@ -290,8 +184,51 @@ static int store_file(run *r, src_cursor *cur, fb_archive_writer *w, const char 
     return 0;
 }
 
+/* Stores a file the helper read whole (slot s, state FB_PREFETCH_READY): the same
+ * metadata, warning and manifest entry as store_file. */
+static int store_prefetched(run *r, fb_archive_writer *w, const char *path,
+                            const fb_prefetch_slot *s)
+{
+    fb_scan_entry now = {.type = FB_ENTRY_FILE};
+    fb_scan_stat_set(&now.st, &s->before);
+    fb_entry_meta meta;
+    fb_live_meta(&now, &meta);
+    fb_archive_file_result res;
+    int rc = fb_archive_writer_add_data(w, path, &meta, s->data, &res, r->err);
+    if (rc < 0)
+        return rc;
+    if (s->changed) {
+        char esc[600];
+        fb_path_escape(path, esc, sizeof esc);
+        r->out->changed_files++;
+        fb_warnf(r->req->warn, r->req->warn_ctx, "file changed while being read: %s", esc);
+    }
+    rc = fb_manifest_add_entry(&r->m, path, &meta, res.sha256, res.offset, NULL, r->err);
+    if (rc < 0)
+        return rc;
+    r->done_bytes += meta.size;
+    progress(r, "write", r->done_bytes, r->scan.file_bytes);
+    return 0;
+}
+
+/* A FILE entry: from its prefetched slot when the helper read it, else by
+ * store_file. */
+static int store_entry_file(run *r, fb_prefetcher *pf, fb_src_cursor *cur, fb_archive_writer *w,
+                            size_t i)
+{
+    const fb_scan_entry *e = &r->scan.entries[i];
+    fb_prefetch_lane *lane = NULL;
+    fb_prefetch_slot *s = fb_prefetch_wanted(e) ? fb_prefetch_take(pf, i, &lane) : NULL;
+    if (!s)
+        return store_file(r, cur, w, e->path, &e->st);
+    int rc = s->state == FB_PREFETCH_READY ? store_prefetched(r, w, e->path, s)
+                                    : store_file(r, cur, w, e->path, &e->st);
+    fb_prefetch_release(lane);
+    return rc;
+}
+
 /* Is the hardlink at path still a link to the inode of holder? 0 yes, 1 no (warned). */
-static int hardlink_still_same(run *r, src_cursor *cur, const char *path,
+static int hardlink_still_same(run *r, fb_src_cursor *cur, const char *path,
                                const fb_scan_stat *expect)
 {
     int dirfd;
@@ -325,8 +262,14 @@ static int write_entries(run *r, fb_archive_writer *w)
     size_t *holder = malloc((n ? n : 1) * sizeof *holder);
     if (!holder)
         return fb_error_set(r->err, FB_ENOMEM, "out of memory");
-    src_cursor cur;
-    cursor_init(&cur, r->source_fd);
+    fb_src_cursor cur;
+    fb_src_cursor_init(&cur, r->source_fd);
+    fb_prefetcher *pf = malloc(sizeof *pf);
+    if (!pf) {
+        free(holder);
+        return fb_error_set(r->err, FB_ENOMEM, "out of memory");
+    }
+    fb_prefetch_start(pf, &r->scan, r->source_fd);
     int rc = 0;
     for (size_t i = 0; i < n && rc >= 0; i++) {
         const fb_scan_entry *e = &r->scan.entries[i];
@@ -348,7 +291,7 @@ static int write_entries(run *r, fb_archive_writer *w)
                 rc = fb_manifest_add_entry(&r->m, e->path, &meta, NULL, 0, e->target, r->err);
             break;
         case FB_ENTRY_FILE:
-            rc = store_file(r, &cur, w, e->path, &e->st);
+            rc = store_entry_file(r, pf, &cur, w, i);
             if (rc == 0)
                 holder[i] = r->m.n_entries - 1;
             break;
@@ -373,7 +316,9 @@ static int write_entries(run *r, fb_archive_writer *w)
         }
         }
     }
-    cursor_fini(&cur);
+    fb_prefetch_stop(pf);
+    free(pf);
+    fb_src_cursor_fini(&cur);
     free(holder);
     return rc < 0 ? rc : 0;
 }

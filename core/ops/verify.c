@@ -41,7 +41,7 @@
 typedef struct range_check {
     size_t entry;    /* manifest index of the file entry being hashed */
     uint64_t hashed; /* bytes of it hashed so far */
-    bool active;     /* a hash context is open */
+    bool active;     /* a file is being hashed in h */
     fb_sha256 h;
 } range_check;
 
@@ -99,7 +99,10 @@ static int range_start(verify_ctx *c, fb_error *err)
     const fb_manifest_entry *e = &c->m->entries[c->next_range];
     if (e->offset < c->last_end)
         c->ranges_out_of_order = true;
-    if (fb_sha256_init(&c->rc.h, err) < 0)
+    /* One context for every file, reset here: see fb_sha256_reset. */
+    if (!c->rc.h.ctx && fb_sha256_init(&c->rc.h, err) < 0)
+        return FB_ENOMEM;
+    if (fb_sha256_reset(&c->rc.h, err) < 0)
         return FB_ENOMEM;
     c->rc.entry = c->next_range;
     c->rc.hashed = 0;
@@ -121,7 +124,6 @@ static int range_feed(verify_ctx *c, const uint8_t *data, size_t len, fb_error *
             /* Its start lies before this chunk: overlapping or unordered
              * ranges, which a valid manifest never has. */
             c->ranges_out_of_order = true;
-            fb_sha256_fini(&c->rc.h);
             c->rc.active = false;
             range_bad(c, c->rc.entry);
             c->next_range++;
@@ -139,7 +141,6 @@ static int range_feed(verify_ctx *c, const uint8_t *data, size_t len, fb_error *
             break;
         uint8_t got[FB_SHA256_LEN];
         fb_sha256_final(&c->rc.h, got);
-        fb_sha256_fini(&c->rc.h);
         c->rc.active = false;
         if (memcmp(got, e->sha256, FB_SHA256_LEN) != 0)
             range_bad(c, c->rc.entry);
@@ -435,8 +436,7 @@ int fb_verify_backup_dir_with(int backup_dirfd, const fb_manifest *m, const char
         report(&c, m->archive.size);
 out:
     fb_archive_stream_free(c.stream); /* stops the hook's thread first */
-    if (c.rc.active)
-        fb_sha256_fini(&c.rc.h);
+    fb_sha256_fini(&c.rc.h);
     fb_archive_reader_free(reader);
     return rc < 0 ? rc : 0;
 }

@@ -144,6 +144,32 @@ def test_full_backup_writes_store_layout_and_manifest(fl1):
     assert rec["archive_sha256"] == m["archive"]["sha256"]
 
 
+def test_manifest_is_compact_with_one_entry_per_line(fl1):
+    """SPEC "manifest.json": the top-level fields on the first line, then
+    "entries":[ and one entry per line, so jq reads it whole and grep finds
+    an entry by its path; show --json prints it as stored."""
+    bid = fl1.backup("full")["id"]
+    path = fl1.store / "S1" / bid / "manifest.json"
+    text = path.read_text()
+    lines = text.split("\n")
+    assert lines[0].startswith('{"format":1,"backup_id":"') and lines[0].endswith('"entries":[')
+    assert lines[-2:] == ["]}", ""]
+    m = json.loads(text)
+    entries = lines[1:-2]
+    assert len(entries) == len(m["entries"]) > 3
+    for line, e in zip(entries, m["entries"]):
+        assert json.loads(line.rstrip(",")) == e and line.startswith('{"path":')
+    grep = subprocess.run(["grep", '"path":"state.json"', str(path)], capture_output=True,
+                          text=True)
+    assert grep.returncode == 0 and len(grep.stdout.splitlines()) == 1
+    assert json.loads(grep.stdout.strip().rstrip(","))["path"] == "state.json"
+    jq = subprocess.run(["jq", "-e", ".entries | length", str(path)], capture_output=True,
+                        text=True)
+    assert jq.returncode == 0 and int(jq.stdout) == len(m["entries"])
+    r = fl1.run("show", bid, "--json", "--session", "S1")
+    assert r.rc == 0 and r.out == text, r
+
+
 def test_incremental_backup_takes_json_and_state_with_base(fl1):
     full = fl1.backup("full", now=NOW)
     sdir = fl1.sessions / "S1"

@@ -981,6 +981,109 @@ static void test_many_frames_and_free_midway(void)
     fbtest_rmtree(dir);
 }
 
+/* add_data formats the headers of plain files itself (archive_writer.c);
+ * they must be the bytes libarchive writes through add_file, for plain
+ * files and at every edge where add_data hands over to libarchive. */
+typedef struct data_case {
+    const char *path;
+    uint64_t size;
+    int64_t mtime;
+    uint32_t nsec;
+    uint32_t uid, gid, mode;
+} data_case;
+
+static const data_case data_cases[] = {
+    {"top.json", 120, 1796617129, 156508006, 0, 0, 0644},
+    {"d000/f0000001.json", 37, 1796617129, 100000000, 1000, 1000, 0644},
+    {"d000/nsec-one", 1, 1700000000, 1, 5, 6, 0600},
+    {"d000/no-fraction", 200, 1700000000, 0, 0, 0, 0755},
+    {"d000/empty", 0, 1700000000, 5, 0, 0, 0644},
+    {"d001/block-511", 511, 1700000000, 999999999, 0, 0, 04755},
+    {"d001/block-512", 512, 1700000000, 10, 0, 0, 0644},
+    {"d001/block-513", 513, 0, 7, 0, 0, 0644},
+    {"d001/x/y/z/16k", 16384, 0x7ffffffe, 3, 0777777, 0777777, 0644},
+    {"d001/uid-big", 10, 1700000000, 3, 01000000, 0, 0644},
+    {"d001/gid-big", 10, 1700000000, 3, 0, 2000000000u, 0644},
+    {"d001/mtime-max", 10, 0x7fffffff, 3, 0, 0, 0644},
+    {"d001/mtime-negative", 10, -5, 0, 0, 0, 0644},
+    {"with space/and-~!", 10, 1700000000, 30, 0, 0, 0644},
+    {"d\xc3\xa9j\xc3\xa0/caf\xc3\xa9.json", 10, 1700000000, 30, 0, 0, 0644},
+    /* 89 and 90 bytes: the PaxHeader name takes 99, then 100 bytes. */
+    {"dd/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 10, 1700000000, 30, 0, 0, 0644},
+    {"dd/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", 10, 1700000000, 30, 0, 0, 0644},
+};
+
+static int write_cases(const char *archive, const char *srcdir, bool from_data,
+                       fb_archive_file_result *res)
+{
+    int afd;
+    fb_archive_writer *w = open_writer(archive, &afd, SMALL_FRAME, 2);
+    if (!w)
+        return -1;
+    fb_error err;
+    fb_error_clear(&err);
+    int rc = 0;
+    uint8_t data[16384];
+    for (size_t i = 0; !rc && i < sizeof data_cases / sizeof data_cases[0]; i++) {
+        const data_case *c = &data_cases[i];
+        fb_entry_meta m = file_meta(c->size);
+        m.mtime = c->mtime;
+        m.mtime_nsec = c->nsec;
+        m.uid = c->uid;
+        m.gid = c->gid;
+        m.mode = c->mode;
+        fbtest_fill(data, (size_t)c->size, (uint32_t)i, 1);
+        if (from_data) {
+            rc = fb_archive_writer_add_data(w, c->path, &m, data, &res[i], &err);
+            continue;
+        }
+        char name[32];
+        snprintf(name, sizeof name, "src%zu", i);
+        char *src = path_join(srcdir, name);
+        write_file(src, data, (size_t)c->size);
+        int fd = open(src, O_RDONLY | O_CLOEXEC);
+        rc = fb_archive_writer_add_file(w, c->path, &m, fd, &res[i], &err);
+        close(fd);
+        free(src);
+    }
+    fb_archive_summary sum;
+    if (!rc)
+        rc = fb_archive_writer_finish(w, &sum, &err);
+    if (rc)
+        fprintf(stderr, "write_cases: %s\n", err.message);
+    fb_archive_writer_free(w);
+    close(afd);
+    return rc;
+}
+
+static void test_add_data_same_bytes_as_libarchive(void)
+{
+    char *dir = fbtest_tempdir();
+    char *a = path_join(dir, "lib.tar.zst");
+    char *b = path_join(dir, "own.tar.zst");
+    size_t n = sizeof data_cases / sizeof data_cases[0];
+    fb_archive_file_result ra[sizeof data_cases / sizeof data_cases[0]];
+    fb_archive_file_result rb[sizeof data_cases / sizeof data_cases[0]];
+    REQUIRE(write_cases(a, dir, false, ra) == 0);
+    REQUIRE(write_cases(b, dir, true, rb) == 0);
+    size_t la = 0, lb = 0;
+    uint8_t *ba = read_all(a, &la);
+    uint8_t *bb = read_all(b, &lb);
+    REQUIRE(ba && bb);
+    CHECK(la == lb && memcmp(ba, bb, la) == 0);
+    for (size_t i = 0; i < n; i++) {
+        CHECK_EQ_INT(ra[i].offset, rb[i].offset);
+        CHECK(memcmp(ra[i].sha256, rb[i].sha256, FB_SHA256_LEN) == 0);
+    }
+    /* And the archive reads back with the system's tar. */
+    CHECK(run("zstd -dcq '%s' | tar -tf - >/dev/null 2>&1", b) == 0);
+    free(ba);
+    free(bb);
+    free(a);
+    free(b);
+    fbtest_rmtree(dir);
+}
+
 int main(void)
 {
     RUN_TEST(test_options_validated);
@@ -992,5 +1095,6 @@ int main(void)
     RUN_TEST(test_write_error_in_header_frees_everything);
     RUN_TEST(test_bad_entries_refused);
     RUN_TEST(test_many_frames_and_free_midway);
+    RUN_TEST(test_add_data_same_bytes_as_libarchive);
     FBTEST_EXIT();
 }
