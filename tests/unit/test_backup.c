@@ -1067,8 +1067,12 @@ static void swap_things(void *ctx)
     mkdirat(sfd, "to-dir.txt", 0755);
     unlinkat(sfd, "to-fifo.txt", 0);
     mkfifoat(sfd, "to-fifo.txt", 0644);
-    unlinkat(sfd, "swapped.txt", 0);
-    write_at(sfd, "swapped.txt", "another inode", 13, 0644);
+    /* Written beside it, then renamed over it: both inodes exist at once,
+     * so the new one cannot get the old one's number (unlink, then create,
+     * may reuse it, and then nothing was swapped as far as anyone can
+     * tell). */
+    write_at(sfd, "swapped.txt.new", "another inode", 13, 0644);
+    renameat(sfd, "swapped.txt.new", sfd, "swapped.txt");
     /* same inode, new content: stored as it is when read */
     int fd = openat(sfd, "changed.txt", O_WRONLY | O_TRUNC);
     if (fd >= 0) {
