@@ -3,9 +3,16 @@
 # 20-200 bytes in 100 directories, then times `backup full` (validated, the
 # default) and `backup full --no-verify` against `tar -cf - | zstd -3 -T0`
 # of the same tree, in turns, best of RUNS, with each contender's peak RSS
-# (/usr/bin/time). Then `show --files` and `verify` of the backup, time and
-# peak RSS. With FB_BASE_BUILD_DIR set, a second build (say, before a
-# change) runs in the same turns. A benchmark, never a test.
+# (/usr/bin/time), and mksquashfs (-comp zstd -Xcompression-level 3) as the
+# other peer. Then the CLI commands on that backup (show --files, verify,
+# diff, list, cleanup, recover --target): time and peak RSS. Then the mount:
+# `flowloom-backup mount -f` (the daemon, flowloom-backupfs, under its own
+# PID) against squashfuse on the squashfs image, each freshly mounted per run:
+# the first read of one file, reading every file (find | xargs cat), and the
+# daemon's peak RSS (VmHWM) after that. Targets of issue 10 beside each
+# figure. Whatever it mounts it unmounts (trap). With FB_BASE_BUILD_DIR set,
+# a second build (say, before a change) runs in the same backup turns.
+# A benchmark, never a test.
 #
 # usage: bench/scale.sh [--files N] [--runs R]
 #        env FB_BUILD_DIR (default ./build), FB_BASE_BUILD_DIR (optional)
@@ -29,9 +36,34 @@ for c in "$cli" $base_cli; do
 done
 [ -x /usr/bin/time ] || { echo "bench: needs GNU time as /usr/bin/time" >&2; exit 2; }
 target=1.5 # issue 10: a full backup within 1.5x the time of tar | zstd
+have_sq=1
+command -v mksquashfs >/dev/null && command -v squashfuse >/dev/null || {
+    have_sq=0
+    echo "bench: mksquashfs/squashfuse not installed (apt-get install -y squashfs-tools" \
+        "squashfuse): their columns print n/a" >&2
+}
+command -v fusermount3 >/dev/null || { echo "bench: needs fusermount3" >&2; exit 2; }
 
 work=$(mktemp -d /tmp/fb-bench.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+exec 3>&2 # errors of a contender reach the terminal through bench_run's redirection
+# Mounts and daemons of this run: unmounted and ended (by PID) on any exit.
+mounts=()
+pids=()
+cleanup() {
+    local m p
+    for m in "${mounts[@]}"; do
+        if mountpoint -q "$m" 2>/dev/null; then
+            fusermount3 -u "$m" 2>/dev/null || fusermount3 -uz "$m" 2>/dev/null || true
+        fi
+    done
+    for p in "${pids[@]}"; do
+        kill "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 root=$work/root
 sess=$root/.flowloom/sessions/bench
 python3 "$here/bench/gen_small_files.py" "$sess" "$files"
@@ -53,14 +85,21 @@ tar_zstd() { timed tar sh -c 'tar -C "$1" -cf - . | zstd -3 -T0 -q -o "$2" -f' s
 fb_with() { # LABEL CLI ARGS...
     local label=$1 c=$2
     shift 2
-    FLOWLOOM_ROOT=$root timed "$label" "$c" backup bench full --no-cleanup --quiet "$@"
+    FLOWLOOM_ROOT=$root timed "$label" "$c" backup bench full --no-cleanup --quiet "$@" \
+        2>"$work/err" || { cat "$work/err" >&3; return 1; }
 }
 fb_backup() { fb_with fb "$cli"; }
 fb_backup_nv() { fb_with fbnv "$cli" --no-verify; }
 base_backup() { fb_with base "$base_cli"; }
 base_backup_nv() { fb_with basenv "$base_cli" --no-verify; }
 
+sq_img=$work/session.sqfs
+sq_rm() { rm -f "$sq_img"; }
+sq_make() { timed sq mksquashfs "$sess" "$sq_img" -comp zstd -Xcompression-level 3 \
+    -noappend -quiet -no-progress; }
+
 bench_add tar : tar_zstd
+[ "$have_sq" = 1 ] && bench_add sq sq_rm sq_make
 bench_add fb empty_store fb_backup
 bench_add fbnv empty_store fb_backup_nv
 if [ -n "$base_cli" ]; then
@@ -72,17 +111,95 @@ load_before=$(machine_line)
 sync
 bench_run "$runs"
 
-# One validated backup stays for show and verify.
+# One validated backup stays for the commands and the mount.
 empty_store
-fb_backup_nv >/dev/null
-stored_fb=$(stat -c %s "$root"/.flowloom/backups/bench/*/archive.tar.zst)
-manifest_fb=$(stat -c %s "$root"/.flowloom/backups/bench/*/manifest.json)
+fb_backup >/dev/null
+bid=$(ls "$root/.flowloom/backups/bench" | grep -v '^\.' | head -1)
+stored_fb=$(stat -c %s "$root/.flowloom/backups/bench/$bid/archive.tar.zst")
+manifest_fb=$(stat -c %s "$root/.flowloom/backups/bench/$bid/manifest.json")
 stored_tar=$(stat -c %s "$work/tar.zst")
+sq_sz=
+if [ "$have_sq" = 1 ]; then
+    [ -f "$sq_img" ] || sq_make >/dev/null
+    sq_sz=$(stat -c %s "$sq_img")
+fi
+fbc() { FLOWLOOM_ROOT=$root "$cli" "$@"; }
 fb_show() { FLOWLOOM_ROOT=$root timed show "$cli" show bench latest --files; }
 fb_verify() { FLOWLOOM_ROOT=$root timed verify "$cli" verify bench latest; }
+fb_diff() { FLOWLOOM_ROOT=$root timed diff "$cli" diff bench "$bid" latest; }
+fb_list() { FLOWLOOM_ROOT=$root timed list "$cli" list bench; }
+fb_cleanup() { FLOWLOOM_ROOT=$root timed cleanup "$cli" cleanup bench; }
+rec_rm() { rm -rf "$work/rec"; }
+fb_recover() { FLOWLOOM_ROOT=$root timed recover "$cli" recover bench latest --target "$work/rec"; }
 bench_labels=()
 bench_add show : fb_show
 bench_add verify : fb_verify
+bench_add list : fb_list
+bench_add recover rec_rm fb_recover
+# diff and cleanup want a second backup (one file changed), after the mount.
+
+# The mount rows. Each run mounts afresh (nothing cached in the daemon or the
+# kernel), reads one file first, then every file, then reads the daemon's
+# VmHWM, then unmounts.
+mnt=$work/mnt
+mkdir -p "$mnt"
+mounts+=("$mnt")
+one=d050/$(printf 'f%07d.json' $((files > 50 ? 50 : 0)))
+[ -f "$sess/$one" ] || one=$(cd "$sess" && find . -type f | head -1)
+now() { date +%s.%N; }
+since_ms() { awk -v s="$1" -v e="$(now)" 'BEGIN{printf "%.1f", (e-s)*1000}'; }
+wait_mounted() { # PID: until $mnt is a mount point (or the daemon died)
+    local i
+    for i in $(seq 200); do
+        mountpoint -q "$mnt" && return 0
+        kill -0 "$1" 2>/dev/null || return 1
+        sleep 0.05
+    done
+    return 1
+}
+unmount_pid() { # PID
+    fusermount3 -u "$mnt" 2>/dev/null || fusermount3 -uz "$mnt" 2>/dev/null || true
+    local i
+    for i in $(seq 100); do kill -0 "$1" 2>/dev/null || break; sleep 0.05; done
+    kill "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+declare -A mbest
+keep_min() { # KEY VALUE
+    if [ -z "${mbest[$1]:-}" ] || awk -v t="$2" -v b="${mbest[$1]}" 'BEGIN{exit !(t<b)}'; then
+        mbest[$1]=$2
+    fi
+}
+mount_run() { # NAME DIR_IN_MOUNT CMD...: one fresh mount, its three figures
+    local name=$1 sub=$2 pid s hwm
+    shift 2
+    "$@" >"$work/mount.$name.log" 2>&1 &
+    pid=$!
+    pids+=("$pid")
+    wait_mounted "$pid" || { echo "bench: $name did not mount (see below)" >&2;
+        cat "$work/mount.$name.log" >&2; exit 1; }
+    s=$(now)
+    cat "$mnt/$sub/$one" >/dev/null
+    keep_min "$name.first" "$(since_ms "$s")"
+    s=$(now)
+    (cd "$mnt/$sub" && find . -type f -print0 | xargs -0 cat >/dev/null)
+    keep_min "$name.all" "$(awk -v s="$s" -v e="$(now)" 'BEGIN{printf "%.2f", e-s}')"
+    hwm=$(awk '/^VmHWM/{printf "%.0f", $2/1024}' "/proc/$pid/status")
+    keep_min "$name.hwm" "$hwm"
+    unmount_pid "$pid"
+}
+sync
+for _ in $(seq "$runs"); do
+    mount_run fb "bench/$bid" env FLOWLOOM_ROOT="$root" "$cli" mount "$mnt" -f
+    [ "$have_sq" = 1 ] && mount_run sq . squashfuse -f "$sq_img" "$mnt"
+done
+# The mount is gone; the CLI rows run in their turns.
+bench_run "$runs"
+echo x >>"$sess/$one"
+FLOWLOOM_ROOT=$root "$cli" backup bench full --no-cleanup --quiet >/dev/null
+bench_labels=()
+bench_add diff : fb_diff
+bench_add cleanup : fb_cleanup
 bench_run "$runs"
 
 printf '\n%d entries (%d files of 20-200 bytes in 100 dirs), %s MiB; %d runs each, in turns, best\n' \
@@ -91,19 +208,45 @@ printf 'before: %s\nafter:  %s\n' "$load_before" "$(machine_line)"
 printf 'stored: archive %s MiB, manifest.json %s MiB; tar.zst %s MiB\n\n' "$(mib "$stored_fb")" \
     "$(mib "$manifest_fb")" "$(mib "$stored_tar")"
 t_tar=$(bench_best tar)
-printf '%-36s %9s %9s %9s %8s\n' what seconds peak_MiB vs_tar target
-row() { # LABEL TEXT TARGET
-    local t
+printf '%-36s %9s %9s %9s %s\n' what seconds peak_MiB vs_tar target
+row() { # LABEL TEXT TARGET [-: no vs_tar]
+    local t v=-
     t=$(bench_best "$1")
-    printf '%-36s %9s %9s %9s %8s\n' "$2" "$t" "$(peak_mib "$1")" \
-        "$(awk -v a="$t" -v b="$t_tar" 'BEGIN{printf "%.2fx", a/b}')" "$3"
+    [ -z "${4:-}" ] && v=$(ratio "$t" "$t_tar")
+    printf '%-36s %9s %9s %9s %s\n' "$2" "$t" "$(peak_mib "$1")" "$v" "$3"
 }
 row tar "tar -cf - | zstd -3 -T0" -
-row fb "backup full (validated)" "${target}x"
-row fbnv "backup full --no-verify" "${target}x"
+row fb "backup full (validated)" "<=${target}x, <=64 MiB"
+row fbnv "backup full --no-verify" "<=${target}x, <=64 MiB"
 if [ -n "$base_cli" ]; then
     row base "base build: backup full (validated)" "${target}x"
     row basenv "base build: backup full --no-verify" "${target}x"
 fi
-row show "show --files" -
-row verify "verify" -
+row show "show --files" "<=64 MiB" -
+row verify "verify" "<=64 MiB" -
+row diff "diff (two full backups)" "<=64 MiB" -
+row list "list" "<=64 MiB" -
+row cleanup "cleanup" "<=64 MiB" -
+row recover "recover --target" "<=64 MiB" -
+
+na() { [ -n "${1:-}" ] && echo "$1" || echo n/a; }
+printf '\n%-36s %12s %12s %8s %s\n' what flowloom peer ratio target
+prow() { # TEXT FB PEER TARGET
+    local r=n/a
+    [ -n "$3" ] && [ "$3" != n/a ] && r=$(ratio "$2" "$3")
+    printf '%-36s %12s %12s %8s %s\n' "$1" "$2" "$(na "$3")" "$r" "$4"
+}
+sq_t=; [ "$have_sq" = 1 ] && sq_t=$(bench_best sq)
+sq_m=; [ "$have_sq" = 1 ] && sq_m=$(peak_mib sq)
+prow "backup full vs mksquashfs, s" "$(bench_best fb)" "$sq_t" "<=1.5x tar|zstd ($t_tar s)"
+prow "backup full vs mksquashfs, peak MiB" "$(peak_mib fb)" "$sq_m" "<=64 MiB"
+prow "stored: archive+manifest vs image, MiB" "$(mib $((stored_fb + manifest_fb)))" \
+    "$( [ -n "$sq_sz" ] && mib "$sq_sz")" "-"
+printf '%-36s %12s %12s %8s %s\n' "manifest.json, bytes per entry" \
+    "$((manifest_fb / entries))" - - "-"
+first_target="<=150 ms (at 100k entries)"
+[ "$files" -le 2000 ] && first_target="<=5 ms (at 2,000)"
+prow "mount: first read of one file, ms" "${mbest[fb.first]}" "${mbest[sq.first]:-}" "$first_target"
+prow "mount: read every file, s" "${mbest[fb.all]}" "${mbest[sq.all]:-}" "<=1.00x squashfuse"
+prow "mount: daemon peak (VmHWM) after, MiB" "${mbest[fb.hwm]}" "${mbest[sq.hwm]:-}" \
+    "<=128 MiB (after 4 backups)"
