@@ -159,7 +159,10 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         return;
     }
     fi->fh = (uint64_t)(uintptr_t)f;
-    /* Immutable contents: pages cached by an earlier open stay valid. */
+    /* Immutable contents: pages cached by an earlier open stay valid (a
+     * number never names other contents, include/fb_mount_tree.h). No
+     * FUSE_CAP_NO_OPEN_SUPPORT: this open is where the file's header and, for
+     * small files, its hash are proven before any byte is served. */
     fi->keep_cache = 1;
     fi->noflush = 1;
     if (fuse_reply_open(req, fi) != 0)

@@ -14,6 +14,7 @@
 #ifndef FB_ARCHIVE_READER_H
 #define FB_ARCHIVE_READER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -52,6 +53,10 @@ typedef struct fb_archive_proof {
     int64_t mtime_sec, mtime_nsec, ctime_sec, ctime_nsec;
     uint64_t table_digest;
     size_t frames; /* frames 0 .. frames-1 are proven */
+    /* The frame cache key its decoded frames are under, and whether they
+     * outlive the reader (fb_archive_reader_keep_frames). */
+    uint64_t frame_key;
+    bool frames_kept;
 } fb_archive_proof;
 
 /* Fills out with what r has proven so far. Any thread. */
@@ -60,6 +65,13 @@ void fb_archive_reader_get_proof(fb_archive_reader *r, fb_archive_proof *out);
  * r saw at open, and the same number of frames); otherwise does nothing.
  * Call before r is shared between threads. */
 void fb_archive_reader_adopt_proof(fb_archive_reader *r, const fb_archive_proof *p);
+/* Leaves r's decoded frames in its shared cache when r is freed, so that a
+ * later reader adopting r's proof (same file, same seek table: the frames
+ * were checked against exactly that) finds them without decoding again. The
+ * caller then owns the key (the proof's frame_key): fb_frame_cache_forget it
+ * when no reader will adopt that proof any more. Call when r is no longer
+ * shared, just before fb_archive_reader_get_proof and _free. */
+void fb_archive_reader_keep_frames(fb_archive_reader *r);
 
 /* fb_archive_reader_pread places an offset through the sizes of the frames
  * before it, each proven against its own header (core/archive/frame_proof_i.h);

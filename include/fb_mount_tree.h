@@ -15,6 +15,9 @@
  *     paths follow). Hardlinks answer with the inode of the file they link to.
  * Backup contents are immutable, so a range stays valid for as long as the
  * backup exists: contents dropped from memory are reloaded into the same range.
+ * A backup is its id and its archive's hash in the index: an id that comes
+ * back with another archive is a new backup with new numbers, so that no
+ * number the kernel caches (for a year, inside a backup) names other contents.
  *
  * Liveness: the root and session listings are re-read from the store when
  * they are older than opts.live_seconds (and on every opendir), so backups

@@ -77,6 +77,7 @@ struct fb_archive_reader {
      * its size is proven by its content, not only by its header (see
      * fb_archive_reader_pread_anchored). Set and read with atomics. */
     _Atomic unsigned char *decoded;
+    bool keep_frames; /* the key's frames outlive r (fb_archive_reader_keep_frames) */
 };
 
 /* One frame of the sequential stream: its compressed and decoded bytes. */
@@ -400,7 +401,7 @@ void fb_archive_reader_free(fb_archive_reader *r)
 {
     if (!r)
         return;
-    if (r->cache)
+    if (r->cache && !r->keep_frames)
         fb_frame_cache_forget(r->cache, r->key);
     if (r->own_cache) {
         fb_frame_ref_release(r->own_cache, r->slot_ref);
@@ -502,6 +503,13 @@ void fb_archive_reader_get_proof(fb_archive_reader *r, fb_archive_proof *out)
 {
     *out = r->identity;
     out->frames = atomic_load_explicit(&r->proven, memory_order_acquire);
+    out->frame_key = r->key;
+    out->frames_kept = r->cache && r->keep_frames;
+}
+
+void fb_archive_reader_keep_frames(fb_archive_reader *r)
+{
+    r->keep_frames = true;
 }
 
 void fb_archive_reader_adopt_proof(fb_archive_reader *r, const fb_archive_proof *p)
@@ -516,6 +524,11 @@ void fb_archive_reader_adopt_proof(fb_archive_reader *r, const fb_archive_proof 
     if (p->frames > atomic_load_explicit(&r->proven, memory_order_relaxed))
         atomic_store_explicit(&r->proven, p->frames, memory_order_release);
     pthread_mutex_unlock(&r->prove_lock);
+    /* Same file and seek table: frames decoded and checked by the reader
+     * that made p are this file's frames. r has decoded nothing yet (it is
+     * not shared), so its own fresh key holds nothing to forget. */
+    if (p->frames_kept && r->cache)
+        r->key = p->frame_key;
 }
 
 uint64_t fb_archive_reader_uncompressed_size(const fb_archive_reader *r)

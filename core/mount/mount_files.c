@@ -78,6 +78,11 @@ static int archive_share(fb_mount_tree *t, mt_backup *b, uint64_t archive_size, 
         (*out)->refs++;
         return 0;
     }
+    /* Its id now names another archive; this node's proof and contents
+     * describe the old one. */
+    if (b->retired)
+        return fb_error_set(err, FB_ENOTFOUND, "%s/%s: replaced by another backup of that id",
+                            b->session->id, b->id);
     char sid[FB_SESSION_ID_MAX + 1], bid[FB_BACKUP_ID_LEN + 1];
     strcpy(sid, b->session->id);
     strcpy(bid, b->id);
@@ -122,9 +127,19 @@ static fb_archive_reader *archive_unref(fb_mount_tree *t, mt_archive *a)
     if (--a->refs > 0)
         return NULL;
     if (a->backup) {
-        fb_archive_reader_get_proof(a->reader, &a->backup->proof);
-        a->backup->has_proof = true;
-        a->backup->archive = NULL;
+        /* The next file opened in this backup, often the very next request
+         * (find | xargs cat), finds the frames still decoded: without this,
+         * each small file's open decoded its frame again. The LRU bound of
+         * the cache still applies; the node forgets them when it goes. */
+        mt_backup *b = a->backup;
+        fb_archive_proof old = b->proof;
+        bool had = b->has_proof;
+        fb_archive_reader_keep_frames(a->reader);
+        fb_archive_reader_get_proof(a->reader, &b->proof);
+        b->has_proof = true;
+        b->archive = NULL;
+        if (had && old.frames_kept && old.frame_key != b->proof.frame_key)
+            fb_frame_cache_forget(t->cache, old.frame_key);
     }
     if (a->prev)
         a->prev->next = a->next;

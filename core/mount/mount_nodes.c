@@ -73,7 +73,7 @@ mt_session *fb_mount_session_add(fb_mount_tree *t, const char *id, size_t pos)
 mt_backup *fb_mount_session_backup(const mt_session *s, const char *id)
 {
     for (size_t i = 0; i < s->n_backups; i++)
-        if (strcmp(s->backups[i]->id, id) == 0)
+        if (!s->backups[i]->retired && strcmp(s->backups[i]->id, id) == 0)
             return s->backups[i];
     return NULL;
 }
@@ -183,6 +183,8 @@ static void backup_free_node(fb_mount_tree *t, mt_backup *b)
         fb_mount_inode_range_remove(t, b->entries_base);
     mt_contents_free(contents_detach(t, b));
     archive_detach(b);
+    if (b->has_proof && b->proof.frames_kept)
+        fb_frame_cache_forget(t->cache, b->proof.frame_key);
     free(b);
     t->n_backups_alive--;
 }
@@ -221,6 +223,7 @@ mt_backup *fb_mount_backup_add(fb_mount_tree *t, mt_session *s, const fb_index_r
         return NULL;
     b->session = s;
     memcpy(b->id, r->id, sizeof b->id);
+    memcpy(b->archive_sha256, r->archive_sha256, sizeof b->archive_sha256);
     if (fb_mount_inode_range_new(t, 1, RANGE_BACKUP_DIR, b, &b->ino) != 0) {
         free(b);
         return NULL;
@@ -333,6 +336,10 @@ int fb_mount_backup_ensure_loaded(fb_mount_tree *t, mt_backup *b, fb_error *err)
             break;
         pthread_cond_wait(&t->loaded_cond, &t->lock);
     }
+    /* Its id now names other contents, which must not fill its old numbers. */
+    if (b->retired)
+        return fb_error_set(err, FB_ENOTFOUND, "%s/%s: replaced by another backup of that id",
+                            b->session->id, b->id);
     b->loading = true;
     char sid[FB_SESSION_ID_MAX + 1], bid[FB_BACKUP_ID_LEN + 1];
     strcpy(sid, b->session->id);

@@ -43,6 +43,10 @@ static int session_install(fb_mount_tree *t, mt_session *s, const fb_index *idx)
         if (!fb_backup_id_is_valid(r->id))
             continue;
         mt_backup *b = fb_mount_session_backup(s, r->id);
+        if (b && memcmp(b->archive_sha256, r->archive_sha256, sizeof r->archive_sha256) != 0) {
+            b->retired = true;
+            b = NULL;
+        }
         if (!b && !(b = fb_mount_backup_add(t, s, r))) {
             rc = FB_ENOMEM;
             continue;

@@ -50,6 +50,11 @@ typedef struct mt_backup {
     uint64_t entries_base;  /* range of its entries, 0 until first loaded */
     uint64_t entries_count;
     bool present;           /* in the session's index at the last refresh */
+    /* The id came back naming other contents (another archive hash): the
+     * kernel may cache this node's numbers, attributes and pages for a year,
+     * so the new backup gets a new node and this one can never load again. */
+    bool retired;
+    uint8_t archive_sha256[FB_SHA256_LEN];
     bool loading;
     uint64_t kref;          /* kernel lookups on the dir and its entries */
     unsigned pins;          /* in-flight operations and open dir handles */

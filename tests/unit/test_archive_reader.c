@@ -893,6 +893,65 @@ static void test_proof_carries_over_only_to_the_same_file(void)
     fbtest_rmtree(dir);
 }
 
+/* Kept frames serve the next reader of the same file from the cache, and
+ * only that reader: one of another file decodes (and checks) its own. */
+static void test_kept_frames_carry_over_only_with_the_proof(void)
+{
+    char *dir = fbtest_tempdir(), *path = path_in(dir, NAME), *other = path_in(dir, "b.zst");
+    uint8_t *src = make_source();
+    build_standard(src, true, path);
+    build_standard(src, true, other);
+    fb_frame_cache *cache = NULL;
+    fb_error err;
+    REQUIRE(fb_frame_cache_new(64u << 20, &cache, &err) == 0);
+    uint8_t buf[100];
+    size_t got;
+    fb_frame_cache_stats st0, st1;
+
+    fb_archive_reader *a = open_reader(path, cache);
+    REQUIRE(a);
+    CHECK_EQ_INT(fb_archive_reader_pread(a, buf, sizeof buf, 3 * FRAME + 7, &got, &err), 0);
+    fb_archive_proof p;
+    fb_archive_reader_keep_frames(a);
+    fb_archive_reader_get_proof(a, &p);
+    CHECK(p.frames_kept);
+    fb_archive_reader_free(a);
+    fb_frame_cache_get_stats(cache, &st0);
+    CHECK(st0.bytes > 0); /* still cached after the reader went */
+
+    fb_archive_reader *b = open_reader(path, cache);
+    REQUIRE(b);
+    fb_archive_reader_adopt_proof(b, &p);
+    CHECK_EQ_INT(fb_archive_reader_pread(b, buf, sizeof buf, 3 * FRAME + 7, &got, &err), 0);
+    CHECK(got == sizeof buf && memcmp(buf, src + 3 * FRAME + 7, sizeof buf) == 0);
+    fb_frame_cache_get_stats(cache, &st1);
+    CHECK(st1.hits == st0.hits + 1 && st1.misses == st0.misses);
+    fb_archive_reader_free(b); /* not kept: the key's frames go with it */
+    fb_frame_cache_get_stats(cache, &st1);
+    CHECK(st1.bytes == 0);
+
+    a = open_reader(path, cache);
+    REQUIRE(a);
+    CHECK_EQ_INT(fb_archive_reader_pread(a, buf, sizeof buf, 3 * FRAME + 7, &got, &err), 0);
+    fb_archive_reader_keep_frames(a);
+    fb_archive_reader_get_proof(a, &p);
+    fb_archive_reader_free(a);
+    b = open_reader(other, cache); /* same bytes, another inode */
+    REQUIRE(b);
+    fb_archive_reader_adopt_proof(b, &p);
+    fb_frame_cache_get_stats(cache, &st0);
+    CHECK_EQ_INT(fb_archive_reader_pread(b, buf, sizeof buf, 3 * FRAME + 7, &got, &err), 0);
+    fb_frame_cache_get_stats(cache, &st1);
+    CHECK(st1.misses > st0.misses);
+    fb_archive_reader_free(b);
+    fb_frame_cache_forget(cache, p.frame_key);
+    fb_frame_cache_free(cache);
+    free(src);
+    free(path);
+    free(other);
+    fbtest_rmtree(dir);
+}
+
 static void test_open_rejects(void)
 {
     char *dir = fbtest_tempdir(), *path = path_in(dir, NAME);
@@ -1408,6 +1467,7 @@ int main(void)
     RUN_TEST(test_frame_not_exactly_one_zstd_frame);
     RUN_TEST(test_lying_table_never_shifts_bytes);
     RUN_TEST(test_proof_carries_over_only_to_the_same_file);
+    RUN_TEST(test_kept_frames_carry_over_only_with_the_proof);
     RUN_TEST(test_header_and_table_lying_together);
     RUN_TEST(test_open_rejects);
     RUN_TEST(test_truncated_after_open);
