@@ -314,12 +314,23 @@ static int backup_install_contents(fb_mount_tree *t, mt_backup *b, mt_contents *
     return 0;
 }
 
+/* A sanitizer replaces malloc: glibc's malloc_trim then walks arenas that
+ * never held our memory, and crashes (seen under ASan). */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define MT_SANITIZED_HEAP 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || \
+    __has_feature(memory_sanitizer)
+#define MT_SANITIZED_HEAP 1
+#endif
+#endif
+
 /* Hands freed heap pages back to the system: parsing a manifest leaves its
  * parser's memory freed in the heap, and evicted contents leave holes that
  * glibc would otherwise keep (the budget is meant as resident memory). */
 static void heap_trim(void)
 {
-#ifdef __GLIBC__
+#if defined(__GLIBC__) && !defined(MT_SANITIZED_HEAP)
     malloc_trim(0);
 #endif
 }
