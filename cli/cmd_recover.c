@@ -365,7 +365,7 @@ static int run_recover(cli_ctx *ctx)
     cli_progress_init(&prog, ctx, a.progress);
     fb_restore_request req = {
         .session_id = session_id,
-        .backup = a.backup_arg ? a.backup_arg : "latest",
+        .backup = a.backup_arg ? a.backup_arg : FB_BACKUP_SPEC_LATEST,
         .target_dir = a.target,
         .dry_run = a.dry_run,
         .safety_backup = a.safety,

@@ -127,10 +127,6 @@ int fb_store_clear_restore_staging(const fb_store *store, const char *session_id
 int fb_store_list_leftovers(const fb_store *store, int session_fd, const char *session_id,
                             char ***out, size_t *n_out, fb_error *err);
 
-/* The names a user may give instead of a backup id (SPEC "Finding things"). */
-#define FB_BACKUP_SPEC_LATEST "latest"           /* the newest backup */
-#define FB_BACKUP_SPEC_LATEST_FULL "latest-full" /* the newest full backup */
-
 /* Resolves a backup as a user names it against the index: "latest",
  * "latest-full", a full id, or a prefix of an id or of its 6-hex suffix
  * that names exactly one backup. out gets the id. Returns FB_ENOTFOUND when

@@ -31,6 +31,16 @@
  * running recover still holds its flock. */
 #define FB_RESTORE_STAGING_PREFIX ".restore-"
 #define FB_RESTORE_STAGING_HEX 16
+/* Work in progress (a backup being written, a file being replaced) and
+ * removals under way: leftovers of interrupted runs, cleared by the next
+ * command holding the session's lock. */
+#define FB_WORK_PREFIX ".tmp-"
+#define FB_TRASH_PREFIX ".trash-"
+
+/* The names a user may give instead of a backup id (SPEC "Finding things"),
+ * which the mount also shows as links in each session directory. */
+#define FB_BACKUP_SPEC_LATEST "latest"           /* the newest backup */
+#define FB_BACKUP_SPEC_LATEST_FULL "latest-full" /* the newest full backup */
 
 /* Compression settings we write with (config "compression", the archive
  * writer): levels, frame sizes (a frame is at most this many tar bytes;

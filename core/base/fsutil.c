@@ -97,7 +97,7 @@ int fb_atomic_write_at(int dirfd, const char *dir_name, const char *name, const 
         if (rc)
             return rc;
         /* The name part is cut so the temp name always fits NAME_MAX. */
-        snprintf(tmp, sizeof tmp, ".tmp-%.200s-%s", name, hex);
+        snprintf(tmp, sizeof tmp, FB_WORK_PREFIX "%.200s-%s", name, hex);
         fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd < 0 && errno != EEXIST)
             return fb_error_set_errno(err, errno, "cannot create a temporary file for %s", shown);

@@ -86,13 +86,13 @@ static int snapshot_session(const mt_session *s, fb_mount_dir *d)
     free(items);
     if (s->latest[0]) {
         mt_snap_entry *e = &d->snap[d->n_snap++];
-        strcpy(e->name, "latest");
+        strcpy(e->name, FB_BACKUP_SPEC_LATEST);
         e->ino = s->ino + 1;
         e->mode = S_IFLNK;
     }
     if (s->latest_full[0]) {
         mt_snap_entry *e = &d->snap[d->n_snap++];
-        strcpy(e->name, "latest-full");
+        strcpy(e->name, FB_BACKUP_SPEC_LATEST_FULL);
         e->ino = s->ino + 2;
         e->mode = S_IFLNK;
     }

@@ -110,7 +110,7 @@ static int lookup_in_session(fb_mount_tree *t, mt_session *s, const char *name,
     fb_mount_refresh_session(t, s, false, &ignored);
     int rc = 0;
     pthread_mutex_lock(&t->lock);
-    if (strcmp(name, "latest") == 0 || strcmp(name, "latest-full") == 0) {
+    if (strcmp(name, FB_BACKUP_SPEC_LATEST) == 0 || strcmp(name, FB_BACKUP_SPEC_LATEST_FULL) == 0) {
         rc = fb_mount_attr_latest(s, name[6] == '-', out);
         if (rc == 0)
             s->kref++;

@@ -626,7 +626,7 @@ static int run_steps(run *r)
     if ((rc = pick_backup_id(r)) < 0)
         return rc;
     snprintf(r->label, sizeof r->label, "%s/%s", req->session_id, r->id);
-    if ((rc = fb_make_temp_dir_at(r->session_fd, r->sess_name, ".tmp-", r->tmpname,
+    if ((rc = fb_make_temp_dir_at(r->session_fd, r->sess_name, FB_WORK_PREFIX, r->tmpname,
                                   sizeof r->tmpname, &r->tmp_fd, r->err)) < 0)
         return rc;
     r->tmp_made = true;

@@ -90,7 +90,7 @@ static int load_backup(run *r)
     rc = fb_store_load_index(r->store, req->session_id, FB_INDEX_LOAD_WRITE_BACK_IF_UNLOCKED,
                              &idx, NULL, req->warn, req->warn_ctx, r->err);
     if (rc == 0)
-        rc = fb_store_resolve_backup(&idx, req->backup ? req->backup : "latest",
+        rc = fb_store_resolve_backup(&idx, req->backup ? req->backup : FB_BACKUP_SPEC_LATEST,
                                      r->out->backup_id, r->err);
     if (rc == 0) {
         snprintf(r->label, sizeof r->label, "%s/%s", req->session_id, r->out->backup_id);

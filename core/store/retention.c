@@ -197,7 +197,7 @@ int fb_retention_apply(int session_fd, const char *session_id, fb_index *idx,
         }
         fb_hex_encode(raw, sizeof raw, hex);
         char *name = trash[n_trash];
-        snprintf(name, sizeof trash[0], ".trash-%s-%s", plan[i].id, hex);
+        snprintf(name, sizeof trash[0], FB_TRASH_PREFIX "%s-%s", plan[i].id, hex);
         if (renameat2(session_fd, plan[i].id, session_fd, name, RENAME_NOREPLACE) != 0) {
             if (errno == ENOENT)
                 continue; /* already gone: nothing to remove */

@@ -764,7 +764,8 @@ static bool leftover_filter(int dirfd, const char *name, void *ctx)
 {
     (void)ctx;
     (void)dirfd;
-    return strncmp(name, ".tmp-", 5) == 0 || strncmp(name, ".trash-", 7) == 0;
+    return strncmp(name, FB_WORK_PREFIX, strlen(FB_WORK_PREFIX)) == 0 ||
+           strncmp(name, FB_TRASH_PREFIX, strlen(FB_TRASH_PREFIX)) == 0;
 }
 
 bool fb_store_is_restore_staging(const char *name, const char *session_id)
