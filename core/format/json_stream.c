@@ -166,7 +166,9 @@ bool fb_json_elements_begin(fb_json_elements *it, const char *text, fb_json_span
     return arr.len >= 2 && text[arr.off] == '[' && text[it->end - 1] == ']';
 }
 
-int fb_json_elements_next(fb_json_elements *it, fb_json_span *out)
+/* Where the next element begins, past the separator, or 0 after the last
+ * element, or -1 on a grammar error. */
+static int element_start(fb_json_elements *it, size_t *at)
 {
     if (it->done)
         return 0;
@@ -182,11 +184,34 @@ int fb_json_elements_next(fb_json_elements *it, fb_json_span *out)
             return -1;
         i = skip_ws(t, it->end, i + 1);
     }
-    size_t e = value_end(t, it->end, i, NULL);
+    *at = i;
+    return 1;
+}
+
+int fb_json_elements_next(fb_json_elements *it, fb_json_span *out)
+{
+    size_t i;
+    int rc = element_start(it, &i);
+    if (rc <= 0)
+        return rc;
+    size_t e = value_end(it->text, it->end, i, NULL);
     if (e == 0 || e >= it->end)
         return -1;
     *out = (fb_json_span){i, e - i};
     it->pos = e;
     it->started = true;
     return 1;
+}
+
+int fb_json_elements_peek(fb_json_elements *it, size_t *at)
+{
+    fb_json_elements copy = *it;
+    int rc = element_start(&copy, at);
+    return rc > 0 && *at >= it->end - 1 ? -1 : rc;
+}
+
+void fb_json_elements_skip(fb_json_elements *it, size_t end)
+{
+    it->pos = end;
+    it->started = true;
 }

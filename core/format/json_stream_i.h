@@ -47,5 +47,11 @@ bool fb_json_elements_begin(fb_json_elements *it, const char *text, fb_json_span
 /* 1 with the next element's span, 0 after the last, -1 when the array's
  * grammar is wrong. */
 int fb_json_elements_next(fb_json_elements *it, fb_json_span *out);
+/* For a caller that reads the next element itself: *at is where it begins
+ * (1), or 0 after the last, -1 on a grammar error; the iterator does not
+ * move. fb_json_elements_skip then moves it past the element read, which
+ * ended at end (exclusive, before the array's ']'). */
+int fb_json_elements_peek(fb_json_elements *it, size_t *at);
+void fb_json_elements_skip(fb_json_elements *it, size_t end);
 
 #endif

@@ -164,3 +164,25 @@ long fb_manifest_find_path(const fb_manifest *m, const size_t *by_path, const ch
     }
     return -1;
 }
+
+const char *fb_manifest_path_problem(const char *p, size_t n)
+{
+    if (n == 0)
+        return "empty";
+    if (n > FB_PATH_MAX)
+        return "longer than 4096 bytes";
+    if (p[0] == '/')
+        return "absolute";
+    size_t start = 0;
+    for (size_t i = 0; i <= n; i++) {
+        if (i < n && p[i] != '/')
+            continue;
+        size_t len = i - start;
+        if (len == 0)
+            return i == n ? "ends with '/'" : "has an empty component";
+        if ((len == 1 && p[start] == '.') || (len == 2 && p[start] == '.' && p[start + 1] == '.'))
+            return "has a '.' or '..' component";
+        start = i + 1;
+    }
+    return NULL;
+}

@@ -4,6 +4,7 @@
 #define FB_MANIFEST_I_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "fb_manifest.h"
 #include "json_fields_i.h"
@@ -11,5 +12,16 @@
 /* Counts one entry into t (a hardlink is a file without bytes of its own);
  * false when the byte total would overflow. */
 bool fb_manifest_totals_add(fb_manifest_totals *t, const fb_entry_meta *meta);
+
+/* Why p[0..n), the path of an entry or a hardlink's `link`, is not an
+ * acceptable relative path ("absolute", "has a '.' or '..' component"...),
+ * or NULL when it is. */
+const char *fb_manifest_path_problem(const char *p, size_t n);
+
+/* fb_manifest_parse, with the fast reading of entries
+ * (manifest_entry_fast_i.h) on or off: the same result either way, which
+ * the unit tests and the manifest fuzz target check on the same texts. */
+int fb_manifest_parse_with(const char *json, size_t len, const char *source, bool fast,
+                           fb_manifest *out, fb_error *err);
 
 #endif

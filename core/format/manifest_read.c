@@ -14,32 +14,10 @@
 #include "fb_store.h"
 #include "fb_text.h"
 #include "json_stream_i.h"
+#include "manifest_entry_fast_i.h"
 #include "manifest_i.h"
 
 /* ------------------------------------------------------------- parsing */
-
-/* Why a relative path is unacceptable, or NULL. */
-static const char *path_problem(const char *p, size_t n)
-{
-    if (n == 0)
-        return "empty";
-    if (n > FB_PATH_MAX)
-        return "longer than 4096 bytes";
-    if (p[0] == '/')
-        return "absolute";
-    size_t start = 0;
-    for (size_t i = 0; i <= n; i++) {
-        if (i < n && p[i] != '/')
-            continue;
-        size_t len = i - start;
-        if (len == 0)
-            return i == n ? "ends with '/'" : "has an empty component";
-        if ((len == 1 && p[start] == '.') || (len == 2 && p[start] == '.' && p[start + 1] == '.'))
-            return "has a '.' or '..' component";
-        start = i + 1;
-    }
-    return NULL;
-}
 
 /* Rejects a key that does not belong to this entry type: a reader that
  * trusted it (a file with a `target`) would see a different entry. */
@@ -62,7 +40,7 @@ static int parse_entry(const fb_json_val *ev, fb_manifest_entry *e, fb_error *er
     uint64_t v;
     if ((rc = fb_json_get_name(ev, "path", 0, &e->path, err)) < 0)
         return rc;
-    const char *why = path_problem(e->path, strlen(e->path));
+    const char *why = fb_manifest_path_problem(e->path, strlen(e->path));
     if (why) {
         char esc[256];
         fb_path_escape(e->path, esc, sizeof esc);
@@ -126,7 +104,7 @@ static int parse_entry(const fb_json_val *ev, fb_manifest_entry *e, fb_error *er
     case FB_ENTRY_HARDLINK:
         if ((rc = fb_json_get_name(ev, "link", 0, &e->target, err)) < 0)
             return rc;
-        why = path_problem(e->target, strlen(e->target));
+        why = fb_manifest_path_problem(e->target, strlen(e->target));
         if (why) {
             char esc[256];
             fb_path_escape(e->target, esc, sizeof esc);
@@ -512,6 +490,7 @@ typedef struct stream {
     bool have_entries;
     int rule_rc; /* first broken rule (0: none yet) */
     fb_error rule;
+    bool fast; /* entries by the fast reading where it can */
 } stream;
 
 /* A part's error: out of memory is final, anything else a syntax error. */
@@ -594,6 +573,27 @@ static int entry_slot(fb_manifest *m, size_t i, fb_error *err)
     return 0;
 }
 
+/* Entry i by the fast reading (manifest_entry_fast_i.h), while no rule is
+ * broken: 1 when it was read, 0 when the strict reading must. */
+static int read_entry_fast(stream *st, fb_manifest *m, fb_json_elements *it, size_t i,
+                           fb_error *err)
+{
+    size_t at, end;
+    if (!st->fast || st->rule_rc || fb_json_elements_peek(it, &at) <= 0)
+        return 0;
+    int rc = entry_slot(m, i, err);
+    if (rc < 0)
+        return rc;
+    rc = fb_manifest_entry_read_fast(st->text, it->end - 1, at, &m->entries[i], &end);
+    if (rc < 0)
+        return fb_error_set(err, rc, "%s: out of memory", "manifest");
+    if (rc) {
+        m->n_entries = i + 1;
+        fb_json_elements_skip(it, end);
+    }
+    return rc;
+}
+
 /* Parses (and, while no rule is broken, converts) every entry. */
 static int stream_entries(stream *st, fb_manifest *m, const fb_json_val *arr, fb_error *err)
 {
@@ -608,9 +608,16 @@ static int stream_entries(stream *st, fb_manifest *m, const fb_json_val *arr, fb
     }
     fb_json_elements it;
     fb_json_span el;
-    int more;
+    int more = 0;
     fb_json_elements_begin(&it, st->text, st->entries);
-    for (size_t i = 0; (more = fb_json_elements_next(&it, &el)) > 0; i++) {
+    for (size_t i = 0;; i++) {
+        int fast = read_entry_fast(st, m, &it, i, err);
+        if (fast < 0)
+            return fast;
+        if (fast)
+            continue;
+        if ((more = fb_json_elements_next(&it, &el)) <= 0)
+            break;
         fb_json_val ev;
         fb_json_element(arr, NULL, i, &ev);
         cJSON *node;
@@ -631,10 +638,10 @@ static int stream_entries(stream *st, fb_manifest *m, const fb_json_val *arr, fb
     return more < 0 ? NEED_WHOLE : 0;
 }
 
-static int parse_stream(const char *json, size_t len, const char *source, fb_manifest *m,
-                        fb_error *err)
+static int parse_stream(const char *json, size_t len, const char *source, bool fast,
+                        fb_manifest *m, fb_error *err)
 {
-    stream st = {.text = json, .len = len};
+    stream st = {.text = json, .len = len, .fast = fast};
     fb_error_clear(&st.rule);
     int rc = fb_json_doc_new(json, len, source, FB_ECORRUPT, &st.doc, err);
     if (rc < 0)
@@ -666,12 +673,18 @@ static int parse_stream(const char *json, size_t len, const char *source, fb_man
 int fb_manifest_parse(const char *json, size_t len, const char *source, fb_manifest *out,
                       fb_error *err)
 {
+    return fb_manifest_parse_with(json, len, source, true, out, err);
+}
+
+int fb_manifest_parse_with(const char *json, size_t len, const char *source, bool fast,
+                           fb_manifest *out, fb_error *err)
+{
     fb_manifest_init(out);
     if (!source)
         source = FB_MANIFEST_NAME;
     int rc = fb_json_check_text(json, len, FB_MANIFEST_SIZE_MAX, source, FB_ECORRUPT, err);
     if (rc == 0)
-        rc = parse_stream(json, len, source, out, err);
+        rc = parse_stream(json, len, source, fast, out, err);
     if (rc == NEED_WHOLE) {
         fb_manifest_fini(out);
         rc = parse_whole(json, len, source, out, err);

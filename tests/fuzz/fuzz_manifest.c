@@ -4,12 +4,15 @@
  * serialises back to JSON that parses to the same manifest (the writer and
  * the parser agree, so a backup we accept is one we could have written), and
  * every path is found again through the by-path index restore and the
- * mount use. */
+ * mount use. The fast reading of entries (manifest_entry_fast.c) must
+ * change nothing: without it, the same input gets the same verdict, the
+ * same message and, when accepted, the same manifest. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "fb_manifest.h"
 #include "fuzz_util.h"
+#include "manifest_i.h"
 
 static void manifest_check_lookup(const fb_manifest *m)
 {
@@ -26,6 +29,33 @@ static void manifest_check_lookup(const fb_manifest *m)
     free(by_path);
 }
 
+/* The strict reading alone must agree with the parse that gave rc, err
+ * and m (m NULL when rc != 0). */
+static void manifest_check_without_fast(const uint8_t *data, size_t size, int rc,
+                                        const fb_error *err, const fb_manifest *m)
+{
+    fb_manifest slow;
+    fb_error serr;
+    fb_error_clear(&serr);
+    int src = fb_manifest_parse_with((const char *)data, size, "manifest.json", false, &slow,
+                                     &serr);
+    if (src != rc || (rc != 0 && strcmp(serr.message, err->message) != 0))
+        fz_fail("manifest: the fast reading changes the verdict: %d \"%s\" against %d \"%s\"",
+                rc, rc ? err->message : "", src, src ? serr.message : "");
+    if (rc == 0) {
+        char *a = NULL, *b = NULL;
+        size_t alen = 0, blen = 0;
+        if (fb_manifest_to_json(m, &a, &alen, &serr) != 0 ||
+            fb_manifest_to_json(&slow, &b, &blen, &serr) != 0)
+            fz_fail("manifest: accepted but cannot be written back: %s", serr.message);
+        if (alen != blen || memcmp(a, b, alen) != 0)
+            fz_fail("manifest: the fast reading changes what was read");
+        free(a);
+        free(b);
+    }
+    fb_manifest_fini(&slow);
+}
+
 int fuzz_manifest(const uint8_t *data, size_t size)
 {
     static const int allowed[] = {FB_ECORRUPT, FB_EUNSUPPORTED, FB_ENOMEM, 0};
@@ -33,6 +63,8 @@ int fuzz_manifest(const uint8_t *data, size_t size)
     fb_error err;
     fb_error_clear(&err);
     int rc = fb_manifest_parse((const char *)data, size, "manifest.json", &m, &err);
+    if (rc != FB_ENOMEM)
+        manifest_check_without_fast(data, size, rc, &err, rc == 0 ? &m : NULL);
     if (rc != 0) {
         fz_check_error("fb_manifest_parse", rc, &err, allowed);
         if (m.n_entries != 0 || m.entries != NULL)
