@@ -1,0 +1,75 @@
+/* What archive_reader.c (random access) and archive_stream.c (the
+ * sequential stream) share: the reader itself, its pool of decompression
+ * contexts and the decoding of one frame under every check. */
+#ifndef FB_ARCHIVE_READER_I_H
+#define FB_ARCHIVE_READER_I_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <zstd.h>
+
+#include "fb_archive_reader.h"
+#include "fb_frame_cache.h"
+#include "seek_table_i.h"
+
+/* Idle decompression contexts kept for reuse; more threads than this still
+ * work, they create and free their own. */
+#define DCTX_POOL_MAX 8
+
+struct fb_archive_reader {
+    int fd;
+    char *name;
+    uint64_t file_size;
+    fb_seek_table table;
+    fb_frame_cache *cache; /* borrowed, may be NULL */
+    uint64_t key;
+
+    pthread_mutex_t pool_lock;
+    ZSTD_DCtx *pool[DCTX_POOL_MAX];
+    size_t pool_n;
+
+    /* Without a shared cache, the last decoded frame is kept so sequential
+     * small reads do not decode the same frame again and again. The frames
+     * live in a private zero-byte cache, which only does reference counting. */
+    fb_frame_cache *own_cache;
+    pthread_mutex_t slot_lock;
+    fb_frame_ref *slot_ref;
+    size_t slot_frame;
+
+    /* Random access maps an offset to a frame through the sizes of every
+     * frame before it, so frames 0 .. proven-1 are proven against the
+     * table (frame_proof_i.h) before any offset at or past them is
+     * served. Proven in order, on demand: a small file near the start of
+     * a large archive costs a few header reads. `proven` is read without
+     * the lock (acquire) and advanced under prove_lock (release). */
+    pthread_mutex_t prove_lock;
+    atomic_size_t proven;
+    size_t bad_frame;  /* guarded by prove_lock: first frame whose proof failed */
+    fb_error bad_err;  /* guarded by prove_lock: why */
+    fb_archive_proof identity; /* the file as fstat saw it at open (frames unused) */
+    /* decoded[i]: frame i decoded once to exactly its declared size, so
+     * its size is proven by its content, not only by its header (see
+     * fb_archive_reader_pread_anchored). Set and read with atomics. */
+    _Atomic unsigned char *decoded;
+    bool keep_frames; /* the key's frames outlive r (fb_archive_reader_keep_frames) */
+};
+
+/* A new decompression context with the window limit set (NULL: out of
+ * memory), for a thread that keeps its own. */
+ZSTD_DCtx *fb_archive_dctx_new(void);
+/* A decompression context from r's pool, or a new one (NULL: out of
+ * memory); give it back with fb_archive_dctx_release. Thread-safe. */
+ZSTD_DCtx *fb_archive_dctx_acquire(fb_archive_reader *r);
+void fb_archive_dctx_release(fb_archive_reader *r, ZSTD_DCtx *d);
+
+/* Decodes frame i from its c_size compressed bytes in `in` into `out`
+ * (capacity exactly d_size), checking the frame against the seek table.
+ * Returns 0, FB_ECORRUPT (names r's file and the frame). Thread-safe. */
+int fb_archive_decode_frame(fb_archive_reader *r, ZSTD_DCtx *dctx, size_t i, const uint8_t *in,
+                            uint8_t *out, fb_error *err);
+
+#endif
