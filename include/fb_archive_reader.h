@@ -20,6 +20,7 @@
 
 #include "fb_error.h"
 #include "fb_frame_cache.h"
+#include "fb_frame_prefetch.h"
 #include "fb_seek_table.h"
 #include "fb_types.h"
 
@@ -65,6 +66,11 @@ void fb_archive_reader_get_proof(fb_archive_reader *r, fb_archive_proof *out);
  * r saw at open, and the same number of frames); otherwise does nothing.
  * Call before r is shared between threads. */
 void fb_archive_reader_adopt_proof(fb_archive_reader *r, const fb_archive_proof *p);
+/* Lets p decode frames ahead of r's sequential reads (a read starting
+ * where the previous one ended, past the middle of a frame, asks for the
+ * next frame) into r's shared cache; nothing without a cache. p is
+ * borrowed and must outlive r. Call before r is shared between threads. */
+void fb_archive_reader_set_prefetcher(fb_archive_reader *r, fb_frame_prefetcher *p);
 /* Leaves r's decoded frames in its shared cache when r is freed, so that a
  * later reader adopting r's proof (same file, same seek table: the frames
  * were checked against exactly that) finds them without decoding again. The
@@ -87,6 +93,29 @@ void fb_archive_reader_keep_frames(fb_archive_reader *r);
 int fb_archive_reader_pread_anchored(fb_archive_reader *r, void *buf, size_t len,
                                      uint64_t offset, uint64_t anchor, size_t *out_len,
                                      fb_error *err);
+
+/* A part of a read left where it is, in a decoded frame of the cache,
+ * which stays pinned (never evicted nor freed) until the span is released:
+ * a reply can be written straight from it, without a copy. */
+typedef struct fb_archive_span {
+    const uint8_t *data;
+    size_t len;
+    fb_frame_cache *owner; /* private: what the release needs */
+    struct fb_frame_ref *ref;
+} fb_archive_span;
+
+/* fb_archive_reader_pread_anchored without the copy: the bytes as up to
+ * max spans, in order; *out_len is their total, which is less than len
+ * clipped at the end of the stream only when max spans did not suffice
+ * (frames smaller than the read): the caller then releases them and
+ * copies with fb_archive_reader_pread_anchored instead. On error no span
+ * is held. Release with fb_archive_spans_release, from any thread, before
+ * r is freed or forgets its frames. Same returns as the anchored read. */
+int fb_archive_reader_pread_spans(fb_archive_reader *r, size_t len, uint64_t offset,
+                                  uint64_t anchor, fb_archive_span *spans, size_t max,
+                                  size_t *n_spans, size_t *out_len, fb_error *err);
+/* Unpins n spans (and clears them). */
+void fb_archive_spans_release(fb_archive_span *spans, size_t n);
 
 uint64_t fb_archive_reader_uncompressed_size(const fb_archive_reader *r);
 uint64_t fb_archive_reader_file_size(const fb_archive_reader *r);

@@ -45,6 +45,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
+#include "fb_archive_reader.h"
 #include "fb_error.h"
 
 #define FB_MOUNT_ROOT_INO 1u
@@ -141,6 +142,14 @@ uint64_t fb_mount_file_size(const fb_mount_file *f);
  * Safe to call from several threads on one handle. */
 int fb_mount_file_read(fb_mount_file *f, void *buf, size_t len, uint64_t off, size_t *out_len,
                        fb_error *err);
+/* fb_mount_file_read without the copy: the bytes as up to max spans
+ * pinned in the frame cache (fb_archive_reader_pread_spans), to be
+ * released with fb_archive_spans_release before the handle is closed.
+ * *out_len below the wanted length (len clipped at the end of the file)
+ * with no error means max spans did not suffice: release them and use
+ * fb_mount_file_read. Same checks and returns as fb_mount_file_read. */
+int fb_mount_file_read_spans(fb_mount_file *f, size_t len, uint64_t off, fb_archive_span *spans,
+                             size_t max, size_t *n_spans, size_t *out_len, fb_error *err);
 /* Accepts NULL. */
 void fb_mount_file_close(fb_mount_tree *t, fb_mount_file *f);
 

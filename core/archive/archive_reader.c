@@ -153,6 +153,20 @@ out:
     return 0;
 }
 
+/* Waits while the prefetcher decodes frame i: true when it did (the frame
+ * is then in the cache, unless it failed or was evicted at once). */
+static bool wait_prefetch(fb_archive_reader *r, size_t i)
+{
+    bool waited = false;
+    pthread_mutex_lock(&r->pf_lock);
+    while (r->pf_frame == i) {
+        pthread_cond_wait(&r->pf_cv, &r->pf_lock);
+        waited = true;
+    }
+    pthread_mutex_unlock(&r->pf_lock);
+    return waited;
+}
+
 /* A referenced frame i, from the shared cache, the private slot, or decoded. */
 static int get_frame(fb_archive_reader *r, size_t i, fb_frame_cache **owner, fb_frame_ref **ref,
                      fb_error *err)
@@ -171,6 +185,11 @@ static int get_frame(fb_archive_reader *r, size_t i, fb_frame_cache **owner, fb_
             *ref = r->slot_ref;
         }
         pthread_mutex_unlock(&r->slot_lock);
+        if (*ref)
+            return 0;
+    }
+    if (r->pf && wait_prefetch(r, i)) {
+        *ref = fb_frame_cache_lookup(cache, r->key, (uint32_t)i);
         if (*ref)
             return 0;
     }
@@ -278,6 +297,10 @@ int fb_archive_reader_open(int fd, fb_frame_cache *cache, const char *name,
     pthread_mutex_init(&r->pool_lock, NULL);
     pthread_mutex_init(&r->slot_lock, NULL);
     pthread_mutex_init(&r->prove_lock, NULL);
+    pthread_mutex_init(&r->pf_lock, NULL);
+    pthread_cond_init(&r->pf_cv, NULL);
+    r->pf_frame = r->pf_asked = SIZE_MAX;
+    atomic_init(&r->seq_end, UINT64_MAX);
     atomic_init(&r->proven, 0);
     r->bad_frame = SIZE_MAX;
     r->identity = (fb_archive_proof){
@@ -296,6 +319,8 @@ void fb_archive_reader_free(fb_archive_reader *r)
 {
     if (!r)
         return;
+    if (r->pf)
+        fb_frame_prefetcher_forget(r->pf, r);
     if (r->cache && !r->keep_frames)
         fb_frame_cache_forget(r->cache, r->key);
     if (r->own_cache) {
@@ -307,6 +332,8 @@ void fb_archive_reader_free(fb_archive_reader *r)
     pthread_mutex_destroy(&r->pool_lock);
     pthread_mutex_destroy(&r->slot_lock);
     pthread_mutex_destroy(&r->prove_lock);
+    pthread_mutex_destroy(&r->pf_lock);
+    pthread_cond_destroy(&r->pf_cv);
     free((void *)r->decoded);
     fb_seek_table_fini(&r->table);
     close(r->fd);
@@ -314,15 +341,84 @@ void fb_archive_reader_free(fb_archive_reader *r)
     free(r);
 }
 
-int fb_archive_reader_pread(fb_archive_reader *r, void *buf, size_t len, uint64_t offset,
-                            size_t *out_len, fb_error *err)
+/* The prefetcher's job for r: decode the frame asked for into the cache.
+ * Its errors are dropped: the reader that needs the frame decodes it and
+ * reports them. */
+static void prefetch_run(void *owner)
+{
+    fb_archive_reader *r = owner;
+    pthread_mutex_lock(&r->pf_lock);
+    size_t i = r->pf_frame;
+    pthread_mutex_unlock(&r->pf_lock);
+    if (i != SIZE_MAX && ensure_proven(r, i, NULL) == 0) {
+        fb_frame_cache *owner_cache;
+        fb_frame_ref *ref;
+        uint8_t *data;
+        /* Not get_frame: it would wait for this very job. */
+        if (load_frame(r, i, &data, NULL) == 0 &&
+            (ref = fb_frame_cache_insert(r->cache, r->key, (uint32_t)i, data,
+                                         r->table.frames[i].d_size)) != NULL) {
+            owner_cache = r->cache;
+            fb_frame_ref_release(owner_cache, ref);
+        }
+    }
+    pthread_mutex_lock(&r->pf_lock);
+    r->pf_frame = SIZE_MAX;
+    pthread_cond_broadcast(&r->pf_cv);
+    pthread_mutex_unlock(&r->pf_lock);
+}
+
+/* After a sequential read that reached the second half of frame i: asks
+ * for frame i + 1, unless it is cached or already asked for. */
+static void maybe_prefetch(fb_archive_reader *r, size_t i, size_t end_in_frame)
+{
+    if (i + 1 >= r->table.n_frames || (uint64_t)end_in_frame * 2 < r->table.frames[i].d_size)
+        return;
+    size_t next = i + 1;
+    pthread_mutex_lock(&r->pf_lock);
+    bool ask = r->pf_frame == SIZE_MAX && r->pf_asked != next;
+    if (ask)
+        r->pf_asked = next;
+    pthread_mutex_unlock(&r->pf_lock);
+    if (!ask)
+        return;
+    fb_frame_ref *ref = fb_frame_cache_lookup(r->cache, r->key, (uint32_t)next);
+    if (ref) {
+        fb_frame_ref_release(r->cache, ref);
+        return;
+    }
+    pthread_mutex_lock(&r->pf_lock);
+    if (r->pf_frame == SIZE_MAX)
+        r->pf_frame = next;
+    else
+        ask = false;
+    pthread_mutex_unlock(&r->pf_lock);
+    if (ask && !fb_frame_prefetcher_enqueue(r->pf, r, prefetch_run)) {
+        pthread_mutex_lock(&r->pf_lock);
+        r->pf_frame = SIZE_MAX;
+        pthread_cond_broadcast(&r->pf_cv);
+        pthread_mutex_unlock(&r->pf_lock);
+    }
+}
+
+/* What to do with each frame part a read covers: copy it out, or keep it
+ * pinned (spans). Returns 0 to go on, 1 to stop before this part (the
+ * caller's spans are full; the part's reference is not taken), or an
+ * error. */
+typedef int (*part_fn)(void *ctx, fb_frame_cache *owner, fb_frame_ref *ref, size_t in_frame,
+                       size_t n, size_t done);
+
+/* The frames covering [offset, offset + len) clipped at the end of the
+ * stream, in order, each handed to fn with its reference (fn releases or
+ * keeps it). *out_len: the bytes handed over. */
+static int read_parts(fb_archive_reader *r, size_t len, uint64_t offset, part_fn fn, void *ctx,
+                      size_t *out_len, fb_error *err)
 {
     *out_len = 0;
     if (len == 0 || offset >= r->table.d_size)
         return 0;
     uint64_t avail = r->table.d_size - offset;
     size_t want = avail < (uint64_t)len ? (size_t)avail : len;
-    uint8_t *dst = buf;
     uint64_t pos = offset;
     size_t done = 0;
     /* Where the stream ends is only known once every frame is proven. */
@@ -333,6 +429,7 @@ int fb_archive_reader_pread(fb_archive_reader *r, void *buf, size_t len, uint64_
      * holds `offset` for real once the frames up to it are proven: the
      * table's offsets are cumulative, so that proves both ends of it. */
     size_t i = fb_seek_table_find(&r->table, offset);
+    size_t last = 0, last_end = 0;
     while (done < want) {
         if (i >= r->table.n_frames) /* cannot happen with a validated table */
             return fb_error_set(err, FB_ECORRUPT, "%s: offset %" PRIu64 " beyond the last frame",
@@ -353,23 +450,71 @@ int fb_archive_reader_pread(fb_archive_reader *r, void *buf, size_t len, uint64_
         size_t n = f->d_size - in_frame;
         if (n > want - done)
             n = want - done;
-        memcpy(dst + done, fb_frame_ref_data(ref) + in_frame, n);
-        fb_frame_ref_release(owner, ref);
+        rc = fn(ctx, owner, ref, in_frame, n, done);
+        if (rc) {
+            fb_frame_ref_release(owner, ref);
+            if (rc > 0)
+                break;
+            return rc;
+        }
         done += n;
         pos += n;
+        last = i;
+        last_end = in_frame + n;
         i++;
     }
     *out_len = done;
+    if (r->pf && done && atomic_exchange(&r->seq_end, offset + done) == offset)
+        maybe_prefetch(r, last, last_end);
     return 0;
 }
 
-int fb_archive_reader_pread_anchored(fb_archive_reader *r, void *buf, size_t len,
-                                     uint64_t offset, uint64_t anchor, size_t *out_len,
-                                     fb_error *err)
+static int copy_part(void *ctx, fb_frame_cache *owner, fb_frame_ref *ref, size_t in_frame,
+                     size_t n, size_t done)
 {
-    *out_len = 0;
-    if (len == 0 || offset >= r->table.d_size)
-        return fb_archive_reader_pread(r, buf, len, offset, out_len, err);
+    memcpy((uint8_t *)ctx + done, fb_frame_ref_data(ref) + in_frame, n);
+    fb_frame_ref_release(owner, ref);
+    return 0;
+}
+
+int fb_archive_reader_pread(fb_archive_reader *r, void *buf, size_t len, uint64_t offset,
+                            size_t *out_len, fb_error *err)
+{
+    return read_parts(r, len, offset, copy_part, buf, out_len, err);
+}
+
+typedef struct span_list {
+    fb_archive_span *spans;
+    size_t max, n;
+} span_list;
+
+static int keep_part(void *ctx, fb_frame_cache *owner, fb_frame_ref *ref, size_t in_frame,
+                     size_t n, size_t done)
+{
+    (void)done;
+    span_list *l = ctx;
+    if (l->n == l->max)
+        return 1;
+    l->spans[l->n++] = (fb_archive_span){.data = fb_frame_ref_data(ref) + in_frame, .len = n,
+                                         .owner = owner, .ref = ref};
+    return 0;
+}
+
+void fb_archive_spans_release(fb_archive_span *spans, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        fb_frame_ref_release(spans[i].owner, spans[i].ref);
+        spans[i] = (fb_archive_span){0};
+    }
+}
+
+/* The anchored read's first step (see fb_archive_reader_pread_anchored):
+ * every frame from the anchor's up to the one before offset decoded once. */
+static int decode_from_anchor(fb_archive_reader *r, uint64_t offset, uint64_t anchor,
+                              fb_error *err)
+{
+    if (offset >= r->table.d_size)
+        return 0;
     if (anchor > offset)
         return fb_error_set(err, FB_EMISUSE, "%s: anchor %" PRIu64 " after offset %" PRIu64,
                             r->name, anchor, offset);
@@ -389,9 +534,38 @@ int fb_archive_reader_pread_anchored(fb_archive_reader *r, void *buf, size_t len
         if (rc == 0)
             fb_frame_ref_release(owner, ref);
     }
+    return rc;
+}
+
+int fb_archive_reader_pread_anchored(fb_archive_reader *r, void *buf, size_t len,
+                                     uint64_t offset, uint64_t anchor, size_t *out_len,
+                                     fb_error *err)
+{
+    *out_len = 0;
+    int rc = len ? decode_from_anchor(r, offset, anchor, err) : 0;
     if (rc)
         return rc;
     return fb_archive_reader_pread(r, buf, len, offset, out_len, err);
+}
+
+int fb_archive_reader_pread_spans(fb_archive_reader *r, size_t len, uint64_t offset,
+                                  uint64_t anchor, fb_archive_span *spans, size_t max,
+                                  size_t *n_spans, size_t *out_len, fb_error *err)
+{
+    *out_len = 0;
+    *n_spans = 0;
+    int rc = len ? decode_from_anchor(r, offset, anchor, err) : 0;
+    if (rc)
+        return rc;
+    span_list l = {.spans = spans, .max = max};
+    rc = read_parts(r, len, offset, keep_part, &l, out_len, err);
+    if (rc) {
+        fb_archive_spans_release(spans, l.n);
+        *out_len = 0;
+        return rc;
+    }
+    *n_spans = l.n;
+    return 0;
 }
 
 void fb_archive_reader_get_proof(fb_archive_reader *r, fb_archive_proof *out)
@@ -400,6 +574,12 @@ void fb_archive_reader_get_proof(fb_archive_reader *r, fb_archive_proof *out)
     out->frames = atomic_load_explicit(&r->proven, memory_order_acquire);
     out->frame_key = r->key;
     out->frames_kept = r->cache && r->keep_frames;
+}
+
+void fb_archive_reader_set_prefetcher(fb_archive_reader *r, fb_frame_prefetcher *p)
+{
+    if (r->cache)
+        r->pf = p;
 }
 
 void fb_archive_reader_keep_frames(fb_archive_reader *r)

@@ -14,6 +14,7 @@
 
 #include "fb_archive_reader.h"
 #include "fb_frame_cache.h"
+#include "fb_frame_prefetch.h"
 #include "seek_table_i.h"
 
 /* Idle decompression contexts kept for reuse; more threads than this still
@@ -56,6 +57,17 @@ struct fb_archive_reader {
      * fb_archive_reader_pread_anchored). Set and read with atomics. */
     _Atomic unsigned char *decoded;
     bool keep_frames; /* the key's frames outlive r (fb_archive_reader_keep_frames) */
+
+    /* Decoding ahead of a sequential reader (fb_frame_prefetch.h), with a
+     * shared cache only. At most one frame is asked for at a time:
+     * pf_frame, which a reader missing that very frame waits for rather
+     * than decode it twice. seq_end: where the last read ended. */
+    fb_frame_prefetcher *pf;   /* borrowed, may be NULL */
+    pthread_mutex_t pf_lock;
+    pthread_cond_t pf_cv;      /* pf_frame was cleared */
+    size_t pf_frame;           /* guarded by pf_lock: SIZE_MAX when none */
+    size_t pf_asked;           /* guarded by pf_lock: last frame asked for, SIZE_MAX none */
+    _Atomic uint64_t seq_end;
 };
 
 /* A new decompression context with the window limit set (NULL: out of

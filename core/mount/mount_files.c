@@ -62,6 +62,7 @@ static int archive_open(fb_mount_tree *t, const char *sid, const char *bid,
     }
     if (proof)
         fb_archive_reader_adopt_proof(r, proof);
+    fb_archive_reader_set_prefetcher(r, t->prefetch);
     *out = r;
     return 0;
 }
@@ -294,6 +295,32 @@ int fb_mount_file_read(fb_mount_file *f, void *buf, size_t len, uint64_t off, si
     if (got != want)
         return fb_error_set(err, FB_ECORRUPT, "archive ends inside a file (%zu of %zu bytes)",
                             got, want);
+    *out_len = got;
+    return 0;
+}
+
+int fb_mount_file_read_spans(fb_mount_file *f, size_t len, uint64_t off, fb_archive_span *spans,
+                             size_t max, size_t *n_spans, size_t *out_len, fb_error *err)
+{
+    *out_len = 0;
+    *n_spans = 0;
+    if (off >= f->size || len == 0)
+        return 0;
+    uint64_t left = f->size - off;
+    size_t want = left < len ? (size_t)left : len;
+    size_t got = 0;
+    int rc = fb_archive_reader_pread_spans(f->archive->reader, want, f->data_offset + off,
+                                           f->data_offset - 512, spans, max, n_spans, &got, err);
+    if (rc)
+        return rc;
+    /* Short with every span used: the frames are small, the caller copies.
+     * Short with spans left: the archive ends inside the file. */
+    if (got != want && *n_spans < max) {
+        fb_archive_spans_release(spans, *n_spans);
+        *n_spans = 0;
+        return fb_error_set(err, FB_ECORRUPT, "archive ends inside a file (%zu of %zu bytes)",
+                            got, want);
+    }
     *out_len = got;
     return 0;
 }

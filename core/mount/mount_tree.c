@@ -41,6 +41,8 @@ int fb_mount_tree_new(const char *backups_dir, const fb_mount_options *opts, fb_
         size_t bytes = opts->cache_bytes > SIZE_MAX ? SIZE_MAX : (size_t)opts->cache_bytes;
         rc = fb_frame_cache_new(bytes, &t->cache, err);
     }
+    if (rc == 0)
+        rc = fb_frame_prefetcher_new(&t->prefetch, err);
     if (rc) {
         fb_mount_tree_free(t);
         return rc;
@@ -56,6 +58,7 @@ void fb_mount_tree_free(fb_mount_tree *t)
     fb_mount_dirs_free_all(t);
     fb_mount_files_free_all(t);
     fb_mount_nodes_free_all(t);
+    fb_frame_prefetcher_free(t->prefetch); /* its owners, the readers, are gone */
     fb_frame_cache_free(t->cache);
     fb_store_free(t->store);
     free(t->ranges);

@@ -29,6 +29,7 @@
 
 #include "fb_archive_reader.h"
 #include "fb_frame_cache.h"
+#include "fb_frame_prefetch.h"
 #include "fb_index.h"
 #include "fb_mount_tree.h"
 #include "fb_store.h"
@@ -119,6 +120,7 @@ struct fb_mount_tree {
     fb_store *store;
     int backups_fd; /* borrowed from store */
     fb_frame_cache *cache;
+    fb_frame_prefetcher *prefetch; /* decodes ahead for every archive reader */
     fb_mount_options opts;
     uint64_t next_ino;
     mt_range *ranges; /* sorted by base: bases are handed out increasing */

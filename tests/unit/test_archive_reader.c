@@ -1453,8 +1453,133 @@ static void test_writer_archive_level19(void)
     fbtest_rmtree(dir);
 }
 
+/* Spans: the same bytes as a copying read, pinned while held (a frame
+ * evicted meanwhile stays readable), and a read needing more spans than
+ * given comes back short with every span used. */
+static void test_spans(void)
+{
+    char *dir = fbtest_tempdir(), *path = path_in(dir, NAME);
+    uint8_t *src = make_source();
+    build_standard(src, true, path);
+    fb_frame_cache *c;
+    fb_error err;
+    REQUIRE(fb_frame_cache_new(FRAME, &c, &err) == 0); /* one frame: every new one evicts */
+    fb_archive_reader *r = open_reader(path, c);
+    REQUIRE(r);
+    fb_archive_span sp[4];
+    size_t n = 0, got = 0;
+    /* Inside frame 1. */
+    REQUIRE(fb_archive_reader_pread_spans(r, 1000, FRAME + 10, 0, sp, 4, &n, &got, &err) == 0);
+    CHECK_EQ_INT(n, 1);
+    CHECK_EQ_INT(got, 1000);
+    CHECK(memcmp(sp[0].data, src + FRAME + 10, 1000) == 0);
+    /* Held across the eviction of its frame by a read of frame 5. */
+    uint8_t buf[64];
+    CHECK_EQ_INT(check_range(r, src, SRC_LEN, 5 * FRAME, sizeof buf, buf), 0);
+    CHECK(memcmp(sp[0].data, src + FRAME + 10, 1000) == 0);
+    fb_archive_spans_release(sp, n);
+    CHECK(sp[0].data == NULL);
+    /* Across three frames: three spans, in order. */
+    REQUIRE(fb_archive_reader_pread_spans(r, 2 * FRAME, 2 * FRAME - 7, 0, sp, 4, &n, &got, &err) ==
+            0);
+    CHECK_EQ_INT(n, 3);
+    CHECK_EQ_INT(got, 2 * FRAME);
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        CHECK(memcmp(sp[i].data, src + 2 * FRAME - 7 + at, sp[i].len) == 0);
+        at += sp[i].len;
+    }
+    CHECK_EQ_INT(at, 2 * FRAME);
+    fb_archive_spans_release(sp, n);
+    /* Only one span allowed: short, that one span used. */
+    REQUIRE(fb_archive_reader_pread_spans(r, 2 * FRAME, 2 * FRAME - 7, 0, sp, 1, &n, &got, &err) ==
+            0);
+    CHECK_EQ_INT(n, 1);
+    CHECK_EQ_INT(got, 7);
+    fb_archive_spans_release(sp, n);
+    /* Clipped at the end of the stream. */
+    REQUIRE(fb_archive_reader_pread_spans(r, 4096, SRC_LEN - 100, 0, sp, 4, &n, &got, &err) == 0);
+    CHECK_EQ_INT(got, 100);
+    CHECK(n == 1 && memcmp(sp[0].data, src + SRC_LEN - 100, 100) == 0);
+    fb_archive_spans_release(sp, n);
+    fb_archive_reader_free(r);
+    fb_frame_cache_stats st;
+    fb_frame_cache_get_stats(c, &st);
+    CHECK_EQ_INT(st.bytes, 0);
+    fb_frame_cache_free(c);
+    free(src);
+    free(path);
+    fbtest_rmtree(dir);
+}
+
+static void count_job(void *owner)
+{
+    __atomic_add_fetch((int *)owner, 1, __ATOMIC_SEQ_CST);
+}
+
+/* A sequential reader with a prefetcher: the bytes are the same, and the
+ * frame after the one read past its middle is decoded by the prefetcher
+ * (in the cache before the reader gets there). Also the prefetcher alone:
+ * a job runs, and one forgotten does not. */
+static void test_prefetch(void)
+{
+    char *dir = fbtest_tempdir(), *path = path_in(dir, NAME);
+    uint8_t *src = make_source();
+    build_standard(src, true, path);
+    fb_frame_cache *c;
+    fb_frame_prefetcher *pf;
+    fb_error err;
+    REQUIRE(fb_frame_cache_new(64 * FRAME, &c, &err) == 0);
+    REQUIRE(fb_frame_prefetcher_new(&pf, &err) == 0);
+    fb_archive_reader *r = open_reader(path, c);
+    REQUIRE(r);
+    fb_archive_reader_set_prefetcher(r, pf);
+    uint8_t buf[FRAME / 4];
+    /* Three quarters of frame 0, in order. */
+    for (uint64_t off = 0; off < 3 * FRAME / 4; off += sizeof buf)
+        CHECK_EQ_INT(check_range(r, src, SRC_LEN, off, sizeof buf, buf), 0);
+    /* The prefetcher decodes frame 1 meanwhile: wait for it (bounded). */
+    fb_frame_cache_stats st;
+    for (int i = 0; i < 2000; i++) {
+        fb_frame_cache_get_stats(c, &st);
+        if (st.bytes == 2 * FRAME)
+            break;
+        usleep(1000);
+    }
+    CHECK_EQ_INT(st.bytes, 2 * FRAME);
+    /* Lookups of frame 0 (the reader), of frame 1 (whether to ask for it). */
+    CHECK_EQ_INT(st.misses, 2);
+    /* Reading on finds frame 1 cached, then the rest, all right. */
+    for (uint64_t off = 3 * FRAME / 4; off < SRC_LEN; off += sizeof buf)
+        CHECK_EQ_INT(check_range(r, src, SRC_LEN, off, sizeof buf, buf), 0);
+    fb_frame_cache_get_stats(c, &st);
+    CHECK(st.hits >= 1);
+    /* A random read elsewhere asks for nothing. */
+    fb_archive_reader_free(r);
+
+    int runs = 0;
+    CHECK(fb_frame_prefetcher_enqueue(pf, &runs, count_job));
+    fb_frame_prefetcher_forget(pf, &runs); /* queued or run: after this, nothing runs */
+    int seen = __atomic_load_n(&runs, __ATOMIC_SEQ_CST);
+    CHECK(seen == 0 || seen == 1);
+    usleep(20000);
+    CHECK_EQ_INT(__atomic_load_n(&runs, __ATOMIC_SEQ_CST), seen);
+    int other = 0;
+    CHECK(fb_frame_prefetcher_enqueue(pf, &other, count_job));
+    for (int i = 0; i < 2000 && __atomic_load_n(&other, __ATOMIC_SEQ_CST) == 0; i++)
+        usleep(1000);
+    CHECK_EQ_INT(__atomic_load_n(&other, __ATOMIC_SEQ_CST), 1);
+    fb_frame_prefetcher_free(pf);
+    fb_frame_cache_free(c);
+    free(src);
+    free(path);
+    fbtest_rmtree(dir);
+}
+
 int main(void)
 {
+    RUN_TEST(test_spans);
+    RUN_TEST(test_prefetch);
     RUN_TEST(test_open_and_sizes);
     RUN_TEST(test_zstd_cli_reads_archive);
     RUN_TEST(test_random_preads_small_cache);
