@@ -14,6 +14,11 @@ typedef struct fb_sha256 {
 } fb_sha256;
 
 /* Returns 0 or FB_ENOMEM. Pair with fb_sha256_fini. */
+/* Loads the hash implementation now rather than at the first hash
+ * (OpenSSL then reads its configuration file and fetches the algorithm,
+ * about a millisecond): for a program whose first hash is waited for, the
+ * mount's first read. Thread-safe, idempotent. */
+void fb_sha256_prepare(void);
 int fb_sha256_init(fb_sha256 *h, fb_error *err);
 void fb_sha256_update(fb_sha256 *h, const void *data, size_t len);
 /* Writes the digest; the context can then be reset or fini'd. */

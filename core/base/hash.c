@@ -23,6 +23,11 @@ static const EVP_MD *sha256_md(void)
     return fetched_md ? fetched_md : EVP_sha256();
 }
 
+void fb_sha256_prepare(void)
+{
+    (void)sha256_md();
+}
+
 int fb_sha256_init(fb_sha256 *h, fb_error *err)
 {
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();

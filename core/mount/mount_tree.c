@@ -10,7 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
+#include <time.h>
 
+#include "fb_hash.h"
 #include "fb_text.h"
 #include "mount_tree_i.h"
 
@@ -43,6 +45,10 @@ int fb_mount_tree_new(const char *backups_dir, const fb_mount_options *opts, fb_
     }
     if (rc == 0)
         rc = fb_frame_prefetcher_new(&t->prefetch, err);
+    /* What the first read would otherwise load while a user waits: the
+     * hash implementation (OpenSSL's configuration) and the time zone. */
+    fb_sha256_prepare();
+    tzset();
     if (rc) {
         fb_mount_tree_free(t);
         return rc;
