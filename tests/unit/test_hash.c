@@ -1,0 +1,61 @@
+/* SHA-256 and its hex form (core/base/hash.c): a known digest, the hex
+ * round trip, and every byte that is not a lowercase hex digit refused in
+ * every place of the 64. */
+#include "fb_hash.h"
+#include "fbtest.h"
+
+static void test_known_digest(void)
+{
+    uint8_t d[FB_SHA256_LEN];
+    char hex[FB_SHA256_HEX_LEN + 1];
+    fb_error err;
+    fb_sha256_prepare();
+    REQUIRE(fb_sha256_buffer("abc", 3, d, &err) == 0);
+    fb_hex_encode(d, sizeof d, hex);
+    CHECK(strcmp(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad") == 0);
+}
+
+static void test_hex_round_trip_and_refusals(void)
+{
+    uint8_t in[FB_SHA256_LEN], out[FB_SHA256_LEN];
+    char hex[FB_SHA256_HEX_LEN + 1];
+    for (size_t i = 0; i < sizeof in; i++)
+        in[i] = (uint8_t)(i * 37 + 11);
+    fb_hex_encode(in, sizeof in, hex);
+    REQUIRE(fb_sha256_from_hex(hex, out) == 0);
+    CHECK(memcmp(in, out, sizeof in) == 0);
+    /* All sixteen digits in both halves of a byte. */
+    for (unsigned v = 0; v < 256; v++) {
+        memset(in, (int)v, sizeof in);
+        fb_hex_encode(in, sizeof in, hex);
+        CHECK(fb_sha256_from_hex(hex, out) == 0 && out[5] == v);
+    }
+    /* Every other byte value, at the first, a middle and the last place. */
+    const size_t places[] = {0, 33, FB_SHA256_HEX_LEN - 1};
+    int accepted = 0;
+    for (unsigned c = 1; c < 256; c++) {
+        if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))
+            continue;
+        for (size_t p = 0; p < sizeof places / sizeof places[0]; p++) {
+            fb_hex_encode(in, sizeof in, hex);
+            hex[places[p]] = (char)c;
+            accepted += fb_sha256_from_hex(hex, out) == 0;
+        }
+    }
+    CHECK_EQ_INT(accepted, 0);
+    fb_hex_encode(in, sizeof in, hex);
+    hex[63] = '\0';
+    CHECK_EQ_INT(fb_sha256_from_hex(hex, out), FB_ECORRUPT);
+    CHECK_EQ_INT(fb_sha256_from_hex(NULL, out), FB_ECORRUPT);
+    char longer[FB_SHA256_HEX_LEN + 2];
+    fb_hex_encode(in, sizeof in, longer);
+    strcat(longer, "0");
+    CHECK_EQ_INT(fb_sha256_from_hex(longer, out), FB_ECORRUPT);
+}
+
+int main(void)
+{
+    RUN_TEST(test_known_digest);
+    RUN_TEST(test_hex_round_trip_and_refusals);
+    FBTEST_EXIT();
+}
