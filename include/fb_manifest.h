@@ -69,6 +69,11 @@ void fb_manifest_fini(fb_manifest *m);
 int fb_manifest_set_note(fb_manifest *m, const char *note, fb_error *err);
 int fb_manifest_set_tool_version(fb_manifest *m, const char *version, fb_error *err);
 
+/* Makes room for n entries in all, so that adding that many never
+ * reallocates (a caller that knows the count avoids the up to 2x slack of
+ * growing by doubling). Returns 0, FB_ENOMEM. */
+int fb_manifest_reserve(fb_manifest *m, size_t n, fb_error *err);
+
 /* Appends an entry, copying path and target, and updates totals.
  * sha256 is required for files (NULL otherwise); target for symlinks and
  * hardlinks. Returns 0, FB_ENOMEM, FB_EMISUSE. */
@@ -76,9 +81,25 @@ int fb_manifest_add_entry(fb_manifest *m, const char *path, const fb_entry_meta 
                           const uint8_t *sha256, uint64_t offset, const char *target,
                           fb_error *err);
 
-/* The JSON text, malloc'd, in the layout of SPEC "manifest.json": compact,
- * the top-level fields on the first line, then "entries":[ and one entry
- * per line, a trailing newline. Written straight from m (no JSON tree). */
+/* Takes the next len bytes of the text (data is valid during the call
+ * only). Returns 0, or a negative FB_E* code with err filled (naming where
+ * the text was going), which stops the writing. */
+typedef int (*fb_manifest_sink)(void *ctx, const char *data, size_t len, fb_error *err);
+
+/* fb_manifest_write hands the text over in pieces of about this many bytes
+ * (one entry may overshoot it), never the whole document at once. */
+#define FB_MANIFEST_CHUNK (64u * 1024)
+
+/* The JSON text in the layout of SPEC "manifest.json": compact, the
+ * top-level fields on the first line, then "entries":[ and one entry per
+ * line, a trailing newline. Written straight from m (no JSON tree) and
+ * handed to sink in order, in chunks: the concatenation is exactly
+ * fb_manifest_to_json's text. Returns 0, FB_EMISUSE (m cannot be written:
+ * nothing was passed to sink then, or only a prefix), FB_ENOMEM, or the
+ * sink's error unchanged (sink is not called again after it fails). */
+int fb_manifest_write(const fb_manifest *m, fb_manifest_sink sink, void *ctx, fb_error *err);
+
+/* The same text, malloc'd whole (for callers that need it in memory). */
 int fb_manifest_to_json(const fb_manifest *m, char **out, size_t *out_len, fb_error *err);
 
 /* Strict parse (see json_strict) of any valid JSON layout, entry by

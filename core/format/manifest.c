@@ -78,6 +78,21 @@ bool fb_manifest_totals_add(fb_manifest_totals *t, const fb_entry_meta *meta)
     return true;
 }
 
+int fb_manifest_reserve(fb_manifest *m, size_t n, fb_error *err)
+{
+    if (n <= m->cap_entries)
+        return 0;
+    size_t bytes;
+    if (__builtin_mul_overflow(n, sizeof *m->entries, &bytes))
+        return fb_error_set(err, FB_ENOMEM, "manifest: too many entries");
+    fb_manifest_entry *e = realloc(m->entries, bytes);
+    if (!e)
+        return fb_error_set(err, FB_ENOMEM, "manifest: out of memory");
+    m->entries = e;
+    m->cap_entries = n;
+    return 0;
+}
+
 int fb_manifest_add_entry(fb_manifest *m, const char *path, const fb_entry_meta *meta,
                           const uint8_t *sha256, uint64_t offset, const char *target,
                           fb_error *err)
@@ -98,14 +113,9 @@ int fb_manifest_add_entry(fb_manifest *m, const char *path, const fb_entry_meta 
 
     if (m->n_entries == m->cap_entries) {
         size_t cap = m->cap_entries ? m->cap_entries * 2 : 64;
-        size_t bytes;
-        if (__builtin_mul_overflow(cap, sizeof *m->entries, &bytes))
-            return fb_error_set(err, FB_ENOMEM, "manifest: too many entries");
-        fb_manifest_entry *e = realloc(m->entries, bytes);
-        if (!e)
-            return fb_error_set(err, FB_ENOMEM, "manifest: out of memory");
-        m->entries = e;
-        m->cap_entries = cap;
+        int rc = fb_manifest_reserve(m, cap, err);
+        if (rc < 0)
+            return rc;
     }
     fb_manifest_entry *e = &m->entries[m->n_entries];
     memset(e, 0, sizeof *e);

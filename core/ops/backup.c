@@ -73,6 +73,7 @@ typedef struct run {
     fb_scan_result scan;
     fb_manifest m;
     char id[FB_BACKUP_ID_LEN + 1];
+    uint64_t file_bytes; /* the scan's, kept for progress once the scan is freed */
     uint64_t done_bytes;
 } run;
 
@@ -180,7 +181,7 @@ static int store_file(run *r, fb_src_cursor *cur, fb_archive_writer *w, const ch
     if (rc < 0)
         return rc;
     r->done_bytes += meta.size;
-    progress(r, "write", r->done_bytes, r->scan.file_bytes);
+    progress(r, "write", r->done_bytes, r->file_bytes);
     return 0;
 }
 
@@ -207,7 +208,7 @@ static int store_prefetched(run *r, fb_archive_writer *w, const char *path,
     if (rc < 0)
         return rc;
     r->done_bytes += meta.size;
-    progress(r, "write", r->done_bytes, r->scan.file_bytes);
+    progress(r, "write", r->done_bytes, r->file_bytes);
     return 0;
 }
 
@@ -323,21 +324,41 @@ static int write_entries(run *r, fb_archive_writer *w)
     return rc < 0 ? rc : 0;
 }
 
-static int write_file_in(run *r, int dirfd, const char *name, const void *data, size_t len)
+/* The manifest's text goes to its file chunk by chunk as it is written:
+ * the whole text is never in memory (issue 10). */
+typedef struct fd_sink {
+    run *r;
+    int fd;
+} fd_sink;
+
+static int write_to_fd(void *ctx, const char *data, size_t len, fb_error *err)
 {
-    int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    fd_sink *s = ctx;
+    int e = fb_write_all(s->fd, data, len);
+    if (e)
+        return fb_error_set_errno(err, e, "%s/%s/%s: cannot write", s->r->sess_name,
+                                  s->r->tmpname, FB_MANIFEST_NAME);
+    return 0;
+}
+
+static int write_manifest(run *r)
+{
+    int fd = openat(r->tmp_fd, FB_MANIFEST_NAME,
+                    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0)
         return fb_error_set_errno(r->err, errno, "%s/%s/%s: cannot create", r->sess_name,
-                                  r->tmpname, name);
-    int e = fb_write_all(fd, data, len);
-    if (!e && fsync(fd) != 0)
+                                  r->tmpname, FB_MANIFEST_NAME);
+    fd_sink sink = {.r = r, .fd = fd};
+    int rc = fb_manifest_write(&r->m, write_to_fd, &sink, r->err);
+    int e = 0;
+    if (rc >= 0 && fsync(fd) != 0)
         e = errno;
-    if (close(fd) != 0 && !e)
+    if (close(fd) != 0 && !e && rc >= 0)
         e = errno;
     if (e)
         return fb_error_set_errno(r->err, e, "%s/%s/%s: cannot write", r->sess_name, r->tmpname,
-                                  name);
-    return 0;
+                                  FB_MANIFEST_NAME);
+    return rc < 0 ? rc : 0;
 }
 
 /* The manifest's fields besides its entries, once the archive is written. */
@@ -378,6 +399,11 @@ static int build(run *r)
     if (rc < 0)
         return rc;
     r->out->skipped_entries += r->scan.skipped;
+    r->file_bytes = r->scan.file_bytes;
+    /* At most one manifest entry per scanned entry: the array is sized once
+     * instead of growing by doubling (up to twice the room it needs). */
+    if ((rc = fb_manifest_reserve(&r->m, r->scan.n, r->err)) < 0)
+        return rc;
     if (req->after_scan)
         req->after_scan(req->after_scan_ctx);
 
@@ -400,8 +426,12 @@ static int build(run *r)
     rc = fb_archive_writer_new(r->archive_fd, &wo, &w, r->err);
     if (rc < 0)
         return rc;
-    progress(r, "write", 0, r->scan.file_bytes);
+    progress(r, "write", 0, r->file_bytes);
     rc = write_entries(r, w);
+    /* The scan is not needed once the entries are stored: freed before the
+     * manifest is written and read back, the run's largest allocations. */
+    fb_scan_result_fini(&r->scan);
+    fb_scan_result_init(&r->scan);
     fb_archive_summary sum;
     memset(&sum, 0, sizeof sum);
     if (rc >= 0)
@@ -424,42 +454,72 @@ static int build(run *r)
 
     if ((rc = fill_manifest(r, &sum)) < 0)
         return rc;
-    char *json = NULL;
-    size_t json_len = 0;
-    rc = fb_manifest_to_json(&r->m, &json, &json_len, r->err);
-    if (rc < 0)
-        return rc;
-    rc = write_file_in(r, r->tmp_fd, FB_MANIFEST_NAME, json, json_len);
-    free(json);
-    if (rc < 0)
+    if ((rc = write_manifest(r)) < 0)
         return rc;
     char tmp_label[PATH_MAX];
     snprintf(tmp_label, sizeof tmp_label, "%s/%s", r->sess_name, r->tmpname);
     return fb_fsync_dir(r->tmp_fd, tmp_label, r->err);
 }
 
-/* Re-reads what is on disk: the manifest strictly parsed must serialise to
- * the same bytes, and the archive must pass the full verify against it. */
-static int validate(run *r)
+/* Compares the re-serialised manifest, chunk by chunk as it is written,
+ * with the text read from disk: the second text is never built whole. */
+typedef struct readback {
+    const char *disk;
+    size_t len;
+    size_t pos; /* bytes of disk matched so far */
+    const char *label;
+} readback;
+
+static int readback_differs(const readback *b, fb_error *err)
+{
+    return fb_error_set(err, FB_ECORRUPT, "%s: manifest.json does not read back as written",
+                        b->label);
+}
+
+static int compare_chunk(void *ctx, const char *data, size_t len, fb_error *err)
+{
+    readback *b = ctx;
+    if (len > b->len - b->pos || memcmp(b->disk + b->pos, data, len) != 0)
+        return readback_differs(b, err);
+    b->pos += len;
+    return 0;
+}
+
+/* Reads manifest.json back into *parsed, strictly, and checks that it
+ * serialises to exactly the bytes on disk. */
+static int read_back(run *r, fb_manifest *parsed)
 {
     char tmp_label[PATH_MAX];
     snprintf(tmp_label, sizeof tmp_label, "%s/%s", r->sess_name, r->tmpname);
-    char *json = NULL, *again = NULL;
-    size_t len = 0, again_len = 0;
+    char *json = NULL;
+    size_t len = 0;
     int rc = fb_read_file_at(r->tmp_fd, tmp_label, FB_MANIFEST_NAME, FB_MANIFEST_SIZE_MAX, &json,
                              &len, r->err);
     if (rc < 0)
         return rc;
-    fb_manifest parsed;
-    fb_manifest_init(&parsed);
     char source[PATH_MAX];
     snprintf(source, sizeof source, "%s/%s", r->label, FB_MANIFEST_NAME);
-    rc = fb_manifest_parse(json, len, source, &parsed, r->err);
+    rc = fb_manifest_parse(json, len, source, parsed, r->err);
+    readback b = {.disk = json, .len = len, .label = r->label};
     if (rc >= 0)
-        rc = fb_manifest_to_json(&parsed, &again, &again_len, r->err);
-    if (rc >= 0 && (again_len != len || memcmp(again, json, len) != 0))
-        rc = fb_error_set(r->err, FB_ECORRUPT, "%s: manifest.json does not read back as written",
-                          r->label);
+        rc = fb_manifest_write(parsed, compare_chunk, &b, r->err);
+    if (rc >= 0 && b.pos != len)
+        rc = readback_differs(&b, r->err);
+    free(json);
+    return rc;
+}
+
+/* Re-reads what is on disk: the manifest strictly parsed must serialise to
+ * the same bytes, and the archive must pass the full verify against it.
+ * What was written is on disk by now, so the in-memory manifest is freed
+ * first and the one read back takes its place: the same bytes, hence the
+ * same manifest, and two copies of 100,000 entries never live at once. */
+static int validate(run *r)
+{
+    fb_manifest_fini(&r->m);
+    fb_manifest parsed;
+    fb_manifest_init(&parsed);
+    int rc = read_back(r, &parsed);
     if (rc >= 0)
         rc = fb_verify_backup_dir_with(r->tmp_fd, &parsed, r->label,
                                        &(fb_verify_dir_options){.cancel = r->req->cancel,
@@ -468,12 +528,13 @@ static int validate(run *r)
                                                                 .progress_ctx =
                                                                     r->req->progress_ctx},
                                        r->err);
-    fb_manifest_fini(&parsed);
-    free(json);
-    free(again);
-    if (rc < 0)
+    if (rc < 0) {
+        fb_manifest_fini(&parsed);
         fb_error_prefix(r->err, "validation failed");
-    return rc;
+        return rc;
+    }
+    r->m = parsed;
+    return 0;
 }
 
 /* Takes a just-published backup dir back out of view after a later step
@@ -508,7 +569,7 @@ static bool index_on_disk_lists(run *r, const char *id)
 
 static int publish(run *r)
 {
-    progress(r, "publish", r->scan.file_bytes, r->scan.file_bytes);
+    progress(r, "publish", r->file_bytes, r->file_bytes);
     /* The temp dir's fd is closed first: nothing may write into the backup
      * once it has its final name. */
     close(r->tmp_fd);

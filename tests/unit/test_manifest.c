@@ -1081,11 +1081,85 @@ static void test_streaming_keeps_the_error_order(void)
     free(j);
 }
 
+/* fb_manifest_write's chunks, gathered: what went to the sink and how. A
+ * sink that fails on call fail_at (1-based; 0 never) names its target. */
+typedef struct gathered {
+    char *buf;
+    size_t len;
+    int calls;
+    int fail_at;
+    bool called_after_failure;
+} gathered;
+
+static int gather(void *ctx, const char *data, size_t len, fb_error *err)
+{
+    gathered *g = ctx;
+    if (g->fail_at && g->calls >= g->fail_at)
+        g->called_after_failure = true;
+    if (++g->calls == g->fail_at)
+        return fb_error_set_errno(err, ENOSPC, "gather-target: cannot write");
+    char *b = realloc(g->buf, g->len + len + 1);
+    if (!b)
+        fbtest_die("realloc");
+    memcpy(b + g->len, data, len);
+    g->buf = b;
+    g->len += len;
+    b[g->len] = '\0';
+    return 0;
+}
+
+/* The streamed text is fb_manifest_to_json's, byte for byte, for a small
+ * manifest (one chunk) and one of several chunks; a failing sink stops the
+ * writing with its own error, first chunk or later. */
+static void test_streamed_bytes_equal_to_json(void)
+{
+    fb_manifest m;
+    build_rich(&m);
+    fb_manifest big;
+    base_header(&big, FB_BACKUP_FULL, FULL_ID);
+    uint8_t d[FB_SHA256_LEN];
+    fill_digest(d, 0x5a);
+    for (int i = 0; i < 3000; i++) {
+        char path[64];
+        snprintf(path, sizeof path, "dir/file-%05d.json", i);
+        fb_entry_meta e = meta(FB_ENTRY_FILE, 0644, 100);
+        REQUIRE(fb_manifest_add_entry(&big, path, &e, d, (uint64_t)i * 1024, NULL, NULL) == 0);
+    }
+    const fb_manifest *cases[] = {&m, &big};
+    for (size_t c = 0; c < 2; c++) {
+        char *json = NULL;
+        size_t len = 0;
+        fb_error err;
+        REQUIRE(fb_manifest_to_json(cases[c], &json, &len, &err) == 0);
+        gathered g = {0};
+        CHECK_EQ_INT(fb_manifest_write(cases[c], gather, &g, &err), 0);
+        CHECK(g.len == len && g.buf && memcmp(g.buf, json, len) == 0);
+        CHECK(c == 0 ? g.calls == 1 : g.calls > 2); /* the big one: never whole */
+        for (int at = 1; at <= 2; at++) {
+            gathered f = {.fail_at = at};
+            fb_error_clear(&err);
+            CHECK_EQ_INT(fb_manifest_write(cases[c], gather, &f, &err), FB_EIO);
+            CHECK(strstr(err.message, "gather-target: cannot write") != NULL);
+            CHECK_EQ_INT(err.sys_errno, ENOSPC);
+            CHECK(!f.called_after_failure);
+            CHECK(f.len < len && (!f.len || memcmp(f.buf, json, f.len) == 0));
+            free(f.buf);
+            if (c == 0)
+                break; /* one chunk only: no second call to fail */
+        }
+        free(g.buf);
+        free(json);
+    }
+    fb_manifest_fini(&m);
+    fb_manifest_fini(&big);
+}
+
 int main(void)
 {
     RUN_TEST(test_round_trip_in_memory);
     RUN_TEST(test_round_trip_on_disk);
     RUN_TEST(test_compact_layout);
+    RUN_TEST(test_streamed_bytes_equal_to_json);
     RUN_TEST(test_streaming_keeps_the_error_order);
     RUN_TEST(test_the_fixture_is_valid);
     RUN_TEST(test_rejects_malformed_structure);
