@@ -153,18 +153,65 @@ out:
     return 0;
 }
 
-/* Waits while the prefetcher decodes frame i: true when it did (the frame
- * is then in the cache, unless it failed or was evicted at once). */
-static bool wait_prefetch(fb_archive_reader *r, size_t i)
+static bool decoding_has(const fb_archive_reader *r, size_t i)
 {
-    bool waited = false;
-    pthread_mutex_lock(&r->pf_lock);
-    while (r->pf_frame == i) {
-        pthread_cond_wait(&r->pf_cv, &r->pf_lock);
-        waited = true;
+    for (size_t k = 0; k < r->n_decoding; k++)
+        if (r->decoding[k] == i)
+            return true;
+    return false;
+}
+
+/* Claims frame i for this thread to decode (pf_lock held): false when
+ * another thread decodes it. A full set claims nothing but says true:
+ * the frame is decoded untracked. *tracked: whether it was claimed. */
+static bool decoding_claim(fb_archive_reader *r, size_t i, bool *tracked)
+{
+    *tracked = false;
+    if (decoding_has(r, i))
+        return false;
+    if (r->n_decoding < FB_ARCHIVE_DECODING_MAX) {
+        r->decoding[r->n_decoding++] = i;
+        *tracked = true;
     }
+    return true;
+}
+
+static void decoding_done(fb_archive_reader *r, size_t i)
+{
+    pthread_mutex_lock(&r->pf_lock);
+    for (size_t k = 0; k < r->n_decoding; k++) {
+        if (r->decoding[k] == i) {
+            r->decoding[k] = r->decoding[--r->n_decoding];
+            break;
+        }
+    }
+    if (r->pf_frame == i)
+        r->pf_frame = SIZE_MAX;
+    pthread_cond_broadcast(&r->pf_cv);
     pthread_mutex_unlock(&r->pf_lock);
-    return waited;
+}
+
+/* Frame i from the shared cache, waiting while another thread decodes it;
+ * on a miss with no one decoding it, claims it (*claimed, *tracked) for
+ * the caller to decode. */
+static fb_frame_ref *shared_lookup(fb_archive_reader *r, size_t i, bool *claimed, bool *tracked)
+{
+    *claimed = *tracked = false;
+    for (;;) {
+        fb_frame_ref *ref = fb_frame_cache_lookup(r->cache, r->key, (uint32_t)i);
+        if (ref)
+            return ref;
+        pthread_mutex_lock(&r->pf_lock);
+        if (decoding_claim(r, i, tracked)) {
+            pthread_mutex_unlock(&r->pf_lock);
+            *claimed = true;
+            return NULL;
+        }
+        while (decoding_has(r, i))
+            pthread_cond_wait(&r->pf_cv, &r->pf_lock);
+        pthread_mutex_unlock(&r->pf_lock);
+        /* Decoded by the other thread (or it failed: then try ourselves). */
+    }
 }
 
 /* A referenced frame i, from the shared cache, the private slot, or decoded. */
@@ -174,8 +221,9 @@ static int get_frame(fb_archive_reader *r, size_t i, fb_frame_cache **owner, fb_
     fb_frame_cache *cache = r->cache ? r->cache : r->own_cache;
     *owner = cache;
     *ref = NULL;
+    bool claimed = false, tracked = false;
     if (r->cache) {
-        *ref = fb_frame_cache_lookup(cache, r->key, (uint32_t)i);
+        *ref = shared_lookup(r, i, &claimed, &tracked);
         if (*ref)
             return 0;
     } else {
@@ -188,18 +236,18 @@ static int get_frame(fb_archive_reader *r, size_t i, fb_frame_cache **owner, fb_
         if (*ref)
             return 0;
     }
-    if (r->pf && wait_prefetch(r, i)) {
-        *ref = fb_frame_cache_lookup(cache, r->key, (uint32_t)i);
-        if (*ref)
-            return 0;
-    }
     uint8_t *data;
     int rc = load_frame(r, i, &data, err);
+    if (rc == 0) {
+        *ref = fb_frame_cache_insert(cache, r->key, (uint32_t)i, data,
+                                     r->table.frames[i].d_size);
+        if (!*ref)
+            rc = fb_error_set(err, FB_ENOMEM, "%s: frame %zu: out of memory", r->name, i);
+    }
+    if (tracked)
+        decoding_done(r, i);
     if (rc)
         return rc;
-    *ref = fb_frame_cache_insert(cache, r->key, (uint32_t)i, data, r->table.frames[i].d_size);
-    if (!*ref)
-        return fb_error_set(err, FB_ENOMEM, "%s: frame %zu: out of memory", r->name, i);
     if (!r->cache) {
         fb_frame_ref_retain(cache, *ref);
         pthread_mutex_lock(&r->slot_lock);
@@ -300,6 +348,7 @@ int fb_archive_reader_open(int fd, fb_frame_cache *cache, const char *name,
     pthread_mutex_init(&r->pf_lock, NULL);
     pthread_cond_init(&r->pf_cv, NULL);
     r->pf_frame = r->pf_asked = SIZE_MAX;
+    r->n_decoding = 0;
     atomic_init(&r->seq_end, UINT64_MAX);
     atomic_init(&r->proven, 0);
     r->bad_frame = SIZE_MAX;
@@ -341,35 +390,29 @@ void fb_archive_reader_free(fb_archive_reader *r)
     free(r);
 }
 
-/* The prefetcher's job for r: decode the frame asked for into the cache.
- * Its errors are dropped: the reader that needs the frame decodes it and
- * reports them. */
+/* The prefetcher's job for r: decode the frame asked for (claimed in the
+ * decoding set when it was asked) into the cache. Its errors are dropped:
+ * the reader that needs the frame decodes it and reports them. */
 static void prefetch_run(void *owner)
 {
     fb_archive_reader *r = owner;
     pthread_mutex_lock(&r->pf_lock);
     size_t i = r->pf_frame;
     pthread_mutex_unlock(&r->pf_lock);
-    if (i != SIZE_MAX && ensure_proven(r, i, NULL) == 0) {
-        fb_frame_cache *owner_cache;
-        fb_frame_ref *ref;
-        uint8_t *data;
-        /* Not get_frame: it would wait for this very job. */
-        if (load_frame(r, i, &data, NULL) == 0 &&
-            (ref = fb_frame_cache_insert(r->cache, r->key, (uint32_t)i, data,
-                                         r->table.frames[i].d_size)) != NULL) {
-            owner_cache = r->cache;
-            fb_frame_ref_release(owner_cache, ref);
-        }
-    }
-    pthread_mutex_lock(&r->pf_lock);
-    r->pf_frame = SIZE_MAX;
-    pthread_cond_broadcast(&r->pf_cv);
-    pthread_mutex_unlock(&r->pf_lock);
+    if (i == SIZE_MAX)
+        return;
+    uint8_t *data;
+    fb_frame_ref *ref;
+    if (ensure_proven(r, i, NULL) == 0 && load_frame(r, i, &data, NULL) == 0 &&
+        (ref = fb_frame_cache_insert(r->cache, r->key, (uint32_t)i, data,
+                                     r->table.frames[i].d_size)) != NULL)
+        fb_frame_ref_release(r->cache, ref);
+    decoding_done(r, i);
 }
 
 /* After a sequential read that reached the second half of frame i: asks
- * for frame i + 1, unless it is cached or already asked for. */
+ * for frame i + 1, unless it is cached, being decoded or already asked
+ * for. */
 static void maybe_prefetch(fb_archive_reader *r, size_t i, size_t end_in_frame)
 {
     if (i + 1 >= r->table.n_frames || (uint64_t)end_in_frame * 2 < r->table.frames[i].d_size)
@@ -387,18 +430,14 @@ static void maybe_prefetch(fb_archive_reader *r, size_t i, size_t end_in_frame)
         fb_frame_ref_release(r->cache, ref);
         return;
     }
+    bool tracked = false;
     pthread_mutex_lock(&r->pf_lock);
-    if (r->pf_frame == SIZE_MAX)
+    ask = r->pf_frame == SIZE_MAX && decoding_claim(r, next, &tracked) && tracked;
+    if (ask)
         r->pf_frame = next;
-    else
-        ask = false;
     pthread_mutex_unlock(&r->pf_lock);
-    if (ask && !fb_frame_prefetcher_enqueue(r->pf, r, prefetch_run)) {
-        pthread_mutex_lock(&r->pf_lock);
-        r->pf_frame = SIZE_MAX;
-        pthread_cond_broadcast(&r->pf_cv);
-        pthread_mutex_unlock(&r->pf_lock);
-    }
+    if (ask && !fb_frame_prefetcher_enqueue(r->pf, r, prefetch_run))
+        decoding_done(r, next);
 }
 
 /* What to do with each frame part a read covers: copy it out, or keep it

@@ -20,6 +20,9 @@
 /* Idle decompression contexts kept for reuse; more threads than this still
  * work, they create and free their own. */
 #define DCTX_POOL_MAX 8
+/* Frames decoded at once into the shared cache, tracked so that no frame
+ * is decoded twice at once; more threads than this decode untracked. */
+#define FB_ARCHIVE_DECODING_MAX 16
 
 struct fb_archive_reader {
     int fd;
@@ -58,13 +61,18 @@ struct fb_archive_reader {
     _Atomic unsigned char *decoded;
     bool keep_frames; /* the key's frames outlive r (fb_archive_reader_keep_frames) */
 
-    /* Decoding ahead of a sequential reader (fb_frame_prefetch.h), with a
-     * shared cache only. At most one frame is asked for at a time:
-     * pf_frame, which a reader missing that very frame waits for rather
-     * than decode it twice. seq_end: where the last read ended. */
+    /* Frames being decoded into the shared cache right now, by a reader
+     * or the prefetcher (fb_frame_prefetch.h): a thread missing one of
+     * them waits for it instead of decoding it a second time (readers of
+     * one file often miss the same 1 MiB frame at once: the kernel sends
+     * several 128 KiB reads of it together). pf_frame: the frame asked of
+     * the prefetcher, also in the set until its job ends. seq_end: where
+     * the last read ended, to tell a sequential reader. */
     fb_frame_prefetcher *pf;   /* borrowed, may be NULL */
     pthread_mutex_t pf_lock;
-    pthread_cond_t pf_cv;      /* pf_frame was cleared */
+    pthread_cond_t pf_cv;      /* a frame left the set */
+    size_t decoding[FB_ARCHIVE_DECODING_MAX]; /* guarded by pf_lock */
+    size_t n_decoding;         /* guarded by pf_lock */
     size_t pf_frame;           /* guarded by pf_lock: SIZE_MAX when none */
     size_t pf_asked;           /* guarded by pf_lock: last frame asked for, SIZE_MAX none */
     _Atomic uint64_t seq_end;

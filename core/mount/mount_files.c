@@ -30,6 +30,20 @@ typedef struct file_source {
     char label[FB_SESSION_ID_MAX + FB_BACKUP_ID_LEN + 32];
 } file_source;
 
+/* The tree's prefetch thread, started with the first archive reader: not
+ * when the tree is made, which the daemon does before it forks into the
+ * background (a thread does not survive fork). NULL when it cannot be
+ * started: reads then just do without. */
+static fb_frame_prefetcher *tree_prefetcher(fb_mount_tree *t)
+{
+    pthread_mutex_lock(&t->prefetch_lock);
+    if (!t->prefetch && !t->prefetch_failed)
+        t->prefetch_failed = fb_frame_prefetcher_new(&t->prefetch, NULL) != 0;
+    fb_frame_prefetcher *p = t->prefetch;
+    pthread_mutex_unlock(&t->prefetch_lock);
+    return p;
+}
+
 /* ------------------------------------------------------ archive readers */
 
 static int archive_open(fb_mount_tree *t, const char *sid, const char *bid,
@@ -62,7 +76,7 @@ static int archive_open(fb_mount_tree *t, const char *sid, const char *bid,
     }
     if (proof)
         fb_archive_reader_adopt_proof(r, proof);
-    fb_archive_reader_set_prefetcher(r, t->prefetch);
+    fb_archive_reader_set_prefetcher(r, tree_prefetcher(t));
     *out = r;
     return 0;
 }

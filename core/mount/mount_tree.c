@@ -35,6 +35,7 @@ int fb_mount_tree_new(const char *backups_dir, const fb_mount_options *opts, fb_
     t->next_ino = FB_MOUNT_ROOT_INO + 1;
     pthread_mutex_init(&t->lock, NULL);
     pthread_mutex_init(&t->root_refresh_lock, NULL);
+    pthread_mutex_init(&t->prefetch_lock, NULL);
     pthread_cond_init(&t->loaded_cond, NULL);
     rc = fb_store_open(root, false, &t->store, err);
     free(root);
@@ -43,8 +44,6 @@ int fb_mount_tree_new(const char *backups_dir, const fb_mount_options *opts, fb_
         size_t bytes = opts->cache_bytes > SIZE_MAX ? SIZE_MAX : (size_t)opts->cache_bytes;
         rc = fb_frame_cache_new(bytes, &t->cache, err);
     }
-    if (rc == 0)
-        rc = fb_frame_prefetcher_new(&t->prefetch, err);
     /* What the first read would otherwise load while a user waits: the
      * hash implementation (OpenSSL's configuration) and the time zone. */
     fb_sha256_prepare();
@@ -70,6 +69,7 @@ void fb_mount_tree_free(fb_mount_tree *t)
     free(t->ranges);
     pthread_cond_destroy(&t->loaded_cond);
     pthread_mutex_destroy(&t->root_refresh_lock);
+    pthread_mutex_destroy(&t->prefetch_lock);
     pthread_mutex_destroy(&t->lock);
     free(t);
 }

@@ -120,7 +120,11 @@ struct fb_mount_tree {
     fb_store *store;
     int backups_fd; /* borrowed from store */
     fb_frame_cache *cache;
-    fb_frame_prefetcher *prefetch; /* decodes ahead for every archive reader */
+    /* Decodes ahead for every archive reader; started with the first one
+     * (mount_files.c), under prefetch_lock (taken alone, or inside lock). */
+    pthread_mutex_t prefetch_lock;
+    fb_frame_prefetcher *prefetch;
+    bool prefetch_failed;
     fb_mount_options opts;
     uint64_t next_ino;
     mt_range *ranges; /* sorted by base: bases are handed out increasing */
