@@ -262,6 +262,7 @@ extern const cli_command cli_cmd_cleanup;
 extern const cli_command cli_cmd_forget;
 extern const cli_command cli_cmd_recover;
 extern const cli_command cli_cmd_diff;
+extern const cli_command cli_cmd_log;
 
 /* ---- progress bar and waiting notices (progress.c) ---- */
 

@@ -25,6 +25,7 @@ enum {
     OPT_ONLY,
     OPT_PROGRESS,
     OPT_NO_PROGRESS,
+    OPT_PATH,
 };
 
 static const cli_option recover_options[] = {
@@ -36,13 +37,14 @@ static const cli_option recover_options[] = {
     {"only", 0, false, OPT_ONLY},
     {"progress", 0, false, OPT_PROGRESS},
     {"no-progress", 0, false, OPT_NO_PROGRESS},
+    {"path", 'p', true, OPT_PATH},
     {NULL, 0, false, 0},
 };
 
 static const char recover_usage[] =
     "Usage: " CLI_PROG " recover [session_id] [backup_id|latest] [--target DIR] [--only]\n"
-    "           [--dry-run] [--no-safety-backup] [--same-owner] [--wait SECONDS] [--json]\n"
-    "           [--progress|--no-progress]\n"
+    "           [--path PATTERN]... [--dry-run] [--no-safety-backup] [--same-owner]\n"
+    "           [--wait SECONDS] [--json] [--progress|--no-progress]\n"
     "       " CLI_PROG " restore ...   (the same)\n"
     "\n"
     "Restores the session (default: the current one) as it stood at a backup (default:\n"
@@ -66,6 +68,17 @@ static const char recover_usage[] =
     "                          nothing else is touched and no safety backup is taken\n"
     "      --only              restore just the backup's own entries (an incremental's\n"
     "                          files only), removing nothing\n"
+    "  -p, --path PATTERN      restore only the entries PATTERN matches (repeatable):\n"
+    "                          fnmatch on the path relative to the session, '*' not\n"
+    "                          crossing '/' ('artifacts/*.json'); a PATTERN ending in '/'\n"
+    "                          takes that directory and everything below it ('logs/').\n"
+    "                          Their parent directories come along. Into the session,\n"
+    "                          what the patterns match there that the backup does not\n"
+    "                          hold is removed (not with --only); nothing outside the\n"
+    "                          patterns is written or removed. A hardlink whose file is\n"
+    "                          not matched comes back as a copy of the file. A PATTERN\n"
+    "                          matching nothing in the backup is an error (exit 3)\n"
+    "                          before anything is touched\n"
     "  -n, --dry-run           list what would change (added, modified, removed, changed:\n"
     "                          metadata only); change nothing\n"
     "      --no-safety-backup  do not take the safety backup first\n"
@@ -86,9 +99,25 @@ typedef struct recover_args {
     bool safety;
     bool same_owner;
     bool only;
+    const char **paths; /* --path, in order; owned array of borrowed strings */
+    size_t n_paths;
     double wait;
     cli_progress_mode progress;
 } recover_args;
+
+/* A --path pattern. An empty one could only ever match nothing; it is a
+ * typo (an unset shell variable), said as such. */
+static int add_path(cli_ctx *ctx, recover_args *a, const char *pattern)
+{
+    if (!*pattern)
+        return cli_usage_error(ctx->command, "--path: empty pattern");
+    const char **v = realloc(a->paths, (a->n_paths + 1) * sizeof *v);
+    if (!v)
+        return cli_failf(CLI_EXIT_RUNTIME, "out of memory");
+    a->paths = v;
+    a->paths[a->n_paths++] = pattern;
+    return 0;
+}
 
 static int parse_recover_args(cli_ctx *ctx, recover_args *a)
 {
@@ -97,6 +126,8 @@ static int parse_recover_args(cli_ctx *ctx, recover_args *a)
     a->safety = true;
     a->same_owner = false;
     a->only = false;
+    a->paths = NULL;
+    a->n_paths = 0;
     a->wait = DEFAULT_WAIT_SECONDS;
     a->progress = CLI_PROGRESS_AUTO;
     for (size_t i = 0; i < ctx->n_opts; i++) {
@@ -122,6 +153,9 @@ static int parse_recover_args(cli_ctx *ctx, recover_args *a)
             break;
         case OPT_ONLY:
             a->only = true;
+            break;
+        case OPT_PATH:
+            rc = add_path(ctx, a, o->value);
             break;
         case OPT_PROGRESS:
             a->progress = CLI_PROGRESS_ON;
@@ -178,6 +212,21 @@ static void print_sources(const fb_restore_result *r)
     fputc('\n', stdout);
 }
 
+/* --path: the patterns and what they selected, so that a report of "3
+ * added" is not read as the whole backup. */
+static void print_paths(const recover_args *a, const fb_restore_result *r)
+{
+    fputs("  paths:          ", stdout);
+    for (size_t i = 0; i < a->n_paths; i++) {
+        if (i)
+            fputs(", ", stdout);
+        cli_print_escaped(stdout, a->paths[i]);
+    }
+    printf(" (%" PRIu64 " entr%s with their parent directories; nothing outside the "
+           "patterns is touched)\n",
+           r->selected, r->selected == 1 ? "y" : "ies");
+}
+
 static void print_human(const cli_ctx *ctx, const char *session_id, const recover_args *a,
                         const fb_restore_result *r, const fb_index_record *rec)
 {
@@ -199,6 +248,8 @@ static void print_human(const cli_ctx *ctx, const char *session_id, const recove
         fputc('\n', stdout);
     }
     print_sources(r);
+    if (a->n_paths > 0)
+        print_paths(a, r);
     fputs(r->dry_run ? "  destination:    " : "  restored into:  ", stdout);
     cli_print_escaped(stdout, r->destination ? r->destination : "?");
     fputc('\n', stdout);
@@ -236,14 +287,17 @@ static void print_human(const cli_ctx *ctx, const char *session_id, const recove
 
 /* The backup's id is "id", as in every command's output (list, verify,
  * backup, cleanup), so one jq filter reads them all. */
-static int emit_json(const char *session_id, const fb_restore_result *r)
+static int emit_json(const char *session_id, const recover_args *a,
+                     const fb_restore_result *r)
 {
     cJSON *o = cJSON_CreateObject();
-    cJSON *summary = NULL, *changes = NULL, *sources = NULL;
+    cJSON *summary = NULL, *changes = NULL, *sources = NULL, *paths = NULL;
     bool ok = o && cli_json_add(o, "session_id", cJSON_CreateString(session_id)) &&
               cli_json_add(o, "id", cJSON_CreateString(r->backup_id)) &&
               cli_json_add(o, "type", cJSON_CreateString(fb_backup_type_name(r->type))) &&
               cli_json_add(o, "only", cJSON_CreateBool(r->only)) &&
+              cli_json_add(o, "paths", paths = cJSON_CreateArray()) &&
+              cli_json_add(o, "selected", cli_json_uint(r->selected)) &&
               cli_json_add(o, "sources", sources = cJSON_CreateArray()) &&
               cli_json_add_name(o, "destination", r->destination ? r->destination : "") &&
               cli_json_add(o, "into_session", cJSON_CreateBool(r->into_session)) &&
@@ -263,6 +317,8 @@ static int emit_json(const char *session_id, const fb_restore_result *r)
               cli_json_add(o, "seconds", cJSON_CreateNumber(r->seconds));
     for (size_t i = 0; ok && i < r->n_sources; i++)
         ok = cli_json_add(sources, NULL, cJSON_CreateString(r->sources[i].id));
+    for (size_t i = 0; ok && i < a->n_paths; i++)
+        ok = cli_json_add(paths, NULL, cli_json_string_or_null(a->paths[i]));
     for (size_t i = 0; ok && i < r->n_changes; i++) {
         cJSON *c = cJSON_CreateObject();
         ok = cli_json_add(changes, NULL, c) && cli_json_add_name(c, "path", r->changes[i].path) &&
@@ -328,8 +384,10 @@ static int run_recover(cli_ctx *ctx)
 {
     recover_args a;
     int status = parse_recover_args(ctx, &a);
-    if (status)
+    if (status) {
+        free(a.paths);
         return status;
+    }
 
     char *session_id = NULL;
     fb_store *store = NULL;
@@ -371,6 +429,8 @@ static int run_recover(cli_ctx *ctx)
         .safety_backup = a.safety,
         .same_owner = a.same_owner,
         .only = a.only,
+        .paths = a.paths,
+        .n_paths = a.n_paths,
         .now = ctx->now,
         .config = &config,
         .lock_wait_seconds = a.wait,
@@ -390,7 +450,7 @@ static int run_recover(cli_ctx *ctx)
     }
 
     if (ctx->json)
-        status = emit_json(session_id, &result);
+        status = emit_json(session_id, &a, &result);
     else if (!ctx->quiet)
         print_report(ctx, store, session_id, &a, &result);
 
@@ -400,6 +460,7 @@ out:
     if (config_ready)
         fb_config_fini(&config);
     free(session_id);
+    free(a.paths);
     return status;
 }
 

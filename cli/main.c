@@ -22,8 +22,9 @@
 #define CLI_NOW_MAX INT64_C(253402300799)
 
 static const cli_command *const commands[] = {
-    &cli_cmd_backup,  &cli_cmd_list,  &cli_cmd_show,  &cli_cmd_verify, &cli_cmd_diff,
-    &cli_cmd_recover, &cli_cmd_cleanup, &cli_cmd_forget, &cli_cmd_mount, &cli_cmd_umount, NULL,
+    &cli_cmd_backup,  &cli_cmd_list,    &cli_cmd_show,   &cli_cmd_verify, &cli_cmd_diff,
+    &cli_cmd_log,     &cli_cmd_recover, &cli_cmd_cleanup, &cli_cmd_forget, &cli_cmd_mount,
+    &cli_cmd_umount,  NULL,
 };
 
 static const char global_usage_head[] =

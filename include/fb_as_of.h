@@ -124,6 +124,22 @@ int fb_as_of_build(const fb_store *store, const char *session_id, const fb_index
  * fb_as_of_build makes the same check. */
 int fb_as_of_check_base(const fb_index *idx, const char *backup_id, fb_error *err);
 
+/* Restricts a tree just built (before it is shared) to a selection
+ * (recover --path): the entries that at least one of the patterns matches
+ * (fb_path_pattern_matches: fnmatch with FNM_PATHNAME, a pattern ending in
+ * '/' takes that directory and everything below it), and the directories
+ * above them, so that the result is still a tree. A selected hardlink
+ * whose file is not selected keeps its content by the layering's rule
+ * (above): the first such hardlink of the file (in path order) becomes a
+ * file with its data (data_path), the others link to it. Sources that hold
+ * no entry of the selection are dropped (nothing of them need be read);
+ * totals and `held` are counted again. matches[p] gets how many entries
+ * pattern p matched (0: the caller reports it). Returns 0, FB_ECORRUPT (a
+ * hardlink whose file is not in the tree), FB_ENOMEM, FB_EMISUSE; after an
+ * error the tree is only fit to be freed. */
+int fb_as_of_select(fb_as_of *tree, const char *const *patterns, size_t n_patterns,
+                    size_t *matches, fb_error *err);
+
 /* Accepts NULL. */
 void fb_as_of_free(fb_as_of *tree);
 

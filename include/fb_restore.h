@@ -15,11 +15,12 @@
  *   - into the session dir: the staging dir and the session dir are swapped
  *     with renameat2(RENAME_EXCHANGE), then the old tree is deleted: the
  *     session dir becomes equal to the tree;
- *   - `only` into the session dir: only the backup's entries are renamed
- *     over the live ones (directories are merged and get their stored mode
- *     and mtime), nothing is removed; a path component of the session dir
- *     that is a symlink, or a directory where the backup has a file (and the
- *     reverse), is refused before anything is moved;
+ *   - `only` or `paths` into the session dir: only the backup's (or the
+ *     selected) entries are renamed over the live ones (directories are
+ *     merged and get their stored mode and mtime), nothing is removed; a
+ *     path component of the session dir that is a symlink, or a directory
+ *     where the backup has a file (and the reverse), is refused before
+ *     anything is moved;
  *   - --target DIR (absent or an empty directory, never a symlink): the
  *     staging dir is renamed to DIR; nothing else is touched.
  * Into the session dir a full safety backup of the current state is taken
@@ -49,6 +50,17 @@ typedef struct fb_restore_request {
     bool same_owner;           /* restore stored uid/gid (else the caller owns
                                 * everything restored; RELIABILITY A8) */
     bool only;                 /* the backup's own entries, nothing removed */
+    /* --path: restore only the entries of the tree (with `only`, of the
+     * backup's own entries) that one of these patterns matches
+     * (fb_as_of_select), with the directories above them. Into the session
+     * dir they are merged into it as with `only`, and what the patterns
+     * match there that the selection does not hold is removed (not with
+     * `only`): the part of the session they select becomes equal to the
+     * backup's, the rest is not touched. A pattern that matches nothing is
+     * FB_ENOTFOUND before anything is touched. Borrowed; n_paths 0: the
+     * whole tree. */
+    const char *const *paths;
+    size_t n_paths;
     int64_t now;               /* the safety backup's time */
     const fb_config *config;   /* borrowed: the safety backup's settings */
     double lock_wait_seconds;  /* the session lock, as for backup */
@@ -74,7 +86,8 @@ typedef struct fb_restore_request {
  *   FB_CHANGE_MODIFIED  content differs: type, size, SHA-256, symlink
  *                       target, or a live file that cannot be read (warned);
  *   FB_CHANGE_REMOVED   into the session dir without `only`: not in the
- *                       restored tree;
+ *                       restored tree (with `paths`: matched by a pattern,
+ *                       not in the selection, and nothing below it stays);
  *   FB_CHANGE_CHANGED   same content, metadata differs: mode (as restored),
  *                       mtime (and owner with same_owner). */
 typedef struct fb_restore_change {
@@ -93,6 +106,9 @@ typedef struct fb_restore_result {
     char backup_id[FB_BACKUP_ID_LEN + 1];        /* the backup restored */
     fb_backup_type type;
     bool only;               /* its own entries only */
+    /* With req->paths: the entries the patterns selected, directories above
+     * them included (0 without --path); also set by a dry run. */
+    uint64_t selected;
     /* Owned: the backups the tree came from, oldest first (the base full,
      * then its incrementals up to backup_id; backup_id alone for a full or
      * with `only`). */
@@ -123,7 +139,8 @@ void fb_restore_result_fini(fb_restore_result *r);
  *                 symlink; with `only`, the backup would have to write
  *                 through a symlink or replace a directory of the session
  *                 dir;
- *   FB_ENOTFOUND  the session has no backups, no such backup; an
+ *   FB_ENOTFOUND  the session has no backups, no such backup; a --path
+ *                 pattern that matches nothing (the message names it); an
  *                 incremental whose base full backup is gone, without
  *                 `only` (the message says so and names --only);
  *   FB_EBUSY      the session lock (safety backup or the move) timed out;

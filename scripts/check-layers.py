@@ -17,7 +17,7 @@ import sys
 
 # module -> layer; a layer may use its own modules and any layer of lower rank.
 LAYERS = {
-    "base": (0, ["error", "text", "hash", "ids", "fsutil", "lock"]),
+    "base": (0, ["error", "text", "hash", "ids", "fsutil", "lock", "path_match"]),
     "archive": (1, ["seek_table", "frame_cache", "frame_proof", "archive_writer",
                     "archive_reader", "archive_stream", "frame_prefetch", "tar_header",
                     "tar_check"]),
@@ -27,7 +27,7 @@ LAYERS = {
     "store": (2, ["store", "retention", "scan", "live", "as_of"]),
     "ops": (3, ["backup", "backup_source", "verify", "verify_session", "diff", "restore",
                 "restore_extract", "restore_changes", "restore_layers", "restore_place",
-                "cleanup", "forget"]),
+                "cleanup", "forget", "path_log"]),
     "mount": (4, ["mount_paths", "mount_contents", "mount_inodes", "mount_attr", "mount_nodes",
                   "mount_refresh", "mount_dirs", "mount_files", "mount_tree"]),
 }

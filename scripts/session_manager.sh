@@ -44,7 +44,8 @@ ARGUMENTS is one string, split like a shell command line (quotes group words and
 are removed) but never evaluated: $(...), backticks, $VAR, ;, &&, > stay text.
 
   backup       [session_id] [full|incremental] [note]
-  recover      [session_id] [backup_id|latest] [--target DIR] [--dry-run]
+  recover      [session_id] [backup_id|latest] [--target DIR] [--only]
+               [--path PATTERN]... [--dry-run]
   list-backups [session_id|--all]
   cleanup      [session_id|--all] [--dry-run] [--keep-full N] [--max-age DAYS]
 EOF
@@ -148,7 +149,7 @@ split_words() {
 takes_value() {
     case $1 in
     -C | --root | --session | --type | --note | --wait | -t | --target | --keep-full | \
-        --max-age | --min-keep)
+        --max-age | --min-keep | -p | --path)
         return 0
         ;;
     esac

@@ -6,13 +6,13 @@
 #include "fb_config.h"
 
 #include <fcntl.h>
-#include <fnmatch.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fb_fsutil.h"
+#include "fb_path_match.h"
 #include "fb_text.h"
 #include "fb_types.h"
 #include "json_strict_i.h"
@@ -311,44 +311,11 @@ int fb_config_load(const char *root, fb_config *cfg, fb_warn_fn warn, void *warn
     return rc;
 }
 
-/* A pattern ending in '/' names a directory: it matches the directory and
- * everything below it, i.e. path itself or any ancestor of path. */
-static bool dir_pattern_matches(const char *pat, size_t plen, char *copy, size_t n)
-{
-    char dirpat[FB_PATH_MAX + 1];
-    if (plen - 1 > FB_PATH_MAX)
-        return false;
-    memcpy(dirpat, pat, plen - 1);
-    dirpat[plen - 1] = '\0';
-    for (size_t i = 0; i <= n; i++) {
-        if (i < n && copy[i] != '/')
-            continue;
-        char saved = copy[i];
-        copy[i] = '\0';
-        bool hit = fnmatch(dirpat, copy, FNM_PATHNAME) == 0;
-        copy[i] = saved;
-        if (hit)
-            return true;
-    }
-    return false;
-}
-
 bool fb_config_include_matches(const fb_config *cfg, const char *path)
 {
-    size_t n = strlen(path);
-    if (n > FB_PATH_MAX)
-        return false; /* never stored: the manifest refuses such paths */
-    char copy[FB_PATH_MAX + 1];
-    memcpy(copy, path, n + 1);
-    for (size_t i = 0; i < cfg->n_include; i++) {
-        const char *pat = cfg->include[i];
-        size_t plen = strlen(pat);
-        if (plen > 1 && pat[plen - 1] == '/') {
-            if (dir_pattern_matches(pat, plen, copy, n))
-                return true;
-        } else if (fnmatch(pat, path, FNM_PATHNAME) == 0) {
+    /* The rule is the one recover --path uses too (fb_path_match.h). */
+    for (size_t i = 0; i < cfg->n_include; i++)
+        if (fb_path_pattern_matches(cfg->include[i], path))
             return true;
-        }
-    }
     return false;
 }

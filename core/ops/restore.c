@@ -77,8 +77,36 @@ static int report_sources(run *r)
     return 0;
 }
 
+/* --path: the tree narrowed to what the patterns select. Checked here, the
+ * first step, so that a pattern that matches nothing is refused before a
+ * staging dir, a safety backup or the lock exists. */
+static int select_paths(run *r)
+{
+    const fb_restore_request *req = r->req;
+    size_t *matches = calloc(req->n_paths, sizeof *matches);
+    if (!matches)
+        return restore_oom(r->err);
+    int rc = fb_as_of_select(r->tree, req->paths, req->n_paths, matches, r->err);
+    for (size_t p = 0; rc == 0 && p < req->n_paths; p++) {
+        if (matches[p])
+            continue;
+        char quoted[FB_TEXT_QUOTE_SIZE(FB_TEXT_QUOTE_CUT)];
+        fb_text_quote(req->paths[p], quoted, sizeof quoted);
+        rc = fb_error_set(r->err, FB_ENOTFOUND,
+                          "--path '%s' matches nothing in backup %s of session %s (%s); "
+                          "nothing was restored",
+                          quoted, r->out->backup_id, req->session_id,
+                          req->only ? "its own entries, --only"
+                                    : "the session as it stood at that backup");
+    }
+    free(matches);
+    if (rc == 0)
+        r->out->selected = r->tree->n_entries;
+    return rc;
+}
+
 /* The backup, and the tree to restore: its as-of tree (fb_as_of.h) or, with
- * req->only, its own entries. */
+ * req->only, its own entries; with req->paths, only what they select. */
 static int load_backup(run *r)
 {
     const fb_restore_request *req = r->req;
@@ -105,6 +133,8 @@ static int load_backup(run *r)
                                 req->only ? FB_AS_OF_ONLY : 0, &r->tree, r->err);
     }
     fb_index_fini(&idx);
+    if (rc == 0 && req->n_paths > 0)
+        rc = select_paths(r);
     if (rc < 0)
         return rc;
     return report_sources(r);
@@ -398,6 +428,8 @@ int fb_restore_run(fb_store *store, const fb_restore_request *req, fb_restore_re
     bool into_session = req->target_dir == NULL;
     if (into_session && req->safety_backup && !req->dry_run && !req->config)
         return fb_error_set(err, FB_EMISUSE, "fb_restore_run: a safety backup needs a config");
+    if (req->n_paths > 0 && !req->paths)
+        return fb_error_set(err, FB_EMISUSE, "fb_restore_run: n_paths without paths");
     if (!into_session && !*req->target_dir)
         return fb_error_set(err, FB_EINVAL, "target directory is empty");
 
@@ -411,7 +443,10 @@ int fb_restore_run(fb_store *store, const fb_restore_request *req, fb_restore_re
     r->out = out;
     r->err = err ? err : &local;
     r->into_session = into_session;
-    r->merge = into_session && req->only;
+    /* --only and --path cover part of the session: their entries are merged
+     * into the session dir instead of a whole tree swapped in for it, so
+     * what they do not cover stays. */
+    r->merge = into_session && (req->only || req->n_paths > 0);
     r->store_session_fd = r->parent_fd = r->staging_fd = -1;
     r->lock.fd = -1;
     fb_manifest_init(&r->m);

@@ -3,7 +3,8 @@
  * each path of the destination. The live tree is walked and each entry compared by
  * core/store/live.c, exactly as `diff --live` does, so that the two
  * commands agree on what is modified and on a file they cannot read
- * (modified, with a warning). For a merge (--only) it is also the check,
+ * (modified, with a warning). With --path (without --only) it also decides
+ * which live entries the selection removes. For a merge (--only) it is also the check,
  * made before anything moves, that no entry would be written through a
  * symlink or replace a directory. */
 #include "restore_i.h"
@@ -14,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fb_path_match.h"
 #include "fb_text.h"
 #include "live_i.h"
 
@@ -123,7 +125,7 @@ static int changes_full(run *r, fb_live *lv)
 
 /* The live entry at e's path, reached without following a symlink. Refuses
  * (FB_EINVAL) a symlink or non-directory on the way, and a directory where
- * e is not one or the reverse: a merge (--only) neither writes
+ * e is not one or the reverse: a merge (--only, --path) neither writes
  * through them nor replaces them. Returns 0 (*live filled), 1 (absent) or an
  * error. */
 static int find_live_entry(run *r, int root_fd, const fb_manifest_entry *e, fb_scan_entry *live)
@@ -159,12 +161,12 @@ static int find_live_entry(run *r, int root_fd, const fb_manifest_entry *e, fb_s
                             r->dest_shown, esc, is_link ? "a symlink" : "not a directory");
     return fb_error_set(r->err, FB_EINVAL,
                         "%s: %s is a directory, the backup has a %s there; a recover with "
-                        "--only does not replace directories",
+                        "--only or --path does not replace directories",
                         r->dest_shown, esc, fb_entry_type_name(e->meta.type));
 }
 
-/* The backup's entries merged into the live tree (--only): what happens to
- * each of them; only its own paths are looked at. */
+/* The backup's (or the selected) entries merged into the live tree (--only,
+ * --path): what happens to each of them; only those paths are looked at. */
 static int changes_merge(run *r, fb_live *lv)
 {
     fb_live_rules rules = restore_rules(r);
@@ -190,6 +192,67 @@ static int changes_merge(run *r, fb_live *lv)
     return 0;
 }
 
+/* Whether one of the --path patterns matches path. */
+static bool selected_by_paths(const run *r, const char *path)
+{
+    for (size_t p = 0; p < r->req->n_paths; p++)
+        if (fb_path_pattern_matches(r->req->paths[p], path))
+            return true;
+    return false;
+}
+
+/* The index in lv->by_path of the live entry at p[0..n), or -1. */
+static long find_live(const fb_live *lv, const char *p, size_t n)
+{
+    size_t lo = 0, hi = lv->tree.n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const char *q = lv->tree.entries[lv->by_path[mid]].path;
+        int c = strncmp(q, p, n);
+        if (c == 0)
+            c = q[n] ? 1 : 0;
+        if (c == 0)
+            return (long)mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return -1;
+}
+
+/* --path into the session dir (without --only): what a whole recover does
+ * to the session, made to the part the patterns select. A live entry the
+ * patterns match that the selection does not hold is removed, as a whole
+ * recover removes what its tree does not hold; nothing else is. So a
+ * directory goes only when everything below it goes too: a directory
+ * that "artifacts/?*" matches may hold entries that no pattern matches, and
+ * those stay (with it). The walk is visited in reverse path order, so an entry's
+ * children are decided before it. */
+static int changes_removed_by_paths(run *r, fb_live *lv)
+{
+    int rc = fb_live_walk(lv, NULL, true, r->err);
+    if (rc < 0)
+        return rc;
+    size_t n = lv->tree.n;
+    unsigned char *stays = calloc(n ? n : 1, 1);
+    if (!stays)
+        return restore_oom(r->err);
+    for (size_t k = n; k-- > 0 && rc == 0;) {
+        const char *p = lv->tree.entries[lv->by_path[k]].path;
+        if (!stays[k] && fb_as_of_find(r->tree, p, strlen(p)) < 0 && selected_by_paths(r, p)) {
+            rc = add_change(r, p, FB_CHANGE_REMOVED);
+            continue;
+        }
+        const char *slash = strrchr(p, '/');
+        long parent = slash ? find_live(lv, p, (size_t)(slash - p)) : -1;
+        if (parent >= 0)
+            stays[parent] = 1;
+    }
+    free(stays);
+    return rc;
+}
+
 int fb_restore_compute_changes(run *r)
 {
     fb_restore_changes_clear(r->out);
@@ -209,6 +272,8 @@ int fb_restore_compute_changes(run *r)
         rc = fb_live_init(&lv, root_fd, r->dest_shown, r->req->warn, r->req->warn_ctx, r->err);
         if (rc == 0)
             rc = r->merge ? changes_merge(r, &lv) : changes_full(r, &lv);
+        if (rc == 0 && r->merge && r->req->n_paths > 0 && !r->req->only)
+            rc = changes_removed_by_paths(r, &lv);
         fb_live_fini(&lv);
         close(root_fd);
     }

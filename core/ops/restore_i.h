@@ -31,8 +31,9 @@ typedef struct run {
     /* What is restored: the backup's as-of tree, or with req->only its own
      * entries (fb_as_of.h). */
     fb_as_of *tree;
-    /* Into the session dir with req->only: the tree's entries are merged
-     * into the live ones and nothing is removed (else the session dir is
+    /* Into the session dir with req->only or req->paths: the tree's entries
+     * are merged into the live ones and nothing is removed but, with paths
+     * alone, what they match and the tree lacks (else the session dir is
      * swapped for the tree). */
     bool merge;
     /* While the tree's sources are extracted in turn (restore_layers.c):

@@ -404,9 +404,43 @@ static int merge_entry(run *r, int dp, const char *base, const fb_manifest_entry
     return rc;
 }
 
+/* --path: removes the live entries the change list says go (matched, not
+ * selected, nothing below them kept), children before their directory (the
+ * list is sorted by path, so backwards). The merge has begun and is
+ * finished whatever happens, so one that cannot be removed (it changed
+ * meanwhile: a file appeared in the directory, a component became a
+ * symlink) is named in a warning and left, not a failure. */
+static void remove_unselected(run *r, int root_fd)
+{
+    for (size_t k = r->out->n_changes; k-- > 0;) {
+        const fb_restore_change *c = &r->out->changes[k];
+        if (c->kind != FB_CHANGE_REMOVED)
+            continue;
+        int dp;
+        const char *base;
+        int rc = fb_restore_walk_parent(r, root_fd, r->dest_shown, c->path, false, &dp, &base);
+        if (rc == FB_RESTORE_WALK_ABSENT)
+            continue;
+        char esc[600];
+        fb_path_escape(c->path, esc, sizeof esc);
+        if (rc != 0) {
+            fb_restore_warn(r, "%s: %s was not removed: %s", r->dest_shown, esc, r->err->message);
+            fb_error_clear(r->err);
+            continue;
+        }
+        int e = unlinkat(dp, base, 0) == 0 ? 0 : errno;
+        if (e == EISDIR || e == EPERM)
+            e = unlinkat(dp, base, AT_REMOVEDIR) == 0 ? 0 : errno;
+        close(dp);
+        if (e && e != ENOENT)
+            fb_restore_warn(r, "%s: could not remove %s: %s", r->dest_shown, esc, strerror(e));
+    }
+}
+
 /* Every entry of the tree in path order (a directory before its
- * contents), then the directories' stored attributes, deepest first, once
- * nothing more is written into them. */
+ * contents), then with --path the live entries it removes, then the
+ * directories' stored attributes, deepest first, once nothing more is
+ * written into or removed from them. */
 static int merge_entries(run *r, int root_fd)
 {
     char staged_shown[PATH_MAX];
@@ -429,12 +463,15 @@ static int merge_entries(run *r, int root_fd)
         }
         close(dp);
     }
+    if (rc == 0 && r->req->n_paths > 0 && !r->req->only)
+        remove_unselected(r, root_fd);
     return rc == 0 ? fb_restore_apply_dir_attrs(r, root_fd, r->dest_shown) : rc;
 }
 
-/* --only into the session dir: each staged entry renamed over the live
- * one, directories merged, nothing removed. The conflicts were refused by
- * the change list just before, under the lock. */
+/* --only or --path into the session dir: each staged entry renamed over
+ * the live one, directories merged; nothing removed, except with --path
+ * what the patterns match and the selection does not hold. The conflicts
+ * were refused by the change list just before, under the lock. */
 static int move_merge(run *r, bool exists)
 {
     int rc;

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fb_path_match.h"
 #include "fb_text.h"
 
 /* Per entry of a layer's merge result. */
@@ -496,4 +497,179 @@ int fb_as_of_build(const fb_store *store, const char *session_id, const fb_index
     count(t);
     *out = t;
     return 0;
+}
+
+/* ---- a selection of the tree (recover --path) ---- */
+
+/* Per entry of the tree while a selection is made. */
+enum {
+    S_MATCHED = 1, /* a pattern matches it */
+    S_PARENT = 2,  /* a directory above a matched entry */
+};
+
+/* Marks the directories above entry i kept, nearest first, stopping at one
+ * already kept: entries are visited in path order and an ancestor sorts
+ * before its descendants, so a kept ancestor had its own ancestors marked
+ * when it was reached. */
+static void keep_parents(const fb_as_of *t, unsigned char *keep, size_t i)
+{
+    const char *p = t->entries[i].e.path;
+    size_t len = strlen(p);
+    for (;;) {
+        while (len > 0 && p[len - 1] != '/')
+            len--;
+        if (len == 0)
+            return;
+        len--;
+        long j = find_in(t->entries, i, p, len);
+        if (j < 0 || keep[j])
+            return;
+        keep[j] |= S_PARENT;
+    }
+}
+
+static int cmp_target(const void *a, const void *b, void *ctx)
+{
+    const fb_as_of_entry *v = ctx;
+    const fb_as_of_entry *x = &v[*(const size_t *)a], *y = &v[*(const size_t *)b];
+    int c = strcmp(x->e.target, y->e.target);
+    return c ? c : strcmp(x->e.path, y->e.path);
+}
+
+/* The kept hardlinks whose file is not kept, sorted by (file, path). */
+static int orphan_links(fb_as_of *t, const unsigned char *keep, size_t **out, size_t *n_out,
+                        fb_error *err)
+{
+    size_t n = 0;
+    size_t *v = malloc((t->n_entries ? t->n_entries : 1) * sizeof *v);
+    if (!v)
+        return oom(err);
+    for (size_t i = 0; i < t->n_entries; i++) {
+        const fb_as_of_entry *h = &t->entries[i];
+        if (!keep[i] || h->e.meta.type != FB_ENTRY_HARDLINK)
+            continue;
+        long j = find_in(t->entries, t->n_entries, h->e.target, strlen(h->e.target));
+        if (j < 0 || !keep[j])
+            v[n++] = i;
+    }
+    qsort_r(v, n, sizeof *v, cmp_target, t->entries);
+    *out = v;
+    *n_out = n;
+    return 0;
+}
+
+/* A selected hardlink whose file is left out keeps its content, by the
+ * rule the layering uses for a hardlink whose file a later backup replaced
+ * (fb_as_of.h): the first of the group (in path order) becomes a file with
+ * the file's data (data_path), the others link to it. So a restore of
+ * `--path artifacts/copy.dat` gives copy.dat its bytes without restoring
+ * (or overwriting) the file it was linked to, which the user did not ask
+ * for. */
+static int keep_link_content(fb_as_of *t, const unsigned char *keep, fb_error *err)
+{
+    size_t *v = NULL, n = 0;
+    int rc = orphan_links(t, keep, &v, &n, err);
+    for (size_t g = 0; rc == 0 && g < n;) {
+        fb_as_of_entry *first = &t->entries[v[g]];
+        long j = find_in(t->entries, t->n_entries, first->e.target, strlen(first->e.target));
+        const fb_as_of_entry *src = j >= 0 ? &t->entries[j] : NULL;
+        if (!src || src->e.meta.type != FB_ENTRY_FILE || src->source != first->source) {
+            char esc[600];
+            fb_path_escape(first->e.path, esc, sizeof esc);
+            rc = fb_error_set(err, FB_ECORRUPT,
+                              "session %s: backup %s: hardlink %s links to no file of its backup",
+                              t->session_id, t->sources[first->source].id, esc);
+            break;
+        }
+        size_t end = g + 1;
+        while (end < n && !strcmp(t->entries[v[end]].e.target, first->e.target))
+            end++;
+        for (size_t o = g + 1; o < end && rc == 0; o++) {
+            fb_as_of_entry *h = &t->entries[v[o]];
+            char *to = strdup(first->e.path);
+            if (!to)
+                rc = oom(err);
+            else {
+                free(h->e.target);
+                h->e.target = to;
+            }
+        }
+        char *dp = rc == 0 ? strdup(src->data_path ? src->data_path : src->e.path) : NULL;
+        if (rc == 0 && !dp)
+            rc = oom(err);
+        if (rc == 0) {
+            first->e.meta.type = FB_ENTRY_FILE;
+            first->e.meta.size = src->e.meta.size;
+            memcpy(first->e.sha256, src->e.sha256, FB_SHA256_LEN);
+            first->e.offset = src->e.offset;
+            free(first->e.target);
+            first->e.target = NULL;
+            first->data_path = dp;
+        }
+        g = end;
+    }
+    free(v);
+    return rc;
+}
+
+/* Keeps the kept entries and the sources that still hold one (renumbered,
+ * oldest first), then counts the totals again. */
+static int compact(fb_as_of *t, const unsigned char *keep, fb_error *err)
+{
+    uint32_t *map = calloc(t->n_sources ? t->n_sources : 1, sizeof *map);
+    if (!map)
+        return oom(err);
+    size_t o = 0;
+    for (size_t i = 0; i < t->n_entries; i++) {
+        if (keep[i]) {
+            map[t->entries[i].source] = 1;
+            t->entries[o++] = t->entries[i];
+        } else {
+            entry_free(&t->entries[i]);
+        }
+    }
+    t->n_entries = o;
+    size_t ns = 0;
+    for (size_t k = 0; k < t->n_sources; k++) {
+        bool used = map[k] != 0;
+        map[k] = (uint32_t)ns;
+        if (used) {
+            t->sources[ns] = t->sources[k];
+            t->sources[ns++].held = 0;
+        }
+    }
+    t->n_sources = ns;
+    for (size_t i = 0; i < t->n_entries; i++)
+        t->entries[i].source = map[t->entries[i].source];
+    free(map);
+    count(t);
+    return 0;
+}
+
+int fb_as_of_select(fb_as_of *tree, const char *const *patterns, size_t n_patterns,
+                    size_t *matches, fb_error *err)
+{
+    if (!tree || (n_patterns && (!patterns || !matches)))
+        return fb_error_set(err, FB_EMISUSE, "fb_as_of_select: missing argument");
+    unsigned char *keep = calloc(tree->n_entries ? tree->n_entries : 1, 1);
+    if (!keep)
+        return oom(err);
+    for (size_t p = 0; p < n_patterns; p++)
+        matches[p] = 0;
+    /* Every pattern against every entry: each pattern's count is exact, so
+     * the one that matches nothing can be named. */
+    for (size_t i = 0; i < tree->n_entries; i++)
+        for (size_t p = 0; p < n_patterns; p++)
+            if (fb_path_pattern_matches(patterns[p], tree->entries[i].e.path)) {
+                keep[i] |= S_MATCHED;
+                matches[p]++;
+            }
+    for (size_t i = 0; i < tree->n_entries; i++)
+        if (keep[i] & S_MATCHED)
+            keep_parents(tree, keep, i);
+    int rc = keep_link_content(tree, keep, err);
+    if (rc == 0)
+        rc = compact(tree, keep, err);
+    free(keep);
+    return rc;
 }

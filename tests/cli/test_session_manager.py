@@ -175,6 +175,8 @@ def fake_tool(tmp_path):
     ("backup", "--note '-n' --wait 5 S1", ["backup", "--note", "-n", "--wait", "5", "--", "S1"]),
     ("recover", "latest --target '/tmp/a b' --dry-run",
      ["recover", "--target", "/tmp/a b", "--dry-run", "--", "latest"]),
+    ("recover", "S1 --path logs/ -p 'artifacts/*.json' latest",
+     ["recover", "--path", "logs/", "-p", "artifacts/*.json", "--", "S1", "latest"]),
     ("list-backups", "--all", ["list", "--all", "--"]),
     ("cleanup", "S1 --keep-full=3 --max-age 7 -- --weird",
      ["cleanup", "--keep-full=3", "--max-age", "7", "--", "S1", "--weird"]),

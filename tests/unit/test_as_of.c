@@ -4,8 +4,8 @@
  * over it (a file changed twice, a file an incremental does not hold kept),
  * the sources of another base never mixed in, a base that is gone (refused,
  * or the incrementals alone), --only, a directory replaced by a file, an
- * entry without a parent, and hardlinks whose file a later backup
- * replaced. */
+ * entry without a parent, hardlinks whose file a later backup
+ * replaced, and the selection of recover --path (fb_as_of_select). */
 #include "fbtest.h"
 #include "store_fixture.h"
 
@@ -461,6 +461,117 @@ static void test_hardlinks_keep_their_content(void)
     fx_teardown(&f);
 }
 
+/* recover --path: the entries the patterns match, their parent
+ * directories, each pattern's count, and the sources that no longer hold
+ * anything dropped. */
+static void test_select_by_patterns(void)
+{
+    fx f;
+    REQUIRE(fx_setup(&f));
+    char full[32], i1[32], i2[32];
+    three_backups(&f, full, i1, i2);
+    fb_as_of *t;
+    fb_error err;
+
+    /* A directory pattern takes the directory and everything below it. */
+    REQUIRE(build(&f, i2, 0, &t, &err) == 0);
+    const char *pats[] = {"logs/", "state/*.json"};
+    size_t hits[2];
+    REQUIRE(fb_as_of_select(t, pats, 2, hits, &err) == 0);
+    CHECK_EQ_INT(hits[0], 2); /* logs, logs/run.log */
+    CHECK_EQ_INT(hits[1], 2); /* state/a.json, state/b.json */
+    CHECK_EQ_INT(t->n_entries, 5); /* and state, their parent */
+    CHECK(sorted_tree(t));
+    CHECK(at(t, "state") != NULL && at(t, "state.json") == NULL && at(t, "metadata.json") == NULL);
+    const char *want[] = {full, i1, i2};
+    CHECK(sources_are(t, want, 3));
+    /* The sources are renumbered with the entries. */
+    CHECK(holds(t, "logs/run.log", 0, 1));
+    CHECK(holds(t, "state/a.json", 1, 13));
+    CHECK(holds(t, "state/b.json", 2, 25));
+    CHECK_EQ_INT(t->totals.files, 3);
+    CHECK_EQ_INT(t->totals.dirs, 2);
+    CHECK_EQ_INT(t->totals.bytes, 101 + 113 + 125);
+    fb_as_of_free(t);
+
+    /* A pattern without '/' at its end is the entry itself; '*' does not
+     * cross a '/'. Sources that hold nothing selected are dropped. */
+    REQUIRE(build(&f, i2, 0, &t, &err) == 0);
+    const char *pats2[] = {"*.json", "nothing/", "state"};
+    size_t hits2[3];
+    REQUIRE(fb_as_of_select(t, pats2, 3, hits2, &err) == 0);
+    CHECK_EQ_INT(hits2[0], 2); /* metadata.json, state.json */
+    CHECK_EQ_INT(hits2[1], 0);
+    CHECK_EQ_INT(hits2[2], 1); /* the directory alone */
+    CHECK_EQ_INT(t->n_entries, 3);
+    const char *want2[] = {i1, i2};
+    CHECK(sources_are(t, want2, 2));
+    CHECK(holds(t, "metadata.json", 0, 12));
+    CHECK(holds(t, "state.json", 1, 24));
+    CHECK(at(t, "state/a.json") == NULL);
+    CHECK_EQ_INT(t->sources[0].held, 1);
+    CHECK_EQ_INT(t->sources[1].held, 2);
+    fb_as_of_free(t);
+
+    /* Deep entries bring every directory above them. */
+    mf b;
+    char f2[32];
+    mf_begin(&b, FB_BACKUP_FULL, 9, 4, NULL, f2);
+    mf_dir(&b, "a");
+    mf_dir(&b, "a/b");
+    mf_dir(&b, "a/b/c");
+    mf_file(&b, "a/b/c/x.txt", 1);
+    mf_file(&b, "a/b/y.txt", 2);
+    mf_file(&b, "a/z.txt", 3);
+    mf_write(&f, &b);
+    REQUIRE(build(&f, f2, 0, &t, &err) == 0);
+    const char *pats3[] = {"a/*/c/*.txt"};
+    size_t hits3[1];
+    REQUIRE(fb_as_of_select(t, pats3, 1, hits3, &err) == 0);
+    CHECK_EQ_INT(hits3[0], 1);
+    CHECK_EQ_INT(t->n_entries, 4);
+    CHECK(at(t, "a") && at(t, "a/b") && at(t, "a/b/c") && holds(t, "a/b/c/x.txt", 0, 1));
+    fb_as_of_free(t);
+    fx_teardown(&f);
+}
+
+/* A selected hardlink whose file is not selected keeps the file's content:
+ * the first of them becomes a file (data_path: the file), the others link
+ * to it; a hardlink selected with its file stays a hardlink. */
+static void test_select_keeps_hardlink_content(void)
+{
+    fx f;
+    REQUIRE(fx_setup(&f));
+    mf b;
+    char full[32];
+    mf_begin(&b, FB_BACKUP_FULL, 1, 1, NULL, full);
+    mf_file(&b, "f", 7);
+    mf_add(&b, "l1", FB_ENTRY_HARDLINK, 107, 0, "f");
+    mf_add(&b, "l2", FB_ENTRY_HARDLINK, 107, 0, "f");
+    mf_file(&b, "g", 8);
+    mf_add(&b, "m", FB_ENTRY_HARDLINK, 108, 0, "g");
+    mf_write(&f, &b);
+    fb_as_of *t;
+    fb_error err;
+    REQUIRE(build(&f, full, 0, &t, &err) == 0);
+    const char *pats[] = {"l?", "g", "m"};
+    size_t hits[3];
+    REQUIRE(fb_as_of_select(t, pats, 3, hits, &err) == 0);
+    CHECK_EQ_INT(hits[0], 2);
+    CHECK_EQ_INT(t->n_entries, 4);
+    CHECK(at(t, "f") == NULL);
+    const fb_as_of_entry *l1 = at(t, "l1"), *l2 = at(t, "l2"), *m = at(t, "m");
+    REQUIRE(l1 && l2 && m);
+    CHECK(l1->e.meta.type == FB_ENTRY_FILE && l1->data_path && !strcmp(l1->data_path, "f"));
+    CHECK(l1->e.sha256[0] == 7 && l1->e.meta.size == 107 && l1->e.target == NULL);
+    CHECK(l2->e.meta.type == FB_ENTRY_HARDLINK && !strcmp(l2->e.target, "l1"));
+    CHECK(m->e.meta.type == FB_ENTRY_HARDLINK && !strcmp(m->e.target, "g") && !m->data_path);
+    CHECK_EQ_INT(t->totals.files, 4);
+    CHECK_EQ_INT(t->totals.bytes, 107 + 108);
+    fb_as_of_free(t);
+    fx_teardown(&f);
+}
+
 int main(void)
 {
     RUN_TEST(test_full_alone);
@@ -469,5 +580,7 @@ int main(void)
     RUN_TEST(test_missing_base);
     RUN_TEST(test_type_changes_keep_a_tree);
     RUN_TEST(test_hardlinks_keep_their_content);
+    RUN_TEST(test_select_by_patterns);
+    RUN_TEST(test_select_keeps_hardlink_content);
     FBTEST_EXIT();
 }
