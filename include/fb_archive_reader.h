@@ -94,6 +94,20 @@ int fb_archive_reader_pread_anchored(fb_archive_reader *r, void *buf, size_t len
                                      uint64_t offset, uint64_t anchor, size_t *out_len,
                                      fb_error *err);
 
+/* Flags of the reads below. CHECKED: the caller checks every byte it
+ * reads against a digest it trusts (the mount: a small file's SHA-256 from
+ * the manifest, on open), so the frame map before offset is not proven
+ * first. Frames are still decoded under every check of their own; a byte
+ * misplaced by a lying map fails the caller's digest instead. This saves a
+ * first read deep in a large archive the proof of every frame before it
+ * (about 9 small preads a frame: 3.5 ms for a file 590 MB in). */
+#define FB_ARCHIVE_READ_CHECKED 1u
+
+/* fb_archive_reader_pread_anchored with flags. */
+int fb_archive_reader_pread_flags(fb_archive_reader *r, void *buf, size_t len, uint64_t offset,
+                                  uint64_t anchor, unsigned flags, size_t *out_len,
+                                  fb_error *err);
+
 /* A part of a read left where it is, in a decoded frame of the cache,
  * which stays pinned (never evicted nor freed) until the span is released:
  * a reply can be written straight from it, without a copy. */
@@ -104,7 +118,7 @@ typedef struct fb_archive_span {
     struct fb_frame_ref *ref;
 } fb_archive_span;
 
-/* fb_archive_reader_pread_anchored without the copy: the bytes as up to
+/* fb_archive_reader_pread_flags without the copy: the bytes as up to
  * max spans, in order; *out_len is their total, which is less than len
  * clipped at the end of the stream only when max spans did not suffice
  * (frames smaller than the read): the caller then releases them and
@@ -112,8 +126,8 @@ typedef struct fb_archive_span {
  * is held. Release with fb_archive_spans_release, from any thread, before
  * r is freed or forgets its frames. Same returns as the anchored read. */
 int fb_archive_reader_pread_spans(fb_archive_reader *r, size_t len, uint64_t offset,
-                                  uint64_t anchor, fb_archive_span *spans, size_t max,
-                                  size_t *n_spans, size_t *out_len, fb_error *err);
+                                  uint64_t anchor, unsigned flags, fb_archive_span *spans,
+                                  size_t max, size_t *n_spans, size_t *out_len, fb_error *err);
 /* Unpins n spans (and clears them). */
 void fb_archive_spans_release(fb_archive_span *spans, size_t n);
 

@@ -403,7 +403,9 @@ static void prefetch_run(void *owner)
         return;
     uint8_t *data;
     fb_frame_ref *ref;
-    if (ensure_proven(r, i, NULL) == 0 && load_frame(r, i, &data, NULL) == 0 &&
+    /* Decoded by its index, the frame needs no proof of the map before it:
+     * that is for the reads that place an offset in it. */
+    if (load_frame(r, i, &data, NULL) == 0 &&
         (ref = fb_frame_cache_insert(r->cache, r->key, (uint32_t)i, data,
                                      r->table.frames[i].d_size)) != NULL)
         fb_frame_ref_release(r->cache, ref);
@@ -450,8 +452,8 @@ typedef int (*part_fn)(void *ctx, fb_frame_cache *owner, fb_frame_ref *ref, size
 /* The frames covering [offset, offset + len) clipped at the end of the
  * stream, in order, each handed to fn with its reference (fn releases or
  * keeps it). *out_len: the bytes handed over. */
-static int read_parts(fb_archive_reader *r, size_t len, uint64_t offset, part_fn fn, void *ctx,
-                      size_t *out_len, fb_error *err)
+static int read_parts(fb_archive_reader *r, size_t len, uint64_t offset, unsigned flags,
+                      part_fn fn, void *ctx, size_t *out_len, fb_error *err)
 {
     *out_len = 0;
     if (len == 0 || offset >= r->table.d_size)
@@ -460,8 +462,11 @@ static int read_parts(fb_archive_reader *r, size_t len, uint64_t offset, part_fn
     size_t want = avail < (uint64_t)len ? (size_t)avail : len;
     uint64_t pos = offset;
     size_t done = 0;
-    /* Where the stream ends is only known once every frame is proven. */
-    int rc = want < len ? ensure_proven(r, r->table.n_frames - 1, err) : 0;
+    /* Where the stream ends is only known once every frame is proven. A
+     * caller that checks every byte against a digest needs no proof: a
+     * misplaced byte fails its check. */
+    bool prove = !(flags & FB_ARCHIVE_READ_CHECKED);
+    int rc = prove && want < len ? ensure_proven(r, r->table.n_frames - 1, err) : 0;
     if (rc)
         return rc;
     /* The search may look at unproven offsets, but the frame it returns
@@ -473,7 +478,7 @@ static int read_parts(fb_archive_reader *r, size_t len, uint64_t offset, part_fn
         if (i >= r->table.n_frames) /* cannot happen with a validated table */
             return fb_error_set(err, FB_ECORRUPT, "%s: offset %" PRIu64 " beyond the last frame",
                                 r->name, pos);
-        if ((rc = ensure_proven(r, i, err)) != 0)
+        if (prove && (rc = ensure_proven(r, i, err)) != 0)
             return rc;
         const fb_frame_entry *f = &r->table.frames[i];
         if (f->d_size == 0) {
@@ -519,7 +524,7 @@ static int copy_part(void *ctx, fb_frame_cache *owner, fb_frame_ref *ref, size_t
 int fb_archive_reader_pread(fb_archive_reader *r, void *buf, size_t len, uint64_t offset,
                             size_t *out_len, fb_error *err)
 {
-    return read_parts(r, len, offset, copy_part, buf, out_len, err);
+    return read_parts(r, len, offset, 0, copy_part, buf, out_len, err);
 }
 
 typedef struct span_list {
@@ -550,7 +555,7 @@ void fb_archive_spans_release(fb_archive_span *spans, size_t n)
 /* The anchored read's first step (see fb_archive_reader_pread_anchored):
  * every frame from the anchor's up to the one before offset decoded once. */
 static int decode_from_anchor(fb_archive_reader *r, uint64_t offset, uint64_t anchor,
-                              fb_error *err)
+                              unsigned flags, fb_error *err)
 {
     if (offset >= r->table.d_size)
         return 0;
@@ -563,7 +568,7 @@ static int decode_from_anchor(fb_archive_reader *r, uint64_t offset, uint64_t an
      * and the frame header, and shift everything after them.) */
     size_t first = fb_seek_table_find(&r->table, anchor);
     size_t last = fb_seek_table_find(&r->table, offset);
-    int rc = ensure_proven(r, last, err);
+    int rc = flags & FB_ARCHIVE_READ_CHECKED ? 0 : ensure_proven(r, last, err);
     for (size_t j = first; rc == 0 && j < last; j++) {
         if (atomic_load_explicit(&r->decoded[j], memory_order_acquire))
             continue;
@@ -580,24 +585,31 @@ int fb_archive_reader_pread_anchored(fb_archive_reader *r, void *buf, size_t len
                                      uint64_t offset, uint64_t anchor, size_t *out_len,
                                      fb_error *err)
 {
+    return fb_archive_reader_pread_flags(r, buf, len, offset, anchor, 0, out_len, err);
+}
+
+int fb_archive_reader_pread_flags(fb_archive_reader *r, void *buf, size_t len, uint64_t offset,
+                                  uint64_t anchor, unsigned flags, size_t *out_len,
+                                  fb_error *err)
+{
     *out_len = 0;
-    int rc = len ? decode_from_anchor(r, offset, anchor, err) : 0;
+    int rc = len ? decode_from_anchor(r, offset, anchor, flags, err) : 0;
     if (rc)
         return rc;
-    return fb_archive_reader_pread(r, buf, len, offset, out_len, err);
+    return read_parts(r, len, offset, flags, copy_part, buf, out_len, err);
 }
 
 int fb_archive_reader_pread_spans(fb_archive_reader *r, size_t len, uint64_t offset,
-                                  uint64_t anchor, fb_archive_span *spans, size_t max,
-                                  size_t *n_spans, size_t *out_len, fb_error *err)
+                                  uint64_t anchor, unsigned flags, fb_archive_span *spans,
+                                  size_t max, size_t *n_spans, size_t *out_len, fb_error *err)
 {
     *out_len = 0;
     *n_spans = 0;
-    int rc = len ? decode_from_anchor(r, offset, anchor, err) : 0;
+    int rc = len ? decode_from_anchor(r, offset, anchor, flags, err) : 0;
     if (rc)
         return rc;
     span_list l = {.spans = spans, .max = max};
-    rc = read_parts(r, len, offset, keep_part, &l, out_len, err);
+    rc = read_parts(r, len, offset, flags, keep_part, &l, out_len, err);
     if (rc) {
         fb_archive_spans_release(spans, l.n);
         *out_len = 0;

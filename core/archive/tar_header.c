@@ -164,10 +164,10 @@ static int corrupt(fb_error *err, const char *label, const char *path, const cha
 }
 
 static int read_exact(fb_archive_reader *r, uint8_t *buf, size_t len, uint64_t off,
-                      const char *label, const char *path, fb_error *err)
+                      unsigned flags, const char *label, const char *path, fb_error *err)
 {
     size_t got = 0;
-    int rc = fb_archive_reader_pread(r, buf, len, off, &got, err);
+    int rc = fb_archive_reader_pread_flags(r, buf, len, off, off, flags, &got, err);
     if (rc)
         return rc;
     if (got != len)
@@ -179,8 +179,9 @@ static int read_exact(fb_archive_reader *r, uint8_t *buf, size_t len, uint64_t o
 
 /* The pax extended header that ends right where the ustar header at
  * header_off starts, if there is one: its data (malloc'd into *data). */
-static int find_pax(fb_archive_reader *r, uint64_t header_off, const char *label,
-                    const char *path, uint8_t **data, size_t *data_len, fb_error *err)
+static int find_pax(fb_archive_reader *r, uint64_t header_off, unsigned flags,
+                    const char *label, const char *path, uint8_t **data, size_t *data_len,
+                    fb_error *err)
 {
     *data = NULL;
     *data_len = 0;
@@ -192,7 +193,7 @@ static int find_pax(fb_archive_reader *r, uint64_t header_off, const char *label
     uint8_t *buf = malloc((size_t)span);
     if (!buf)
         return fb_error_set(err, FB_ENOMEM, "%s: out of memory", label);
-    int rc = read_exact(r, buf, (size_t)span, header_off - span, label, path, err);
+    int rc = read_exact(r, buf, (size_t)span, header_off - span, flags, label, path, err);
     if (rc) {
         free(buf);
         return rc;
@@ -234,7 +235,7 @@ static bool parse_decimal(const uint8_t *p, size_t n, uint64_t *out)
 }
 
 int fb_tar_member_prove(fb_archive_reader *r, uint64_t data_offset, const char *path,
-                        uint64_t size, const char *label, fb_error *err)
+                        uint64_t size, unsigned flags, const char *label, fb_error *err)
 {
     if (data_offset < FB_TAR_BLOCK || data_offset % FB_TAR_BLOCK != 0)
         return corrupt(err, label, path,
@@ -242,7 +243,7 @@ int fb_tar_member_prove(fb_archive_reader *r, uint64_t data_offset, const char *
                        data_offset);
     uint64_t header_off = data_offset - FB_TAR_BLOCK;
     uint8_t blk[FB_TAR_BLOCK];
-    int rc = read_exact(r, blk, sizeof blk, header_off, label, path, err);
+    int rc = read_exact(r, blk, sizeof blk, header_off, flags, label, path, err);
     if (rc)
         return rc;
     fb_tar_header h;
@@ -263,7 +264,7 @@ int fb_tar_member_prove(fb_archive_reader *r, uint64_t data_offset, const char *
     uint64_t got_size = h.size;
     uint8_t *pax;
     size_t pax_len;
-    rc = find_pax(r, header_off, label, path, &pax, &pax_len, err);
+    rc = find_pax(r, header_off, flags, label, path, &pax, &pax_len, err);
     if (rc)
         return rc;
     const uint8_t *v;
@@ -291,8 +292,8 @@ int fb_tar_member_prove(fb_archive_reader *r, uint64_t data_offset, const char *
 }
 
 int fb_tar_member_prove_content(fb_archive_reader *r, uint64_t data_offset, uint64_t size,
-                                const uint8_t sha256[FB_SHA256_LEN], const char *path,
-                                const char *label, fb_error *err)
+                                const uint8_t sha256[FB_SHA256_LEN], unsigned flags,
+                                const char *path, const char *label, fb_error *err)
 {
     enum { CHUNK = 64 * 1024 };
     uint8_t *buf = malloc(CHUNK);
@@ -307,7 +308,7 @@ int fb_tar_member_prove_content(fb_archive_reader *r, uint64_t data_offset, uint
     uint64_t done = 0;
     while (rc == 0 && done < size) {
         size_t want = size - done < CHUNK ? (size_t)(size - done) : CHUNK;
-        rc = read_exact(r, buf, want, data_offset + done, label, path, err);
+        rc = read_exact(r, buf, want, data_offset + done, flags, label, path, err);
         if (rc == 0)
             fb_sha256_update(&h, buf, want);
         done += want;

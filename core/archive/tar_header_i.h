@@ -50,11 +50,13 @@ int fb_tar_pax_find(const uint8_t *data, size_t len, const char *key, const uint
 
 /* Proves that the member whose data starts at data_offset of r's tar
  * stream is the regular file `path` (NUL-terminated bytes) of `size`
- * bytes. `label` names the archive in messages. Returns 0, FB_ECORRUPT
+ * bytes. flags: of fb_archive_reader_pread_flags (FB_ARCHIVE_READ_CHECKED
+ * only when the content is then proven too, fb_tar_member_prove_content
+ * with the same flags). `label` names the archive in messages. Returns 0, FB_ECORRUPT
  * (the message names the path and what differs), FB_EIO, FB_ENOMEM.
  * Threads: as fb_archive_reader_pread. */
 int fb_tar_member_prove(fb_archive_reader *r, uint64_t data_offset, const char *path,
-                        uint64_t size, const char *label, fb_error *err);
+                        uint64_t size, unsigned flags, const char *label, fb_error *err);
 
 /* Proves the content as well: the size bytes at data_offset hash to
  * sha256 (the manifest's). A header proof is local: a file whose data
@@ -63,7 +65,7 @@ int fb_tar_member_prove(fb_archive_reader *r, uint64_t data_offset, const char *
  * does it on open for files it can read in a moment. Returns 0,
  * FB_ECORRUPT naming path, FB_EIO, FB_ENOMEM. Threads: as pread. */
 int fb_tar_member_prove_content(fb_archive_reader *r, uint64_t data_offset, uint64_t size,
-                                const uint8_t sha256[FB_SHA256_LEN], const char *path,
-                                const char *label, fb_error *err);
+                                const uint8_t sha256[FB_SHA256_LEN], unsigned flags,
+                                const char *path, const char *label, fb_error *err);
 
 #endif

@@ -20,6 +20,9 @@ struct fb_mount_file {
     mt_archive *archive;
     uint64_t data_offset;
     uint64_t size;
+    /* FB_ARCHIVE_READ_CHECKED for a file hashed on open: its reads need no
+     * proof of the frame map before it (fb_archive_reader.h). */
+    unsigned read_flags;
 };
 
 /* What open needs of a file's entry after its backup is unpinned. */
@@ -220,17 +223,19 @@ static int file_attach(fb_mount_tree *t, mt_backup *b, fb_mount_file *f, const f
 }
 
 /* Proves what the manifest says of f against the archive, with no lock held. */
-static int file_prove(const fb_mount_file *f, const file_source *src, fb_error *err)
+static int file_prove(fb_mount_file *f, const file_source *src, fb_error *err)
 {
+    /* A small file is read and hashed whole before its first byte is
+     * served: then what is served is what the manifest's SHA-256 says, and
+     * neither this nor its reads need the frame map before it proven. */
+    f->read_flags = f->size <= MT_HASH_ON_OPEN_MAX ? FB_ARCHIVE_READ_CHECKED : 0;
     /* The manifest's offset is only trusted once the tar header there is
      * this file's (tar_header_i.h): once per open, never per read. */
     int rc = fb_tar_member_prove(f->archive->reader, f->data_offset, src->path, f->size,
-                                 src->label, err);
-    /* A small file is read and hashed whole before its first byte is
-     * served: then what is served is what the manifest's SHA-256 says. */
-    if (rc == 0 && f->size <= MT_HASH_ON_OPEN_MAX)
+                                 f->read_flags, src->label, err);
+    if (rc == 0 && f->read_flags)
         rc = fb_tar_member_prove_content(f->archive->reader, f->data_offset, f->size, src->sha,
-                                         src->path, src->label, err);
+                                         f->read_flags, src->path, src->label, err);
     return rc;
 }
 
@@ -301,9 +306,8 @@ int fb_mount_file_read(fb_mount_file *f, void *buf, size_t len, uint64_t off, si
     size_t want = left < len ? (size_t)left : len;
     size_t got = 0;
     /* Anchored at the file's tar header, whose place open proved. */
-    int rc = fb_archive_reader_pread_anchored(f->archive->reader, buf, want,
-                                              f->data_offset + off, f->data_offset - 512, &got,
-                                              err);
+    int rc = fb_archive_reader_pread_flags(f->archive->reader, buf, want, f->data_offset + off,
+                                           f->data_offset - 512, f->read_flags, &got, err);
     if (rc)
         return rc;
     if (got != want)
@@ -324,7 +328,8 @@ int fb_mount_file_read_spans(fb_mount_file *f, size_t len, uint64_t off, fb_arch
     size_t want = left < len ? (size_t)left : len;
     size_t got = 0;
     int rc = fb_archive_reader_pread_spans(f->archive->reader, want, f->data_offset + off,
-                                           f->data_offset - 512, spans, max, n_spans, &got, err);
+                                           f->data_offset - 512, f->read_flags, spans, max,
+                                           n_spans, &got, err);
     if (rc)
         return rc;
     /* Short with every span used: the frames are small, the caller copies.

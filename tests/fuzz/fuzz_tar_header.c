@@ -495,7 +495,8 @@ static int th_content_verdict(fb_archive_reader *r, const th_case *c, uint64_t o
         if (fb_sha256_buffer(c->tar + m->data_off, (size_t)size, sha, &err) != 0)
             fz_harness("fb_sha256_buffer");
         fb_error_clear(&err);
-        return fb_tar_member_prove_content(r, off, size, sha, path, "fuzz", &err) != 0
+        return fb_tar_member_prove_content(r, off, size, sha, FB_ARCHIVE_READ_CHECKED, path,
+                                           "fuzz", &err) != 0
                    ? TH_CONTENT_REFUSED
                    : TH_CONTENT_GENUINE;
     }
@@ -508,7 +509,7 @@ static void th_prove(fb_archive_reader *r, const th_case *c, uint64_t off, const
     static const int allowed[] = {FB_ECORRUPT, FB_EIO, FB_ENOMEM, 0};
     fb_error err;
     fb_error_clear(&err);
-    int rc = fb_tar_member_prove(r, off, path, size, "fuzz", &err);
+    int rc = fb_tar_member_prove(r, off, path, size, 0, "fuzz", &err);
     if (fz_verbose())
         fprintf(stderr, "prove(%llu, %s [%zu bytes], %llu): %d %s\n", (unsigned long long)off, path, strlen(path),
                 (unsigned long long)size, rc, rc ? err.message : "");

@@ -1469,7 +1469,7 @@ static void test_spans(void)
     fb_archive_span sp[4];
     size_t n = 0, got = 0;
     /* Inside frame 1. */
-    REQUIRE(fb_archive_reader_pread_spans(r, 1000, FRAME + 10, 0, sp, 4, &n, &got, &err) == 0);
+    REQUIRE(fb_archive_reader_pread_spans(r, 1000, FRAME + 10, 0, 0, sp, 4, &n, &got, &err) == 0);
     CHECK_EQ_INT(n, 1);
     CHECK_EQ_INT(got, 1000);
     CHECK(memcmp(sp[0].data, src + FRAME + 10, 1000) == 0);
@@ -1480,7 +1480,7 @@ static void test_spans(void)
     fb_archive_spans_release(sp, n);
     CHECK(sp[0].data == NULL);
     /* Across three frames: three spans, in order. */
-    REQUIRE(fb_archive_reader_pread_spans(r, 2 * FRAME, 2 * FRAME - 7, 0, sp, 4, &n, &got, &err) ==
+    REQUIRE(fb_archive_reader_pread_spans(r, 2 * FRAME, 2 * FRAME - 7, 0, 0, sp, 4, &n, &got, &err) ==
             0);
     CHECK_EQ_INT(n, 3);
     CHECK_EQ_INT(got, 2 * FRAME);
@@ -1492,13 +1492,13 @@ static void test_spans(void)
     CHECK_EQ_INT(at, 2 * FRAME);
     fb_archive_spans_release(sp, n);
     /* Only one span allowed: short, that one span used. */
-    REQUIRE(fb_archive_reader_pread_spans(r, 2 * FRAME, 2 * FRAME - 7, 0, sp, 1, &n, &got, &err) ==
+    REQUIRE(fb_archive_reader_pread_spans(r, 2 * FRAME, 2 * FRAME - 7, 0, 0, sp, 1, &n, &got, &err) ==
             0);
     CHECK_EQ_INT(n, 1);
     CHECK_EQ_INT(got, 7);
     fb_archive_spans_release(sp, n);
     /* Clipped at the end of the stream. */
-    REQUIRE(fb_archive_reader_pread_spans(r, 4096, SRC_LEN - 100, 0, sp, 4, &n, &got, &err) == 0);
+    REQUIRE(fb_archive_reader_pread_spans(r, 4096, SRC_LEN - 100, 0, 0, sp, 4, &n, &got, &err) == 0);
     CHECK_EQ_INT(got, 100);
     CHECK(n == 1 && memcmp(sp[0].data, src + SRC_LEN - 100, 100) == 0);
     fb_archive_spans_release(sp, n);

@@ -91,7 +91,7 @@ static int prove(fb_archive_reader *r, uint64_t offset, const char *path, uint64
                  fb_error *err)
 {
     fb_error_clear(err);
-    return fb_tar_member_prove(r, offset, path, size, "archive.tar.zst", err);
+    return fb_tar_member_prove(r, offset, path, size, 0, "archive.tar.zst", err);
 }
 
 static void test_members_prove(void)
