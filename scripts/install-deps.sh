@@ -10,6 +10,7 @@ PACKAGES=(
     fuse3                                               # fusermount3 for mount/umount
     python3 python3-pytest tar zstd libarchive-tools jq rsync util-linux strace  # tests
     time                                                # /usr/bin/time: peak RSS in tests/reliability
+    groff-base man-db                                   # groff, man: tests/cli/test_man.py renders man/
     libasan8 libubsan1                                  # gcc 12's ASan (with LSan) and UBSan runtimes
     clang libclang-rt-14-dev                            # the clang build; its sanitizer and libFuzzer runtimes
     llvm                                                # llvm-symbolizer: stack traces in clang sanitizer reports
