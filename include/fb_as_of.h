@@ -124,6 +124,16 @@ int fb_as_of_build(const fb_store *store, const char *session_id, const fb_index
  * fb_as_of_build makes the same check. */
 int fb_as_of_check_base(const fb_index *idx, const char *backup_id, fb_error *err);
 
+/* The sources fb_as_of_build would choose for backup_id, without reading
+ * a manifest: their indexes in idx->records, oldest first, in out (room
+ * for idx->n), their count in *n_out, and whether the base is gone in
+ * *base_missing (may be NULL). The mount's as-of/ names a tree by them, so
+ * that a removed base or incremental gives it new inode numbers. Same
+ * errors as fb_as_of_check_base (none for a missing base with
+ * FB_AS_OF_WITHOUT_BASE). */
+int fb_as_of_plan(const fb_index *idx, const char *backup_id, unsigned flags, size_t *out,
+                  size_t *n_out, bool *base_missing, fb_error *err);
+
 /* Restricts a tree just built (before it is shared) to a selection
  * (recover --path): the entries that at least one of the patterns matches
  * (fb_path_pattern_matches: fnmatch with FNM_PATHNAME, a pattern ending in

@@ -6,13 +6,19 @@
  *
  * Inodes: 1 is the root. Every other node gets a number from one counter that
  * only grows, so a number is never reused while the daemon runs:
- *   - a session: 3 numbers (the session dir, `latest`, `latest-full`), given
- *     when it is first seen and kept for the daemon's life;
+ *   - a session: 6 numbers (the session dir, `latest`, `latest-full`,
+ *     `as-of/`, `as-of/latest`, `history/`), given when it is first seen and
+ *     kept for the daemon's life;
  *   - a backup dir: 1 number, given when it is first seen in its session's
  *     index;
  *   - a backup's entries: a contiguous range, given when its manifest is first
  *     loaded (entry i of the manifest is range_base + i; directories implied by
  *     paths follow). Hardlinks answer with the inode of the file they link to.
+ *   - the views `as-of/<backup_id>/` (1 number for the dir) and `history/`
+ *     (the session's number): their entries get a range as a backup's do.
+ *     A view is named by the backups it is built from; when those change
+ *     (a base removed, a backup added to the history) it is replaced by a
+ *     new one with new numbers (docs/mount.md, "The views").
  * Backup contents are immutable, so a range stays valid for as long as the
  * backup exists: contents dropped from memory are reloaded into the same range.
  * A backup is its id and its archive's hash in the index: an id that comes

@@ -28,8 +28,9 @@ LAYERS = {
     "ops": (3, ["backup", "backup_source", "verify", "verify_session", "diff", "restore",
                 "restore_extract", "restore_changes", "restore_layers", "restore_place",
                 "cleanup", "forget", "path_log"]),
-    "mount": (4, ["mount_paths", "mount_contents", "mount_inodes", "mount_attr", "mount_nodes",
-                  "mount_refresh", "mount_dirs", "mount_files", "mount_tree"]),
+    "mount": (4, ["mount_paths", "mount_contents", "mount_asof", "mount_history",
+                  "mount_inodes", "mount_attr", "mount_nodes", "mount_refresh", "mount_dirs",
+                  "mount_files", "mount_tree"]),
 }
 
 

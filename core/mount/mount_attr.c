@@ -54,7 +54,7 @@ void fb_mount_attr_session(const mt_session *s, fb_mount_attr *out)
     attr_session_base(s, &out->st);
     out->st.st_ino = s->ino;
     out->st.st_mode = S_IFDIR | (s->have_st ? (s->st.st_mode & 07777) : 0700);
-    out->st.st_nlink = 2 + s->n_present;
+    out->st.st_nlink = 2 + s->n_present + 2; /* + as-of/ and history/ */
 }
 
 int fb_mount_attr_latest(const mt_session *s, bool full, fb_mount_attr *out)
@@ -64,11 +64,29 @@ int fb_mount_attr_latest(const mt_session *s, bool full, fb_mount_attr *out)
         return FB_ENOTFOUND;
     memset(out, 0, sizeof *out);
     attr_session_base(s, &out->st);
-    out->st.st_ino = s->ino + (full ? 2 : 1);
+    out->st.st_ino = s->ino + (full ? MT_SINO_LATEST_FULL : MT_SINO_LATEST);
     out->st.st_mode = S_IFLNK | 0777;
     out->st.st_nlink = 1;
     out->st.st_size = (off_t)strlen(target);
     return 0;
+}
+
+void fb_mount_attr_view_dir(const mt_session *s, int ref_kind, fb_mount_attr *out)
+{
+    memset(out, 0, sizeof *out);
+    attr_session_base(s, &out->st);
+    out->st.st_ino = s->ino + (ref_kind == REF_HISTORY ? MT_SINO_HISTORY : MT_SINO_ASOF);
+    out->st.st_mode = S_IFDIR | (s->have_st ? (s->st.st_mode & 07777) : 0700);
+    /* Not counted, like a backup dir: history/ would need its index. */
+    out->st.st_nlink = ref_kind == REF_HISTORY ? 1 : 2 + s->n_present;
+}
+
+int fb_mount_attr_asof_latest(const mt_session *s, fb_mount_attr *out)
+{
+    int rc = fb_mount_attr_latest(s, false, out);
+    if (rc == 0)
+        out->st.st_ino = s->ino + MT_SINO_ASOF_LATEST;
+    return rc;
 }
 
 void fb_mount_attr_backup(const mt_backup *b, fb_mount_attr *out)
@@ -105,7 +123,8 @@ void fb_mount_attr_entry(const mt_backup *b, uint32_t node, fb_mount_attr *out)
     uint32_t tg = c->nodes[node].target;
     const mt_node *nd = &c->nodes[tg];
     memset(out, 0, sizeof *out);
-    out->immutable = true;
+    /* history/ changes when a backup is added (mount_history.c). */
+    out->immutable = !c->live;
     struct stat *st = &out->st;
     st->st_ino = b->entries_base + tg;
     st->st_nlink = nd->nlink;

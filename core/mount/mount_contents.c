@@ -140,7 +140,33 @@ uint64_t mt_contents_bytes(const mt_contents *c)
     for (uint32_t i = 0; i < c->n_nodes; i++)
         if (c->nodes[i].entry == MT_NONE)
             total += heap_cost((uint64_t)c->nodes[i].name_len + 1);
+    return total + mt_contents_view_bytes(c);
+}
+
+uint64_t mt_contents_view_bytes(const mt_contents *c)
+{
+    uint64_t total = 0;
+    size_t n = c->m.n_entries;
+    if (c->sources)
+        total += heap_cost((uint64_t)c->n_sources * sizeof *c->sources);
+    if (c->entry_source)
+        total += heap_cost((uint64_t)n * sizeof *c->entry_source);
+    if (c->data_paths) {
+        total += heap_cost((uint64_t)n * sizeof *c->data_paths);
+        for (size_t i = 0; i < n; i++)
+            if (c->data_paths[i])
+                total += heap_cost(strlen(c->data_paths[i]) + 1);
+    }
     return total;
+}
+
+char *mt_entry_data_path(const mt_contents *c, uint32_t e)
+{
+    if (c->data_paths && c->data_paths[e])
+        return strdup(c->data_paths[e]);
+    const char *p = c->m.entries[e].path;
+    const char *slash = c->data_in_parent ? strrchr(p, '/') : NULL;
+    return slash ? strndup(p, (size_t)(slash - p)) : strdup(p);
 }
 
 void mt_contents_free(mt_contents *c)
@@ -153,6 +179,12 @@ void mt_contents_free(mt_contents *c)
                 free((char *)c->nodes[i].name);
     free(c->nodes);
     free(c->children);
+    if (c->data_paths)
+        for (size_t i = 0; i < c->m.n_entries; i++)
+            free(c->data_paths[i]);
+    free(c->data_paths);
+    free(c->entry_source);
+    free(c->sources);
     fb_manifest_fini(&c->m);
     free(c);
 }

@@ -32,8 +32,32 @@ typedef struct mt_node {
     uint32_t child_count;
 } mt_node;
 
+/* A backup a view's entries are read from (as-of/ and history/): the file's
+ * bytes are in that backup's archive, which must still be the one the view
+ * was built from. */
+typedef struct mt_source {
+    char id[FB_BACKUP_ID_LEN + 1];
+    uint8_t archive_sha256[FB_SHA256_LEN];
+    uint64_t archive_size;
+} mt_source;
+
 typedef struct mt_contents {
     fb_manifest m;
+    /* Views only (NULL for a backup's own contents, whose entries are all
+     * in its own archive): the backups the entries come from, and per
+     * entry its source (MT_NONE for a synthetic symlink) and the path of
+     * its bytes in that source's tar stream when it is not the entry's
+     * own path (NULL otherwise). */
+    mt_source *sources;
+    uint32_t n_sources;
+    uint32_t *entry_source;
+    char **data_paths;
+    /* history/: names change when a backup is added, so the kernel must
+     * not cache them for long (backups and as-of trees never change). */
+    bool live;
+    /* history/: an entry `<path>/<version>` holds the bytes of <path>
+     * (when data_paths does not say otherwise). */
+    bool data_in_parent;
     mt_node *nodes;
     uint32_t n_nodes;
     uint32_t *children; /* node indexes sorted by (parent, name) */
@@ -54,6 +78,13 @@ int mt_contents_build(mt_contents *c, const char *name, fb_error *err);
 /* An estimate of the heap c holds: its arrays as allocated and each string
  * as the allocator rounds it. Used for the mount's metadata budget. */
 uint64_t mt_contents_bytes(const mt_contents *c);
+/* Takes c->sources, entry_source and data_paths into account in
+ * mt_contents_bytes; called by it. */
+uint64_t mt_contents_view_bytes(const mt_contents *c);
+/* The path of entry e's bytes in its source's tar stream, malloc'd:
+ * data_paths[e], else (data_in_parent) the entry's path without its last
+ * component, else the entry's own path. NULL when out of memory. */
+char *mt_entry_data_path(const mt_contents *c, uint32_t e);
 /* Frees c and what it owns (NULL is accepted). */
 void mt_contents_free(mt_contents *c);
 /* True when node n is a directory (an entry or an implied one). */

@@ -67,7 +67,7 @@ static int cmp_seq(const void *a, const void *b)
 static int snapshot_session(const mt_session *s, fb_mount_dir *d)
 {
     seq_item *items = malloc((s->n_backups ? s->n_backups : 1) * sizeof *items);
-    d->snap = malloc((s->n_backups + 2) * sizeof *d->snap);
+    d->snap = malloc((s->n_backups + 4) * sizeof *d->snap);
     if (!items || !d->snap) {
         free(items);
         return FB_ENOMEM;
@@ -87,15 +87,50 @@ static int snapshot_session(const mt_session *s, fb_mount_dir *d)
     if (s->latest[0]) {
         mt_snap_entry *e = &d->snap[d->n_snap++];
         strcpy(e->name, FB_BACKUP_SPEC_LATEST);
-        e->ino = s->ino + 1;
+        e->ino = s->ino + MT_SINO_LATEST;
         e->mode = S_IFLNK;
     }
     if (s->latest_full[0]) {
         mt_snap_entry *e = &d->snap[d->n_snap++];
         strcpy(e->name, FB_BACKUP_SPEC_LATEST_FULL);
-        e->ino = s->ino + 2;
+        e->ino = s->ino + MT_SINO_LATEST_FULL;
         e->mode = S_IFLNK;
     }
+    mt_snap_entry *e = &d->snap[d->n_snap++];
+    strcpy(e->name, MT_ASOF_NAME);
+    e->ino = s->ino + MT_SINO_ASOF;
+    e->mode = S_IFDIR;
+    e = &d->snap[d->n_snap++];
+    strcpy(e->name, MT_HISTORY_NAME);
+    e->ino = s->ino + MT_SINO_HISTORY;
+    e->mode = S_IFDIR;
+    return 0;
+}
+
+/* as-of/: one view per present backup, in seq order, and `latest`. The
+ * views are made here (no manifest is read) so that each has its number. */
+static int snapshot_asof(fb_mount_tree *t, mt_session *s, fb_mount_dir *d)
+{
+    int rc = snapshot_session(s, d);
+    if (rc)
+        return rc;
+    size_t n = 0;
+    for (size_t i = 0; i < d->n_snap; i++) {
+        mt_snap_entry *e = &d->snap[i];
+        if (strcmp(e->name, FB_BACKUP_SPEC_LATEST) == 0) {
+            e->ino = s->ino + MT_SINO_ASOF_LATEST;
+        } else if (e->mode == S_IFDIR && fb_backup_id_is_valid(e->name)) {
+            mt_backup *v = fb_mount_view_get(t, s, MT_KIND_ASOF, e->name);
+            if (!v)
+                return FB_ENOMEM;
+            e->ino = v->ino;
+        } else {
+            continue; /* latest-full, as-of, history */
+        }
+        d->snap[n++] = *e;
+    }
+    d->n_snap = n;
+    d->parent_ino = s->ino;
     return 0;
 }
 
@@ -112,7 +147,7 @@ static int open_in_backup(fb_mount_tree *t, const mt_ref *ref, uint64_t ino, fb_
         const mt_contents *c = b->contents;
         if (ref->kind == REF_BACKUP) {
             d->node = MT_TOP;
-            d->parent_ino = b->session->ino;
+            d->parent_ino = b->session->ino + (b->kind == MT_KIND_ASOF ? MT_SINO_ASOF : 0);
         } else {
             uint32_t dn = c->nodes[ref->node].target;
             if (!mt_node_is_dir(c, dn)) {
@@ -132,6 +167,19 @@ static int open_in_backup(fb_mount_tree *t, const mt_ref *ref, uint64_t ino, fb_
     return rc;
 }
 
+/* history/: the top of the session's current history view, made when the
+ * backups changed (t->lock held). */
+static int open_history(fb_mount_tree *t, mt_session *s, uint64_t ino, fb_mount_dir *d,
+                        fb_error *err)
+{
+    mt_backup *v = fb_mount_view_get(t, s, MT_KIND_HISTORY, NULL);
+    if (!v)
+        return fb_error_set(err, FB_ENOMEM, "session %s: out of memory", s->id);
+    v->pins++; /* held until the handle closes, or dropped on failure */
+    mt_ref ref = {.kind = REF_BACKUP, .s = s, .b = v};
+    return open_in_backup(t, &ref, ino, d, err);
+}
+
 int fb_mount_tree_opendir(fb_mount_tree *t, uint64_t ino, fb_mount_dir **out, fb_error *err)
 {
     *out = NULL;
@@ -143,13 +191,14 @@ int fb_mount_tree_opendir(fb_mount_tree *t, uint64_t ino, fb_mount_dir **out, fb
     pthread_mutex_unlock(&t->lock);
     if (rc)
         return fb_error_set(err, rc, "inode %llu is not known", (unsigned long long)ino);
-    if (ref.kind == REF_LATEST || ref.kind == REF_LATEST_FULL)
+    if (ref.kind == REF_LATEST || ref.kind == REF_LATEST_FULL || ref.kind == REF_ASOF_LATEST)
         return fb_error_set(err, FB_EMISUSE, "inode %llu is not a directory",
                             (unsigned long long)ino);
     /* A listing is where new and removed backups must show: always re-read. */
     if (ref.kind == REF_ROOT && (rc = fb_mount_refresh_root(t, true, err)) != 0)
         return rc;
-    if (ref.kind == REF_SESSION && (rc = fb_mount_refresh_session(t, ref.s, true, err)) != 0)
+    if ((ref.kind == REF_SESSION || ref.kind == REF_ASOF_DIR || ref.kind == REF_HISTORY) &&
+        (rc = fb_mount_refresh_session(t, ref.s, true, err)) != 0)
         return rc;
     fb_mount_dir *d = calloc(1, sizeof *d);
     if (!d) {
@@ -168,6 +217,10 @@ int fb_mount_tree_opendir(fb_mount_tree *t, uint64_t ino, fb_mount_dir **out, fb
         rc = snapshot_root(t, d);
     else if (ref.kind == REF_SESSION)
         rc = snapshot_session(ref.s, d);
+    else if (ref.kind == REF_ASOF_DIR)
+        rc = snapshot_asof(t, ref.s, d);
+    else if (ref.kind == REF_HISTORY)
+        rc = open_history(t, ref.s, ino, d, err);
     else
         rc = open_in_backup(t, &ref, ino, d, err);
     if (rc == FB_ENOMEM)
@@ -186,7 +239,7 @@ int fb_mount_tree_opendir(fb_mount_tree *t, uint64_t ino, fb_mount_dir **out, fb
 
 bool fb_mount_dir_is_immutable(const fb_mount_dir *d)
 {
-    return d->b != NULL;
+    return d->b != NULL && d->b->kind != MT_KIND_HISTORY;
 }
 
 bool fb_mount_dir_get(fb_mount_dir *d, uint64_t pos, const char **name, uint64_t *ino,

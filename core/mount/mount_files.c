@@ -174,20 +174,32 @@ static fb_archive_reader *archive_unref(fb_mount_tree *t, mt_archive *a)
 /* ---------------------------------------------------------------- files */
 
 /* Fills f's place and src from the entry at node (t->lock held, b pinned and
- * loaded); *end is where the file's data ends in the archive. */
+ * loaded); *end is where the file's data ends in the archive. In a view
+ * (as-of/, history/) the bytes are in the archive of the backup the entry
+ * comes from, *from (NULL for a backup's own entries), at the entry's
+ * data path, which proofs check against that archive's tar headers. */
 static int file_locate(const mt_backup *b, uint32_t node, uint64_t ino, fb_mount_file *f,
-                       file_source *src, uint64_t *end, fb_error *err)
+                       file_source *src, const mt_source **from, uint64_t *end, fb_error *err)
 {
     const mt_contents *c = b->contents;
     uint32_t e = c->nodes[c->nodes[node].target].entry;
     if (e == MT_NONE || c->m.entries[e].meta.type != FB_ENTRY_FILE)
         return fb_error_set(err, FB_EMISUSE, "inode %llu is not a file", (unsigned long long)ino);
+    *from = NULL;
+    if (c->sources) {
+        if (c->entry_source[e] >= c->n_sources)
+            return fb_error_set(err, FB_EMISUSE, "inode %llu is not a file",
+                                (unsigned long long)ino);
+        *from = &c->sources[c->entry_source[e]];
+    }
     f->data_offset = c->m.entries[e].offset;
     f->size = c->m.entries[e].meta.size;
-    src->archive_size = c->m.archive.size;
+    src->archive_size = *from ? (*from)->archive_size : c->m.archive.size;
     memcpy(src->sha, c->m.entries[e].sha256, sizeof src->sha);
+    snprintf(src->label, sizeof src->label, "%s/%s/" FB_ARCHIVE_NAME, b->session->id,
+             *from ? (*from)->id : b->id);
     /* Copied: the contents may go once the backup is unpinned. */
-    if (!(src->path = strdup(c->m.entries[e].path)))
+    if (!(src->path = mt_entry_data_path(c, e)))
         return fb_error_set(err, FB_ENOMEM, "out of memory");
     if (__builtin_add_overflow(f->data_offset, f->size, end))
         return fb_error_set(err, FB_ECORRUPT, "%s/%s: entry offset overflows", b->session->id,
@@ -262,15 +274,25 @@ int fb_mount_tree_open(fb_mount_tree *t, uint64_t ino, fb_mount_file **out, fb_e
     b->pins++;
     rc = fb_mount_entry_load(t, b, ino, err);
     file_source src = {.path = NULL};
-    snprintf(src.label, sizeof src.label, "%s/%s/" FB_ARCHIVE_NAME, b->session->id, b->id);
     uint64_t end = 0;
+    const mt_source *from = NULL;
     if (rc == 0)
-        rc = file_locate(b, ref.node, ino, f, &src, &end, err);
+        rc = file_locate(b, ref.node, ino, f, &src, &from, &end, err);
+    mt_backup *owner = b; /* whose archive holds the bytes */
+    if (rc == 0 && from) {
+        if ((owner = fb_mount_source_backup(b->session, from)) != NULL)
+            owner->pins++;
+        else
+            rc = fb_error_set(err, FB_ENOTFOUND, "%s/%s: gone from the store", b->session->id,
+                              from->id);
+    }
     /* Readers to free after unlocking: closing one may take a while. */
     fb_archive_reader *spare = NULL, *released = NULL;
     mt_archive *spare_a = NULL;
     if (rc == 0)
-        rc = file_attach(t, b, f, &src, end, &spare, &spare_a, &released, err);
+        rc = file_attach(t, owner, f, &src, end, &spare, &spare_a, &released, err);
+    if (owner && owner != b)
+        fb_mount_backup_unpin(t, owner);
     fb_mount_backup_unpin(t, b);
     pthread_mutex_unlock(&t->lock);
     fb_archive_reader_free(spare);

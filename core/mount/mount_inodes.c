@@ -82,10 +82,15 @@ int fb_mount_inode_resolve(fb_mount_tree *t, uint64_t ino, mt_ref *out)
     if (!r)
         return FB_ENOTFOUND;
     switch (r->kind) {
-    case RANGE_SESSION:
+    case RANGE_SESSION: {
+        static const int kinds[MT_SINO_COUNT] = {
+            [MT_SINO_DIR] = REF_SESSION,       [MT_SINO_LATEST] = REF_LATEST,
+            [MT_SINO_LATEST_FULL] = REF_LATEST_FULL, [MT_SINO_ASOF] = REF_ASOF_DIR,
+            [MT_SINO_ASOF_LATEST] = REF_ASOF_LATEST, [MT_SINO_HISTORY] = REF_HISTORY};
         out->s = r->owner;
-        out->kind = ino == r->base ? REF_SESSION : ino == r->base + 1 ? REF_LATEST : REF_LATEST_FULL;
+        out->kind = kinds[ino - r->base];
         return 0;
+    }
     case RANGE_BACKUP_DIR:
         out->b = r->owner;
         out->s = out->b->session;

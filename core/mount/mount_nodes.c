@@ -59,7 +59,8 @@ mt_session *fb_mount_session_add(fb_mount_tree *t, const char *id, size_t pos)
         free(s);
         return NULL;
     }
-    if (fb_mount_inode_range_new(t, 3, RANGE_SESSION, s, &s->ino) != 0) {
+    fb_index_init(&s->idx, id);
+    if (fb_mount_inode_range_new(t, MT_SINO_COUNT, RANGE_SESSION, s, &s->ino) != 0) {
         pthread_mutex_destroy(&s->refresh_lock);
         free(s);
         return NULL;
@@ -168,25 +169,36 @@ static void free_batch(mt_contents *batch)
     }
 }
 
+static void node_unlist(mt_backup **v, size_t *n, const mt_backup *b)
+{
+    for (size_t i = 0; i < *n; i++) {
+        if (v[i] == b) {
+            memmove(&v[i], &v[i + 1], (*n - i - 1) * sizeof b);
+            (*n)--;
+            return;
+        }
+    }
+}
+
 static void backup_free_node(fb_mount_tree *t, mt_backup *b)
 {
     mt_session *s = b->session;
-    for (size_t i = 0; i < s->n_backups; i++) {
-        if (s->backups[i] == b) {
-            memmove(&s->backups[i], &s->backups[i + 1], (s->n_backups - i - 1) * sizeof b);
-            s->n_backups--;
-            break;
-        }
-    }
-    fb_mount_inode_range_remove(t, b->ino);
+    if (b->kind == MT_KIND_BACKUP)
+        node_unlist(s->backups, &s->n_backups, b);
+    else
+        node_unlist(s->views, &s->n_views, b);
+    /* history/'s number is the session's, kept for the session's life. */
+    if (b->kind != MT_KIND_HISTORY)
+        fb_mount_inode_range_remove(t, b->ino);
     if (b->entries_count)
         fb_mount_inode_range_remove(t, b->entries_base);
     mt_contents_free(contents_detach(t, b));
     archive_detach(b);
     if (b->has_proof && b->proof.frames_kept)
         fb_frame_cache_forget(t->cache, b->proof.frame_key);
+    if (b->kind == MT_KIND_BACKUP)
+        t->n_backups_alive--;
     free(b);
-    t->n_backups_alive--;
 }
 
 void fb_mount_backup_maybe_release(fb_mount_tree *t, mt_backup *b)
@@ -233,6 +245,101 @@ mt_backup *fb_mount_backup_add(fb_mount_tree *t, mt_session *s, const fb_index_r
     return b;
 }
 
+/* ---------------------------------------------------------------- views */
+
+static bool view_signature(const mt_session *s, int kind, const char *id,
+                           uint8_t sig[FB_SHA256_LEN])
+{
+    if (kind == MT_KIND_HISTORY) {
+        mt_history_signature(&s->idx, sig);
+        return true;
+    }
+    return mt_asof_signature(&s->idx, id, sig);
+}
+
+static mt_backup *view_add(fb_mount_tree *t, mt_session *s, int kind, const mt_backup *of,
+                           const uint8_t sig[FB_SHA256_LEN])
+{
+    if (s->n_views == s->cap_views) {
+        size_t cap = s->cap_views ? s->cap_views * 2 : 16;
+        mt_backup **v = realloc(s->views, cap * sizeof *v);
+        if (!v)
+            return NULL;
+        s->views = v;
+        s->cap_views = cap;
+    }
+    mt_backup *b = calloc(1, sizeof *b);
+    if (!b)
+        return NULL;
+    b->session = s;
+    b->kind = kind;
+    b->present = true;
+    memcpy(b->sig, sig, FB_SHA256_LEN);
+    if (kind == MT_KIND_HISTORY) {
+        b->ino = s->ino + MT_SINO_HISTORY;
+        b->created_at = s->newest_time;
+    } else {
+        memcpy(b->id, of->id, sizeof b->id);
+        b->seq = of->seq;
+        b->type = of->type;
+        b->created_at = of->created_at;
+        if (fb_mount_inode_range_new(t, 1, RANGE_BACKUP_DIR, b, &b->ino) != 0) {
+            free(b);
+            return NULL;
+        }
+    }
+    s->views[s->n_views++] = b;
+    return b;
+}
+
+mt_backup *fb_mount_view_get(fb_mount_tree *t, mt_session *s, int kind, const char *id)
+{
+    const mt_backup *of = NULL;
+    if (kind == MT_KIND_ASOF) {
+        of = fb_mount_session_backup(s, id);
+        if (!of || !of->present)
+            return NULL;
+    }
+    for (size_t i = 0; i < s->n_views; i++) {
+        mt_backup *v = s->views[i];
+        if (v->kind == kind && v->present && (!of || strcmp(v->id, of->id) == 0))
+            return v;
+    }
+    uint8_t sig[FB_SHA256_LEN];
+    if (!view_signature(s, kind, of ? of->id : NULL, sig))
+        return NULL;
+    return view_add(t, s, kind, of, sig);
+}
+
+void fb_mount_views_refresh(fb_mount_tree *t, mt_session *s)
+{
+    for (size_t i = s->n_views; i-- > 0;) {
+        mt_backup *v = s->views[i];
+        if (!v->present)
+            continue;
+        uint8_t sig[FB_SHA256_LEN];
+        const mt_backup *of = v->kind == MT_KIND_ASOF ? fb_mount_session_backup(s, v->id) : NULL;
+        bool keep = (v->kind == MT_KIND_HISTORY || (of && of->present)) &&
+                    view_signature(s, v->kind, v->id, sig) &&
+                    memcmp(sig, v->sig, sizeof sig) == 0;
+        if (!keep) {
+            /* Its numbers may be cached by the kernel: they keep naming
+             * the old contents while held, and are never reloaded. */
+            v->present = false;
+            v->retired = true;
+            fb_mount_backup_maybe_release(t, v); /* may remove s->views[i] */
+        }
+    }
+}
+
+mt_backup *fb_mount_source_backup(const mt_session *s, const mt_source *src)
+{
+    mt_backup *b = fb_mount_session_backup(s, src->id);
+    if (!b || memcmp(b->archive_sha256, src->archive_sha256, FB_SHA256_LEN) != 0)
+        return NULL;
+    return b;
+}
+
 void fb_mount_nodes_free_all(fb_mount_tree *t)
 {
     for (size_t i = 0; i < t->n_sessions; i++) {
@@ -241,6 +348,12 @@ void fb_mount_nodes_free_all(fb_mount_tree *t)
             mt_contents_free(s->backups[j]->contents);
             free(s->backups[j]);
         }
+        for (size_t j = 0; j < s->n_views; j++) {
+            mt_contents_free(s->views[j]->contents);
+            free(s->views[j]);
+        }
+        free(s->views);
+        fb_index_fini(&s->idx);
         free(s->backups);
         free(s->last_warning);
         pthread_mutex_destroy(&s->refresh_lock);
@@ -251,10 +364,17 @@ void fb_mount_nodes_free_all(fb_mount_tree *t)
 
 /* ------------------------------------------------------ loading a backup */
 
-static int contents_load(fb_mount_tree *t, const char *sid, const char *bid, int64_t created_at,
-                         uid_t uid, gid_t gid, mt_contents **out, fb_error *err)
+static int contents_load(fb_mount_tree *t, int kind, const uint8_t *sig, const char *sid,
+                         const char *bid, int64_t created_at, uid_t uid, gid_t gid,
+                         mt_contents **out, fb_error *err)
 {
     *out = NULL;
+    if (kind != MT_KIND_BACKUP) {
+        mt_view_load l = {.store = t->store, .session_id = sid, .backup_id = bid,
+                          .created_at = created_at, .uid = uid, .gid = gid};
+        memcpy(l.sig, sig, sizeof l.sig);
+        return kind == MT_KIND_ASOF ? mt_asof_load(&l, out, err) : mt_history_load(&l, out, err);
+    }
     mt_contents *c = calloc(1, sizeof *c);
     if (!c)
         return fb_error_set(err, FB_ENOMEM, "%s/%s: out of memory", sid, bid);
@@ -355,6 +475,9 @@ int fb_mount_backup_ensure_loaded(fb_mount_tree *t, mt_backup *b, fb_error *err)
     char sid[FB_SESSION_ID_MAX + 1], bid[FB_BACKUP_ID_LEN + 1];
     strcpy(sid, b->session->id);
     strcpy(bid, b->id);
+    int kind = b->kind;
+    uint8_t sig[FB_SHA256_LEN];
+    memcpy(sig, b->sig, sizeof sig);
     int64_t created_at = b->created_at;
     uid_t uid = b->session->have_st ? b->session->st.st_uid : getuid();
     gid_t gid = b->session->have_st ? b->session->st.st_gid : getgid();
@@ -364,7 +487,7 @@ int fb_mount_backup_ensure_loaded(fb_mount_tree *t, mt_backup *b, fb_error *err)
     pthread_mutex_unlock(&t->lock);
     free_batch(evicted);
     mt_contents *c = NULL;
-    int rc = contents_load(t, sid, bid, created_at, uid, gid, &c, err);
+    int rc = contents_load(t, kind, sig, sid, bid, created_at, uid, gid, &c, err);
     pthread_mutex_lock(&t->lock);
     b->loading = false;
     pthread_cond_broadcast(&t->loaded_cond);

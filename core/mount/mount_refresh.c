@@ -118,6 +118,11 @@ static int session_load(fb_mount_tree *t, mt_session *s, double started, const s
     if (rc == 0) {
         pthread_mutex_lock(&t->lock);
         rc = session_install(t, s, &idx);
+        /* Kept for the views' signatures; the old one is freed below. */
+        fb_index old = s->idx;
+        s->idx = idx;
+        idx = old;
+        fb_mount_views_refresh(t, s);
         if (have_st) {
             s->st = *st;
             s->have_st = true;

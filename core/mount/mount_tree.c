@@ -123,6 +123,9 @@ static int lookup_in_session(fb_mount_tree *t, mt_session *s, const char *name,
         rc = fb_mount_attr_latest(s, name[6] == '-', out);
         if (rc == 0)
             s->kref++;
+    } else if (strcmp(name, MT_ASOF_NAME) == 0 || strcmp(name, MT_HISTORY_NAME) == 0) {
+        fb_mount_attr_view_dir(s, name[0] == 'a' ? REF_ASOF_DIR : REF_HISTORY, out);
+        s->kref++;
     } else {
         mt_backup *b = fb_mount_session_backup(s, name);
         if (b && b->present) {
@@ -139,6 +142,61 @@ static int lookup_in_session(fb_mount_tree *t, mt_session *s, const char *name,
                             fb_path_escape_n(name, strlen(name), eb, sizeof eb));
     }
     return 0;
+}
+
+/* Looks name up in <session>/as-of/: `latest` or a backup's as-of view. */
+static int lookup_in_asof(fb_mount_tree *t, mt_session *s, const char *name, fb_mount_attr *out,
+                          fb_error *err)
+{
+    fb_error ignored;
+    fb_mount_refresh_session(t, s, false, &ignored);
+    int rc = 0;
+    pthread_mutex_lock(&t->lock);
+    if (strcmp(name, FB_BACKUP_SPEC_LATEST) == 0) {
+        rc = fb_mount_attr_asof_latest(s, out);
+        if (rc == 0)
+            s->kref++;
+    } else {
+        mt_backup *v = fb_mount_view_get(t, s, MT_KIND_ASOF, name);
+        if (v) {
+            v->kref++;
+            fb_mount_attr_backup(v, out);
+        } else {
+            rc = FB_ENOTFOUND;
+        }
+    }
+    pthread_mutex_unlock(&t->lock);
+    if (rc) {
+        char eb[600];
+        return fb_error_set(err, rc, "session %s: no backup '%s' for as-of", s->id,
+                            fb_path_escape_n(name, strlen(name), eb, sizeof eb));
+    }
+    return 0;
+}
+
+static int lookup_in_backup(fb_mount_tree *t, const mt_ref *ref, uint64_t parent,
+                            const char *name, fb_mount_attr *out, fb_error *err);
+
+/* Looks name up at the top of <session>/history/: in the session's current
+ * history view, made (from the fresh index) when the backups changed. */
+static int lookup_in_history(fb_mount_tree *t, mt_session *s, uint64_t parent, const char *name,
+                             fb_mount_attr *out, fb_error *err)
+{
+    fb_error ignored;
+    fb_mount_refresh_session(t, s, false, &ignored);
+    pthread_mutex_lock(&t->lock);
+    mt_backup *v = fb_mount_view_get(t, s, MT_KIND_HISTORY, NULL);
+    int rc;
+    if (!v) {
+        rc = fb_error_set(err, FB_ENOMEM, "session %s: out of memory", s->id);
+    } else {
+        mt_ref ref = {.kind = REF_BACKUP, .s = s, .b = v};
+        v->pins++;
+        rc = lookup_in_backup(t, &ref, parent, name, out, err);
+        fb_mount_backup_unpin(t, v);
+    }
+    pthread_mutex_unlock(&t->lock);
+    return rc;
 }
 
 /* Looks name up in the backup dir or entry dir ref names (t->lock held,
@@ -196,6 +254,10 @@ int fb_mount_tree_lookup(fb_mount_tree *t, uint64_t parent, const char *name, fb
         return lookup_in_root(t, name, out, err);
     if (ref.kind == REF_SESSION)
         return lookup_in_session(t, ref.s, name, out, err);
+    if (ref.kind == REF_ASOF_DIR)
+        return lookup_in_asof(t, ref.s, name, out, err);
+    if (ref.kind == REF_HISTORY)
+        return lookup_in_history(t, ref.s, parent, name, out, err);
     return fb_error_set(err, FB_EMISUSE, "inode %llu is not a directory",
                         (unsigned long long)parent);
 }
@@ -207,7 +269,7 @@ void fb_mount_tree_forget(fb_mount_tree *t, uint64_t ino, uint64_t nlookup)
     pthread_mutex_lock(&t->lock);
     mt_ref ref;
     if (fb_mount_inode_resolve(t, ino, &ref) == 0) {
-        if (ref.kind == REF_SESSION || ref.kind == REF_LATEST || ref.kind == REF_LATEST_FULL) {
+        if (!ref.b && ref.s) {
             ref.s->kref -= nlookup < ref.s->kref ? nlookup : ref.s->kref;
         } else if (ref.b) {
             ref.b->kref -= nlookup < ref.b->kref ? nlookup : ref.b->kref;
@@ -237,14 +299,21 @@ int fb_mount_tree_getattr(fb_mount_tree *t, uint64_t ino, fb_mount_attr *out, fb
     }
     case REF_SESSION:
     case REF_LATEST:
-    case REF_LATEST_FULL: {
+    case REF_LATEST_FULL:
+    case REF_ASOF_DIR:
+    case REF_ASOF_LATEST:
+    case REF_HISTORY: {
         fb_error ignored;
         pthread_mutex_unlock(&t->lock);
         fb_mount_refresh_session(t, ref.s, false, &ignored);
         pthread_mutex_lock(&t->lock);
         if (ref.kind == REF_SESSION)
             fb_mount_attr_session(ref.s, out);
-        else if ((rc = fb_mount_attr_latest(ref.s, ref.kind == REF_LATEST_FULL, out)) != 0)
+        else if (ref.kind == REF_ASOF_DIR || ref.kind == REF_HISTORY)
+            fb_mount_attr_view_dir(ref.s, ref.kind, out);
+        else if ((rc = ref.kind == REF_ASOF_LATEST
+                           ? fb_mount_attr_asof_latest(ref.s, out)
+                           : fb_mount_attr_latest(ref.s, ref.kind == REF_LATEST_FULL, out)) != 0)
             fb_error_set(err, rc, "session %s has no backup", ref.s->id);
         break;
     }
@@ -295,12 +364,12 @@ int fb_mount_tree_readlink(fb_mount_tree *t, uint64_t ino, char **out, fb_error 
     }
     const char *target = NULL;
     mt_backup *b = NULL;
-    if (ref.kind == REF_LATEST || ref.kind == REF_LATEST_FULL) {
+    if (ref.kind == REF_LATEST || ref.kind == REF_LATEST_FULL || ref.kind == REF_ASOF_LATEST) {
         fb_error ignored;
         pthread_mutex_unlock(&t->lock);
         fb_mount_refresh_session(t, ref.s, false, &ignored);
         pthread_mutex_lock(&t->lock);
-        target = ref.kind == REF_LATEST ? ref.s->latest : ref.s->latest_full;
+        target = ref.kind == REF_LATEST_FULL ? ref.s->latest_full : ref.s->latest;
         if (!target[0])
             rc = fb_error_set(err, FB_ENOTFOUND, "session %s has no backup", ref.s->id);
     } else if (ref.kind == REF_ENTRY) {

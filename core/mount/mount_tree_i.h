@@ -3,6 +3,8 @@
  * module that defines it; a module calls only the sections above its own, so
  * calls between the modules go one way:
  *
+ *   mount_asof, mount_history (mount_views_i.h)  the contents of the
+ *                  as-of/ and history/ views, below everything else here
  *   mount_inodes   inode numbers: ranges handed out, number -> node
  *   mount_attr     what stat shows for each kind of node
  *   mount_nodes    sessions and backups: finding, adding, pins and kernel
@@ -34,6 +36,7 @@
 #include "fb_mount_tree.h"
 #include "fb_store.h"
 #include "mount_contents_i.h"
+#include "mount_views_i.h"
 
 /* ---------------------------------------------------------------- types */
 
@@ -41,13 +44,22 @@ typedef struct mt_archive mt_archive;
 typedef struct mt_session mt_session;
 typedef struct mt_range mt_range; /* mount_inodes.c's own */
 
+/* What an mt_backup node is: a backup, or a view whose contents are built
+ * from several backups (mount_views_i.h). Views share the backups'
+ * machinery: inode ranges, kernel counts, pins, the budget and eviction. */
+enum { MT_KIND_BACKUP, MT_KIND_ASOF, MT_KIND_HISTORY };
+
 typedef struct mt_backup {
     mt_session *session;
+    int kind;               /* MT_KIND_*; views are in session->views */
+    /* Views: the signature of the backups the contents are built from
+     * (mount_views_i.h); present is false once it no longer matches. */
+    uint8_t sig[FB_SHA256_LEN];
     char id[FB_BACKUP_ID_LEN + 1];
     uint64_t seq;
     int64_t created_at;
     fb_backup_type type;
-    uint64_t ino;           /* the backup directory */
+    uint64_t ino;           /* the backup directory (history: the session's history/) */
     uint64_t entries_base;  /* range of its entries, 0 until first loaded */
     uint64_t entries_count;
     bool present;           /* in the session's index at the last refresh */
@@ -78,9 +90,17 @@ struct mt_archive {
     mt_archive *next, *prev; /* the tree's list, freed at exit */
 };
 
+/* The views' names in a session directory. */
+#define MT_ASOF_NAME "as-of"
+#define MT_HISTORY_NAME "history"
+
+/* A session's numbers: the dir, then these offsets. */
+enum { MT_SINO_DIR, MT_SINO_LATEST, MT_SINO_LATEST_FULL, MT_SINO_ASOF, MT_SINO_ASOF_LATEST,
+       MT_SINO_HISTORY, MT_SINO_COUNT };
+
 struct mt_session {
     char id[FB_SESSION_ID_MAX + 1];
-    uint64_t ino;           /* ino: dir, ino+1: latest, ino+2: latest-full */
+    uint64_t ino;           /* ino + MT_SINO_*: dir, latest, latest-full, as-of/, as-of/latest, history/ */
     bool present;           /* listed in the root at the last refresh */
     bool loaded;
     double loaded_at;
@@ -94,6 +114,9 @@ struct mt_session {
     bool loaded_st_trusted;
     mt_backup **backups;    /* alive nodes, present or not */
     size_t n_backups, cap_backups;
+    mt_backup **views;      /* alive as-of and history nodes, present or not */
+    size_t n_views, cap_views;
+    fb_index idx;           /* the last index read, for the views' signatures */
     char latest[FB_BACKUP_ID_LEN + 1];      /* "" when none */
     char latest_full[FB_BACKUP_ID_LEN + 1];
     int64_t newest_time;
@@ -104,7 +127,8 @@ struct mt_session {
 };
 
 /* What an inode number names (fb_mount_inode_resolve). */
-enum { REF_ROOT, REF_SESSION, REF_LATEST, REF_LATEST_FULL, REF_BACKUP, REF_ENTRY };
+enum { REF_ROOT, REF_SESSION, REF_LATEST, REF_LATEST_FULL, REF_ASOF_DIR, REF_ASOF_LATEST,
+       REF_HISTORY, REF_BACKUP, REF_ENTRY };
 
 typedef struct mt_ref {
     int kind;
@@ -169,6 +193,10 @@ int fb_mount_inode_resolve(fb_mount_tree *t, uint64_t ino, mt_ref *out);
 /* Attributes of each kind of node (t->lock held). */
 void fb_mount_attr_root(fb_mount_tree *t, fb_mount_attr *out);
 void fb_mount_attr_session(const mt_session *s, fb_mount_attr *out);
+/* as-of/ or history/ (REF_ASOF_DIR, REF_HISTORY) of s. */
+void fb_mount_attr_view_dir(const mt_session *s, int ref_kind, fb_mount_attr *out);
+/* as-of/latest: FB_ENOTFOUND when the session has no backup. */
+int fb_mount_attr_asof_latest(const mt_session *s, fb_mount_attr *out);
 /* FB_ENOTFOUND when the session has no such backup. */
 int fb_mount_attr_latest(const mt_session *s, bool full, fb_mount_attr *out);
 void fb_mount_attr_backup(const mt_backup *b, fb_mount_attr *out);
@@ -191,6 +219,16 @@ mt_session *fb_mount_session_add(fb_mount_tree *t, const char *id, size_t pos);
 mt_backup *fb_mount_session_backup(const mt_session *s, const char *id);
 /* A new backup node in s for the index record r; NULL when out of memory. */
 mt_backup *fb_mount_backup_add(fb_mount_tree *t, mt_session *s, const fb_index_record *r);
+/* The present view of s of that kind (as-of: of backup id, which must be
+ * present; history: id ignored), made when missing with its signature
+ * from s->idx. NULL when there is no such backup or out of memory. */
+mt_backup *fb_mount_view_get(fb_mount_tree *t, mt_session *s, int kind, const char *id);
+/* After s->idx changed: views whose signature no longer matches leave
+ * (present false, freed when unused), so the next use makes a new one. */
+void fb_mount_views_refresh(fb_mount_tree *t, mt_session *s);
+/* The backup node of s that a view's source names (id and archive hash),
+ * or NULL. */
+mt_backup *fb_mount_source_backup(const mt_session *s, const mt_source *src);
 /* Called whenever a backup loses a user or leaves the store: frees what
  * nobody can reach any more. */
 void fb_mount_backup_maybe_release(fb_mount_tree *t, mt_backup *b);

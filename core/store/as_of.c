@@ -136,6 +136,41 @@ static void add_source(fb_as_of *t, const fb_index_record *r)
     s->type = r->type;
 }
 
+int fb_as_of_plan(const fb_index *idx, const char *backup_id, unsigned flags, size_t *out,
+                  size_t *n_out, bool *base_missing, fb_error *err)
+{
+    *n_out = 0;
+    if (base_missing)
+        *base_missing = false;
+    long at = fb_index_find(idx, backup_id);
+    if (at < 0)
+        return fb_error_set(err, FB_ENOTFOUND, "session %s has no backup %s", idx->session_id,
+                            backup_id);
+    const fb_index_record *target = &idx->records[at];
+    if (target->type == FB_BACKUP_FULL || (flags & FB_AS_OF_ONLY)) {
+        out[(*n_out)++] = (size_t)at;
+        return 0;
+    }
+    int rc = fb_as_of_check_base(idx, backup_id, err);
+    if (rc == FB_ENOTFOUND && (flags & FB_AS_OF_WITHOUT_BASE))
+        fb_error_clear(err);
+    else if (rc < 0)
+        return rc;
+    long base = target->base[0] ? fb_index_find(idx, target->base) : -1;
+    if (base_missing)
+        *base_missing = base < 0;
+    if (base >= 0)
+        out[(*n_out)++] = (size_t)base;
+    /* Records are in seq order, so the sources are too. */
+    for (size_t i = 0; i < idx->n; i++) {
+        const fb_index_record *r = &idx->records[i];
+        if (r->type == FB_BACKUP_INCREMENTAL && !strcmp(r->base, target->base) &&
+            r->seq <= target->seq && (base < 0 || r->seq > idx->records[base].seq))
+            out[(*n_out)++] = i;
+    }
+    return 0;
+}
+
 /* Fills t->sources (ids, seq, type) from the index, oldest first. */
 static int choose_sources(fb_as_of *t, const fb_index *idx, unsigned flags, fb_error *err)
 {
@@ -146,29 +181,17 @@ static int choose_sources(fb_as_of *t, const fb_index *idx, unsigned flags, fb_e
     const fb_index_record *target = &idx->records[at];
     t->type = target->type;
     memcpy(t->base, target->base, sizeof t->base);
-    if (!(t->sources = calloc(idx->n, sizeof *t->sources)))
+    size_t *plan = malloc(idx->n * sizeof *plan);
+    if (!(t->sources = calloc(idx->n, sizeof *t->sources)) || !plan) {
+        free(plan);
         return oom(err);
-    if (target->type == FB_BACKUP_FULL || (flags & FB_AS_OF_ONLY)) {
-        add_source(t, target);
-        return 0;
     }
-    int rc = fb_as_of_check_base(idx, t->backup_id, err);
-    if (rc == FB_ENOTFOUND && (flags & FB_AS_OF_WITHOUT_BASE))
-        fb_error_clear(err);
-    else if (rc < 0)
-        return rc;
-    long base = target->base[0] ? fb_index_find(idx, target->base) : -1;
-    t->base_missing = base < 0;
-    if (base >= 0)
-        add_source(t, &idx->records[base]);
-    /* Records are in seq order, so the sources are too. */
-    for (size_t i = 0; i < idx->n; i++) {
-        const fb_index_record *r = &idx->records[i];
-        if (r->type == FB_BACKUP_INCREMENTAL && !strcmp(r->base, target->base) &&
-            r->seq <= target->seq && (base < 0 || r->seq > idx->records[base].seq))
-            add_source(t, r);
-    }
-    return 0;
+    size_t n = 0;
+    int rc = fb_as_of_plan(idx, t->backup_id, flags, plan, &n, &t->base_missing, err);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        add_source(t, &idx->records[plan[i]]);
+    free(plan);
+    return rc;
 }
 
 /* Reads source k's manifest into m; it must agree with the index on what

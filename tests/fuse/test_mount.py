@@ -55,7 +55,7 @@ def test_root_and_session_listings(populated, mounts):
         names = sorted(os.listdir(m.path(sid)))
         ids = populated.ids(sid)
         fulls = populated.ids(sid, "full")
-        want = sorted(ids + ["latest"] + (["latest-full"] if fulls else []))
+        want = sorted(ids + ["latest", "as-of", "history"] + (["latest-full"] if fulls else []))
         assert names == want
         assert os.readlink(m.path(sid, "latest")) == ids[-1]
         if fulls:

@@ -51,10 +51,11 @@ static inline void make_root(const char *tmp)
 }
 
 /* Writes one published backup (archive, manifest, index record) made of the
- * given entries. Returns 0 on success. */
-static inline int write_backup(const char *tmp, const char *sid, const char *id,
-                               uint64_t seq, int64_t created_at, const spec_entry *entries,
-                               size_t n)
+ * given entries, an incremental with base as its base full (NULL: none).
+ * Returns 0 on success. */
+static inline int write_backup_based(const char *tmp, const char *sid, const char *id,
+                                     uint64_t seq, int64_t created_at, const char *base,
+                                     const spec_entry *entries, size_t n)
 {
     fb_error err;
     char *root = root_dir(tmp);
@@ -84,6 +85,8 @@ static inline int write_backup(const char *tmp, const char *sid, const char *id,
     m.seq = seq;
     m.type = fb_backup_id_type(id);
     m.created_at = created_at;
+    if (base)
+        snprintf(m.base, sizeof m.base, "%s", base);
     fb_manifest_set_tool_version(&m, "test", &err);
     rc = fb_archive_writer_new(afd, &wo, &w, &err);
     for (size_t i = 0; rc == 0 && i < n; i++) {
@@ -164,6 +167,13 @@ static inline int write_backup(const char *tmp, const char *sid, const char *id,
     close(sfd);
     fb_store_free(store);
     return rc;
+}
+
+static inline int write_backup(const char *tmp, const char *sid, const char *id,
+                               uint64_t seq, int64_t created_at, const spec_entry *entries,
+                               size_t n)
+{
+    return write_backup_based(tmp, sid, id, seq, created_at, NULL, entries, n);
 }
 
 /* Removes a backup the way cleanup does: index first, then the directory. */

@@ -65,7 +65,7 @@ static void test_tree_shape(void)
     uint64_t sess_ino = a.st.st_ino;
     listing(t, sess_ino, names, sizeof names);
     char want[256];
-    snprintf(want, sizeof want, "%s|%s|latest|latest-full", ID_FULL, ID_INCR);
+    snprintf(want, sizeof want, "%s|%s|latest|latest-full|as-of|history", ID_FULL, ID_INCR);
     CHECK(strcmp(names, want) == 0);
 
     fb_mount_stats stats;
@@ -243,14 +243,14 @@ static void test_live_changes_and_forget(void)
     REQUIRE(lookup_path(t, "sess-b", &s) == 0);
     char names[4096], want[256];
     listing(t, s.st.st_ino, names, sizeof names);
-    snprintf(want, sizeof want, "%s|latest|latest-full", ID_B);
+    snprintf(want, sizeof want, "%s|latest|latest-full|as-of|history", ID_B);
     CHECK(strcmp(names, want) == 0);
 
     /* A new backup appears, and latest follows it. */
     static const char ID_B2[] = "20270115T100000Z-incr-dddddd";
     REQUIRE(write_backup(tmp, "sess-b", ID_B2, 2, T0 + 7200, incr_entries, 1) == 0);
     listing(t, s.st.st_ino, names, sizeof names);
-    snprintf(want, sizeof want, "%s|%s|latest|latest-full", ID_B, ID_B2);
+    snprintf(want, sizeof want, "%s|%s|latest|latest-full|as-of|history", ID_B, ID_B2);
     CHECK(strcmp(names, want) == 0);
     char path[512];
     snprintf(path, sizeof path, "sess-b/%s/metadata.json", ID_B2);
@@ -282,7 +282,7 @@ static void test_live_changes_and_forget(void)
     REQUIRE(fb_mount_tree_open(t, file_ino, &f, &err) == 0);
     REQUIRE(remove_backup(tmp, "sess-b", ID_B2) == 0);
     listing(t, s.st.st_ino, names, sizeof names);
-    snprintf(want, sizeof want, "%s|latest|latest-full", ID_B);
+    snprintf(want, sizeof want, "%s|latest|latest-full|as-of|history", ID_B);
     CHECK(strcmp(names, want) == 0);
     CHECK_EQ_INT(lookup_path(t, path, &a), FB_ENOTFOUND);
     uint8_t buf[200], expect[200];
