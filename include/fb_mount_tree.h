@@ -80,6 +80,7 @@ typedef struct fb_mount_stats {
     size_t backups;           /* backup nodes alive */
     size_t loaded_manifests;  /* backups whose contents are in memory */
     size_t open_archives;     /* archive readers held by open files */
+    size_t idle_archives;     /* kept a moment after their last file closed */
     uint64_t next_ino;        /* the next inode number to be given */
     uint64_t meta_loads;      /* contents loaded (first loads and reloads) */
     uint64_t meta_evictions;  /* contents dropped to keep under the bound */

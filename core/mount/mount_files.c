@@ -5,6 +5,7 @@
  * proved once, at open, so that reads only decode and copy. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -14,6 +15,8 @@
 /* Files up to this size are hashed when opened (fb_tar_member_prove_content):
  * the frames they lie in are decoded for the first read anyway. */
 #define MT_HASH_ON_OPEN_MAX (1024u * 1024)
+/* How long the last reader whose files were all closed stays open. */
+#define MT_IDLE_READER_SECONDS 0.5
 
 struct fb_mount_file {
     fb_mount_file *next, *prev;
@@ -84,6 +87,15 @@ static int archive_open(fb_mount_tree *t, const char *sid, const char *bid,
     return 0;
 }
 
+/* One more file holds a (t->lock held): an idle reader is no longer idle. */
+static mt_archive *archive_take(fb_mount_tree *t, mt_archive *a)
+{
+    if (t->idle == a)
+        t->idle = NULL;
+    a->refs++;
+    return a;
+}
+
 /* The backup's shared reader with one more reference, in *out (t->lock held,
  * b pinned). Opening a reader drops the lock meanwhile; when another thread
  * opened one first, theirs is shared and ours goes to *spare (its holder to
@@ -91,13 +103,14 @@ static int archive_open(fb_mount_tree *t, const char *sid, const char *bid,
 static int archive_share(fb_mount_tree *t, mt_backup *b, uint64_t archive_size, mt_archive **out,
                          fb_archive_reader **spare, mt_archive **spare_a, fb_error *err)
 {
-    if (b->archive) {
-        *out = b->archive;
-        (*out)->refs++;
+    /* Shared while files hold it, or taken back from idle (unless the id
+     * now names another archive). */
+    if (b->archive && (b->archive->refs > 0 || !b->retired)) {
+        *out = archive_take(t, b->archive);
         return 0;
     }
     /* Its id now names another archive; this node's proof and contents
-     * describe the old one. */
+     * describe the old one. (Its idle reader, if any, goes at expiry.) */
     if (b->retired)
         return fb_error_set(err, FB_ENOTFOUND, "%s/%s: replaced by another backup of that id",
                             b->session->id, b->id);
@@ -119,8 +132,7 @@ static int archive_share(fb_mount_tree *t, mt_backup *b, uint64_t archive_size, 
         return rc;
     if (b->archive) {
         /* Another thread opened it meanwhile: share theirs. */
-        *out = b->archive;
-        (*out)->refs++;
+        *out = archive_take(t, b->archive);
         *spare = r;
         *spare_a = fresh;
         return 0;
@@ -140,15 +152,18 @@ static int archive_share(fb_mount_tree *t, mt_backup *b, uint64_t archive_size, 
 
 /* Drops one file's reference (t->lock held). Returns the reader to free
  * once the lock is released, or NULL while other files still use it. */
-static fb_archive_reader *archive_unref(fb_mount_tree *t, mt_archive *a)
+/* Unlinks a (no file holds it) from the tree, carrying its proof and kept
+ * frames over to its backup, and returns its reader for the caller to
+ * free once the lock is released (t->lock held). */
+static fb_archive_reader *archive_release(fb_mount_tree *t, mt_archive *a)
 {
-    if (--a->refs > 0)
-        return NULL;
+    if (t->idle == a)
+        t->idle = NULL;
     if (a->backup) {
-        /* The next file opened in this backup, often the very next request
-         * (find | xargs cat), finds the frames still decoded: without this,
-         * each small file's open decoded its frame again. The LRU bound of
-         * the cache still applies; the node forgets them when it goes. */
+        /* The next file opened in this backup finds the frames still
+         * decoded: without this, each small file's open decoded its frame
+         * again. The LRU bound of the cache still applies; the node forgets
+         * them when it goes. */
         mt_backup *b = a->backup;
         fb_archive_proof old = b->proof;
         bool had = b->has_proof;
@@ -169,6 +184,94 @@ static fb_archive_reader *archive_unref(fb_mount_tree *t, mt_archive *a)
     fb_archive_reader *r = a->reader;
     free(a);
     return r;
+}
+
+static double monotonic_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Closes the idle reader once it expires; ends with the tree. */
+static void *janitor_main(void *arg)
+{
+    fb_mount_tree *t = arg;
+    pthread_mutex_lock(&t->lock);
+    while (!t->janitor_stop) {
+        if (!t->idle) {
+            pthread_cond_wait(&t->janitor_cond, &t->lock);
+            continue;
+        }
+        double left = t->idle_until - monotonic_now();
+        if (left > 0) {
+            struct timespec until;
+            clock_gettime(CLOCK_MONOTONIC, &until);
+            until.tv_sec += (time_t)left;
+            until.tv_nsec += (long)((left - (double)(time_t)left) * 1e9);
+            if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&t->janitor_cond, &t->lock, &until);
+            continue;
+        }
+        fb_archive_reader *r = archive_release(t, t->idle);
+        pthread_mutex_unlock(&t->lock);
+        fb_archive_reader_free(r);
+        pthread_mutex_lock(&t->lock);
+    }
+    pthread_mutex_unlock(&t->lock);
+    return NULL;
+}
+
+/* Starts the janitor (t->lock held): false when it cannot run, and then
+ * no reader is kept idle. */
+static bool janitor_running(fb_mount_tree *t)
+{
+    if (!t->janitor_started) {
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&t->janitor_cond, &ca);
+        pthread_condattr_destroy(&ca);
+        t->janitor_started = pthread_create(&t->janitor, NULL, janitor_main, t) == 0;
+        if (!t->janitor_started)
+            pthread_cond_destroy(&t->janitor_cond);
+        t->janitor_failed = !t->janitor_started;
+    }
+    return t->janitor_started;
+}
+
+/* One file of a's less (t->lock held). The last one leaves a idle, in
+ * place of the previous idle reader; returns the reader to free once the
+ * lock is released (that previous one, or a itself), or NULL. */
+static fb_archive_reader *archive_unref(fb_mount_tree *t, mt_archive *a)
+{
+    if (--a->refs > 0)
+        return NULL;
+    if (!a->backup || a->backup->retired || t->janitor_failed || !janitor_running(t))
+        return archive_release(t, a);
+    fb_archive_reader *drop = t->idle ? archive_release(t, t->idle) : NULL;
+    t->idle = a;
+    t->idle_until = monotonic_now() + MT_IDLE_READER_SECONDS;
+    pthread_cond_signal(&t->janitor_cond);
+    return drop;
+}
+
+void fb_mount_files_stop_janitor(fb_mount_tree *t)
+{
+    pthread_mutex_lock(&t->lock);
+    bool started = t->janitor_started;
+    t->janitor_stop = true;
+    if (started)
+        pthread_cond_signal(&t->janitor_cond);
+    pthread_mutex_unlock(&t->lock);
+    if (started) {
+        pthread_join(t->janitor, NULL);
+        pthread_cond_destroy(&t->janitor_cond);
+        t->janitor_started = false;
+    }
 }
 
 /* ---------------------------------------------------------------- files */
@@ -391,6 +494,7 @@ void fb_mount_files_free_all(fb_mount_tree *t)
         t->files = f->next;
         free(f);
     }
+    t->idle = NULL;
     while (t->archives) {
         mt_archive *a = t->archives;
         t->archives = a->next;

@@ -135,7 +135,7 @@ static mt_contents *contents_detach(fb_mount_tree *t, mt_backup *b)
  * contents stay until the kernel forgets it. */
 static bool evictable(const mt_backup *b)
 {
-    return !b->pins && !b->loading && !b->archive && b->present;
+    return !b->pins && !b->loading && (!b->archive || b->archive->refs == 0) && b->present;
 }
 
 /* Detaches the contents of the least recently used evictable backups until

@@ -60,6 +60,7 @@ void fb_mount_tree_free(fb_mount_tree *t)
 {
     if (!t)
         return;
+    fb_mount_files_stop_janitor(t);
     fb_mount_dirs_free_all(t);
     fb_mount_files_free_all(t);
     fb_mount_nodes_free_all(t);
@@ -80,7 +81,8 @@ void fb_mount_tree_get_stats(fb_mount_tree *t, fb_mount_stats *out)
     out->sessions = t->n_sessions;
     out->backups = t->n_backups_alive;
     out->loaded_manifests = t->n_loaded;
-    out->open_archives = t->n_archives;
+    out->open_archives = t->n_archives - (t->idle != NULL);
+    out->idle_archives = t->idle != NULL;
     out->next_ino = t->next_ino;
     out->meta_loads = t->meta_loads;
     out->meta_evictions = t->meta_evictions;

@@ -220,9 +220,24 @@ static void test_reads(void)
     fb_mount_stats stats;
     fb_mount_tree_get_stats(t, &stats);
     CHECK_EQ_INT(stats.open_archives, 1);
+    CHECK_EQ_INT(stats.idle_archives, 0);
     fb_mount_file_close(t, f);
     fb_mount_tree_get_stats(t, &stats);
     CHECK_EQ_INT(stats.open_archives, 0);
+    /* The reader stays a moment for the next open, then the janitor closes
+     * it (its archive's fd with it). */
+    CHECK_EQ_INT(stats.idle_archives, 1);
+    REQUIRE(fb_mount_tree_open(t, a.st.st_ino, &f, &err) == 0);
+    fb_mount_tree_get_stats(t, &stats);
+    CHECK(stats.open_archives == 1 && stats.idle_archives == 0);
+    fb_mount_file_close(t, f);
+    for (int i = 0; i < 300; i++) {
+        fb_mount_tree_get_stats(t, &stats);
+        if (stats.idle_archives == 0)
+            break;
+        usleep(10000);
+    }
+    CHECK(stats.open_archives == 0 && stats.idle_archives == 0);
     free(want);
     /* Directories and symlinks are not files. */
     snprintf(path, sizeof path, "sess-a/%s/logs", ID_FULL);
