@@ -202,6 +202,11 @@ static int find_pax(fb_archive_reader *r, uint64_t header_off, unsigned flags,
      * take exactly those k blocks. */
     for (size_t k = 1; (k + 1) * FB_TAR_BLOCK <= span; k++) {
         const uint8_t *blk = buf + span - (k + 1) * FB_TAR_BLOCK;
+        /* Only an 'x' block can be it: before a small file, every other
+         * block is another member's header, and parsing each (a checksum
+         * over its 512 bytes) was most of an open. */
+        if (blk[F_TYPEFLAG] != 'x')
+            continue;
         fb_tar_header h;
         if (!fb_tar_header_parse(blk, &h) || h.typeflag != 'x' || !h.size_ok || h.size == 0)
             continue;
