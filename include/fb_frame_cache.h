@@ -46,5 +46,7 @@ size_t fb_frame_ref_size(const fb_frame_ref *ref);
 void fb_frame_ref_release(fb_frame_cache *cache, fb_frame_ref *ref);
 /* Drops every cached frame of one archive (reader being freed). */
 void fb_frame_cache_forget(fb_frame_cache *cache, uint64_t archive_key);
+/* Takes one frame out (freed once no reference holds it), if cached. */
+void fb_frame_cache_drop(fb_frame_cache *cache, uint64_t archive_key, uint32_t frame);
 
 #endif

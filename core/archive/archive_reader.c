@@ -508,8 +508,15 @@ static int read_parts(fb_archive_reader *r, size_t len, uint64_t offset, unsigne
         i++;
     }
     *out_len = done;
-    if (r->pf && done && atomic_exchange(&r->seq_end, offset + done) == offset)
+    if (r->pf && done && atomic_exchange(&r->seq_end, offset + done) == offset) {
         maybe_prefetch(r, last, last_end);
+        /* A sequential reader does not come back (the kernel's page cache
+         * keeps what it read): the frame two behind goes now, so its
+         * buffer is reused for the next frame instead of 64 MiB of fresh
+         * pages being faulted in before the cache recycles anything. */
+        if (last >= 2)
+            fb_frame_cache_drop(r->cache, r->key, (uint32_t)(last - 2));
+    }
     return 0;
 }
 

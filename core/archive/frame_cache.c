@@ -288,6 +288,16 @@ void fb_frame_ref_release(fb_frame_cache *c, fb_frame_ref *ref)
         entry_free(ref);
 }
 
+void fb_frame_cache_drop(fb_frame_cache *c, uint64_t archive_key, uint32_t frame)
+{
+    pthread_mutex_lock(&c->lock);
+    struct fb_frame_ref *e = find_locked(c, archive_key, frame);
+    struct fb_frame_ref *victim = e ? uncache_locked(c, e) : NULL;
+    pthread_mutex_unlock(&c->lock);
+    if (victim)
+        entry_free(victim);
+}
+
 void fb_frame_cache_forget(fb_frame_cache *c, uint64_t archive_key)
 {
     struct fb_frame_ref *dead = NULL;
