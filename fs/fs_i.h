@@ -6,6 +6,8 @@
 #define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>
 
+#include <stdbool.h>
+
 #include "fb_mount_tree.h"
 
 /* Kernel cache lifetimes (seconds). Root and session listings change when
@@ -16,7 +18,19 @@
  * the store: well under FS_LIVE_TIMEOUT so that a change shows within 1 s. */
 #define FS_LIVE_REFRESH 0.5
 
-/* The lowlevel operations; userdata is the fb_mount_tree. */
+/* What the request handlers share: the session's userdata. */
+typedef struct fs_daemon {
+    fb_mount_tree *tree;
+    /* -o open_round_trips: keep the kernel's open and release requests
+     * even where it can go without them. */
+    bool want_opens;
+    /* Set in init when the kernel can skip opens and we let it: the first
+     * open is answered ENOSYS, after which the kernel sends none, and
+     * reads name only the inode (fb_mount_tree_file_get). */
+    bool skip_opens;
+} fs_daemon;
+
+/* The lowlevel operations; userdata is an fs_daemon. */
 const struct fuse_lowlevel_ops *fs_ll_ops(void);
 
 /* The one place FB_E* codes become errno values for the kernel. */

@@ -13,9 +13,14 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static fb_mount_tree *tree_of(fuse_req_t req)
+static fs_daemon *daemon_of(fuse_req_t req)
 {
     return fuse_req_userdata(req);
+}
+
+static fb_mount_tree *tree_of(fuse_req_t req)
+{
+    return daemon_of(req)->tree;
 }
 
 int fs_errno_from_fb(int code)
@@ -66,7 +71,13 @@ static double timeout_for(const fb_mount_attr *a)
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
-    (void)userdata;
+    fs_daemon *d = userdata;
+    /* Contents are immutable: an open has nothing to say that the first
+     * read cannot (docs/mount.md, "Opens the kernel skips"). Without open
+     * and release requests a cached file costs the reader no round trip. */
+    d->skip_opens = !d->want_opens && (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT);
+    if (d->skip_opens)
+        conn->want |= FUSE_CAP_NO_OPEN_SUPPORT;
     /* Contents never change: size/mtime checks on getattr are pointless. */
     conn->want &= ~(unsigned)FUSE_CAP_AUTO_INVAL_DATA;
     /* Nothing to lock: a read-only tree. Let the kernel handle locks locally. */
@@ -149,6 +160,12 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         fuse_reply_err(req, EROFS);
         return;
     }
+    if (daemon_of(req)->skip_opens) {
+        /* The kernel sends no open after this answer; it then keeps the
+         * cached pages of every file as keep_cache does below. */
+        fuse_reply_err(req, ENOSYS);
+        return;
+    }
     fb_mount_tree *t = tree_of(req);
     fb_mount_file *f = NULL;
     fb_error err;
@@ -160,9 +177,9 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     }
     fi->fh = (uint64_t)(uintptr_t)f;
     /* Immutable contents: pages cached by an earlier open stay valid (a
-     * number never names other contents, include/fb_mount_tree.h). No
-     * FUSE_CAP_NO_OPEN_SUPPORT: this open is where the file's header and, for
-     * small files, its hash are proven before any byte is served. */
+     * number never names other contents, include/fb_mount_tree.h). This
+     * open is where the file's header and, for small files, its hash are
+     * proven before any byte is served. */
     fi->keep_cache = 1;
     fi->noflush = 1;
     if (fuse_reply_open(req, fi) != 0)
@@ -192,15 +209,9 @@ static void op_read_copy(fuse_req_t req, fb_mount_file *f, size_t size, off_t of
     free(buf);
 }
 
-static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-                    struct fuse_file_info *fi)
+/* Serves one read from f. */
+static void read_from(fuse_req_t req, fb_mount_file *f, size_t size, off_t off)
 {
-    (void)ino;
-    fb_mount_file *f = (fb_mount_file *)(uintptr_t)fi->fh;
-    if (off < 0) {
-        fuse_reply_err(req, EINVAL);
-        return;
-    }
     uint64_t fsize = fb_mount_file_size(f);
     if ((uint64_t)off >= fsize || size == 0) {
         fuse_reply_buf(req, NULL, 0);
@@ -226,6 +237,31 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     bv.buf[0].mem = (void *)span.data;
     fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
     fb_archive_spans_release(&span, n);
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                    struct fuse_file_info *fi)
+{
+    if (off < 0) {
+        fuse_reply_err(req, EINVAL);
+        return;
+    }
+    if (fi->fh) {
+        read_from(req, (fb_mount_file *)(uintptr_t)fi->fh, size, off);
+        return;
+    }
+    /* No open came (skip_opens): the file the first read proved is kept. */
+    fb_mount_tree *t = tree_of(req);
+    fb_mount_file *f = NULL;
+    fb_error err;
+    fb_error_clear(&err);
+    int rc = fb_mount_tree_file_get(t, ino, &f, &err);
+    if (rc) {
+        reply_fb_error(req, &err, rc);
+        return;
+    }
+    read_from(req, f, size, off);
+    fb_mount_file_put(t, f);
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)

@@ -31,6 +31,7 @@ struct fs_options {
     unsigned cache_mib;
     unsigned meta_cache_mib;
     int allow_other;
+    int open_round_trips;
     char refused[32]; /* an option we never accept (rw, suid, dev) */
     int info;         /* --help or --version: no mount wanted */
     char *backups_dir;
@@ -42,6 +43,7 @@ enum { KEY_ALLOW_OTHER, KEY_REFUSED, KEY_DEFAULT };
 static const struct fuse_opt option_spec[] = {
     {"cache_size=%u", offsetof(struct fs_options, cache_mib), 0},
     {"meta_cache_size=%u", offsetof(struct fs_options, meta_cache_mib), 0},
+    {"open_round_trips", offsetof(struct fs_options, open_round_trips), 1},
     FUSE_OPT_KEY("allow_other", KEY_ALLOW_OTHER),
     FUSE_OPT_KEY("rw", KEY_REFUSED),
     FUSE_OPT_KEY("suid", KEY_REFUSED),
@@ -96,7 +98,10 @@ static void usage(FILE *out, const char *prog)
             "    -o meta_cache_size=MiB bound of the backups' metadata kept loaded; the least\n"
             "                           recently used are dropped and reloaded when needed\n"
             "                           (default %u, 0: no bound)\n"
-            "    -o allow_other         let other users in (implies default_permissions)\n",
+            "    -o allow_other         let other users in (implies default_permissions)\n"
+            "    -o open_round_trips    have the kernel ask at every open and close of a file\n"
+            "                           (default: where it can go without, it does, and a\n"
+            "                           file is proven at its first read instead)\n",
             prog, FB_MOUNT_CACHE_DEFAULT_MIB, FB_MOUNT_META_CACHE_DEFAULT_MIB);
 }
 
@@ -307,7 +312,9 @@ static int run_loop(struct fuse_session *se, const struct fuse_cmdline_opts *opt
 static int serve(fs_startup *s, fb_mount_tree *tree)
 {
     const char *prog = s->prog;
-    struct fuse_session *se = fuse_session_new(&s->args, fs_ll_ops(), sizeof *fs_ll_ops(), tree);
+    fs_daemon daemon = {.tree = tree, .want_opens = s->o.open_round_trips != 0};
+    struct fuse_session *se =
+        fuse_session_new(&s->args, fs_ll_ops(), sizeof *fs_ll_ops(), &daemon);
     if (!se) {
         fprintf(stderr, "%s: cannot start the FUSE session (bad options?)\n", prog);
         return FB_EXIT_USAGE;

@@ -81,6 +81,7 @@ typedef struct fb_mount_stats {
     size_t loaded_manifests;  /* backups whose contents are in memory */
     size_t open_archives;     /* archive readers held by open files */
     size_t idle_archives;     /* kept a moment after their last file closed */
+    size_t kept_files;        /* proven files kept for reads without an open */
     uint64_t next_ino;        /* the next inode number to be given */
     uint64_t meta_loads;      /* contents loaded (first loads and reloads) */
     uint64_t meta_evictions;  /* contents dropped to keep under the bound */
@@ -159,5 +160,22 @@ int fb_mount_file_read_spans(fb_mount_file *f, size_t len, uint64_t off, fb_arch
                              size_t max, size_t *n_spans, size_t *out_len, fb_error *err);
 /* Accepts NULL. */
 void fb_mount_file_close(fb_mount_tree *t, fb_mount_file *f);
+
+/* Reads without an open. A kernel that skips open and release
+ * (FUSE_CAP_NO_OPEN_SUPPORT) sends reads naming only the inode: the tree
+ * then opens and proves the file at its first read and keeps it, so that
+ * the next reads of the same inode only decode and copy. A kept file no
+ * read uses is closed FB_MOUNT_KEPT_SECONDS after its last read, or at
+ * once when more than FB_MOUNT_KEPT_MAX are kept (least recently read
+ * first); a file being read keeps its backup's archive open, so it keeps
+ * reading after the backup is removed from the store.
+ *
+ * _get returns the kept file for ino, opening it if needed (the returns of
+ * fb_mount_tree_open), with one use more; give it back with _put. Both
+ * are thread-safe: concurrent first reads of one inode share one file. */
+#define FB_MOUNT_KEPT_SECONDS 1.0
+#define FB_MOUNT_KEPT_MAX 256
+int fb_mount_tree_file_get(fb_mount_tree *t, uint64_t ino, fb_mount_file **out, fb_error *err);
+void fb_mount_file_put(fb_mount_tree *t, fb_mount_file *f);
 
 #endif

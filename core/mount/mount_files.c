@@ -26,6 +26,15 @@ struct fb_mount_file {
     /* FB_ARCHIVE_READ_CHECKED for a file hashed on open: its reads need no
      * proof of the frame map before it (fb_archive_reader.h). */
     unsigned read_flags;
+    /* A kept file (fb_mount_tree_file_get), all guarded by t->lock: its
+     * inode, the reads using it, when the last one ended, its hash chain
+     * and, while unused, its place in the idle list. */
+    bool kept;
+    uint64_t ino;
+    unsigned users;
+    double last_used;
+    fb_mount_file *hash_next;
+    fb_mount_file *idle_next, *idle_prev;
 };
 
 /* What open needs of a file's entry after its backup is unpinned. */
@@ -193,17 +202,61 @@ static double monotonic_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* Closes the idle reader once it expires; ends with the tree. */
+static void kept_idle_unlink(fb_mount_tree *t, fb_mount_file *f);
+static void kept_unhash(fb_mount_tree *t, fb_mount_file *f);
+
+/* When the janitor next has work (t->lock held): the idle reader's expiry
+ * or the oldest unused kept file's, whichever comes first; 0 for none. */
+static double janitor_deadline(const fb_mount_tree *t)
+{
+    double d = t->idle ? t->idle_until : 0;
+    if (t->kept_idle_tail) {
+        double k = t->kept_idle_tail->last_used + FB_MOUNT_KEPT_SECONDS;
+        if (d == 0 || k < d)
+            d = k;
+    }
+    return d;
+}
+
+/* Takes the unused kept files that expired by now out of the tree (t->lock
+ * held) and returns them as a list through idle_next, to be closed once
+ * the lock is released. */
+static fb_mount_file *kept_take_expired(fb_mount_tree *t, double now)
+{
+    fb_mount_file *out = NULL;
+    while (t->kept_idle_tail && t->kept_idle_tail->last_used + FB_MOUNT_KEPT_SECONDS <= now) {
+        fb_mount_file *f = t->kept_idle_tail;
+        kept_idle_unlink(t, f);
+        kept_unhash(t, f);
+        f->idle_next = out;
+        out = f;
+    }
+    return out;
+}
+
+static void close_list(fb_mount_tree *t, fb_mount_file *list)
+{
+    while (list) {
+        fb_mount_file *next = list->idle_next;
+        fb_mount_file_close(t, list);
+        list = next;
+    }
+}
+
+/* Closes the idle reader and the unused kept files as they expire; ends
+ * with the tree. */
 static void *janitor_main(void *arg)
 {
     fb_mount_tree *t = arg;
     pthread_mutex_lock(&t->lock);
     while (!t->janitor_stop) {
-        if (!t->idle) {
+        double deadline = janitor_deadline(t);
+        if (deadline == 0) {
             pthread_cond_wait(&t->janitor_cond, &t->lock);
             continue;
         }
-        double left = t->idle_until - monotonic_now();
+        double now = monotonic_now();
+        double left = deadline - now;
         if (left > 0) {
             struct timespec until;
             clock_gettime(CLOCK_MONOTONIC, &until);
@@ -216,8 +269,13 @@ static void *janitor_main(void *arg)
             pthread_cond_timedwait(&t->janitor_cond, &t->lock, &until);
             continue;
         }
-        fb_archive_reader *r = archive_release(t, t->idle);
+        fb_mount_file *expired = kept_take_expired(t, now);
+        fb_archive_reader *r = NULL;
+        if (t->idle && t->idle_until <= now)
+            r = archive_release(t, t->idle);
         pthread_mutex_unlock(&t->lock);
+        /* Closing a kept file may leave its reader idle: the loop sees it. */
+        close_list(t, expired);
         fb_archive_reader_free(r);
         pthread_mutex_lock(&t->lock);
     }
@@ -252,13 +310,13 @@ static fb_archive_reader *archive_unref(fb_mount_tree *t, mt_archive *a)
         return NULL;
     if (!a->backup || a->backup->retired || t->janitor_failed || !janitor_running(t))
         return archive_release(t, a);
-    bool was_idle = t->idle != NULL;
-    fb_archive_reader *drop = was_idle ? archive_release(t, t->idle) : NULL;
+    double before = janitor_deadline(t);
+    fb_archive_reader *drop = t->idle ? archive_release(t, t->idle) : NULL;
     t->idle = a;
     t->idle_until = monotonic_now() + MT_IDLE_READER_SECONDS;
-    /* A janitor waiting for the previous idle reader's deadline finds the
-     * later one when it wakes: no wakeup (a context switch) per close. */
-    if (!was_idle)
+    /* A janitor waiting for an earlier deadline finds this later one when
+     * it wakes: no wakeup (a context switch) per close. */
+    if (before == 0 || t->idle_until < before)
         pthread_cond_signal(&t->janitor_cond);
     return drop;
 }
@@ -491,8 +549,127 @@ void fb_mount_file_close(fb_mount_tree *t, fb_mount_file *f)
     free(f);
 }
 
+/* ---------------------------------------------------------- kept files */
+
+static size_t kept_bucket(uint64_t ino)
+{
+    /* Inodes of one backup are consecutive: a multiplicative hash spreads
+     * them over the buckets. */
+    return (size_t)((ino * 0x9E3779B97F4A7C15ull) >> 32) & (MT_KEPT_BUCKETS - 1);
+}
+
+static fb_mount_file *kept_find(fb_mount_tree *t, uint64_t ino)
+{
+    for (fb_mount_file *f = t->kept_buckets[kept_bucket(ino)]; f; f = f->hash_next)
+        if (f->ino == ino)
+            return f;
+    return NULL;
+}
+
+static void kept_unhash(fb_mount_tree *t, fb_mount_file *f)
+{
+    fb_mount_file **p = &t->kept_buckets[kept_bucket(f->ino)];
+    while (*p != f)
+        p = &(*p)->hash_next;
+    *p = f->hash_next;
+    f->hash_next = NULL;
+    f->kept = false;
+    t->n_kept--;
+}
+
+static void kept_idle_unlink(fb_mount_tree *t, fb_mount_file *f)
+{
+    if (f->idle_prev)
+        f->idle_prev->idle_next = f->idle_next;
+    else
+        t->kept_idle_head = f->idle_next;
+    if (f->idle_next)
+        f->idle_next->idle_prev = f->idle_prev;
+    else
+        t->kept_idle_tail = f->idle_prev;
+    f->idle_next = f->idle_prev = NULL;
+    t->n_kept_idle--;
+}
+
+int fb_mount_tree_file_get(fb_mount_tree *t, uint64_t ino, fb_mount_file **out, fb_error *err)
+{
+    *out = NULL;
+    pthread_mutex_lock(&t->lock);
+    fb_mount_file *f = kept_find(t, ino);
+    if (f) {
+        if (f->users++ == 0)
+            kept_idle_unlink(t, f);
+        pthread_mutex_unlock(&t->lock);
+        *out = f;
+        return 0;
+    }
+    pthread_mutex_unlock(&t->lock);
+    /* Opened and proved without the lock, as an open is. */
+    fb_mount_file *fresh = NULL;
+    int rc = fb_mount_tree_open(t, ino, &fresh, err);
+    if (rc)
+        return rc;
+    pthread_mutex_lock(&t->lock);
+    if ((f = kept_find(t, ino)) != NULL) {
+        /* Another read of the inode kept one meanwhile: share it. */
+        if (f->users++ == 0)
+            kept_idle_unlink(t, f);
+    } else {
+        f = fresh;
+        fresh = NULL;
+        f->kept = true;
+        f->ino = ino;
+        f->users = 1;
+        size_t b = kept_bucket(ino);
+        f->hash_next = t->kept_buckets[b];
+        t->kept_buckets[b] = f;
+        t->n_kept++;
+    }
+    pthread_mutex_unlock(&t->lock);
+    fb_mount_file_close(t, fresh);
+    *out = f;
+    return 0;
+}
+
+void fb_mount_file_put(fb_mount_tree *t, fb_mount_file *f)
+{
+    if (!f)
+        return;
+    pthread_mutex_lock(&t->lock);
+    if (--f->users > 0) {
+        pthread_mutex_unlock(&t->lock);
+        return;
+    }
+    double before = janitor_deadline(t);
+    f->last_used = monotonic_now();
+    f->idle_prev = NULL;
+    f->idle_next = t->kept_idle_head;
+    if (t->kept_idle_head)
+        t->kept_idle_head->idle_prev = f;
+    else
+        t->kept_idle_tail = f;
+    t->kept_idle_head = f;
+    t->n_kept_idle++;
+    /* Over the count bound, the least recently read goes now; without a
+     * janitor (it could not start), every unused file goes at once. */
+    fb_mount_file *drop = NULL;
+    bool janitor = !t->janitor_failed && janitor_running(t);
+    if (t->n_kept_idle > FB_MOUNT_KEPT_MAX || !janitor) {
+        drop = t->kept_idle_tail;
+        kept_idle_unlink(t, drop);
+        kept_unhash(t, drop);
+    } else if (before == 0) {
+        pthread_cond_signal(&t->janitor_cond);
+    }
+    pthread_mutex_unlock(&t->lock);
+    fb_mount_file_close(t, drop);
+}
+
 void fb_mount_files_free_all(fb_mount_tree *t)
 {
+    memset(t->kept_buckets, 0, sizeof t->kept_buckets);
+    t->kept_idle_head = t->kept_idle_tail = NULL;
+    t->n_kept = t->n_kept_idle = 0;
     while (t->files) {
         fb_mount_file *f = t->files;
         t->files = f->next;

@@ -83,6 +83,7 @@ void fb_mount_tree_get_stats(fb_mount_tree *t, fb_mount_stats *out)
     out->loaded_manifests = t->n_loaded;
     out->open_archives = t->n_archives - (t->idle != NULL);
     out->idle_archives = t->idle != NULL;
+    out->kept_files = t->n_kept;
     out->next_ino = t->next_ino;
     out->meta_loads = t->meta_loads;
     out->meta_evictions = t->meta_evictions;

@@ -137,6 +137,9 @@ typedef struct mt_ref {
     uint32_t node; /* REF_ENTRY: node index in the backup's contents */
 } mt_ref;
 
+/* Buckets of the kept files' hash; a power of two. */
+#define MT_KEPT_BUCKETS 512
+
 struct fb_mount_tree {
     pthread_mutex_t lock;
     pthread_cond_t loaded_cond;
@@ -180,6 +183,12 @@ struct fb_mount_tree {
     bool janitor_started, janitor_stop, janitor_failed;
     fb_mount_dir *dirs;   /* open handles, freed with the tree if left open */
     fb_mount_file *files;
+    /* Files kept for reads without an open (fb_mount_tree_file_get): every
+     * one in the hash by inode; those no read uses also in the idle list,
+     * most recently read first, which the janitor expires from the tail. */
+    fb_mount_file *kept_buckets[MT_KEPT_BUCKETS];
+    fb_mount_file *kept_idle_head, *kept_idle_tail;
+    size_t n_kept, n_kept_idle;
 };
 
 /* ------------------------------------------------------- mount_inodes.c */

@@ -426,7 +426,10 @@ def open_archives(pid):
     return out
 
 
-def test_archives_are_opened_only_by_open_files(populated, mounts):
+def test_archives_are_open_only_while_files_are_read(populated, mounts):
+    """Walks open no archive; reading does, one shared per backup; it is
+    closed a moment after the last read (the kernel may skip release, so
+    the daemon keeps a file read without an open for a second)."""
     m = mounts(populated.store)
     bid = populated.ids("S1", "full")[0]
     subprocess.run(["find", str(m.mnt)], capture_output=True, check=True)
@@ -441,8 +444,9 @@ def test_archives_are_opened_only_by_open_files(populated, mounts):
     finally:
         f1.close()
         f2.close()
-    # release reaches the daemon just after close()
-    assert poll(lambda: open_archives(m.pid) == [], 2)
+    # a kept file goes FB_MOUNT_KEPT_SECONDS (1 s) after its last read, its
+    # idle reader 0.5 s later
+    assert poll(lambda: open_archives(m.pid) == [], 5)
 
 
 # ---------------------------------------------------- reads, corruption

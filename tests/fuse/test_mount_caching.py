@@ -103,3 +103,53 @@ def test_backup_id_back_with_other_contents_gets_new_inodes(populated, mounts):
     with open(path, "rb") as f:
         assert f.read() == want
     assert m.proc.poll() is None
+
+
+def requests(log, opcode, nodeid):
+    """How many requests of opcode for nodeid the daemon's -d log shows."""
+    want = f"opcode: {opcode} "
+    return sum(1 for line in log.read_text(errors="replace").splitlines()
+               if want in line and f"nodeid: {nodeid}," in line)
+
+
+def read_three_times(m, path):
+    data = []
+    for _ in range(3):
+        with open(path, "rb") as f:
+            data.append(f.read())
+    return data
+
+
+def test_reopening_a_read_file_costs_no_request(populated, mounts):
+    """Where the kernel can skip opens, the daemon lets it: the first open
+    is answered ENOSYS, later opens and closes of a cached file send
+    nothing, and the bytes are still the manifest's."""
+    m = mounts(populated.store, options=["-d"])
+    sid = "S1"
+    bid = populated.ids(sid, "full")[0]
+    e = next(x for x in populated.manifest(sid, bid)["entries"] if x["path"] == "state.json")
+    path = m.path(sid, bid, "state.json")
+    ino = os.stat(path).st_ino
+    for data in read_three_times(m, path):
+        assert hashlib.sha256(data).hexdigest() == e["sha256"]
+    assert requests(m.log, "OPEN", ino) <= 1
+    assert requests(m.log, "RELEASE", ino) == 0
+    assert requests(m.log, "READ", ino) == 1
+    assert m.proc.poll() is None
+
+
+def test_open_round_trips_option_keeps_every_open(populated, mounts):
+    """-o open_round_trips: every open reaches the daemon and proves the
+    file there, every close releases it, and the pages stay cached."""
+    m = mounts(populated.store, options=["-d", "-o", "open_round_trips"])
+    sid = "S1"
+    bid = populated.ids(sid, "full")[0]
+    e = next(x for x in populated.manifest(sid, bid)["entries"] if x["path"] == "state.json")
+    path = m.path(sid, bid, "state.json")
+    ino = os.stat(path).st_ino
+    for data in read_three_times(m, path):
+        assert hashlib.sha256(data).hexdigest() == e["sha256"]
+    assert requests(m.log, "OPEN", ino) == 3
+    assert poll(lambda: requests(m.log, "RELEASE", ino) == 3)
+    assert requests(m.log, "READ", ino) == 1
+    assert m.proc.poll() is None
