@@ -574,6 +574,7 @@ static void kept_unhash(fb_mount_tree *t, fb_mount_file *f)
     *p = f->hash_next;
     f->hash_next = NULL;
     f->kept = false;
+    f->archive->kept--;
     t->n_kept--;
 }
 
@@ -618,6 +619,7 @@ int fb_mount_tree_file_get(fb_mount_tree *t, uint64_t ino, fb_mount_file **out, 
         f = fresh;
         fresh = NULL;
         f->kept = true;
+        f->archive->kept++;
         f->ino = ino;
         f->users = 1;
         size_t b = kept_bucket(ino);

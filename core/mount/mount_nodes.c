@@ -131,11 +131,14 @@ static mt_contents *contents_detach(fb_mount_tree *t, mt_backup *b)
 
 /* A pinned backup has an operation in flight or an open directory handle
  * reading its contents without the lock; one with open files is what the
- * user is working in. One that left the store could not be reloaded: its
- * contents stay until the kernel forgets it. */
+ * user is working in (files kept for reads without an open do not count:
+ * they were only read recently, and their reads need no contents). One that
+ * left the store could not be reloaded: its contents stay until the kernel
+ * forgets it. */
 static bool evictable(const mt_backup *b)
 {
-    return !b->pins && !b->loading && (!b->archive || b->archive->refs == 0) && b->present;
+    return !b->pins && !b->loading && (!b->archive || b->archive->refs == b->archive->kept) &&
+           b->present;
 }
 
 /* Detaches the contents of the least recently used evictable backups until

@@ -86,6 +86,9 @@ typedef struct mt_backup {
 struct mt_archive {
     fb_archive_reader *reader;
     unsigned refs;          /* open files */
+    /* Of refs, those of kept files (mount_files.c): files read without an
+     * open, which need no contents, so they leave the backup evictable. */
+    unsigned kept;
     mt_backup *backup;      /* NULL once the backup node is gone */
     mt_archive *next, *prev; /* the tree's list, freed at exit */
 };

@@ -695,6 +695,35 @@ static void test_budget_open_handles_pin(void)
     budget_free(bs);
 }
 
+/* A file kept for reads without an open (fb_mount_tree_file_get) does not
+ * hold its backup's contents: the next load evicts them, and the kept file
+ * reads on from its archive. */
+static void test_budget_kept_file_does_not_pin(void)
+{
+    budget_store *bs = budget_setup();
+    REQUIRE(bs);
+    fb_mount_tree *t = open_budget_tree(bs, 1);
+    REQUIRE(t);
+    CHECK_EQ_INT(budget_walk(bs, t, 0), 0);
+    fb_error err;
+    fb_mount_file *f = NULL;
+    REQUIRE(fb_mount_tree_file_get(t, bs->ino[0][5], &f, &err) == 0);
+    CHECK_EQ_INT(budget_walk(bs, t, 2), 0);
+    fb_mount_stats st;
+    fb_mount_tree_get_stats(t, &st);
+    CHECK_EQ_INT(st.loaded_manifests, 1);
+    CHECK_EQ_INT(st.kept_files, 1);
+    const spec_entry *e = &bs->entries[0][5];
+    uint8_t want[4096], buf[4096];
+    content_of(e, want);
+    size_t got = 0;
+    CHECK_EQ_INT(fb_mount_file_read(f, buf, sizeof buf, 0, &got, &err), 0);
+    CHECK(got == e->size && memcmp(buf, want, got) == 0);
+    fb_mount_file_put(t, f);
+    fb_mount_tree_free(t);
+    budget_free(bs);
+}
+
 typedef struct budget_ctx {
     budget_store *bs;
     fb_mount_tree *t;
@@ -771,6 +800,7 @@ int main(void)
     RUN_TEST(test_free_with_open_handles);
     RUN_TEST(test_budget_evicts_and_reloads);
     RUN_TEST(test_budget_open_handles_pin);
+    RUN_TEST(test_budget_kept_file_does_not_pin);
     RUN_TEST(test_budget_threads);
     FBTEST_EXIT();
 }
