@@ -112,12 +112,17 @@ def requests(log, opcode, nodeid):
                if want in line and f"nodeid: {nodeid}," in line)
 
 
-def read_three_times(m, path):
-    data = []
+def read_state_three_times(populated, m):
+    """Opens, reads and closes S1's first full backup's state.json three
+    times, checking the bytes each time; returns its inode number."""
+    sid = "S1"
+    bid = populated.ids(sid, "full")[0]
+    e = next(x for x in populated.manifest(sid, bid)["entries"] if x["path"] == "state.json")
+    path = m.path(sid, bid, "state.json")
     for _ in range(3):
         with open(path, "rb") as f:
-            data.append(f.read())
-    return data
+            assert hashlib.sha256(f.read()).hexdigest() == e["sha256"]
+    return os.stat(path).st_ino
 
 
 def test_reopening_a_read_file_costs_no_request(populated, mounts):
@@ -125,13 +130,7 @@ def test_reopening_a_read_file_costs_no_request(populated, mounts):
     is answered ENOSYS, later opens and closes of a cached file send
     nothing, and the bytes are still the manifest's."""
     m = mounts(populated.store, options=["-d"])
-    sid = "S1"
-    bid = populated.ids(sid, "full")[0]
-    e = next(x for x in populated.manifest(sid, bid)["entries"] if x["path"] == "state.json")
-    path = m.path(sid, bid, "state.json")
-    ino = os.stat(path).st_ino
-    for data in read_three_times(m, path):
-        assert hashlib.sha256(data).hexdigest() == e["sha256"]
+    ino = read_state_three_times(populated, m)
     assert requests(m.log, "OPEN", ino) <= 1
     assert requests(m.log, "RELEASE", ino) == 0
     assert requests(m.log, "READ", ino) == 1
@@ -142,13 +141,7 @@ def test_open_round_trips_option_keeps_every_open(populated, mounts):
     """-o open_round_trips: every open reaches the daemon and proves the
     file there, every close releases it, and the pages stay cached."""
     m = mounts(populated.store, options=["-d", "-o", "open_round_trips"])
-    sid = "S1"
-    bid = populated.ids(sid, "full")[0]
-    e = next(x for x in populated.manifest(sid, bid)["entries"] if x["path"] == "state.json")
-    path = m.path(sid, bid, "state.json")
-    ino = os.stat(path).st_ino
-    for data in read_three_times(m, path):
-        assert hashlib.sha256(data).hexdigest() == e["sha256"]
+    ino = read_state_three_times(populated, m)
     assert requests(m.log, "OPEN", ino) == 3
     assert poll(lambda: requests(m.log, "RELEASE", ino) == 3)
     assert requests(m.log, "READ", ino) == 1
