@@ -19,8 +19,8 @@ import sys
 LAYERS = {
     "base": (0, ["error", "text", "hash", "ids", "fsutil", "lock", "path_match"]),
     "archive": (1, ["seek_table", "frame_cache", "frame_proof", "archive_writer",
-                    "archive_reader", "archive_stream", "frame_prefetch", "tar_header",
-                    "tar_check"]),
+                    "frame_ring", "tar_plain", "archive_reader", "archive_stream",
+                    "frame_prefetch", "tar_header", "tar_check"]),
     "format": (1, ["json_strict", "json_prescan", "json_stream", "json_get", "json_write",
                    "json_fields", "manifest", "manifest_entry_fast", "manifest_read",
                    "manifest_write", "index", "config"]),
