@@ -21,6 +21,7 @@
 
 #include "fb_archive_writer.h"
 #include "fb_fsutil.h"
+#include "fb_hash.h"
 #include "fb_index.h"
 #include "fb_lock.h"
 #include "fb_text.h"
@@ -29,6 +30,7 @@
 #include "live_i.h"
 #include "scan_i.h"
 #include "backup_source_i.h"
+#include "verify_live_i.h"
 
 #ifndef FB_VERSION
 #define FB_VERSION "unknown"
@@ -75,6 +77,16 @@ typedef struct run {
     char id[FB_BACKUP_ID_LEN + 1];
     uint64_t file_bytes; /* the scan's, kept for progress once the scan is freed */
     uint64_t done_bytes;
+    /* The validation that follows the writer (verify_live_i.h), when it
+     * could be started: it reads the archive back through archive_rfd. */
+    fb_live_check *live;
+    int archive_rfd;
+    uint64_t written_bytes; /* of archive_fd, for the frame_written hook */
+    bool live_passed;
+    uint64_t archive_size;
+    /* SHA-256 of manifest.json as written, to prove that the manifest read
+     * back is the one the live check held the archive against. */
+    uint8_t manifest_sha[FB_SHA256_LEN];
 } run;
 
 static void progress(run *r, const char *phase, uint64_t done, uint64_t total)
@@ -316,6 +328,8 @@ static int write_entries(run *r, fb_archive_writer *w)
             break;
         }
         }
+        if (r->live)
+            fb_live_check_entries(r->live, r->m.entries, r->m.n_entries);
     }
     fb_prefetch_stop(pf);
     free(pf);
@@ -329,11 +343,13 @@ static int write_entries(run *r, fb_archive_writer *w)
 typedef struct fd_sink {
     run *r;
     int fd;
+    fb_sha256 *sha; /* of the text written */
 } fd_sink;
 
 static int write_to_fd(void *ctx, const char *data, size_t len, fb_error *err)
 {
     fd_sink *s = ctx;
+    fb_sha256_update(s->sha, data, len);
     int e = fb_write_all(s->fd, data, len);
     if (e)
         return fb_error_set_errno(err, e, "%s/%s/%s: cannot write", s->r->sess_name,
@@ -348,8 +364,16 @@ static int write_manifest(run *r)
     if (fd < 0)
         return fb_error_set_errno(r->err, errno, "%s/%s/%s: cannot create", r->sess_name,
                                   r->tmpname, FB_MANIFEST_NAME);
-    fd_sink sink = {.r = r, .fd = fd};
-    int rc = fb_manifest_write(&r->m, write_to_fd, &sink, r->err);
+    fb_sha256 sha;
+    int rc = fb_sha256_init(&sha, r->err);
+    if (rc < 0) {
+        close(fd);
+        return rc;
+    }
+    fd_sink sink = {.r = r, .fd = fd, .sha = &sha};
+    rc = fb_manifest_write(&r->m, write_to_fd, &sink, r->err);
+    fb_sha256_final(&sha, r->manifest_sha);
+    fb_sha256_fini(&sha);
     int e = 0;
     if (rc >= 0 && fsync(fd) != 0)
         e = errno;
@@ -380,6 +404,60 @@ static int fill_manifest(run *r, const fb_archive_summary *sum)
     if (rc == 0)
         rc = fb_manifest_set_tool_version(m, FB_VERSION, r->err);
     return rc < 0 ? rc : 0;
+}
+
+/* Starts the validation that follows the writer. Only a speed-up: if it
+ * cannot start, the archive is validated after it is written. */
+static void start_live_check(run *r)
+{
+    r->archive_rfd = openat(r->tmp_fd, FB_ARCHIVE_NAME, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (r->archive_rfd < 0)
+        return;
+    fb_error e;
+    fb_error_clear(&e);
+    if (fb_live_check_start(r->archive_rfd, r->label, r->req->type == FB_BACKUP_INCREMENTAL,
+                            &r->live, &e) < 0) {
+        close(r->archive_rfd);
+        r->archive_rfd = -1;
+        r->live = NULL;
+    }
+}
+
+/* The writer's fb_archive_written_fn: the test hook first, then the live
+ * check (the hook may damage the frame before it is read back). */
+static void frame_written(void *ctx, uint64_t index, uint32_t c_size, uint32_t d_size,
+                          uint32_t checksum)
+{
+    run *r = ctx;
+    if (r->req->frame_written)
+        r->req->frame_written(r->req->frame_written_ctx, r->archive_fd, index, r->written_bytes,
+                              c_size);
+    r->written_bytes += c_size;
+    if (r->live)
+        fb_live_check_written(r->live, index, c_size, d_size, checksum);
+}
+
+/* Waits for the live check to have read back the whole archive, and takes
+ * the file's SHA-256 from it: the SHA-256 of the bytes read back from the
+ * file, where the writer's own (of the bytes it wrote) was left out. */
+static int end_live_check(run *r, fb_archive_summary *sum)
+{
+    progress(r, "validate", 0, sum->compressed_size);
+    uint64_t frames = 0;
+    int rc = fb_live_check_end(r->live, r->m.entries, r->m.n_entries, sum->compressed_size,
+                               r->req->cancel, sum->sha256, &frames, r->err);
+    if (rc == FB_EINTERRUPTED)
+        return check_cancel(r);
+    if (rc == 0 && frames != sum->frames)
+        rc = fb_error_set(r->err, FB_ECORRUPT, "%s: %llu frames read back, %llu written",
+                          r->label, (unsigned long long)frames,
+                          (unsigned long long)sum->frames);
+    if (rc < 0) {
+        fb_error_prefix(r->err, "validation failed");
+        return rc;
+    }
+    r->live_passed = true;
+    return 0;
 }
 
 /* Scan + archive + manifest, all inside the temp dir. */
@@ -415,12 +493,18 @@ static int build(run *r)
     char archive_name[FB_PATH_MAX];
     snprintf(archive_name, sizeof archive_name, "%s/%s/%s", r->sess_name, r->tmpname,
              FB_ARCHIVE_NAME);
+    if (req->verify)
+        start_live_check(r);
     fb_archive_writer_options wo = {
         .name = archive_name,
         .level = req->config->level,
         .frame_size = req->config->frame_size,
         .threads = req->config->threads,
         .cancel = req->cancel,
+        /* The live check reads every byte back and hashes the file there. */
+        .on_written = r->live || req->frame_written ? frame_written : NULL,
+        .written_ctx = r,
+        .no_output_hash = r->live != NULL,
     };
     fb_archive_writer *w = NULL;
     rc = fb_archive_writer_new(r->archive_fd, &wo, &w, r->err);
@@ -452,6 +536,9 @@ static int build(run *r)
         return fb_error_set_errno(r->err, errno, "%s/%s/%s: close", r->sess_name, r->tmpname,
                                   FB_ARCHIVE_NAME);
 
+    if (r->live && (rc = end_live_check(r, &sum)) < 0)
+        return rc;
+    r->archive_size = sum.compressed_size;
     if ((rc = fill_manifest(r, &sum)) < 0)
         return rc;
     if ((rc = write_manifest(r)) < 0)
@@ -497,6 +584,19 @@ static int read_back(run *r, fb_manifest *parsed)
                              &len, r->err);
     if (rc < 0)
         return rc;
+    if (r->live_passed) {
+        /* The live check held the archive against the manifest in memory:
+         * the text on disk must be exactly what was written from it. */
+        uint8_t sha[FB_SHA256_LEN];
+        rc = fb_sha256_buffer(json, len, sha, r->err);
+        if (rc >= 0 && memcmp(sha, r->manifest_sha, FB_SHA256_LEN) != 0)
+            rc = fb_error_set(r->err, FB_ECORRUPT, "%s: manifest.json does not read back as written",
+                              r->label);
+        if (rc < 0) {
+            free(json);
+            return rc;
+        }
+    }
     char source[PATH_MAX];
     snprintf(source, sizeof source, "%s/%s", r->label, FB_MANIFEST_NAME);
     rc = fb_manifest_parse(json, len, source, parsed, r->err);
@@ -509,8 +609,23 @@ static int read_back(run *r, fb_manifest *parsed)
     return rc;
 }
 
+/* After the live check: the archive the manifest read back describes is
+ * the one read back (its size and SHA-256 came from there). */
+static int check_live_archive(run *r, const fb_manifest *parsed)
+{
+    if (parsed->archive.size != r->archive_size)
+        return fb_error_set(r->err, FB_ECORRUPT, "%s: %s: the manifest says %llu bytes, %llu were written",
+                            r->label, FB_ARCHIVE_NAME, (unsigned long long)parsed->archive.size,
+                            (unsigned long long)r->archive_size);
+    progress(r, "validate", r->archive_size, r->archive_size);
+    return 0;
+}
+
 /* Re-reads what is on disk: the manifest strictly parsed must serialise to
- * the same bytes, and the archive must pass the full verify against it.
+ * the same bytes, and the archive must pass the full verify against it:
+ * either the live check, which read the archive back while it was written
+ * (then the manifest on disk must be the very text it was checked
+ * against), or, if it could not start, the verify of the archive now.
  * What was written is on disk by now, so the in-memory manifest is freed
  * first and the one read back takes its place: the same bytes, hence the
  * same manifest, and two copies of 100,000 entries never live at once. */
@@ -520,7 +635,9 @@ static int validate(run *r)
     fb_manifest parsed;
     fb_manifest_init(&parsed);
     int rc = read_back(r, &parsed);
-    if (rc >= 0)
+    if (rc >= 0 && r->live_passed)
+        rc = check_live_archive(r, &parsed);
+    else if (rc >= 0)
         rc = fb_verify_backup_dir_with(r->tmp_fd, &parsed, r->label,
                                        &(fb_verify_dir_options){.cancel = r->req->cancel,
                                                                 .phase = "validate",
@@ -726,7 +843,7 @@ int fb_backup_run(fb_store *store, const fb_backup_request *req, fb_backup_resul
     r->req = req;
     r->out = out;
     r->err = err;
-    r->session_fd = r->source_fd = r->tmp_fd = r->archive_fd = -1;
+    r->session_fd = r->source_fd = r->tmp_fd = r->archive_fd = r->archive_rfd = -1;
     r->lock.fd = -1;
     fb_index_init(&r->idx, req->session_id);
     fb_scan_result_init(&r->scan);
@@ -741,6 +858,10 @@ int fb_backup_run(fb_store *store, const fb_backup_request *req, fb_backup_resul
     else
         rc = run_steps(r);
 
+    /* Stopped before the manifest it reads is freed. */
+    fb_live_check_free(r->live);
+    if (r->archive_rfd >= 0)
+        close(r->archive_rfd);
     if (r->archive_fd >= 0)
         close(r->archive_fd);
     if (r->tmp_fd >= 0)
