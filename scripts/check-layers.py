@@ -19,7 +19,7 @@ import sys
 LAYERS = {
     "base": (0, ["error", "text", "hash", "ids", "fsutil", "lock", "path_match"]),
     "archive": (1, ["seek_table", "frame_cache", "frame_proof", "archive_writer",
-                    "frame_ring", "tar_plain", "archive_follow", "archive_reader", "archive_stream",
+                    "frame_ring", "hash_lane", "tar_plain", "archive_follow", "archive_reader", "archive_stream",
                     "frame_prefetch", "tar_header", "tar_check"]),
     "format": (1, ["json_strict", "json_prescan", "json_stream", "json_get", "json_write",
                    "json_fields", "manifest", "manifest_entry_fast", "manifest_read",

@@ -292,6 +292,9 @@ static int acquire_slot(fb_frame_ring *g)
             return rc;
     }
     fb_frame_slot *s = &g->slots[g->submitted % g->n_slots];
+    /* The slot held frame submitted - n_slots, which ended there. */
+    if (g->before_reuse && g->submitted >= g->n_slots)
+        g->before_reuse(g->reuse_ctx, (g->submitted - g->n_slots + 1) * g->frame_size);
     if (!s->in) {
         s->in = malloc(g->frame_size);
         s->out = malloc(g->out_cap);

@@ -46,6 +46,11 @@ typedef struct fb_frame_ring {
     bool hash_output; /* keep the archive SHA-256 (off: the caller reads it back) */
     fb_archive_written_fn on_written; /* may be NULL */
     void *written_ctx;
+    /* Called before a slot is refilled: every reader of the stream bytes
+     * before d_end (the end of the frame it held) must be done with them.
+     * May be NULL. */
+    void (*before_reuse)(void *ctx, uint64_t d_end);
+    void *reuse_ctx;
 
     /* Frame sequence numbers: frame s lives in slots[s % n_slots]. Frames
      * [written, submitted) are with the workers or waiting to be written;

@@ -479,7 +479,8 @@ static int build(run *r)
     r->out->skipped_entries += r->scan.skipped;
     r->file_bytes = r->scan.file_bytes;
     /* At most one manifest entry per scanned entry: the array is sized once
-     * instead of growing by doubling (up to twice the room it needs). */
+     * instead of growing by doubling (up to twice the room it needs), and
+     * it never moves while the live check reads it. */
     if ((rc = fb_manifest_reserve(&r->m, r->scan.n, r->err)) < 0)
         return rc;
     if (req->after_scan)

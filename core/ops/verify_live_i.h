@@ -34,9 +34,10 @@ void fb_live_check_written(void *ctx, uint64_t index, uint32_t c_size, uint32_t 
                            uint32_t checksum);
 
 /* The manifest entries stored so far (entries[0 .. n)): the check holds
- * the tar stream against them as far as they go. entries may move from one
- * call to the next (a grown array); each entry's strings must live until
- * _free. */
+ * the tar stream against them as far as they go, copying each one under
+ * its lock. The array must not move or be freed while the check runs (the
+ * backup reserves it for every scanned entry before writing), and each
+ * entry's strings must live until _free. */
 void fb_live_check_entries(fb_live_check *v, const fb_manifest_entry *entries, size_t n);
 
 /* The writing is over: file_size bytes, entries[0 .. n) the whole manifest.
