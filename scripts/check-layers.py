@@ -25,7 +25,7 @@ LAYERS = {
                    "json_fields", "manifest", "manifest_entry_fast", "manifest_read",
                    "manifest_write", "index", "config"]),
     "store": (2, ["store", "retention", "scan", "live", "as_of"]),
-    "ops": (3, ["backup", "backup_source", "verify", "verify_live", "verify_session", "diff", "restore",
+    "ops": (3, ["backup", "backup_validate", "backup_source", "verify", "verify_live", "verify_session", "diff", "restore",
                 "restore_extract", "restore_changes", "restore_layers", "restore_place",
                 "cleanup", "forget", "path_log"]),
     "mount": (4, ["mount_paths", "mount_contents", "mount_asof", "mount_history",
