@@ -17,6 +17,13 @@
 
 typedef struct fb_archive_writer fb_archive_writer;
 
+/* Frame `index` (c_size bytes in the file, d_size of tar stream, checksum
+ * as the seek table records it) has just been written to fd, right after
+ * the frames before it. Called on the thread that adds the entries, in
+ * frame order; it must not call back into the writer. */
+typedef void (*fb_archive_written_fn)(void *ctx, uint64_t index, uint32_t c_size,
+                                      uint32_t d_size, uint32_t checksum);
+
 typedef struct fb_archive_writer_options {
     int level;           /* zstd level, 1..19 */
     uint64_t frame_size; /* max uncompressed bytes per frame, 64 KiB..64 MiB */
@@ -26,6 +33,14 @@ typedef struct fb_archive_writer_options {
     /* Polled before each chunk of a file's data: once set, add_file fails
      * with FB_EINTERRUPTED (the writer is then failed). NULL: never. */
     const fb_cancel *cancel;
+    /* Told of every frame once it is in the file (a reader that follows
+     * the writer, see fb_archive_follow.h). NULL: no one. */
+    fb_archive_written_fn on_written;
+    void *written_ctx;
+    /* The caller reads the whole file back and hashes it there: the
+     * writer then skips its own SHA-256 of the output, and the summary's
+     * sha256 is left zero. */
+    bool no_output_hash;
 } fb_archive_writer_options;
 
 typedef struct fb_archive_file_result {
@@ -37,7 +52,8 @@ typedef struct fb_archive_summary {
     uint64_t compressed_size;   /* bytes written to fd, seek table included */
     uint64_t uncompressed_size; /* length of the tar stream */
     uint64_t frames;            /* data frames (seek table frame not counted) */
-    uint8_t sha256[FB_SHA256_LEN]; /* of every byte written to fd */
+    uint8_t sha256[FB_SHA256_LEN]; /* of every byte written to fd (zero with
+                                    * no_output_hash) */
 } fb_archive_summary;
 
 /* fd: borrowed; written sequentially with write(); must stay open until

@@ -38,6 +38,13 @@ typedef struct fb_backup_request {
      * normal use. */
     void (*after_scan)(void *ctx);
     void *after_scan_ctx;
+    /* Test hook: called on the calling thread each time a frame of the
+     * archive has been written (c_size bytes at c_offset of archive_fd,
+     * open for writing), before the validation reads it back, so a test can
+     * damage it in between. NULL in normal use. */
+    void (*frame_written)(void *ctx, int archive_fd, uint64_t index, uint64_t c_offset,
+                          uint32_t c_size);
+    void *frame_written_ctx;
     /* A stop request (SIGINT, SIGTERM, SIGHUP in the CLI), polled during
      * the scan, between files, per chunk of a file, during validation and
      * just before publishing. Before the publish rename the temporary work

@@ -76,48 +76,55 @@ void fb_archive_dctx_release(fb_archive_reader *r, ZSTD_DCtx *d)
 int fb_archive_decode_frame(fb_archive_reader *r, ZSTD_DCtx *dctx, size_t i, const uint8_t *in,
                             uint8_t *out, fb_error *err)
 {
-    const fb_frame_entry *f = &r->table.frames[i];
-    int rc = fb_frame_header_check(in, f->c_size, i, r->name, err);
+    return fb_frame_decode_checked(&r->table.frames[i], r->table.has_checksums, r->name, dctx, i,
+                                   in, out, err);
+}
+
+int fb_frame_decode_checked(const fb_frame_entry *f, bool has_checksums, const char *name,
+                            ZSTD_DCtx *dctx, size_t i, const uint8_t *in, uint8_t *out,
+                            fb_error *err)
+{
+    int rc = fb_frame_header_check(in, f->c_size, i, name, err);
     if (rc)
         return rc;
     size_t csz = ZSTD_findFrameCompressedSize(in, f->c_size);
     if (ZSTD_isError(csz))
-        return fb_error_set(err, FB_ECORRUPT, "%s: frame %zu: %s", r->name, i,
+        return fb_error_set(err, FB_ECORRUPT, "%s: frame %zu: %s", name, i,
                             ZSTD_getErrorName(csz));
     if (csz != f->c_size)
         return fb_error_set(err, FB_ECORRUPT,
                             "%s: frame %zu: zstd frame is %zu bytes, seek table says %" PRIu32,
-                            r->name, i, csz, f->c_size);
+                            name, i, csz, f->c_size);
     unsigned long long fcs = ZSTD_getFrameContentSize(in, f->c_size);
     if (fcs == ZSTD_CONTENTSIZE_ERROR)
-        return fb_error_set(err, FB_ECORRUPT, "%s: frame %zu: bad frame header", r->name, i);
+        return fb_error_set(err, FB_ECORRUPT, "%s: frame %zu: bad frame header", name, i);
     if (fcs == ZSTD_CONTENTSIZE_UNKNOWN)
         return fb_error_set(err, FB_ECORRUPT,
                             "%s: frame %zu: the frame header does not declare its content size",
-                            r->name, i);
+                            name, i);
     if (fcs != f->d_size)
         return fb_error_set(err, FB_ECORRUPT,
                             "%s: frame %zu: header says %llu bytes, seek table says %" PRIu32,
-                            r->name, i, fcs, f->d_size);
-    if (r->table.has_checksums && get_le32(in + f->c_size - 4) != f->checksum)
+                            name, i, fcs, f->d_size);
+    if (has_checksums && get_le32(in + f->c_size - 4) != f->checksum)
         return fb_error_set(err, FB_ECORRUPT,
                             "%s: frame %zu: checksum 0x%08" PRIx32
                             " differs from the seek table's 0x%08" PRIx32,
-                            r->name, i, get_le32(in + f->c_size - 4), f->checksum);
+                            name, i, get_le32(in + f->c_size - 4), f->checksum);
     size_t n = ZSTD_decompressDCtx(dctx, out, f->d_size, in, f->c_size);
     if (ZSTD_isError(n)) {
         if (ZSTD_getErrorCode(n) == ZSTD_error_dstSize_tooSmall)
             return fb_error_set(err, FB_ECORRUPT,
                                 "%s: frame %zu: decompresses to more than the %" PRIu32
                                 " bytes the seek table says",
-                                r->name, i, f->d_size);
-        return fb_error_set(err, FB_ECORRUPT, "%s: frame %zu: %s", r->name, i,
+                                name, i, f->d_size);
+        return fb_error_set(err, FB_ECORRUPT, "%s: frame %zu: %s", name, i,
                             ZSTD_getErrorName(n));
     }
     if (n != f->d_size)
         return fb_error_set(err, FB_ECORRUPT,
                             "%s: frame %zu: decompresses to %zu bytes, seek table says %" PRIu32,
-                            r->name, i, n, f->d_size);
+                            name, i, n, f->d_size);
     return 0;
 }
 

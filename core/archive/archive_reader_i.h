@@ -91,5 +91,10 @@ void fb_archive_dctx_release(fb_archive_reader *r, ZSTD_DCtx *d);
  * Returns 0, FB_ECORRUPT (names r's file and the frame). Thread-safe. */
 int fb_archive_decode_frame(fb_archive_reader *r, ZSTD_DCtx *dctx, size_t i, const uint8_t *in,
                             uint8_t *out, fb_error *err);
+/* The same for frame i described by f, outside any reader (the follower of
+ * a file being written, fb_archive_follow.h); name starts its messages. */
+int fb_frame_decode_checked(const fb_frame_entry *f, bool has_checksums, const char *name,
+                            ZSTD_DCtx *dctx, size_t i, const uint8_t *in, uint8_t *out,
+                            fb_error *err);
 
 #endif

@@ -2,6 +2,7 @@
  * restore (see tar_check_i.h). */
 #include "tar_check_i.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -18,6 +19,22 @@ void fb_tar_source_init(fb_tar_source *src, fb_archive_stream *stream, const cha
     src->name = name;
     src->on_chunk = on_chunk;
     src->chunk_ctx = chunk_ctx;
+}
+
+void fb_tar_source_init_follower(fb_tar_source *src, fb_archive_follower *follower,
+                                 const char *name)
+{
+    memset(src, 0, sizeof *src);
+    src->follower = follower;
+    src->name = name;
+}
+
+/* The next decoded chunk of src's archive; *len == 0 at the end. */
+static int source_next(fb_tar_source *src, const uint8_t **data, size_t *len, fb_error *err)
+{
+    if (src->follower)
+        return fb_archive_follower_next(src->follower, data, len, err);
+    return fb_archive_stream_next(src->stream, data, len, err);
 }
 
 int fb_tar_frames_check(const fb_seek_table *t, const fb_manifest *m, const char *name,
@@ -43,7 +60,7 @@ static la_ssize_t source_read(struct archive *a, void *ctx, const void **buf)
         return 0;
     const uint8_t *data = NULL;
     size_t len = 0;
-    int rc = fb_archive_stream_next(src->stream, &data, &len, &src->stream_err);
+    int rc = source_next(src, &data, &len, &src->stream_err);
     if (rc == 0 && len == 0) {
         src->at_end = true;
         return 0;
@@ -100,7 +117,7 @@ int fb_tar_source_finish(fb_tar_source *src, const uint8_t want[FB_SHA256_LEN], 
     while (!src->at_end) {
         const uint8_t *data;
         size_t len;
-        int rc = fb_archive_stream_next(src->stream, &data, &len, err);
+        int rc = source_next(src, &data, &len, err);
         if (rc < 0)
             return rc;
         if (len == 0) {
@@ -110,13 +127,36 @@ int fb_tar_source_finish(fb_tar_source *src, const uint8_t want[FB_SHA256_LEN], 
         if (src->on_chunk && (rc = src->on_chunk(src->chunk_ctx, data, len, err)) < 0)
             return rc;
     }
+    if (!want)
+        return 0;
     uint8_t sum[FB_SHA256_LEN];
-    int rc = fb_archive_stream_file_sha256(src->stream, sum, err);
+    int rc = src->follower ? fb_archive_follower_sha256(src->follower, sum, NULL, err)
+                           : fb_archive_stream_file_sha256(src->stream, sum, err);
     if (rc < 0)
         return rc;
     if (memcmp(sum, want, FB_SHA256_LEN) != 0)
         return fb_error_set(err, FB_ECORRUPT, "%s: %s: sha256 mismatch", src->name,
                             FB_ARCHIVE_NAME);
+    return 0;
+}
+
+int fb_tar_json_check(const char *name, const char *path, const char *buf, size_t len,
+                      fb_error *err)
+{
+    const char *end = NULL;
+    cJSON *j = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
+    bool ok = j != NULL;
+    if (ok) {
+        /* cJSON stops after the first value: the rest may only be blanks. */
+        size_t at = (size_t)(end - buf);
+        while (at < len && (buf[at] == ' ' || buf[at] == '\t' || buf[at] == '\n' ||
+                            buf[at] == '\r'))
+            at++;
+        ok = at == len;
+    }
+    cJSON_Delete(j);
+    if (!ok)
+        return fb_tar_corrupt(err, name, path, "member does not parse as JSON");
     return 0;
 }
 

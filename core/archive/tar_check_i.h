@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fb_archive_follow.h"
 #include "fb_archive_reader.h"
 #include "fb_error.h"
 #include "fb_manifest.h"
@@ -26,7 +27,8 @@
 typedef int (*fb_tar_chunk_fn)(void *ctx, const uint8_t *data, size_t len, fb_error *err);
 
 typedef struct fb_tar_source {
-    fb_archive_stream *stream; /* borrowed */
+    fb_archive_stream *stream; /* borrowed; or else: */
+    fb_archive_follower *follower; /* borrowed: an archive read back as it is written */
     const char *name;          /* "<sid>/<backup_id>", starts every message */
     fb_tar_chunk_fn on_chunk;  /* may be NULL */
     void *chunk_ctx;
@@ -37,6 +39,9 @@ typedef struct fb_tar_source {
 
 void fb_tar_source_init(fb_tar_source *src, fb_archive_stream *stream, const char *name,
                         fb_tar_chunk_fn on_chunk, void *chunk_ctx);
+/* The same on a follower (fb_archive_follow.h) instead of a stream. */
+void fb_tar_source_init_follower(fb_tar_source *src, fb_archive_follower *follower,
+                                 const char *name);
 
 /* The archive's frames as its seek table t lists them against what the
  * manifest m says: their number, and none larger than the frame size. */
@@ -54,7 +59,7 @@ int fb_tar_source_failure(fb_tar_source *src, struct archive *a, fb_error *err);
 
 /* After the tar end: reads the rest of the stream (through on_chunk; what
  * follows the tar end belongs to the file too) and compares the SHA-256 of
- * the whole archive file with want. */
+ * the whole archive file with want (NULL: only reads to the end). */
 int fb_tar_source_finish(fb_tar_source *src, const uint8_t want[FB_SHA256_LEN], fb_error *err);
 
 /* The tar header ae must be exactly manifest entry e: path, type, link
@@ -73,6 +78,11 @@ typedef int (*fb_tar_data_fn)(void *ctx, const void *buf, size_t len, fb_error *
  * size and, for a file, its SHA-256. */
 int fb_tar_entry_data(fb_tar_source *src, struct archive *a, const fb_manifest_entry *e,
                       fb_tar_data_fn sink, void *sink_ctx, fb_error *err);
+
+/* Parses the data of a JSON member (len bytes at buf) strictly: one value,
+ * nothing but blanks after it; FB_ECORRUPT naming path otherwise. */
+int fb_tar_json_check(const char *name, const char *path, const char *buf, size_t len,
+                      fb_error *err);
 
 /* FB_ECORRUPT "<name>: <path>: <what>", the path escaped. */
 int fb_tar_corrupt(fb_error *err, const char *name, const char *path, const char *what);

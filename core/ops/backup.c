@@ -4,7 +4,8 @@
  * Until the rename nothing is visible; a failure removes the temp dir. A
  * failure after the rename takes the new dir back out of view (renamed to a
  * .tmp-* name, which the next locked run clears anyway) so that a backup
- * that reports failure is never left behind looking valid. */
+ * that reports failure is never left behind looking valid. The validate
+ * step is in backup_validate.c (backup_i.h holds the run's state). */
 #include "fb_backup.h"
 
 #include <errno.h>
@@ -21,14 +22,15 @@
 
 #include "fb_archive_writer.h"
 #include "fb_fsutil.h"
+#include "fb_hash.h"
 #include "fb_index.h"
 #include "fb_lock.h"
 #include "fb_text.h"
-#include "fb_verify.h"
 #include "clock_i.h"
 #include "live_i.h"
 #include "scan_i.h"
 #include "backup_source_i.h"
+#include "backup_i.h"
 
 #ifndef FB_VERSION
 #define FB_VERSION "unknown"
@@ -54,45 +56,7 @@ void fb_backup_result_fini(fb_backup_result *r)
 
 /* ---- one run ---- */
 
-typedef struct run {
-    fb_store *store;
-    const fb_backup_request *req;
-    fb_backup_result *out;
-    fb_error *err;
-    char *sess_name;  /* <backups>/<sid>, for messages */
-    char *src_name;   /* <root>/.flowloom/sessions/<sid> */
-    char label[FB_SESSION_ID_MAX + FB_BACKUP_ID_LEN + 2]; /* "<sid>/<id>" */
-    int session_fd;
-    int source_fd;
-    int tmp_fd;
-    int archive_fd;
-    char tmpname[64];
-    bool tmp_made;
-    fb_lock lock;
-    fb_index idx;
-    fb_scan_result scan;
-    fb_manifest m;
-    char id[FB_BACKUP_ID_LEN + 1];
-    uint64_t file_bytes; /* the scan's, kept for progress once the scan is freed */
-    uint64_t done_bytes;
-} run;
-
-static void progress(run *r, const char *phase, uint64_t done, uint64_t total)
-{
-    if (r->req->progress)
-        r->req->progress(r->req->progress_ctx, phase, done > total ? total : done, total);
-}
-
-/* A stop request before the publish rename: the run fails and its caller
- * removes the temporary work, so nothing visible has changed. */
-static int check_cancel(run *r)
-{
-    if (!fb_cancelled(r->req->cancel))
-        return 0;
-    return fb_error_set(r->err, FB_EINTERRUPTED, "interrupted: nothing was published");
-}
-
-static void warn_entry(run *r, const char *what, const char *path)
+static void warn_entry(backup_run *r, const char *what, const char *path)
 {
     char esc[600];
     fb_path_escape(path, esc, sizeof esc);
@@ -101,7 +65,7 @@ static void warn_entry(run *r, const char *what, const char *path)
 }
 
 /* fb_src_cursor_parent with errors that name the source directory. */
-static int source_parent(run *r, fb_src_cursor *cur, const char *path, int *dirfd,
+static int source_parent(backup_run *r, fb_src_cursor *cur, const char *path, int *dirfd,
                          const char **base)
 {
     int why = 0;
@@ -113,7 +77,7 @@ static int source_parent(run *r, fb_src_cursor *cur, const char *path, int *dirf
 
 /* Stores one regular file whose scan stat is expect. Returns 0 (stored, its
  * manifest entry appended), 1 (skipped with a warning), or an error. */
-static int store_file(run *r, fb_src_cursor *cur, fb_archive_writer *w, const char *path,
+static int store_file(backup_run *r, fb_src_cursor *cur, fb_archive_writer *w, const char *path,
                       const fb_scan_stat *expect)
 {
     int dirfd;
@@ -181,13 +145,13 @@ static int store_file(run *r, fb_src_cursor *cur, fb_archive_writer *w, const ch
     if (rc < 0)
         return rc;
     r->done_bytes += meta.size;
-    progress(r, "write", r->done_bytes, r->file_bytes);
+    fb_backup_progress(r, "write", r->done_bytes, r->file_bytes);
     return 0;
 }
 
 /* Stores a file the helper read whole (slot s, state FB_PREFETCH_READY): the same
  * metadata, warning and manifest entry as store_file. */
-static int store_prefetched(run *r, fb_archive_writer *w, const char *path,
+static int store_prefetched(backup_run *r, fb_archive_writer *w, const char *path,
                             const fb_prefetch_slot *s)
 {
     fb_scan_entry now = {.type = FB_ENTRY_FILE};
@@ -208,14 +172,14 @@ static int store_prefetched(run *r, fb_archive_writer *w, const char *path,
     if (rc < 0)
         return rc;
     r->done_bytes += meta.size;
-    progress(r, "write", r->done_bytes, r->file_bytes);
+    fb_backup_progress(r, "write", r->done_bytes, r->file_bytes);
     return 0;
 }
 
 /* A FILE entry: from its prefetched slot when the helper read it, else by
  * store_file. */
-static int store_entry_file(run *r, fb_prefetcher *pf, fb_src_cursor *cur, fb_archive_writer *w,
-                            size_t i)
+static int store_entry_file(backup_run *r, fb_prefetcher *pf, fb_src_cursor *cur,
+                            fb_archive_writer *w, size_t i)
 {
     const fb_scan_entry *e = &r->scan.entries[i];
     fb_prefetch_lane *lane = NULL;
@@ -229,7 +193,7 @@ static int store_entry_file(run *r, fb_prefetcher *pf, fb_src_cursor *cur, fb_ar
 }
 
 /* Is the hardlink at path still a link to the inode of holder? 0 yes, 1 no (warned). */
-static int hardlink_still_same(run *r, fb_src_cursor *cur, const char *path,
+static int hardlink_still_same(backup_run *r, fb_src_cursor *cur, const char *path,
                                const fb_scan_stat *expect)
 {
     int dirfd;
@@ -254,7 +218,7 @@ static int hardlink_still_same(run *r, fb_src_cursor *cur, const char *path,
     return 0;
 }
 
-static int write_entries(run *r, fb_archive_writer *w)
+static int write_entries(backup_run *r, fb_archive_writer *w)
 {
     size_t n = r->scan.n;
     /* holder[i] for a FILE entry i: manifest index of the entry holding the
@@ -276,7 +240,7 @@ static int write_entries(run *r, fb_archive_writer *w)
         const fb_scan_entry *e = &r->scan.entries[i];
         fb_entry_meta meta;
         holder[i] = SIZE_MAX;
-        if ((rc = check_cancel(r)) < 0)
+        if ((rc = fb_backup_check_cancel(r)) < 0)
             break;
         switch (e->type) {
         case FB_ENTRY_DIR:
@@ -316,6 +280,8 @@ static int write_entries(run *r, fb_archive_writer *w)
             break;
         }
         }
+        if (r->live)
+            fb_live_check_entries(r->live, r->m.entries, r->m.n_entries);
     }
     fb_prefetch_stop(pf);
     free(pf);
@@ -327,13 +293,15 @@ static int write_entries(run *r, fb_archive_writer *w)
 /* The manifest's text goes to its file chunk by chunk as it is written:
  * the whole text is never in memory (issue 10). */
 typedef struct fd_sink {
-    run *r;
+    backup_run *r;
     int fd;
+    fb_sha256 *sha; /* of the text written */
 } fd_sink;
 
 static int write_to_fd(void *ctx, const char *data, size_t len, fb_error *err)
 {
     fd_sink *s = ctx;
+    fb_sha256_update(s->sha, data, len);
     int e = fb_write_all(s->fd, data, len);
     if (e)
         return fb_error_set_errno(err, e, "%s/%s/%s: cannot write", s->r->sess_name,
@@ -341,15 +309,23 @@ static int write_to_fd(void *ctx, const char *data, size_t len, fb_error *err)
     return 0;
 }
 
-static int write_manifest(run *r)
+static int write_manifest(backup_run *r)
 {
     int fd = openat(r->tmp_fd, FB_MANIFEST_NAME,
                     O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0)
         return fb_error_set_errno(r->err, errno, "%s/%s/%s: cannot create", r->sess_name,
                                   r->tmpname, FB_MANIFEST_NAME);
-    fd_sink sink = {.r = r, .fd = fd};
-    int rc = fb_manifest_write(&r->m, write_to_fd, &sink, r->err);
+    fb_sha256 sha;
+    int rc = fb_sha256_init(&sha, r->err);
+    if (rc < 0) {
+        close(fd);
+        return rc;
+    }
+    fd_sink sink = {.r = r, .fd = fd, .sha = &sha};
+    rc = fb_manifest_write(&r->m, write_to_fd, &sink, r->err);
+    fb_sha256_final(&sha, r->manifest_sha);
+    fb_sha256_fini(&sha);
     int e = 0;
     if (rc >= 0 && fsync(fd) != 0)
         e = errno;
@@ -362,7 +338,7 @@ static int write_manifest(run *r)
 }
 
 /* The manifest's fields besides its entries, once the archive is written. */
-static int fill_manifest(run *r, const fb_archive_summary *sum)
+static int fill_manifest(backup_run *r, const fb_archive_summary *sum)
 {
     const fb_backup_request *req = r->req;
     fb_manifest *m = &r->m;
@@ -383,10 +359,10 @@ static int fill_manifest(run *r, const fb_archive_summary *sum)
 }
 
 /* Scan + archive + manifest, all inside the temp dir. */
-static int build(run *r)
+static int build(backup_run *r)
 {
     const fb_backup_request *req = r->req;
-    progress(r, "scan", 0, 0);
+    fb_backup_progress(r, "scan", 0, 0);
     fb_scan_options so = {
         .include = req->type == FB_BACKUP_INCREMENTAL ? req->config : NULL,
         .warn = req->warn,
@@ -395,13 +371,14 @@ static int build(run *r)
     };
     int rc = fb_scan_dir(r->source_fd, r->src_name, &so, &r->scan, r->err);
     if (rc == FB_EINTERRUPTED)
-        return check_cancel(r);
+        return fb_backup_check_cancel(r);
     if (rc < 0)
         return rc;
     r->out->skipped_entries += r->scan.skipped;
     r->file_bytes = r->scan.file_bytes;
     /* At most one manifest entry per scanned entry: the array is sized once
-     * instead of growing by doubling (up to twice the room it needs). */
+     * instead of growing by doubling (up to twice the room it needs), and
+     * it never moves while the live check reads it. */
     if ((rc = fb_manifest_reserve(&r->m, r->scan.n, r->err)) < 0)
         return rc;
     if (req->after_scan)
@@ -415,18 +392,24 @@ static int build(run *r)
     char archive_name[FB_PATH_MAX];
     snprintf(archive_name, sizeof archive_name, "%s/%s/%s", r->sess_name, r->tmpname,
              FB_ARCHIVE_NAME);
+    if (req->verify)
+        fb_backup_start_live_check(r);
     fb_archive_writer_options wo = {
         .name = archive_name,
         .level = req->config->level,
         .frame_size = req->config->frame_size,
         .threads = req->config->threads,
         .cancel = req->cancel,
+        /* The live check reads every byte back and hashes the file there. */
+        .on_written = r->live || req->frame_written ? fb_backup_frame_written : NULL,
+        .written_ctx = r,
+        .no_output_hash = r->live != NULL,
     };
     fb_archive_writer *w = NULL;
     rc = fb_archive_writer_new(r->archive_fd, &wo, &w, r->err);
     if (rc < 0)
         return rc;
-    progress(r, "write", 0, r->file_bytes);
+    fb_backup_progress(r, "write", 0, r->file_bytes);
     rc = write_entries(r, w);
     /* The scan is not needed once the entries are stored: freed before the
      * manifest is written and read back, the run's largest allocations. */
@@ -438,7 +421,7 @@ static int build(run *r)
         rc = fb_archive_writer_finish(w, &sum, r->err);
     fb_archive_writer_free(w);
     if (rc == FB_EINTERRUPTED)
-        return check_cancel(r);
+        return fb_backup_check_cancel(r);
     if (rc < 0)
         return rc;
     /* Never retried: after a failed fsync the page cache may already have
@@ -452,6 +435,9 @@ static int build(run *r)
         return fb_error_set_errno(r->err, errno, "%s/%s/%s: close", r->sess_name, r->tmpname,
                                   FB_ARCHIVE_NAME);
 
+    if (r->live && (rc = fb_backup_end_live_check(r, &sum)) < 0)
+        return rc;
+    r->archive_size = sum.compressed_size;
     if ((rc = fill_manifest(r, &sum)) < 0)
         return rc;
     if ((rc = write_manifest(r)) < 0)
@@ -461,86 +447,10 @@ static int build(run *r)
     return fb_fsync_dir(r->tmp_fd, tmp_label, r->err);
 }
 
-/* Compares the re-serialised manifest, chunk by chunk as it is written,
- * with the text read from disk: the second text is never built whole. */
-typedef struct readback {
-    const char *disk;
-    size_t len;
-    size_t pos; /* bytes of disk matched so far */
-    const char *label;
-} readback;
-
-static int readback_differs(const readback *b, fb_error *err)
-{
-    return fb_error_set(err, FB_ECORRUPT, "%s: manifest.json does not read back as written",
-                        b->label);
-}
-
-static int compare_chunk(void *ctx, const char *data, size_t len, fb_error *err)
-{
-    readback *b = ctx;
-    if (len > b->len - b->pos || memcmp(b->disk + b->pos, data, len) != 0)
-        return readback_differs(b, err);
-    b->pos += len;
-    return 0;
-}
-
-/* Reads manifest.json back into *parsed, strictly, and checks that it
- * serialises to exactly the bytes on disk. */
-static int read_back(run *r, fb_manifest *parsed)
-{
-    char tmp_label[PATH_MAX];
-    snprintf(tmp_label, sizeof tmp_label, "%s/%s", r->sess_name, r->tmpname);
-    char *json = NULL;
-    size_t len = 0;
-    int rc = fb_read_file_at(r->tmp_fd, tmp_label, FB_MANIFEST_NAME, FB_MANIFEST_SIZE_MAX, &json,
-                             &len, r->err);
-    if (rc < 0)
-        return rc;
-    char source[PATH_MAX];
-    snprintf(source, sizeof source, "%s/%s", r->label, FB_MANIFEST_NAME);
-    rc = fb_manifest_parse(json, len, source, parsed, r->err);
-    readback b = {.disk = json, .len = len, .label = r->label};
-    if (rc >= 0)
-        rc = fb_manifest_write(parsed, compare_chunk, &b, r->err);
-    if (rc >= 0 && b.pos != len)
-        rc = readback_differs(&b, r->err);
-    free(json);
-    return rc;
-}
-
-/* Re-reads what is on disk: the manifest strictly parsed must serialise to
- * the same bytes, and the archive must pass the full verify against it.
- * What was written is on disk by now, so the in-memory manifest is freed
- * first and the one read back takes its place: the same bytes, hence the
- * same manifest, and two copies of 100,000 entries never live at once. */
-static int validate(run *r)
-{
-    fb_manifest_fini(&r->m);
-    fb_manifest parsed;
-    fb_manifest_init(&parsed);
-    int rc = read_back(r, &parsed);
-    if (rc >= 0)
-        rc = fb_verify_backup_dir_with(r->tmp_fd, &parsed, r->label,
-                                       &(fb_verify_dir_options){.cancel = r->req->cancel,
-                                                                .phase = "validate",
-                                                                .progress = r->req->progress,
-                                                                .progress_ctx =
-                                                                    r->req->progress_ctx},
-                                       r->err);
-    if (rc < 0) {
-        fb_manifest_fini(&parsed);
-        fb_error_prefix(r->err, "validation failed");
-        return rc;
-    }
-    r->m = parsed;
-    return 0;
-}
-
 /* Takes a just-published backup dir back out of view after a later step
  * failed. Best effort: if this fails too the dir stays, and the next index
  * load finds and indexes it (it is complete and validated). */
-static void unpublish(run *r)
+static void unpublish(backup_run *r)
 {
     if (renameat2(r->session_fd, r->id, r->session_fd, r->tmpname, RENAME_NOREPLACE) != 0)
         return;
@@ -551,7 +461,7 @@ static void unpublish(run *r)
 
 /* Does the index.json now on disk list backup id? One that cannot be read
  * or parsed lists nothing (readers rebuild it from the dirs on disk). */
-static bool index_on_disk_lists(run *r, const char *id)
+static bool index_on_disk_lists(backup_run *r, const char *id)
 {
     char *json = NULL;
     size_t len = 0;
@@ -567,9 +477,9 @@ static bool index_on_disk_lists(run *r, const char *id)
     return listed;
 }
 
-static int publish(run *r)
+static int publish(backup_run *r)
 {
-    progress(r, "publish", r->file_bytes, r->file_bytes);
+    fb_backup_progress(r, "publish", r->file_bytes, r->file_bytes);
     /* The temp dir's fd is closed first: nothing may write into the backup
      * once it has its final name. */
     close(r->tmp_fd);
@@ -613,7 +523,7 @@ static int publish(run *r)
     return 0;
 }
 
-static void apply_retention(run *r)
+static void apply_retention(backup_run *r)
 {
     const fb_backup_request *req = r->req;
     fb_error *rerr = &r->out->retention_error;
@@ -632,7 +542,7 @@ static void apply_retention(run *r)
     r->out->n_retention = n;
 }
 
-static int pick_backup_id(run *r)
+static int pick_backup_id(backup_run *r)
 {
     for (int tries = 0; tries < 64; tries++) {
         int rc = fb_backup_id_generate(r->req->now, r->req->type, r->id, r->err);
@@ -647,7 +557,7 @@ static int pick_backup_id(run *r)
                         r->sess_name);
 }
 
-static int open_source(run *r)
+static int open_source(backup_run *r)
 {
     int rc = fb_store_open_source(r->store, r->req->session_id, &r->source_fd, r->err);
     if (rc == FB_ENOTFOUND)
@@ -656,7 +566,7 @@ static int open_source(run *r)
     return rc;
 }
 
-static int run_steps(run *r)
+static int run_steps(backup_run *r)
 {
     const fb_backup_request *req = r->req;
     int rc;
@@ -666,7 +576,7 @@ static int run_steps(run *r)
         return rc;
     if ((rc = fb_lock_acquire(r->session_fd, req->session_id, req->lock_wait_seconds,
                               req->lock_waiting, req->lock_waiting_ctx, &r->lock, r->err)) < 0)
-        return fb_cancelled(req->cancel) ? check_cancel(r) : rc;
+        return fb_cancelled(req->cancel) ? fb_backup_check_cancel(r) : rc;
     /* A leftover that cannot be removed does not make this backup unsafe
      * (temp names are random), so it is reported and the backup goes on. */
     fb_error sub;
@@ -676,7 +586,7 @@ static int run_steps(run *r)
         fb_warnf(req->warn, req->warn_ctx, "could not clear leftovers: %s", sub.message);
     if ((rc = fb_store_load_index(r->store, req->session_id, FB_INDEX_LOAD_LOCKED, &r->idx,
                                   &r->out->index_rebuilt, req->warn, req->warn_ctx, r->err)) < 0 ||
-        (rc = check_cancel(r)) < 0)
+        (rc = fb_backup_check_cancel(r)) < 0)
         return rc;
     r->m.seq = fb_index_next_seq(&r->idx);
     if (req->type == FB_BACKUP_INCREMENTAL) {
@@ -691,16 +601,16 @@ static int run_steps(run *r)
                                   sizeof r->tmpname, &r->tmp_fd, r->err)) < 0)
         return rc;
     r->tmp_made = true;
-    if ((rc = build(r)) < 0 || (rc = check_cancel(r)) < 0)
+    if ((rc = build(r)) < 0 || (rc = fb_backup_check_cancel(r)) < 0)
         return rc;
     if (req->verify) {
-        if ((rc = validate(r)) < 0)
-            return rc == FB_EINTERRUPTED ? check_cancel(r) : rc;
+        if ((rc = fb_backup_validate(r)) < 0)
+            return rc == FB_EINTERRUPTED ? fb_backup_check_cancel(r) : rc;
         r->out->verified = true;
     }
     /* The last look before the rename; from the rename on, a stop request
      * waits for the index update, which makes the backup whole. */
-    if ((rc = check_cancel(r)) < 0 || (rc = publish(r)) < 0)
+    if ((rc = fb_backup_check_cancel(r)) < 0 || (rc = publish(r)) < 0)
         return rc;
     if (fb_cancelled(req->cancel))
         r->out->interrupted = true;
@@ -719,14 +629,14 @@ int fb_backup_run(fb_store *store, const fb_backup_request *req, fb_backup_resul
     if (rc < 0)
         return rc;
 
-    run *r = calloc(1, sizeof *r);
+    backup_run *r = calloc(1, sizeof *r);
     if (!r)
         return fb_error_set(err, FB_ENOMEM, "out of memory");
     r->store = store;
     r->req = req;
     r->out = out;
     r->err = err;
-    r->session_fd = r->source_fd = r->tmp_fd = r->archive_fd = -1;
+    r->session_fd = r->source_fd = r->tmp_fd = r->archive_fd = r->archive_rfd = -1;
     r->lock.fd = -1;
     fb_index_init(&r->idx, req->session_id);
     fb_scan_result_init(&r->scan);
@@ -741,6 +651,10 @@ int fb_backup_run(fb_store *store, const fb_backup_request *req, fb_backup_resul
     else
         rc = run_steps(r);
 
+    /* Stopped before the manifest it reads is freed. */
+    fb_live_check_free(r->live);
+    if (r->archive_rfd >= 0)
+        close(r->archive_rfd);
     if (r->archive_fd >= 0)
         close(r->archive_fd);
     if (r->tmp_fd >= 0)
