@@ -145,26 +145,12 @@ void fb_archive_follower_abort(fb_archive_follower *f)
 
 /* ---- the reader's side ---- */
 
-static int grow(uint8_t **buf, size_t *cap, size_t need)
-{
-    if (need == 0)
-        need = 1;
-    if (*cap >= need)
-        return 0;
-    uint8_t *p = malloc(need);
-    if (!p)
-        return -1;
-    free(*buf);
-    *buf = p;
-    *cap = need;
-    return 0;
-}
-
 /* Reads back and decodes frame i (described by fe) at f->c_offset. */
 static int read_frame(fb_archive_follower *f, fb_frame_entry *fe, size_t i, fb_error *err)
 {
     fe->c_offset = f->c_offset;
-    if (grow(&f->in, &f->in_cap, fe->c_size) || grow(&f->out, &f->out_cap, fe->d_size))
+    if (fb_frame_buffer_grow(&f->in, &f->in_cap, fe->c_size) ||
+        fb_frame_buffer_grow(&f->out, &f->out_cap, fe->d_size))
         return fb_error_set(err, FB_ENOMEM, "%s: frame %zu: out of memory", f->name, i);
     char what[64];
     snprintf(what, sizeof what, "frame %zu read back", i);
@@ -193,7 +179,7 @@ static int read_tail(fb_archive_follower *f, uint64_t file_size, fb_error *err)
     if (file_size < f->c_offset)
         return fb_error_set(err, FB_ECORRUPT, "%s: shorter than its frames", f->name);
     size_t tail = (size_t)(file_size - f->c_offset);
-    if (grow(&f->in, &f->in_cap, tail))
+    if (fb_frame_buffer_grow(&f->in, &f->in_cap, tail))
         return fb_error_set(err, FB_ENOMEM, "%s: seek table: out of memory", f->name);
     int rc = fb_pread_exact(f->fd, f->in, tail, f->c_offset, f->name, "seek table read back",
                             err);

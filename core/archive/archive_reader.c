@@ -686,3 +686,18 @@ const fb_seek_table *fb_archive_reader_seek_table(const fb_archive_reader *r)
     return &r->table;
 }
 
+
+int fb_frame_buffer_grow(uint8_t **buf, size_t *cap, size_t need)
+{
+    if (need == 0)
+        need = 1;
+    if (*cap >= need)
+        return 0;
+    uint8_t *p = malloc(need);
+    if (!p)
+        return -1;
+    free(*buf);
+    *buf = p;
+    *cap = need;
+    return 0;
+}

@@ -97,4 +97,9 @@ int fb_frame_decode_checked(const fb_frame_entry *f, bool has_checksums, const c
                             ZSTD_DCtx *dctx, size_t i, const uint8_t *in, uint8_t *out,
                             fb_error *err);
 
+/* Makes *buf (of *cap bytes) hold at least need bytes (1 for 0), for frame
+ * buffers whose old contents are never needed: no realloc, no copy.
+ * Returns 0, or -1 out of memory with *buf unchanged. */
+int fb_frame_buffer_grow(uint8_t **buf, size_t *cap, size_t need);
+
 #endif

@@ -79,28 +79,13 @@ struct fb_archive_stream {
     uint8_t digest[FB_SHA256_LEN];
 };
 
-static int grow(uint8_t **buf, size_t *cap, size_t need)
-{
-    if (need == 0)
-        need = 1;
-    if (*cap >= need)
-        return 0;
-    /* No realloc: the old contents are never needed. */
-    uint8_t *p = malloc(need);
-    if (!p)
-        return -1;
-    free(*buf);
-    *buf = p;
-    *cap = need;
-    return 0;
-}
-
 /* Reads frame i's compressed bytes into slot sl (owned by the calling
  * thread). */
 static int read_slot(fb_archive_reader *r, stream_slot *sl, size_t i, fb_error *err)
 {
     const fb_frame_entry *f = &r->table.frames[i];
-    if (grow(&sl->in, &sl->in_cap, f->c_size) || grow(&sl->out, &sl->out_cap, f->d_size))
+    if (fb_frame_buffer_grow(&sl->in, &sl->in_cap, f->c_size) ||
+        fb_frame_buffer_grow(&sl->out, &sl->out_cap, f->d_size))
         return fb_error_set(err, FB_ENOMEM, "%s: frame %zu: out of memory", r->name, i);
     char what[64];
     snprintf(what, sizeof what, "frame %zu", i);
@@ -297,7 +282,7 @@ static int hash_table_bytes(fb_archive_stream *s, fb_error *err)
 {
     fb_archive_reader *r = s->r;
     stream_slot *sl = &s->slots[0];
-    if (grow(&sl->in, &sl->in_cap, TABLE_CHUNK))
+    if (fb_frame_buffer_grow(&sl->in, &sl->in_cap, TABLE_CHUNK))
         return fb_error_set(err, FB_ENOMEM, "%s: out of memory", r->name);
     uint64_t pos = r->table.c_frames_size, left = r->table.table_size;
     while (left > 0) {
