@@ -2,7 +2,8 @@
  * share one reader (one fd, one proved frame map) for as long as any is
  * open; a reader outlives its backup node, so a backup removed from the store
  * keeps serving the files already open. A file's place in the archive is
- * proved once, at open, so that reads only decode and copy. */
+ * proved once, at open (or at the first read of a kept file, for kernels
+ * that skip opens), so that reads only decode and copy. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
