@@ -87,6 +87,7 @@ typedef struct fb_mount_stats {
     uint64_t meta_evictions;  /* contents dropped to keep under the bound */
     uint64_t meta_bytes;      /* estimated memory of the loaded contents */
     uint64_t meta_bytes_peak; /* the most meta_bytes has been */
+    uint64_t janitor_wakeups; /* times the thread that expires kept files woke */
 } fb_mount_stats;
 
 /* The root of the store from backups_dir, which must be a

@@ -253,12 +253,15 @@ static void *janitor_main(void *arg)
     while (!t->janitor_stop) {
         double deadline = janitor_deadline(t);
         if (deadline == 0) {
+            t->janitor_wakes_at = 0;
             pthread_cond_wait(&t->janitor_cond, &t->lock);
+            t->janitor_wakeups++;
             continue;
         }
         double now = monotonic_now();
         double left = deadline - now;
         if (left > 0) {
+            t->janitor_wakes_at = deadline;
             struct timespec until;
             clock_gettime(CLOCK_MONOTONIC, &until);
             until.tv_sec += (time_t)left;
@@ -268,6 +271,8 @@ static void *janitor_main(void *arg)
                 until.tv_nsec -= 1000000000L;
             }
             pthread_cond_timedwait(&t->janitor_cond, &t->lock, &until);
+            t->janitor_wakes_at = 0;
+            t->janitor_wakeups++;
             continue;
         }
         fb_mount_file *expired = kept_take_expired(t, now);
@@ -282,6 +287,15 @@ static void *janitor_main(void *arg)
     }
     pthread_mutex_unlock(&t->lock);
     return NULL;
+}
+
+/* A new deadline (t->lock held, the janitor running): wakes the janitor
+ * only if it would sleep past it. A janitor that wakes earlier finds the
+ * deadline then, so a run of reads or closes costs no wakeup each. */
+static void janitor_tell(fb_mount_tree *t, double deadline)
+{
+    if (t->janitor_wakes_at == 0 || deadline < t->janitor_wakes_at)
+        pthread_cond_signal(&t->janitor_cond);
 }
 
 /* Starts the janitor (t->lock held): false when it cannot run, and then
@@ -311,14 +325,10 @@ static fb_archive_reader *archive_unref(fb_mount_tree *t, mt_archive *a)
         return NULL;
     if (!a->backup || a->backup->retired || t->janitor_failed || !janitor_running(t))
         return archive_release(t, a);
-    double before = janitor_deadline(t);
     fb_archive_reader *drop = t->idle ? archive_release(t, t->idle) : NULL;
     t->idle = a;
     t->idle_until = monotonic_now() + MT_IDLE_READER_SECONDS;
-    /* A janitor waiting for an earlier deadline finds this later one when
-     * it wakes: no wakeup (a context switch) per close. */
-    if (before == 0 || t->idle_until < before)
-        pthread_cond_signal(&t->janitor_cond);
+    janitor_tell(t, t->idle_until);
     return drop;
 }
 
@@ -643,7 +653,6 @@ void fb_mount_file_put(fb_mount_tree *t, fb_mount_file *f)
         pthread_mutex_unlock(&t->lock);
         return;
     }
-    double before = janitor_deadline(t);
     f->last_used = monotonic_now();
     f->idle_prev = NULL;
     f->idle_next = t->kept_idle_head;
@@ -661,8 +670,8 @@ void fb_mount_file_put(fb_mount_tree *t, fb_mount_file *f)
         drop = t->kept_idle_tail;
         kept_idle_unlink(t, drop);
         kept_unhash(t, drop);
-    } else if (before == 0) {
-        pthread_cond_signal(&t->janitor_cond);
+    } else {
+        janitor_tell(t, f->last_used + FB_MOUNT_KEPT_SECONDS);
     }
     pthread_mutex_unlock(&t->lock);
     fb_mount_file_close(t, drop);

@@ -89,6 +89,7 @@ void fb_mount_tree_get_stats(fb_mount_tree *t, fb_mount_stats *out)
     out->meta_evictions = t->meta_evictions;
     out->meta_bytes = t->meta_bytes;
     out->meta_bytes_peak = t->meta_bytes_peak;
+    out->janitor_wakeups = t->janitor_wakeups;
     pthread_mutex_unlock(&t->lock);
 }
 

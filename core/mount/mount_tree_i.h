@@ -184,6 +184,12 @@ struct fb_mount_tree {
     pthread_cond_t janitor_cond;
     pthread_t janitor;
     bool janitor_started, janitor_stop, janitor_failed;
+    /* When the janitor wakes by itself (0: it waits for a signal). A new
+     * deadline at or after it needs no signal: the janitor finds it when
+     * it wakes. Without this, every read of a kept file woke it (its put
+     * leaves the file idle again), a context switch per 256 KiB. */
+    double janitor_wakes_at;
+    uint64_t janitor_wakeups; /* fb_mount_stats */
     fb_mount_dir *dirs;   /* open handles, freed with the tree if left open */
     fb_mount_file *files;
     /* Files kept for reads without an open (fb_mount_tree_file_get): every

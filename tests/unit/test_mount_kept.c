@@ -80,6 +80,50 @@ static void test_kept_file_shared_then_expired(void)
     fbtest_rmtree(tmp);
 }
 
+/* A run of reads of one kept file wakes the janitor once, not once a read:
+ * each read's put leaves the file idle with a later deadline, which the
+ * janitor finds when it wakes for the first one. */
+static void test_kept_file_reads_do_not_wake_the_janitor(void)
+{
+    char *tmp = setup_store();
+    REQUIRE(tmp);
+    fb_mount_tree *t = open_tree(tmp, 10.0, 1 << 20);
+    REQUIRE(t);
+    fb_error err;
+    uint64_t ino = ino_of(t, "sess-a", ID_FULL, "logs/run.log");
+    REQUIRE(ino != 0);
+    uint8_t *want = malloc(150000);
+    content_of(&full_entries[7], want);
+    uint8_t buf[1000];
+    fb_mount_stats st;
+    uint64_t woke_before = 0;
+    for (int i = 0; i < 150; i++) {
+        fb_mount_file *f = NULL;
+        REQUIRE(fb_mount_tree_file_get(t, ino, &f, &err) == 0);
+        size_t got = 0;
+        CHECK_EQ_INT(fb_mount_file_read(f, buf, sizeof buf, (uint64_t)i * 1000, &got, &err), 0);
+        CHECK(got == sizeof buf && memcmp(buf, want + i * 1000, got) == 0);
+        fb_mount_file_put(t, f);
+        /* Time for a woken janitor to run, as between a reader's reads
+         * (150 reads in about 0.3 s, well inside the 1 s deadline). */
+        usleep(i == 0 ? 20000 : 2000);
+        if (i == 0) {
+            fb_mount_tree_get_stats(t, &st);
+            woke_before = st.janitor_wakeups;
+        }
+    }
+    fb_mount_tree_get_stats(t, &st);
+    CHECK_EQ_INT(st.kept_files, 1);
+    /* 149 reads within a second of the first: no wakeup for any of them. */
+    CHECK_EQ_INT(st.janitor_wakeups - woke_before, 0);
+    /* And the file still expires. */
+    wait_all_closed(t, &st);
+    CHECK_EQ_INT(st.kept_files, 0);
+    free(want);
+    fb_mount_tree_free(t);
+    fbtest_rmtree(tmp);
+}
+
 static void test_kept_file_reads_after_its_backup_is_removed(void)
 {
     char *tmp = setup_store();
@@ -222,6 +266,7 @@ static void test_kept_file_concurrent_first_reads(void)
 int main(void)
 {
     RUN_TEST(test_kept_file_shared_then_expired);
+    RUN_TEST(test_kept_file_reads_do_not_wake_the_janitor);
     RUN_TEST(test_kept_file_reads_after_its_backup_is_removed);
     RUN_TEST(test_kept_files_bounded);
     RUN_TEST(test_kept_file_concurrent_first_reads);
