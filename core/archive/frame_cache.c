@@ -16,6 +16,10 @@
 #include "frame_cache_i.h"
 
 #define INITIAL_BUCKETS 64u
+/* Spare frame buffers kept (see the struct): enough for a few sequential
+ * readers, small next to the cache's bound. */
+#define SPARES_MAX 4u
+#define SPARE_BYTES_MAX (4u << 20)
 
 struct fb_frame_ref {
     uint64_t archive_key;
@@ -40,6 +44,13 @@ struct fb_frame_cache {
     struct fb_frame_ref *lru_tail; /* next to evict */
     uint64_t next_key;
     uint64_t hits, misses, evictions;
+    /* Buffers of frames that left the cache, kept for the next decode:
+     * their pages are already faulted in, and a sequential reader drops
+     * one frame for every frame it decodes. Guarded by lock. */
+    uint8_t *spare[SPARES_MAX];
+    size_t spare_len[SPARES_MAX];
+    size_t n_spare;
+    size_t spare_bytes;
 };
 
 static size_t bucket_of(uint64_t key, uint32_t frame, size_t n_buckets)
@@ -74,10 +85,48 @@ int fb_frame_cache_new(size_t max_bytes, fb_frame_cache **out, fb_error *err)
     return 0;
 }
 
-static void entry_free(struct fb_frame_ref *e)
+/* Keeps data as a spare if there is room, else frees it. */
+static void buffer_retire(fb_frame_cache *c, uint8_t *data, size_t len)
 {
-    free(e->data);
+    if (!data)
+        return;
+    pthread_mutex_lock(&c->lock);
+    if (c->n_spare < SPARES_MAX && len > 0 && len <= SPARE_BYTES_MAX - c->spare_bytes) {
+        c->spare[c->n_spare] = data;
+        c->spare_len[c->n_spare++] = len;
+        c->spare_bytes += len;
+        data = NULL;
+    }
+    pthread_mutex_unlock(&c->lock);
+    free(data);
+}
+
+static void entry_free(fb_frame_cache *c, struct fb_frame_ref *e)
+{
+    buffer_retire(c, e->data, e->len);
     free(e);
+}
+
+uint8_t *fb_frame_cache_buffer(fb_frame_cache *c, size_t len)
+{
+    uint8_t *data = NULL;
+    pthread_mutex_lock(&c->lock);
+    for (size_t i = c->n_spare; i-- > 0;) {
+        if (c->spare_len[i] == len) {
+            data = c->spare[i];
+            c->spare_bytes -= len;
+            c->spare[i] = c->spare[--c->n_spare];
+            c->spare_len[i] = c->spare_len[c->n_spare];
+            break;
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    return data ? data : malloc(len ? len : 1);
+}
+
+void fb_frame_cache_buffer_return(fb_frame_cache *c, uint8_t *data, size_t len)
+{
+    buffer_retire(c, data, len);
 }
 
 void fb_frame_cache_free(fb_frame_cache *c)
@@ -87,9 +136,12 @@ void fb_frame_cache_free(fb_frame_cache *c)
     struct fb_frame_ref *e = c->lru_head;
     while (e) {
         struct fb_frame_ref *next = e->lru_next;
-        entry_free(e);
+        free(e->data);
+        free(e);
         e = next;
     }
+    for (size_t i = 0; i < c->n_spare; i++)
+        free(c->spare[i]);
     free(c->buckets);
     pthread_mutex_destroy(&c->lock);
     free(c);
@@ -229,7 +281,7 @@ fb_frame_ref *fb_frame_cache_insert(fb_frame_cache *c, uint64_t archive_key, uin
         /* Another thread decompressed the same frame first: share its copy. */
         existing->refs++;
         pthread_mutex_unlock(&c->lock);
-        entry_free(e);
+        entry_free(c, e);
         return existing;
     }
     if (len > 0 && len <= c->max_bytes) {
@@ -254,7 +306,7 @@ fb_frame_ref *fb_frame_cache_insert(fb_frame_cache *c, uint64_t archive_key, uin
     pthread_mutex_unlock(&c->lock);
     while (evicted) {
         struct fb_frame_ref *next = evicted->hash_next;
-        entry_free(evicted);
+        entry_free(c, evicted);
         evicted = next;
     }
     return e;
@@ -285,7 +337,7 @@ void fb_frame_ref_release(fb_frame_cache *c, fb_frame_ref *ref)
     bool dead = --ref->refs == 0 && !ref->cached;
     pthread_mutex_unlock(&c->lock);
     if (dead)
-        entry_free(ref);
+        entry_free(c, ref);
 }
 
 void fb_frame_cache_drop(fb_frame_cache *c, uint64_t archive_key, uint32_t frame)
@@ -295,7 +347,7 @@ void fb_frame_cache_drop(fb_frame_cache *c, uint64_t archive_key, uint32_t frame
     struct fb_frame_ref *victim = e ? uncache_locked(c, e) : NULL;
     pthread_mutex_unlock(&c->lock);
     if (victim)
-        entry_free(victim);
+        entry_free(c, victim);
 }
 
 void fb_frame_cache_forget(fb_frame_cache *c, uint64_t archive_key)
@@ -317,7 +369,7 @@ void fb_frame_cache_forget(fb_frame_cache *c, uint64_t archive_key)
     pthread_mutex_unlock(&c->lock);
     while (dead) {
         struct fb_frame_ref *next = dead->hash_next;
-        entry_free(dead);
+        entry_free(c, dead);
         dead = next;
     }
 }

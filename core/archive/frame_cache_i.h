@@ -7,4 +7,11 @@
 /* Takes one more reference on ref (paired with fb_frame_ref_release). */
 void fb_frame_ref_retain(fb_frame_cache *cache, fb_frame_ref *ref);
 
+/* A buffer of exactly len bytes for a frame about to be decoded: a spare
+ * that a frame leaving the cache gave back (its pages already faulted in),
+ * or a new one. NULL: out of memory. Hand it to fb_frame_cache_insert, or
+ * give it back with fb_frame_cache_buffer_return. Thread-safe. */
+uint8_t *fb_frame_cache_buffer(fb_frame_cache *cache, size_t len);
+void fb_frame_cache_buffer_return(fb_frame_cache *cache, uint8_t *data, size_t len);
+
 #endif

@@ -6,6 +6,7 @@
 
 #include "fb_frame_cache.h"
 #include "fbtest.h"
+#include "frame_cache_i.h"
 
 /* Frame contents derived from the key so any mix-up shows. */
 static uint8_t *frame_data(uint64_t key, uint32_t frame, size_t len)
@@ -272,6 +273,62 @@ static void test_threads(void)
     fb_frame_cache_free(c);
 }
 
+/* A frame leaving the cache leaves its buffer for the next decode of the
+ * same size, but never while a reader still holds the frame, and never
+ * more than a few: the bytes a reader holds are never overwritten. */
+static void test_spare_buffers(void)
+{
+    fb_frame_cache *c;
+    fb_error err;
+    REQUIRE(fb_frame_cache_new(1000, &c, &err) == 0);
+    uint64_t k = fb_frame_cache_new_key(c);
+    /* Dropped and unreferenced: its buffer is the next one of its size. */
+    uint8_t *d0 = frame_data(k, 0, 200);
+    fb_frame_ref_release(c, fb_frame_cache_insert(c, k, 0, d0, 200));
+    fb_frame_cache_drop(c, k, 0);
+    uint8_t *b = fb_frame_cache_buffer(c, 300);
+    CHECK(b != d0); /* another size: a new buffer */
+    fb_frame_cache_buffer_return(c, b, 300);
+    uint8_t *again = fb_frame_cache_buffer(c, 200);
+    CHECK(again == d0);
+    uint8_t *b2 = fb_frame_cache_buffer(c, 300);
+    CHECK(b2 == b);
+    free(b2);
+    /* Reused for frame 1, whose bytes are now what the buffer holds. */
+    fbtest_fill(again, 200, k * 1000003u + 1, 0);
+    fb_frame_ref *held = fb_frame_cache_insert(c, k, 1, again, 200);
+    REQUIRE(held);
+    /* Dropped while held: no buffer is handed out of it until released. */
+    fb_frame_cache_drop(c, k, 1);
+    uint8_t *other = fb_frame_cache_buffer(c, 200);
+    CHECK(other != again);
+    CHECK(frame_ok(held, k, 1, 200));
+    fb_frame_ref_release(c, held);
+    fb_frame_cache_buffer_return(c, other, 200);
+    uint8_t *first = fb_frame_cache_buffer(c, 200), *second = fb_frame_cache_buffer(c, 200);
+    CHECK((first == again && second == other) || (first == other && second == again));
+    free(first);
+    free(second);
+    /* Several given back: the next takes of that size reuse them (at most
+     * four are kept; the rest are freed, which ASan checks). */
+    uint8_t *many[6];
+    for (int i = 0; i < 6; i++)
+        many[i] = fb_frame_cache_buffer(c, 64);
+    for (int i = 0; i < 6; i++)
+        fb_frame_cache_buffer_return(c, many[i], 64);
+    uint8_t *taken[4];
+    int reused = 0;
+    for (int i = 0; i < 4; i++) {
+        taken[i] = fb_frame_cache_buffer(c, 64);
+        for (int j = 0; j < 4; j++)
+            reused += taken[i] == many[j];
+    }
+    CHECK_EQ_INT(reused, 4);
+    for (int i = 0; i < 4; i++)
+        free(taken[i]);
+    fb_frame_cache_free(c); /* frees the spares it still has */
+}
+
 int main(void)
 {
     RUN_TEST(test_hit_miss_and_stats);
@@ -283,5 +340,6 @@ int main(void)
     RUN_TEST(test_forget_one_archive);
     RUN_TEST(test_many_entries);
     RUN_TEST(test_threads);
+    RUN_TEST(test_spare_buffers);
     FBTEST_EXIT();
 }
