@@ -102,6 +102,13 @@ int fb_archive_reader_pread_anchored(fb_archive_reader *r, void *buf, size_t len
  * first read deep in a large archive the proof of every frame before it
  * (about 9 small preads a frame: 3.5 ms for a file 590 MB in). */
 #define FB_ARCHIVE_READ_CHECKED 1u
+/* PROOF: a read made to check a member (its tar header, the pax header
+ * before it, its hash), which says nothing of how the file is read: it is
+ * left out of the sequential reader's tracking (no frames decoded ahead,
+ * none dropped behind). The 64 KiB looked at for a pax header before a
+ * small file's header looked like a sequential run, and two more 1 MiB
+ * frames were decoded for a 3 KB file. */
+#define FB_ARCHIVE_READ_PROOF 2u
 
 /* fb_archive_reader_pread_anchored with flags. */
 int fb_archive_reader_pread_flags(fb_archive_reader *r, void *buf, size_t len, uint64_t offset,

@@ -21,14 +21,16 @@
 
 typedef struct fb_frame_prefetcher fb_frame_prefetcher;
 
-/* Starts the thread. Returns 0, FB_ENOMEM, FB_EIO (no thread). */
+/* The thread starts with the first job queued, so that a process that
+ * never reads sequentially never pays for it. Returns 0, FB_ENOMEM. */
 int fb_frame_prefetcher_new(fb_frame_prefetcher **out, fb_error *err);
 /* Stops and joins the thread. Every owner must have forgotten itself.
  * Accepts NULL. */
 void fb_frame_prefetcher_free(fb_frame_prefetcher *p);
 
-/* Queues run(owner) on the thread. False (nothing queued) when the queue
- * is full, or owner already has a job queued. */
+/* Queues run(owner) on the thread (starting it). False (nothing queued)
+ * when the queue is full, owner already has a job queued, or the thread
+ * cannot start. */
 bool fb_frame_prefetcher_enqueue(fb_frame_prefetcher *p, void *owner, void (*run)(void *owner));
 /* Removes owner's queued job, and waits for its running one to end: after
  * this, run(owner) is not running and will not run. */

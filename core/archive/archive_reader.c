@@ -37,6 +37,8 @@
 /* How far from the end of the last read a read may start and still count
  * as sequential (bytes). */
 #define SEQ_SLACK ((uint64_t)1 << 20)
+/* Bytes a sequential run reads before frames are decoded ahead of it. */
+#define PREFETCH_AFTER ((uint64_t)64 << 10)
 
 static uint32_t get_le32(const uint8_t *p)
 {
@@ -376,6 +378,7 @@ int fb_archive_reader_open(int fd, fb_frame_cache *cache, const char *name,
     r->pf_frame = r->pf_asked = SIZE_MAX;
     r->n_decoding = 0;
     atomic_init(&r->seq_end, UINT64_MAX);
+    atomic_init(&r->seq_run, 0);
     atomic_init(&r->proven, 0);
     r->bad_frame = SIZE_MAX;
     r->identity = (fb_archive_proof){
@@ -541,18 +544,26 @@ static int read_parts(fb_archive_reader *r, size_t len, uint64_t offset, unsigne
         i++;
     }
     *out_len = done;
-    uint64_t prev = r->pf && done ? atomic_exchange(&r->seq_end, offset + done) : UINT64_MAX;
+    bool hint = r->pf && done && !(flags & FB_ARCHIVE_READ_PROOF);
+    uint64_t prev = hint ? atomic_exchange(&r->seq_end, offset + done) : UINT64_MAX;
     /* Sequential: this read starts near where the last one ended. Near,
      * not at: the kernel's workers answer a sequential reader's requests
      * out of order. */
     if (prev != UINT64_MAX && (prev > offset ? prev - offset : offset - prev) <= SEQ_SLACK) {
-        maybe_prefetch(r, last);
+        /* Frames ahead only for a run long enough to go on: the first
+         * read of a small file follows its tar header's proof, and
+         * decoding two more 1 MiB frames then only took a core from the
+         * reader. */
+        if (atomic_fetch_add(&r->seq_run, done) + done >= PREFETCH_AFTER)
+            maybe_prefetch(r, last);
         /* A sequential reader does not come back (the kernel's page cache
          * keeps what it read): the frame two behind goes now, so its
          * buffer is reused for the next frame instead of 64 MiB of fresh
          * pages being faulted in before the cache recycles anything. */
         if (last >= 2)
             fb_frame_cache_drop(r->cache, r->key, (uint32_t)(last - 2));
+    } else if (hint) {
+        atomic_store(&r->seq_run, done);
     }
     return 0;
 }

@@ -77,7 +77,8 @@ struct fb_archive_reader {
      * one file often miss the same 1 MiB frame at once: the kernel sends
      * several 128 KiB reads of it together). pf_frame: the frame asked of
      * the prefetcher, also in the set until its job ends. seq_end: where
-     * the last read ended, to tell a sequential reader. */
+     * the last read ended, to tell a sequential reader; seq_run: how far
+     * it has gone. */
     fb_frame_prefetcher *pf;   /* borrowed, may be NULL */
     pthread_mutex_t pf_lock;
     pthread_cond_t pf_cv;      /* a frame left the set */
@@ -86,6 +87,7 @@ struct fb_archive_reader {
     size_t pf_frame;           /* guarded by pf_lock: SIZE_MAX when none */
     size_t pf_asked;           /* guarded by pf_lock: last frame asked for, SIZE_MAX none */
     _Atomic uint64_t seq_end;
+    _Atomic uint64_t seq_run; /* bytes read in the current sequential run */
 };
 
 /* A new decompression context with the window limit set (NULL: out of

@@ -24,6 +24,7 @@ struct fb_frame_prefetcher {
     size_t n;                      /* guarded by mu */
     void *running;                 /* guarded by mu: the owner whose job runs */
     bool stop;                     /* guarded by mu */
+    bool started;                  /* guarded by mu: thread runs */
     pthread_t thread;
 };
 
@@ -60,14 +61,6 @@ int fb_frame_prefetcher_new(fb_frame_prefetcher **out, fb_error *err)
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->work_cv, NULL);
     pthread_cond_init(&p->done_cv, NULL);
-    int e = pthread_create(&p->thread, NULL, prefetch_main, p);
-    if (e != 0) {
-        pthread_cond_destroy(&p->done_cv);
-        pthread_cond_destroy(&p->work_cv);
-        pthread_mutex_destroy(&p->mu);
-        free(p);
-        return fb_error_set_errno(err, e, "frame prefetcher: cannot start its thread");
-    }
     *out = p;
     return 0;
 }
@@ -77,10 +70,12 @@ void fb_frame_prefetcher_free(fb_frame_prefetcher *p)
     if (!p)
         return;
     pthread_mutex_lock(&p->mu);
+    bool started = p->started;
     p->stop = true;
     pthread_cond_signal(&p->work_cv);
     pthread_mutex_unlock(&p->mu);
-    pthread_join(p->thread, NULL);
+    if (started)
+        pthread_join(p->thread, NULL);
     pthread_cond_destroy(&p->done_cv);
     pthread_cond_destroy(&p->work_cv);
     pthread_mutex_destroy(&p->mu);
@@ -94,7 +89,9 @@ bool fb_frame_prefetcher_enqueue(fb_frame_prefetcher *p, void *owner, void (*run
     bool present = false;
     for (size_t i = 0; i < p->n && !present; i++)
         present = p->queue[i].owner == owner;
-    if (!present && !p->stop && p->n < PREFETCH_QUEUE_MAX) {
+    if (!present && !p->stop && !p->started)
+        p->started = pthread_create(&p->thread, NULL, prefetch_main, p) == 0;
+    if (!present && !p->stop && p->started && p->n < PREFETCH_QUEUE_MAX) {
         p->queue[p->n++] = (job){owner, run};
         pthread_cond_signal(&p->work_cv);
         queued = true;

@@ -46,10 +46,10 @@ typedef struct file_source {
     char label[FB_SESSION_ID_MAX + FB_BACKUP_ID_LEN + 32];
 } file_source;
 
-/* The tree's prefetch thread, started with the first archive reader: not
- * when the tree is made, which the daemon does before it forks into the
- * background (a thread does not survive fork). NULL when it cannot be
- * started: reads then just do without. */
+/* The tree's prefetcher, made with the first archive reader; its thread
+ * starts with the first frame it is asked for (never before the daemon
+ * forks into the background: a thread does not survive fork). NULL when
+ * it cannot be made: reads then just do without. */
 static fb_frame_prefetcher *tree_prefetcher(fb_mount_tree *t)
 {
     pthread_mutex_lock(&t->prefetch_lock);
@@ -419,11 +419,12 @@ static int file_prove(fb_mount_file *f, const file_source *src, fb_error *err)
     f->read_flags = f->size <= MT_HASH_ON_OPEN_MAX ? FB_ARCHIVE_READ_CHECKED : 0;
     /* The manifest's offset is only trusted once the tar header there is
      * this file's (tar_header_i.h): once per open, never per read. */
-    int rc = fb_tar_member_prove(f->archive->reader, f->data_offset, src->path, f->size,
-                                 f->read_flags, src->label, err);
+    unsigned proof = f->read_flags | FB_ARCHIVE_READ_PROOF;
+    int rc = fb_tar_member_prove(f->archive->reader, f->data_offset, src->path, f->size, proof,
+                                 src->label, err);
     if (rc == 0 && f->read_flags)
         rc = fb_tar_member_prove_content(f->archive->reader, f->data_offset, f->size, src->sha,
-                                         f->read_flags, src->path, src->label, err);
+                                         proof, src->path, src->label, err);
     return rc;
 }
 
