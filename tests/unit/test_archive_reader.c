@@ -1591,6 +1591,22 @@ static void test_prefetch(void)
     usleep(20000);
     fb_frame_cache_get_stats(c, &st);
     CHECK_EQ_INT(st.misses, before.misses + 1); /* frame 8 itself, no lookup of 9 */
+    /* Proof reads (a member's headers and hash) are no sequential run,
+     * however long: frames 12-14 are read, 15 is never looked up. */
+    uint8_t *big = malloc(3 * FRAME / 2);
+    REQUIRE(big);
+    size_t got = 0;
+    before = st;
+    for (int k = 0; k < 2; k++) {
+        uint64_t off = 12 * FRAME + (uint64_t)k * (3 * FRAME / 2);
+        CHECK_EQ_INT(fb_archive_reader_pread_flags(r, big, 3 * FRAME / 2, off, off,
+                                                   FB_ARCHIVE_READ_PROOF, &got, &err), 0);
+        CHECK(got == 3 * FRAME / 2 && memcmp(big, src + off, got) == 0);
+    }
+    usleep(20000);
+    fb_frame_cache_get_stats(c, &st);
+    CHECK_EQ_INT(st.misses, before.misses + 3);
+    free(big);
     fb_archive_reader_free(r);
 
     int runs = 0;
