@@ -34,8 +34,8 @@
 
 /* Frames a sequential reader has decoded ahead of it (maybe_prefetch). */
 #define PREFETCH_AHEAD 2u
-/* How far from the end of the last read a read may start and still count
- * as sequential (bytes). */
+/* How far from where a stream's last read ended a read may start and
+ * still continue it (bytes). */
 #define SEQ_SLACK ((uint64_t)1 << 20)
 /* Bytes a sequential run reads before frames are decoded ahead of it. */
 #define PREFETCH_AFTER ((uint64_t)64 << 10)
@@ -377,8 +377,7 @@ int fb_archive_reader_open(int fd, fb_frame_cache *cache, const char *name,
     pthread_cond_init(&r->pf_cv, NULL);
     r->pf_frame = r->pf_asked = SIZE_MAX;
     r->n_decoding = 0;
-    atomic_init(&r->seq_end, UINT64_MAX);
-    atomic_init(&r->seq_run, 0);
+    pthread_mutex_init(&r->seq_lock, NULL);
     atomic_init(&r->proven, 0);
     r->bad_frame = SIZE_MAX;
     r->identity = (fb_archive_proof){
@@ -413,6 +412,7 @@ void fb_archive_reader_free(fb_archive_reader *r)
     pthread_mutex_destroy(&r->slot_lock);
     pthread_mutex_destroy(&r->prove_lock);
     pthread_mutex_destroy(&r->pf_lock);
+    pthread_mutex_destroy(&r->seq_lock);
     pthread_cond_destroy(&r->pf_cv);
     free((void *)r->decoded);
     fb_seek_table_fini(&r->table);
@@ -477,6 +477,41 @@ static void maybe_prefetch(fb_archive_reader *r, size_t i)
             decoding_done(r, next);
         return;
     }
+}
+
+/* Records a read of done bytes at offset among the reader's streams (the
+ * files being read from it at once): returns the bytes read so far by the
+ * sequential run it continues, or 0 when it starts a new one, which then
+ * takes the place of the stream read least recently. A run continues when
+ * the read starts near where one ended: near, not at, because the kernel's
+ * workers answer a sequential reader's requests out of order. One place
+ * for all the files of an archive would see eight files read at once as
+ * no sequential reader at all. */
+static uint64_t seq_track(fb_archive_reader *r, uint64_t offset, size_t done)
+{
+    uint64_t run = 0;
+    pthread_mutex_lock(&r->seq_lock);
+    r->seq_clock++;
+    size_t oldest = 0;
+    for (size_t k = 0; k < FB_ARCHIVE_STREAMS; k++) {
+        fb_archive_stream_pos *p = &r->streams[k];
+        if (p->used && (p->end > offset ? p->end - offset : offset - p->end) <= SEQ_SLACK) {
+            if (offset + done > p->end)
+                p->end = offset + done;
+            p->run += done;
+            p->used = r->seq_clock;
+            run = p->run;
+            break;
+        }
+        if (p->used < r->streams[oldest].used)
+            oldest = k;
+    }
+    if (run == 0)
+        r->streams[oldest] = (fb_archive_stream_pos){
+            .end = offset + done, .run = done, .used = r->seq_clock};
+    pthread_mutex_unlock(&r->seq_lock);
+    /* The first read of a stream says nothing of a direction. */
+    return run;
 }
 
 /* What to do with each frame part a read covers: copy it out, or keep it
@@ -544,17 +579,15 @@ static int read_parts(fb_archive_reader *r, size_t len, uint64_t offset, unsigne
         i++;
     }
     *out_len = done;
-    bool hint = r->pf && done && !(flags & FB_ARCHIVE_READ_PROOF);
-    uint64_t prev = hint ? atomic_exchange(&r->seq_end, offset + done) : UINT64_MAX;
-    /* Sequential: this read starts near where the last one ended. Near,
-     * not at: the kernel's workers answer a sequential reader's requests
-     * out of order. */
-    if (prev != UINT64_MAX && (prev > offset ? prev - offset : offset - prev) <= SEQ_SLACK) {
+    uint64_t run = r->pf && done && !(flags & FB_ARCHIVE_READ_PROOF)
+                       ? seq_track(r, offset, done)
+                       : 0;
+    if (run) {
         /* Frames ahead only for a run long enough to go on: the first
          * read of a small file follows its tar header's proof, and
          * decoding two more 1 MiB frames then only took a core from the
          * reader. */
-        if (atomic_fetch_add(&r->seq_run, done) + done >= PREFETCH_AFTER)
+        if (run >= PREFETCH_AFTER)
             maybe_prefetch(r, last);
         /* A sequential reader does not come back (the kernel's page cache
          * keeps what it read): the frame two behind goes now, so its
@@ -562,8 +595,6 @@ static int read_parts(fb_archive_reader *r, size_t len, uint64_t offset, unsigne
          * pages being faulted in before the cache recycles anything. */
         if (last >= 2)
             fb_frame_cache_drop(r->cache, r->key, (uint32_t)(last - 2));
-    } else if (hint) {
-        atomic_store(&r->seq_run, done);
     }
     return 0;
 }

@@ -30,6 +30,17 @@ typedef struct fb_frame_decoder {
     uint8_t *in;
     size_t in_cap;
 } fb_frame_decoder;
+/* Sequential streams a reader tells apart (files of one archive read at
+ * once). */
+#define FB_ARCHIVE_STREAMS 8
+
+/* Where one stream's reads have got to (archive_reader.c, seq_track). */
+typedef struct fb_archive_stream_pos {
+    uint64_t end;  /* furthest end of its reads */
+    uint64_t run;  /* bytes it has read */
+    uint64_t used; /* seq_clock at its last read; 0: free */
+} fb_archive_stream_pos;
+
 /* Frames decoded at once into the shared cache, tracked so that no frame
  * is decoded twice at once; more threads than this decode untracked. */
 #define FB_ARCHIVE_DECODING_MAX 16
@@ -76,9 +87,8 @@ struct fb_archive_reader {
      * them waits for it instead of decoding it a second time (readers of
      * one file often miss the same 1 MiB frame at once: the kernel sends
      * several 128 KiB reads of it together). pf_frame: the frame asked of
-     * the prefetcher, also in the set until its job ends. seq_end: where
-     * the last read ended, to tell a sequential reader; seq_run: how far
-     * it has gone. */
+     * the prefetcher, also in the set until its job ends. streams: where
+     * the sequential readers have got to, to tell them apart. */
     fb_frame_prefetcher *pf;   /* borrowed, may be NULL */
     pthread_mutex_t pf_lock;
     pthread_cond_t pf_cv;      /* a frame left the set */
@@ -86,8 +96,9 @@ struct fb_archive_reader {
     size_t n_decoding;         /* guarded by pf_lock */
     size_t pf_frame;           /* guarded by pf_lock: SIZE_MAX when none */
     size_t pf_asked;           /* guarded by pf_lock: last frame asked for, SIZE_MAX none */
-    _Atomic uint64_t seq_end;
-    _Atomic uint64_t seq_run; /* bytes read in the current sequential run */
+    pthread_mutex_t seq_lock;
+    fb_archive_stream_pos streams[FB_ARCHIVE_STREAMS]; /* guarded by seq_lock */
+    uint64_t seq_clock;                                /* guarded by seq_lock */
 };
 
 /* A new decompression context with the window limit set (NULL: out of

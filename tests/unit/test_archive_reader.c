@@ -1628,10 +1628,49 @@ static void test_prefetch(void)
     fbtest_rmtree(dir);
 }
 
+/* Two files of one archive read at once, their reads interleaved (as the
+ * kernel sends them): each is its own sequential stream, so the frames
+ * behind each are dropped (the cache holds a few, not the 14 read), with
+ * the right bytes. */
+static void test_prefetch_interleaved_streams(void)
+{
+    char *dir = fbtest_tempdir(), *path = path_in(dir, NAME);
+    uint8_t *src = make_source();
+    build_standard(src, true, path);
+    fb_frame_cache *c;
+    fb_frame_prefetcher *pf;
+    fb_error err;
+    REQUIRE(fb_frame_cache_new(64 * FRAME, &c, &err) == 0);
+    REQUIRE(fb_frame_prefetcher_new(&pf, &err) == 0);
+    fb_archive_reader *r = open_reader(path, c);
+    REQUIRE(r);
+    fb_archive_reader_set_prefetcher(r, pf);
+    uint8_t buf[FRAME / 4];
+    /* 7 frames each, 18 frames (more than 1 MiB) apart. */
+    uint64_t a = 0, b = 25 * FRAME;
+    for (int k = 0; k < 28; k++) {
+        CHECK_EQ_INT(check_range(r, src, SRC_LEN, a, sizeof buf, buf), 0);
+        CHECK_EQ_INT(check_range(r, src, SRC_LEN, b, sizeof buf, buf), 0);
+        a += sizeof buf;
+        b += sizeof buf;
+        usleep(500); /* time for the prefetcher, as between a reader's requests */
+    }
+    fb_frame_cache_stats st;
+    fb_frame_cache_get_stats(c, &st);
+    CHECK(st.bytes <= 8 * FRAME);
+    fb_archive_reader_free(r);
+    fb_frame_prefetcher_free(pf);
+    fb_frame_cache_free(c);
+    free(src);
+    free(path);
+    fbtest_rmtree(dir);
+}
+
 int main(void)
 {
     RUN_TEST(test_spans);
     RUN_TEST(test_prefetch);
+    RUN_TEST(test_prefetch_interleaved_streams);
     RUN_TEST(test_open_and_sizes);
     RUN_TEST(test_zstd_cli_reads_archive);
     RUN_TEST(test_random_preads_small_cache);
