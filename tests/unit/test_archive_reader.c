@@ -1530,6 +1530,40 @@ static fb_frame_cache_stats wait_cached(fb_frame_cache *c, size_t bytes)
     return st;
 }
 
+/* The standard archive read through a 64-frame cache with a prefetcher,
+ * in a fresh directory: what the prefetch tests share. */
+typedef struct prefetch_fixture {
+    char *dir, *path;
+    uint8_t *src;
+    fb_frame_cache *c;
+    fb_frame_prefetcher *pf;
+    fb_archive_reader *r;
+} prefetch_fixture;
+
+static bool prefetch_fixture_open(prefetch_fixture *x)
+{
+    fb_error err;
+    x->dir = fbtest_tempdir();
+    x->path = path_in(x->dir, NAME);
+    x->src = make_source();
+    build_standard(x->src, true, x->path);
+    if (fb_frame_cache_new(64 * FRAME, &x->c, &err) != 0 ||
+        fb_frame_prefetcher_new(&x->pf, &err) != 0 || !(x->r = open_reader(x->path, x->c)))
+        return false;
+    fb_archive_reader_set_prefetcher(x->r, x->pf);
+    return true;
+}
+
+static void prefetch_fixture_close(prefetch_fixture *x)
+{
+    fb_archive_reader_free(x->r);
+    fb_frame_prefetcher_free(x->pf);
+    fb_frame_cache_free(x->c);
+    free(x->src);
+    free(x->path);
+    fbtest_rmtree(x->dir);
+}
+
 /* A sequential reader with a prefetcher: the bytes are the same, the two
  * frames after the one it reads are decoded by the prefetcher (in the
  * cache before the reader gets there), one job at a time, and the frames
@@ -1538,17 +1572,13 @@ static fb_frame_cache_stats wait_cached(fb_frame_cache *c, size_t bytes)
  * alone: a job runs, and one forgotten does not. */
 static void test_prefetch(void)
 {
-    char *dir = fbtest_tempdir(), *path = path_in(dir, NAME);
-    uint8_t *src = make_source();
-    build_standard(src, true, path);
-    fb_frame_cache *c;
-    fb_frame_prefetcher *pf;
+    prefetch_fixture x = {0};
+    REQUIRE(prefetch_fixture_open(&x));
+    fb_frame_cache *c = x.c;
+    fb_frame_prefetcher *pf = x.pf;
+    fb_archive_reader *r = x.r;
+    const uint8_t *src = x.src;
     fb_error err;
-    REQUIRE(fb_frame_cache_new(64 * FRAME, &c, &err) == 0);
-    REQUIRE(fb_frame_prefetcher_new(&pf, &err) == 0);
-    fb_archive_reader *r = open_reader(path, c);
-    REQUIRE(r);
-    fb_archive_reader_set_prefetcher(r, pf);
     uint8_t buf[FRAME / 4];
     /* The first read says nothing of a direction; the next ones, right
      * after it, make a sequential run, which asks for frame 1 once it
@@ -1607,7 +1637,6 @@ static void test_prefetch(void)
     fb_frame_cache_get_stats(c, &st);
     CHECK_EQ_INT(st.misses, before.misses + 3);
     free(big);
-    fb_archive_reader_free(r);
 
     int runs = 0;
     CHECK(fb_frame_prefetcher_enqueue(pf, &runs, count_job));
@@ -1621,11 +1650,7 @@ static void test_prefetch(void)
     for (int i = 0; i < 2000 && __atomic_load_n(&other, __ATOMIC_SEQ_CST) == 0; i++)
         usleep(1000);
     CHECK_EQ_INT(__atomic_load_n(&other, __ATOMIC_SEQ_CST), 1);
-    fb_frame_prefetcher_free(pf);
-    fb_frame_cache_free(c);
-    free(src);
-    free(path);
-    fbtest_rmtree(dir);
+    prefetch_fixture_close(&x);
 }
 
 /* Two files of one archive read at once, their reads interleaved (as the
@@ -1634,36 +1659,22 @@ static void test_prefetch(void)
  * the right bytes. */
 static void test_prefetch_interleaved_streams(void)
 {
-    char *dir = fbtest_tempdir(), *path = path_in(dir, NAME);
-    uint8_t *src = make_source();
-    build_standard(src, true, path);
-    fb_frame_cache *c;
-    fb_frame_prefetcher *pf;
-    fb_error err;
-    REQUIRE(fb_frame_cache_new(64 * FRAME, &c, &err) == 0);
-    REQUIRE(fb_frame_prefetcher_new(&pf, &err) == 0);
-    fb_archive_reader *r = open_reader(path, c);
-    REQUIRE(r);
-    fb_archive_reader_set_prefetcher(r, pf);
+    prefetch_fixture x = {0};
+    REQUIRE(prefetch_fixture_open(&x));
     uint8_t buf[FRAME / 4];
     /* 7 frames each, 18 frames (more than 1 MiB) apart. */
     uint64_t a = 0, b = 25 * FRAME;
     for (int k = 0; k < 28; k++) {
-        CHECK_EQ_INT(check_range(r, src, SRC_LEN, a, sizeof buf, buf), 0);
-        CHECK_EQ_INT(check_range(r, src, SRC_LEN, b, sizeof buf, buf), 0);
+        CHECK_EQ_INT(check_range(x.r, x.src, SRC_LEN, a, sizeof buf, buf), 0);
+        CHECK_EQ_INT(check_range(x.r, x.src, SRC_LEN, b, sizeof buf, buf), 0);
         a += sizeof buf;
         b += sizeof buf;
         usleep(500); /* time for the prefetcher, as between a reader's requests */
     }
     fb_frame_cache_stats st;
-    fb_frame_cache_get_stats(c, &st);
+    fb_frame_cache_get_stats(x.c, &st);
     CHECK(st.bytes <= 8 * FRAME);
-    fb_archive_reader_free(r);
-    fb_frame_prefetcher_free(pf);
-    fb_frame_cache_free(c);
-    free(src);
-    free(path);
-    fbtest_rmtree(dir);
+    prefetch_fixture_close(&x);
 }
 
 int main(void)
