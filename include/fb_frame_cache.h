@@ -3,7 +3,8 @@
  *
  * Threads: every function is thread-safe. Frames are reference counted, so an
  * evicted frame stays valid until its last user releases it; the byte bound
- * counts cached frames (frames in use but evicted are briefly extra). */
+ * counts cached frames (frames in use but evicted are briefly extra, and up
+ * to 4 MiB of buffers of frames gone are kept for the next decodes). */
 #ifndef FB_FRAME_CACHE_H
 #define FB_FRAME_CACHE_H
 

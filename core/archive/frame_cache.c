@@ -5,7 +5,9 @@
  * doubly linked LRU list. Entries are reference counted and separately
  * flagged as cached: eviction only unlinks an entry, and whoever drops the
  * last reference of an unlinked entry frees it, so a reader never sees its
- * frame vanish mid-copy. Frame data is freed outside the lock. */
+ * frame vanish mid-copy. Frame data is freed outside the lock, or kept as
+ * a spare buffer for the next decode (fb_frame_cache_buffer), which is
+ * only ever a buffer no reference holds. */
 #include "fb_frame_cache.h"
 
 #include <pthread.h>

@@ -150,8 +150,9 @@ struct fb_mount_tree {
     fb_store *store;
     int backups_fd; /* borrowed from store */
     fb_frame_cache *cache;
-    /* Decodes ahead for every archive reader; started with the first one
-     * (mount_files.c), under prefetch_lock (taken alone, or inside lock). */
+    /* Decodes ahead for every archive reader; made with the first one
+     * (mount_files.c), under prefetch_lock (taken alone, or inside lock);
+     * its thread starts with its first job. */
     pthread_mutex_t prefetch_lock;
     fb_frame_prefetcher *prefetch;
     bool prefetch_failed;
