@@ -221,9 +221,17 @@ static int check_entries(const fb_manifest *m, const fb_json_val *entries, fb_er
     path_key *keys = malloc(n * sizeof *keys);
     if (!keys)
         return fb_error_set(err, FB_ENOMEM, "manifest: out of memory");
-    for (size_t i = 0; i < n; i++)
+    /* A manifest the writer wrote is already in this order (tree order):
+     * checking that is n comparisons, the sort n log n (5% of reading
+     * 100,000 entries). With the index as the last key the order is total,
+     * so both give the same array. */
+    bool sorted = true;
+    for (size_t i = 0; i < n; i++) {
         keys[i] = (path_key){m->entries[i].path, strlen(m->entries[i].path), i};
-    qsort(keys, n, sizeof *keys, cmp_path_key);
+        sorted = sorted && (i == 0 || cmp_path_key(&keys[i - 1], &keys[i]) < 0);
+    }
+    if (!sorted)
+        qsort(keys, n, sizeof *keys, cmp_path_key);
 
     /* Duplicates are adjacent, in manifest order: report the first entry
      * (in the manifest) that repeats an earlier one. */

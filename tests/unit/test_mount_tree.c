@@ -789,10 +789,49 @@ static void test_budget_threads(void)
     budget_free(bs);
 }
 
+/* A manifest not in tree order (a hand-edited or older one: readers accept
+ * any valid layout) lists the same as one in order: the children of each
+ * directory are sorted where the writer's order does not already have them
+ * sorted. */
+static void test_entries_out_of_order(void)
+{
+    char *tmp = setup_store();
+    REQUIRE(tmp);
+    static const spec_entry shuffled[] = {
+        {"zeta.json", FB_ENTRY_FILE, 0644, 10, 21, NULL},
+        {"alpha/b.json", FB_ENTRY_FILE, 0644, 11, 22, NULL},
+        {"alpha/a.json", FB_ENTRY_FILE, 0644, 12, 23, NULL},
+        {"beta.json", FB_ENTRY_FILE, 0644, 13, 24, NULL},
+        {"alpha/c/d.json", FB_ENTRY_FILE, 0644, 14, 25, NULL},
+        {"alpha", FB_ENTRY_DIR, 0755, 0, 0, NULL},
+        {"Alpha.json", FB_ENTRY_FILE, 0644, 15, 26, NULL},
+    };
+    REQUIRE(write_backup(tmp, "sess-r", ID_FULL, 1, T0, shuffled,
+                         sizeof shuffled / sizeof shuffled[0]) == 0);
+    fb_mount_tree *t = open_tree(tmp, 10.0, 1 << 20);
+    REQUIRE(t);
+    char names[4096], path[512];
+    fb_mount_attr a;
+    snprintf(path, sizeof path, "sess-r/%s", ID_FULL);
+    REQUIRE(lookup_path(t, path, &a) == 0);
+    listing(t, a.st.st_ino, names, sizeof names);
+    CHECK(strcmp(names, "Alpha.json|alpha|beta.json|zeta.json") == 0);
+    snprintf(path, sizeof path, "sess-r/%s/alpha", ID_FULL);
+    REQUIRE(lookup_path(t, path, &a) == 0);
+    listing(t, a.st.st_ino, names, sizeof names);
+    CHECK(strcmp(names, "a.json|b.json|c") == 0);
+    snprintf(path, sizeof path, "sess-r/%s/alpha/c/d.json", ID_FULL);
+    CHECK_EQ_INT(lookup_path(t, path, &a), 0);
+    CHECK_EQ_INT(a.st.st_size, 14);
+    fb_mount_tree_free(t);
+    fbtest_rmtree(tmp);
+}
+
 int main(void)
 {
     RUN_TEST(test_store_root_and_mountpoint);
     RUN_TEST(test_tree_shape);
+    RUN_TEST(test_entries_out_of_order);
     RUN_TEST(test_reads);
     RUN_TEST(test_live_changes_and_forget);
     RUN_TEST(test_corruption);
