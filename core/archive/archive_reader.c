@@ -57,31 +57,25 @@ ZSTD_DCtx *fb_archive_dctx_new(void)
     return d;
 }
 
-int fb_archive_decoder_acquire(fb_archive_reader *r, fb_frame_decoder *out)
+ZSTD_DCtx *fb_archive_dctx_acquire(fb_archive_reader *r)
 {
-    bool pooled = false;
+    ZSTD_DCtx *d = NULL;
     pthread_mutex_lock(&r->pool_lock);
-    if (r->pool_n > 0) {
-        *out = r->pool[--r->pool_n];
-        pooled = true;
-    }
+    if (r->pool_n > 0)
+        d = r->pool[--r->pool_n];
     pthread_mutex_unlock(&r->pool_lock);
-    if (pooled)
-        return 0;
-    *out = (fb_frame_decoder){.dctx = fb_archive_dctx_new()};
-    return out->dctx ? 0 : -1;
+    return d ? d : fb_archive_dctx_new();
 }
 
-void fb_archive_decoder_release(fb_archive_reader *r, fb_frame_decoder *d)
+void fb_archive_dctx_release(fb_archive_reader *r, ZSTD_DCtx *d)
 {
     pthread_mutex_lock(&r->pool_lock);
     if (r->pool_n < DCTX_POOL_MAX) {
-        r->pool[r->pool_n++] = *d;
-        *d = (fb_frame_decoder){0};
+        r->pool[r->pool_n++] = d;
+        d = NULL;
     }
     pthread_mutex_unlock(&r->pool_lock);
-    ZSTD_freeDCtx(d->dctx);
-    free(d->in);
+    ZSTD_freeDCtx(d);
 }
 
 /* ---- one frame ---- */
@@ -142,31 +136,34 @@ int fb_frame_decode_checked(const fb_frame_entry *f, bool has_checksums, const c
 }
 
 /* Reads and decodes frame i into a buffer of d_size bytes from the frame
- * cache (fb_frame_cache_buffer), which *out then owns. */
+ * cache (fb_frame_cache_buffer), which *out then owns. The compressed
+ * bytes are read into a spare of the cache too (fb_frame_cache_scratch):
+ * one bound for all readers, however many archives are open. */
 static int load_frame(fb_archive_reader *r, size_t i, uint8_t **out, fb_error *err)
 {
     const fb_frame_entry *f = &r->table.frames[i];
     fb_frame_cache *cache = r->cache ? r->cache : r->own_cache;
     *out = NULL;
-    fb_frame_decoder dec;
-    if (fb_archive_decoder_acquire(r, &dec) != 0)
-        return fb_error_set(err, FB_ENOMEM, "%s: frame %zu: out of memory", r->name, i);
-    uint8_t *data = NULL;
+    size_t in_size = 0;
+    uint8_t *in = fb_frame_cache_scratch(cache, f->c_size, &in_size);
+    uint8_t *data = fb_frame_cache_buffer(cache, f->d_size);
+    ZSTD_DCtx *dctx = fb_archive_dctx_acquire(r);
     int rc = 0;
-    if (fb_frame_buffer_grow(&dec.in, &dec.in_cap, f->c_size) != 0 ||
-        !(data = fb_frame_cache_buffer(cache, f->d_size))) {
+    if (!in || !data || !dctx) {
         rc = fb_error_set(err, FB_ENOMEM, "%s: frame %zu: out of memory", r->name, i);
         goto out;
     }
     char what[64];
     snprintf(what, sizeof what, "frame %zu", i);
-    rc = fb_pread_exact(r->fd, dec.in, f->c_size, f->c_offset, r->name, what, err);
+    rc = fb_pread_exact(r->fd, in, f->c_size, f->c_offset, r->name, what, err);
     if (rc == 0)
-        rc = fb_archive_decode_frame(r, dec.dctx, i, dec.in, data, err);
+        rc = fb_archive_decode_frame(r, dctx, i, in, data, err);
     if (rc == 0)
         atomic_store_explicit(&r->decoded[i], 1, memory_order_release);
 out:
-    fb_archive_decoder_release(r, &dec);
+    if (dctx)
+        fb_archive_dctx_release(r, dctx);
+    fb_frame_cache_buffer_return(cache, in, in_size);
     if (rc) {
         fb_frame_cache_buffer_return(cache, data, f->d_size);
         return rc;
@@ -404,10 +401,8 @@ void fb_archive_reader_free(fb_archive_reader *r)
         fb_frame_ref_release(r->own_cache, r->slot_ref);
         fb_frame_cache_free(r->own_cache);
     }
-    for (size_t i = 0; i < r->pool_n; i++) {
-        ZSTD_freeDCtx(r->pool[i].dctx);
-        free(r->pool[i].in);
-    }
+    for (size_t i = 0; i < r->pool_n; i++)
+        ZSTD_freeDCtx(r->pool[i]);
     pthread_mutex_destroy(&r->pool_lock);
     pthread_mutex_destroy(&r->slot_lock);
     pthread_mutex_destroy(&r->prove_lock);

@@ -17,19 +17,10 @@
 #include "fb_frame_prefetch.h"
 #include "seek_table_i.h"
 
-/* Idle decoders kept for reuse; more threads than this still work, they
- * create and free their own. */
+/* Idle decompression contexts kept for reuse; more threads than this still
+ * work, they create and free their own. */
 #define DCTX_POOL_MAX 8
 
-/* What decoding one frame needs besides its output: a decompression
- * context and a buffer for the compressed bytes, both kept warm in the
- * reader's pool (a fresh 1 MiB buffer per frame costs its page faults
- * again). */
-typedef struct fb_frame_decoder {
-    ZSTD_DCtx *dctx;
-    uint8_t *in;
-    size_t in_cap;
-} fb_frame_decoder;
 /* Sequential streams a reader tells apart (files of one archive read at
  * once). */
 #define FB_ARCHIVE_STREAMS 8
@@ -54,7 +45,7 @@ struct fb_archive_reader {
     uint64_t key;
 
     pthread_mutex_t pool_lock;
-    fb_frame_decoder pool[DCTX_POOL_MAX];
+    ZSTD_DCtx *pool[DCTX_POOL_MAX];
     size_t pool_n;
 
     /* Without a shared cache, the last decoded frame is kept so sequential
@@ -104,11 +95,10 @@ struct fb_archive_reader {
 /* A new decompression context with the window limit set (NULL: out of
  * memory), for a thread that keeps its own. */
 ZSTD_DCtx *fb_archive_dctx_new(void);
-/* A decoder from r's pool, or a new one with no input buffer yet
- * (returns -1 out of memory); give it back with
- * fb_archive_decoder_release. Thread-safe. */
-int fb_archive_decoder_acquire(fb_archive_reader *r, fb_frame_decoder *out);
-void fb_archive_decoder_release(fb_archive_reader *r, fb_frame_decoder *d);
+/* A decompression context from r's pool, or a new one (NULL: out of
+ * memory); give it back with fb_archive_dctx_release. Thread-safe. */
+ZSTD_DCtx *fb_archive_dctx_acquire(fb_archive_reader *r);
+void fb_archive_dctx_release(fb_archive_reader *r, ZSTD_DCtx *d);
 
 /* Decodes frame i from its c_size compressed bytes in `in` into `out`
  * (capacity exactly d_size), checking the frame against the seek table.

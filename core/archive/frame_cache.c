@@ -18,9 +18,11 @@
 #include "frame_cache_i.h"
 
 #define INITIAL_BUCKETS 64u
-/* Spare frame buffers kept (see the struct): enough for a few sequential
- * readers, small next to the cache's bound. */
-#define SPARES_MAX 4u
+/* Spare buffers kept (see the struct): a sequential reader's next frame
+ * and the compressed bytes it is decoded from, for a few readers; small
+ * next to the cache's bound, and one bound for every reader of the cache
+ * however many archives are open. */
+#define SPARES_MAX 6u
 #define SPARE_BYTES_MAX (4u << 20)
 
 struct fb_frame_ref {
@@ -46,9 +48,10 @@ struct fb_frame_cache {
     struct fb_frame_ref *lru_tail; /* next to evict */
     uint64_t next_key;
     uint64_t hits, misses, evictions;
-    /* Buffers of frames that left the cache, kept for the next decode:
-     * their pages are already faulted in, and a sequential reader drops
-     * one frame for every frame it decodes. Guarded by lock. */
+    /* Buffers of frames that left the cache, and of compressed bytes
+     * already decoded, kept for the next decode: their pages are already
+     * faulted in, and a sequential reader drops one frame for every frame
+     * it decodes. spare_len is each buffer's size. Guarded by lock. */
     uint8_t *spare[SPARES_MAX];
     size_t spare_len[SPARES_MAX];
     size_t n_spare;
@@ -129,6 +132,31 @@ uint8_t *fb_frame_cache_buffer(fb_frame_cache *c, size_t len)
 void fb_frame_cache_buffer_return(fb_frame_cache *c, uint8_t *data, size_t len)
 {
     buffer_retire(c, data, len);
+}
+
+uint8_t *fb_frame_cache_scratch(fb_frame_cache *c, size_t need, size_t *size)
+{
+    if (need == 0)
+        need = 1;
+    uint8_t *data = NULL;
+    size_t best = SIZE_MAX;
+    pthread_mutex_lock(&c->lock);
+    for (size_t i = 0; i < c->n_spare; i++)
+        if (c->spare_len[i] >= need && (best == SIZE_MAX || c->spare_len[i] < c->spare_len[best]))
+            best = i;
+    if (best != SIZE_MAX) {
+        data = c->spare[best];
+        *size = c->spare_len[best];
+        c->spare_bytes -= *size;
+        c->spare[best] = c->spare[--c->n_spare];
+        c->spare_len[best] = c->spare_len[c->n_spare];
+    }
+    pthread_mutex_unlock(&c->lock);
+    if (!data) {
+        data = malloc(need);
+        *size = data ? need : 0;
+    }
+    return data;
 }
 
 void fb_frame_cache_free(fb_frame_cache *c)

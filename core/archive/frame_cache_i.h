@@ -13,5 +13,10 @@ void fb_frame_ref_retain(fb_frame_cache *cache, fb_frame_ref *ref);
  * give it back with fb_frame_cache_buffer_return. Thread-safe. */
 uint8_t *fb_frame_cache_buffer(fb_frame_cache *cache, size_t len);
 void fb_frame_cache_buffer_return(fb_frame_cache *cache, uint8_t *data, size_t len);
+/* A buffer of at least need bytes for work that does not outlive the call
+ * (the compressed bytes of a frame being decoded): the smallest spare that
+ * is large enough, or a new one. *size: what it holds, to give back with
+ * fb_frame_cache_buffer_return(cache, data, *size). NULL: out of memory. */
+uint8_t *fb_frame_cache_scratch(fb_frame_cache *cache, size_t need, size_t *size);
 
 #endif

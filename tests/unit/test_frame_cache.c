@@ -310,22 +310,36 @@ static void test_spare_buffers(void)
     free(first);
     free(second);
     /* Several given back: the next takes of that size reuse them (at most
-     * four are kept; the rest are freed, which ASan checks). */
-    uint8_t *many[6];
-    for (int i = 0; i < 6; i++)
+     * six are kept; the rest are freed, which ASan checks). */
+    uint8_t *many[8];
+    for (int i = 0; i < 8; i++)
         many[i] = fb_frame_cache_buffer(c, 64);
-    for (int i = 0; i < 6; i++)
+    for (int i = 0; i < 8; i++)
         fb_frame_cache_buffer_return(c, many[i], 64);
-    uint8_t *taken[4];
+    uint8_t *taken[6];
     int reused = 0;
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 6; i++) {
         taken[i] = fb_frame_cache_buffer(c, 64);
-        for (int j = 0; j < 4; j++)
+        for (int j = 0; j < 6; j++)
             reused += taken[i] == many[j];
     }
-    CHECK_EQ_INT(reused, 4);
-    for (int i = 0; i < 4; i++)
+    CHECK_EQ_INT(reused, 6);
+    for (int i = 0; i < 6; i++)
         free(taken[i]);
+    /* Scratch space (a frame's compressed bytes): the smallest spare that
+     * is large enough, whatever its exact size. */
+    uint8_t *s100 = malloc(100), *s500 = malloc(500), *s300 = malloc(300);
+    REQUIRE(s100 && s500 && s300);
+    fb_frame_cache_buffer_return(c, s100, 100);
+    fb_frame_cache_buffer_return(c, s500, 500);
+    fb_frame_cache_buffer_return(c, s300, 300);
+    size_t size = 0;
+    uint8_t *got = fb_frame_cache_scratch(c, 200, &size);
+    CHECK(got == s300 && size == 300);
+    fb_frame_cache_buffer_return(c, got, size);
+    got = fb_frame_cache_scratch(c, 1000, &size); /* none is large enough */
+    CHECK(got != s100 && got != s300 && got != s500 && size == 1000);
+    free(got);
     fb_frame_cache_free(c); /* frees the spares it still has */
 }
 
