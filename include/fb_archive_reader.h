@@ -66,10 +66,14 @@ void fb_archive_reader_get_proof(fb_archive_reader *r, fb_archive_proof *out);
  * r saw at open, and the same number of frames); otherwise does nothing.
  * Call before r is shared between threads. */
 void fb_archive_reader_adopt_proof(fb_archive_reader *r, const fb_archive_proof *p);
-/* Lets p decode frames ahead of r's sequential reads (a read starting
- * where the previous one ended, past the middle of a frame, asks for the
- * next frame) into r's shared cache; nothing without a cache. p is
- * borrowed and must outlive r. Call before r is shared between threads. */
+/* Lets p decode frames ahead of r's sequential reads into r's shared
+ * cache; nothing without a cache. r tells apart up to 8 streams (files of
+ * one archive read at once): a read starting within 1 MiB of where one
+ * ended continues it, and once a stream has read 64 KiB each of its reads
+ * asks for the first of the next two frames not cached yet, and drops the
+ * frame two behind it. Reads flagged FB_ARCHIVE_READ_PROOF are no stream.
+ * p is borrowed and must outlive r. Call before r is shared between
+ * threads. */
 void fb_archive_reader_set_prefetcher(fb_archive_reader *r, fb_frame_prefetcher *p);
 /* Leaves r's decoded frames in its shared cache when r is freed, so that a
  * later reader adopting r's proof (same file, same seek table: the frames
