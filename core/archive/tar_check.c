@@ -112,6 +112,17 @@ int fb_tar_source_failure(fb_tar_source *src, struct archive *a, fb_error *err)
                         msg ? msg : "unreadable");
 }
 
+int fb_tar_source_next(fb_tar_source *src, struct archive *a, struct archive_entry **ae,
+                       fb_error *err)
+{
+    int r = archive_read_next_header(a, ae);
+    if (r == ARCHIVE_EOF)
+        return 0;
+    if (r == ARCHIVE_OK || r == ARCHIVE_WARN)
+        return 1;
+    return fb_tar_source_failure(src, a, err);
+}
+
 int fb_tar_source_finish(fb_tar_source *src, const uint8_t want[FB_SHA256_LEN], fb_error *err)
 {
     while (!src->at_end) {

@@ -57,6 +57,13 @@ int fb_tar_source_open(fb_tar_source *src, struct archive **out, fb_error *err);
  * as FB_ECORRUPT. */
 int fb_tar_source_failure(fb_tar_source *src, struct archive *a, fb_error *err);
 
+/* The next member's header: 1 with *ae (owned by a), 0 at the tar end, or
+ * the error of fb_tar_source_failure. ARCHIVE_WARN (a name that does not
+ * convert to the locale's charset) is a member like any other: the
+ * readers compare the path's bytes, not their conversion. */
+int fb_tar_source_next(fb_tar_source *src, struct archive *a, struct archive_entry **ae,
+                       fb_error *err);
+
 /* After the tar end: reads the rest of the stream (through on_chunk; what
  * follows the tar end belongs to the file too) and compares the SHA-256 of
  * the whole archive file with want (NULL: only reads to the end). */

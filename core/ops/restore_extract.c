@@ -238,12 +238,9 @@ static int x_extract(xctx *x)
     size_t idx = 0;
     for (;;) {
         struct archive_entry *ae;
-        int ar = archive_read_next_header(a, &ae);
-        if (ar == ARCHIVE_EOF)
-            break;
-        /* ARCHIVE_WARN is a charset remark; the path bytes are compared. */
-        if (ar != ARCHIVE_OK && ar != ARCHIVE_WARN) {
-            rc = fb_tar_source_failure(&x->src, a, x->err);
+        int ar = fb_tar_source_next(&x->src, a, &ae, x->err);
+        if (ar <= 0) {
+            rc = ar;
             break;
         }
         if (idx >= m->n_entries) {

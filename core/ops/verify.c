@@ -329,25 +329,25 @@ static int walk_tar(verify_ctx *c)
     size_t idx = 0;
     for (;;) {
         struct archive_entry *ae;
-        int r = archive_read_next_header(a, &ae);
-        if (r == ARCHIVE_EOF) {
-            rc = check_hashed_before(c, idx);
+        fb_error tar_err;
+        fb_error_clear(&tar_err);
+        int r = fb_tar_source_next(&c->src, a, &ae, &tar_err);
+        /* What the entries before this one were hashed to is told first. */
+        if ((rc = check_hashed_before(c, idx)) < 0 || r == 0)
             break;
-        }
-        if ((rc = check_hashed_before(c, idx)) < 0)
-            break;
-        /* ARCHIVE_WARN is a charset remark; the path bytes are compared below. */
-        if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
-            rc = fb_tar_source_failure(&c->src, a, c->err);
+        if (r < 0) {
+            rc = r;
+            if (c->err)
+                *c->err = tar_err;
             break;
         }
         if (idx >= c->m->n_entries) {
             /* Count the extra entries for the message. */
             size_t count = idx + 1;
-            while ((r = archive_read_next_header(a, &ae)) == ARCHIVE_OK || r == ARCHIVE_WARN)
+            while ((r = fb_tar_source_next(&c->src, a, &ae, c->err)) > 0)
                 count++;
-            if (r != ARCHIVE_EOF)
-                rc = fb_tar_source_failure(&c->src, a, c->err);
+            if (r < 0)
+                rc = r;
             else
                 rc = fb_error_set(c->err, FB_ECORRUPT, "%s: archive has %zu entries, manifest %zu",
                                   c->name, count, c->m->n_entries);

@@ -164,12 +164,9 @@ static int walk(fb_live_check *v, fb_error *err)
     size_t idx = 0;
     for (;;) {
         struct archive_entry *ae;
-        int r = archive_read_next_header(a, &ae);
-        if (r == ARCHIVE_EOF)
-            break;
-        /* ARCHIVE_WARN is a charset remark; the path bytes are compared. */
-        if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
-            rc = fb_tar_source_failure(&v->src, a, err);
+        int r = fb_tar_source_next(&v->src, a, &ae, err);
+        if (r <= 0) {
+            rc = r;
             break;
         }
         if ((rc = check_one(v, a, ae, idx, err)) < 0)
