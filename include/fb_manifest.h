@@ -119,6 +119,12 @@ int fb_manifest_to_json(const fb_manifest *m, char **out, size_t *out_len, fb_er
 int fb_manifest_parse(const char *json, size_t len, const char *source, fb_manifest *out,
                       fb_error *err);
 
+/* Every rule fb_manifest_parse enforces, checked on m itself: for a
+ * manifest that comes from somewhere other than JSON text (the local
+ * manifest cache), so that it is trusted no further than manifest.json.
+ * Returns 0 or FB_ECORRUPT naming source, the entry and the rule. */
+int fb_manifest_check(const fb_manifest *m, const char *source, fb_error *err);
+
 /* The indices of m's entries sorted by path (bytewise), so that lookups by
  * path stay O(log n) whatever the names: a malloc'd array of n_entries
  * (at least one slot), or NULL when out of memory. */

@@ -22,7 +22,7 @@ LAYERS = {
                     "frame_ring", "hash_lane", "tar_plain", "archive_follow", "archive_reader", "archive_stream",
                     "frame_prefetch", "tar_header", "tar_check"]),
     "format": (1, ["json_strict", "json_prescan", "json_stream", "json_get", "json_write",
-                   "json_fields", "manifest", "manifest_entry_fast", "manifest_read",
+                   "json_fields", "manifest", "manifest_entry_fast", "manifest_read", "manifest_rules",
                    "manifest_write", "index", "config"]),
     "store": (2, ["store", "retention", "scan", "live", "as_of"]),
     "ops": (3, ["backup", "backup_validate", "backup_source", "verify", "verify_live", "verify_session", "diff", "restore",

@@ -117,202 +117,12 @@ static int parse_entry(const fb_json_val *ev, fb_manifest_entry *e, fb_error *er
     return 0;
 }
 
-/* a and b are paths of entries (names from disk), shown as names are. */
-static int entry_fail(const fb_json_val *entries, size_t i, const char *key, fb_error *err,
-                      const char *fmt, const char *a, const char *b)
+/* Reports a broken cross-entry rule at entry i of the JSON array ctx. */
+static int json_entry_fail(void *ctx, size_t i, const char *key, const char *msg, fb_error *err)
 {
     fb_json_val ev;
-    fb_json_element(entries, NULL, i, &ev);
-    char ea[256], eb[256];
-    fb_path_escape(a, ea, sizeof ea);
-    fb_path_escape(b ? b : "", eb, sizeof eb);
-    return fb_json_fail_key(&ev, key, err, fmt, ea, eb);
-}
-
-/* One entry in the order check_entries sorts by. */
-typedef struct path_key {
-    const char *p;
-    size_t len;
-    size_t idx; /* entry index: ties (duplicates) sort in manifest order */
-} path_key;
-
-/* Length of the common prefix of a and b, both at least n bytes. Paths of
- * deeply nested trees share thousands of bytes, so 8 at a time. */
-static size_t common_prefix(const char *a, const char *b, size_t n)
-{
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t x, y;
-        memcpy(&x, a + i, 8);
-        memcpy(&y, b + i, 8);
-        if (x != y)
-            break;
-    }
-    while (i < n && a[i] == b[i])
-        i++;
-    return i;
-}
-
-/* Byte order with '/' below every other byte (paths hold no NUL), so a
- * path is directly followed by everything below it: "a", "a/b", "a/c/d",
- * "a-b". An absent byte (end of path) sorts first. */
-static int path_cmp(const char *a, size_t alen, const char *b, size_t blen)
-{
-    size_t n = alen < blen ? alen : blen;
-    size_t i = common_prefix(a, b, n);
-    if (i == n)
-        return (alen > blen) - (alen < blen);
-    int x = a[i] == '/' ? 0 : (unsigned char)a[i];
-    int y = b[i] == '/' ? 0 : (unsigned char)b[i];
-    return x - y;
-}
-
-static int cmp_path_key(const void *a, const void *b)
-{
-    const path_key *x = a, *y = b;
-    int c = path_cmp(x->p, x->len, y->p, y->len);
-    return c ? c : (x->idx > y->idx) - (x->idx < y->idx);
-}
-
-/* Index of the entry whose path is p[0..n) in keys (sorted), or -1. */
-static long find_key(const path_key *keys, size_t count, const char *p, size_t n)
-{
-    size_t lo = 0, hi = count;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = path_cmp(keys[mid].p, keys[mid].len, p, n);
-        if (c == 0)
-            return (long)keys[mid].idx;
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return -1;
-}
-
-static bool same_path(const path_key *a, const path_key *b)
-{
-    return a->len == b->len && memcmp(a->p, b->p, a->len) == 0;
-}
-
-/* True when a lies below b (b followed by '/' is a prefix of a). */
-static bool is_below(const path_key *a, const path_key *b)
-{
-    return a->len > b->len && a->p[b->len] == '/' && memcmp(a->p, b->p, b->len) == 0;
-}
-
-/* Rules across entries: unique paths, nothing below a non-directory entry,
- * hardlinks to earlier files of the same size, increasing file offsets.
- *
- * Cost: one sort (O(n log n) comparisons of at most a path each) and
- * linear passes, whatever the names and the depth. The order puts every
- * path right after the entry it lies below, so the entries below one path
- * are a contiguous run behind it; one pass then finds, for each entry, the
- * shallowest non-directory above it, without looking up every ancestor
- * (which cost a binary search per '/' of every path: seconds for a few MB
- * of deeply nested paths). Ancestors that are not entries at all are
- * allowed, as before (the mount implies them; restore has its own rule). */
-static int check_entries(const fb_manifest *m, const fb_json_val *entries, fb_error *err)
-{
-    size_t n = m->n_entries;
-    if (n == 0)
-        return 0;
-    path_key *keys = malloc(n * sizeof *keys);
-    if (!keys)
-        return fb_error_set(err, FB_ENOMEM, "manifest: out of memory");
-    /* A manifest the writer wrote is already in this order (tree order):
-     * checking that is n comparisons, the sort n log n (5% of reading
-     * 100,000 entries). With the index as the last key the order is total,
-     * so both give the same array. */
-    bool sorted = true;
-    for (size_t i = 0; i < n; i++) {
-        keys[i] = (path_key){m->entries[i].path, strlen(m->entries[i].path), i};
-        sorted = sorted && (i == 0 || cmp_path_key(&keys[i - 1], &keys[i]) < 0);
-    }
-    if (!sorted)
-        qsort(keys, n, sizeof *keys, cmp_path_key);
-
-    /* Duplicates are adjacent, in manifest order: report the first entry
-     * (in the manifest) that repeats an earlier one. */
-    size_t dup = n;
-    for (size_t k = 1; k < n; k++) {
-        /* The second of a run of equal paths has the run's second index. */
-        if (same_path(&keys[k - 1], &keys[k]) && (k == 1 || !same_path(&keys[k - 2], &keys[k])) &&
-            keys[k].idx < dup)
-            dup = keys[k].idx;
-    }
-    if (dup < n) {
-        free(keys);
-        return entry_fail(entries, dup, "path", err, "\"%s\": duplicate path%s",
-                          m->entries[dup].path, "");
-    }
-
-    /* A restore would have to write through a symlink or into a file. In
-     * this order, the entries below a path P are the run right behind P;
-     * `block` is the shallowest non-directory whose run we are in. The
-     * entry reported is the first one in manifest order, named with its
-     * shallowest non-directory ancestor. */
-    size_t bad = n, bad_under = 0;
-    const path_key *block = NULL;
-    for (size_t k = 0; k < n; k++) {
-        const path_key *c = &keys[k];
-        if (block && is_below(c, block)) {
-            if (c->idx < bad) {
-                bad = c->idx;
-                bad_under = block->idx;
-            }
-            continue;
-        }
-        block = m->entries[c->idx].meta.type != FB_ENTRY_DIR ? c : NULL;
-    }
-
-    int rc = 0;
-    for (size_t i = 0; i < n && !rc; i++) {
-        const fb_manifest_entry *e = &m->entries[i];
-        if (i == bad) {
-            rc = entry_fail(entries, i, "path", err,
-                            "\"%s\" lies below \"%s\", which is not a directory", e->path,
-                            m->entries[bad_under].path);
-            break;
-        }
-        if (e->meta.type != FB_ENTRY_HARDLINK)
-            continue;
-        long j = find_key(keys, n, e->target, strlen(e->target));
-        if (j < 0 || (size_t)j >= i)
-            rc = entry_fail(entries, i, "link", err, "\"%s\" is not an earlier entry%s",
-                            e->target, "");
-        else if (m->entries[j].meta.type != FB_ENTRY_FILE)
-            rc = entry_fail(entries, i, "link", err, "\"%s\" is not a file entry%s", e->target,
-                            "");
-        else if (m->entries[j].meta.size != e->meta.size)
-            rc = entry_fail(entries, i, "size", err,
-                            "differs from the size of \"%s\", the file it links to%s",
-                            e->target, "");
-    }
-    free(keys);
-    if (rc)
-        return rc;
-
-    bool have_prev = false;
-    uint64_t prev_offset = 0, prev_end = 0;
-    for (size_t i = 0; i < n; i++) {
-        const fb_manifest_entry *e = &m->entries[i];
-        if (e->meta.type != FB_ENTRY_FILE)
-            continue;
-        if (have_prev && (e->offset <= prev_offset || e->offset < prev_end)) {
-            fb_json_val ev;
-            fb_json_element(entries, NULL, i, &ev);
-            return fb_json_fail_key(&ev, "offset", err,
-                                    "%" PRIu64 " overlaps or precedes the previous file's data "
-                                    "(which ends at %" PRIu64 ")",
-                                    e->offset, prev_end);
-        }
-        have_prev = true;
-        prev_offset = e->offset;
-        prev_end = e->offset + e->meta.size; /* checked when parsed */
-    }
-    return 0;
+    fb_json_element(ctx, NULL, i, &ev);
+    return fb_json_fail_key(&ev, key, err, "%s", msg);
 }
 
 static int check_totals(const fb_manifest *m, const fb_json_val *root, fb_error *err)
@@ -457,7 +267,7 @@ static int parse_whole_root(fb_manifest *m, const fb_json_val *root, fb_error *e
         if ((rc = parse_entry(&ev, &m->entries[i], err)) < 0)
             return rc;
     }
-    if ((rc = check_entries(m, &arr, err)) < 0)
+    if ((rc = fb_manifest_check_entries(m, json_entry_fail, &arr, err)) < 0)
         return rc;
     return check_totals(m, root, err);
 }
@@ -666,7 +476,8 @@ static int parse_stream(const char *json, size_t len, const char *source, bool f
             fb_json_member(&st.root, "entries", FB_JSON_OPTIONAL, &arr, NULL);
         if (st.have_entries)
             rc = stream_entries(&st, m, &arr, err);
-        if (rc == 0 && st.rule_rc == 0 && (rc = check_entries(m, &arr, err)) == 0)
+        if (rc == 0 && st.rule_rc == 0 &&
+            (rc = fb_manifest_check_entries(m, json_entry_fail, &arr, err)) == 0)
             rc = check_totals(m, &st.root, err);
     }
     if (rc == 0 && st.rule_rc) {
