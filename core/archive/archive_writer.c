@@ -2,9 +2,10 @@
  * docs/archive-format.md describes. libarchive formats the pax tar stream
  * into a callback with no blocking of its own (the plainest small files get
  * their headers from tar_plain.c instead); the stream goes into the frame
- * ring (frame_ring_i.h), which cuts it into frames of exactly frame_size
- * bytes, compresses them on worker threads and writes them in order. The
- * seek table goes last.
+ * ring (frame_ring_i.h), which cuts it into frames of frame_size bytes,
+ * compresses them on worker threads and writes them in order. The seek
+ * table goes last. A small file starts a frame of its own once the frame
+ * being filled holds SMALL_FRAME bytes (small_file_frame).
  *
  * The calling thread reads the source files straight into the frame being
  * filled and hashes each file there (the bytes are still in cache). */
@@ -28,6 +29,13 @@
 
 /* Source reads are capped so the bytes are still in cache when hashed. */
 #define READ_CHUNK (256u * 1024)
+/* A file smaller than this starts a new frame when the frame being filled
+ * already holds this much: a small file is then read through the mount by
+ * decoding at most about twice this, not a whole frame_size frame (the
+ * first read of a 3 KB file decoded 1 MiB, 1.3-2.5 ms, most of its cost).
+ * Compression loses little: 1.3% on small JSON files (zstd -b3, 128 KiB
+ * against 1 MiB blocks), nothing on large files, which keep full frames. */
+#define SMALL_FRAME (128u * 1024)
 /* Files larger than this are hashed on the hash lane while the next chunk
  * is read; a smaller one is not worth a hand-off. */
 #define LANE_MIN_SIZE (1024u * 1024)
@@ -445,10 +453,25 @@ int fb_archive_writer_add_hardlink(fb_archive_writer *w, const char *path,
     return rc;
 }
 
+/* Before a small file's headers: ends the frame being filled when it
+ * already holds SMALL_FRAME bytes (see SMALL_FRAME). */
+static int small_file_frame(fb_archive_writer *w, const fb_entry_meta *meta, fb_error *err)
+{
+    if (meta->size >= SMALL_FRAME || fb_frame_ring_filled(&w->ring) < SMALL_FRAME)
+        return 0;
+    if (fb_frame_ring_end_frame(&w->ring)) {
+        ring_failed(w);
+        return report(w, err);
+    }
+    return 0;
+}
+
 int fb_archive_writer_add_file(fb_archive_writer *w, const char *path, const fb_entry_meta *meta,
                                int src_fd, fb_archive_file_result *res, fb_error *err)
 {
     int rc = start_entry(w, path, meta, FB_ENTRY_FILE, err);
+    if (rc == 0)
+        rc = small_file_frame(w, meta, err);
     if (rc)
         return rc;
     fb_sha256 *h = &w->file_hash;
@@ -551,6 +574,8 @@ int fb_archive_writer_add_data(fb_archive_writer *w, const char *path, const fb_
                                const void *data, fb_archive_file_result *res, fb_error *err)
 {
     int rc = start_entry(w, path, meta, FB_ENTRY_FILE, err);
+    if (rc == 0)
+        rc = small_file_frame(w, meta, err);
     if (rc)
         return rc;
     if (meta->size && !data)

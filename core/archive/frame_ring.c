@@ -267,6 +267,7 @@ static int submit_current(fb_frame_ring *g)
 {
     fb_frame_slot *s = g->cur;
     g->cur = NULL;
+    s->d_end = g->d_total;
     pthread_mutex_lock(&g->mu);
     s->done = false;
     g->submitted++;
@@ -292,9 +293,10 @@ static int acquire_slot(fb_frame_ring *g)
             return rc;
     }
     fb_frame_slot *s = &g->slots[g->submitted % g->n_slots];
-    /* The slot held frame submitted - n_slots, which ended there. */
+    /* The slot held frame submitted - n_slots (frames may be shorter than
+     * frame_size: fb_frame_ring_end_frame). */
     if (g->before_reuse && g->submitted >= g->n_slots)
-        g->before_reuse(g->reuse_ctx, (g->submitted - g->n_slots + 1) * g->frame_size);
+        g->before_reuse(g->reuse_ctx, s->d_end);
     if (!s->in) {
         s->in = malloc(g->frame_size);
         s->out = malloc(g->out_cap);
@@ -331,6 +333,20 @@ int fb_frame_ring_commit(fb_frame_ring *g, size_t n)
     if (g->cur->in_len == g->frame_size)
         return submit_current(g);
     return 0;
+}
+
+int fb_frame_ring_end_frame(fb_frame_ring *g)
+{
+    if (g->failed)
+        return g->failed;
+    if (g->cur && g->cur->in_len)
+        return submit_current(g);
+    return 0;
+}
+
+size_t fb_frame_ring_filled(const fb_frame_ring *g)
+{
+    return g->cur ? g->cur->in_len : 0;
 }
 
 int fb_frame_ring_finish(fb_frame_ring *g, fb_archive_summary *out)

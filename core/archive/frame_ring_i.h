@@ -31,6 +31,7 @@
 typedef struct fb_frame_slot {
     uint8_t *in;      /* frame_size bytes, allocated on first use */
     size_t in_len;
+    uint64_t d_end;   /* stream offset where the frame ends, set when submitted */
     uint8_t *out;     /* out_cap bytes */
     size_t result;    /* ZSTD_compress2's return value; guarded by mu */
     bool done;        /* compression finished; guarded by mu */
@@ -104,6 +105,12 @@ int fb_frame_ring_room(fb_frame_ring *g, uint8_t **dst, size_t *room);
 /* The n bytes at the last *dst are stream: counts them and hands the frame
  * to the workers once full. */
 int fb_frame_ring_commit(fb_frame_ring *g, size_t n);
+/* Ends the frame being filled here, shorter than frame_size (nothing when
+ * it is empty): the next bytes start a frame. Returns 0 or the ring's
+ * error. */
+int fb_frame_ring_end_frame(fb_frame_ring *g);
+/* Bytes in the frame being filled. */
+size_t fb_frame_ring_filled(const fb_frame_ring *g);
 /* Compresses the last frame, writes every frame and the seek table. */
 int fb_frame_ring_finish(fb_frame_ring *g, fb_archive_summary *out);
 

@@ -181,6 +181,32 @@ static uint8_t *decompress_all(const uint8_t *f, size_t len, size_t expect, size
     return out;
 }
 
+/* archive_writer.c's SMALL_FRAME: a file smaller than this starts a frame
+ * once the frame being filled holds this much. */
+#define WRITER_SMALL_FRAME (128u * 1024)
+
+/* Whether the tar stream of archive f has, at stream offset off, the
+ * headers of a regular file smaller than WRITER_SMALL_FRAME (a pax header, then
+ * its ustar header). */
+static bool starts_small_member(const uint8_t *f, size_t len, size_t d_size, uint64_t off)
+{
+    size_t n = 0;
+    uint8_t *d = decompress_all(f, len, d_size, &n);
+    bool ok = false;
+    if (d && off + 512 <= n) {
+        const uint8_t *h = d + off;
+        if (h[156] == 'x') { /* skip the pax header and its data blocks */
+            uint64_t psize = strtoull((const char *)h + 124, NULL, 8);
+            h += 512 + (psize + 511) / 512 * 512;
+        }
+        uint64_t size = strtoull((const char *)h + 124, NULL, 8);
+        ok = h + 512 <= d + n && (h[156] == '0' || h[156] == '\0') && size < WRITER_SMALL_FRAME &&
+             memcmp(h + 257, "ustar", 5) == 0;
+    }
+    free(d);
+    return ok;
+}
+
 /* Checks everything about the file layout that does not need the source. */
 static void check_layout(const char *archive, const fb_archive_summary *sum, uint64_t frame_size)
 {
@@ -207,8 +233,12 @@ static void check_layout(const char *archive, const fb_archive_summary *sum, uin
         const uint8_t *frame = f + c_sum;
         CHECK(t.d_size[i] > 0);
         CHECK(t.d_size[i] <= frame_size);
-        if (i + 1 < t.n)
-            CHECK_EQ_INT(t.d_size[i], frame_size); /* frames are cut at exactly frame_size */
+        /* Frames are cut at exactly frame_size, or end early right before
+         * a small file's headers once they hold WRITER_SMALL_FRAME bytes. */
+        if (i + 1 < t.n && t.d_size[i] != frame_size) {
+            CHECK(t.d_size[i] >= WRITER_SMALL_FRAME);
+            CHECK(starts_small_member(f, len, sum->uncompressed_size, d_sum + t.d_size[i]));
+        }
         /* Each entry describes exactly one whole zstd frame. */
         CHECK_EQ_INT(le32(frame), 0xFD2FB528u);
         CHECK_EQ_INT(ZSTD_findFrameCompressedSize(frame, len - c_sum), t.c_size[i]);
@@ -1094,6 +1124,77 @@ static void test_add_data_same_bytes_as_libarchive(void)
     fbtest_rmtree(dir);
 }
 
+/* A small file starts a frame once the frame being filled holds 128 KiB:
+ * every small file then lies in a frame of at most 128 KiB plus itself, and
+ * a large file still fills whole frames. */
+static void test_small_files_start_frames(void)
+{
+    char *dir = fbtest_tempdir();
+    char *archive = path_join(dir, "a.tar.zst");
+    int afd = open(archive, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    REQUIRE(afd >= 0);
+    fb_archive_writer_options o = opts_of(3, 1024 * 1024, 2);
+    fb_archive_writer *w = NULL;
+    fb_error err;
+    REQUIRE(fb_archive_writer_new(afd, &o, &w, &err) == 0);
+    enum { N_SMALL = 300, SMALL = 3000, BIG = 3 * 1024 * 1024 };
+    uint8_t *big = malloc(BIG);
+    REQUIRE(big);
+    fbtest_fill(big, BIG, 7, 1);
+    uint64_t offsets[N_SMALL + 1], sizes[N_SMALL + 1];
+    size_t k = 0;
+    for (int i = 0; i < N_SMALL; i++) {
+        char path[64];
+        /* A long name now and then: its pax header goes in the same frame. */
+        snprintf(path, sizeof path, i % 7 ? "s/%04d.json" : "s/%04d-%0100d.json", i, 0);
+        uint8_t data[SMALL];
+        fbtest_fill(data, sizeof data, (uint64_t)i, 1);
+        fb_entry_meta meta = {.type = FB_ENTRY_FILE, .mode = 0644, .mtime = 1, .size = SMALL};
+        fb_archive_file_result res;
+        REQUIRE(fb_archive_writer_add_data(w, path, &meta, data, &res, &err) == 0);
+        offsets[k] = res.offset;
+        sizes[k++] = SMALL;
+        if (i == N_SMALL / 2) {
+            fb_entry_meta bm = {.type = FB_ENTRY_FILE, .mode = 0644, .mtime = 1, .size = BIG};
+            REQUIRE(fb_archive_writer_add_data(w, "big.bin", &bm, big, &res, &err) == 0);
+            offsets[k] = res.offset;
+            sizes[k++] = BIG;
+        }
+    }
+    fb_archive_summary sum;
+    REQUIRE(fb_archive_writer_finish(w, &sum, &err) == 0);
+    fb_archive_writer_free(w);
+    close(afd);
+    check_layout(archive, &sum, 1024 * 1024);
+
+    int fd = open(archive, O_RDONLY | O_CLOEXEC);
+    REQUIRE(fd >= 0);
+    fb_seek_table st;
+    fb_seek_table_init(&st);
+    REQUIRE(fb_seek_table_read_fd(fd, sum.compressed_size, archive, &st, &err) == 0);
+    size_t full = 0;
+    for (size_t i = 0; i < st.n_frames; i++)
+        full += st.frames[i].d_size == 1024 * 1024;
+    CHECK(full >= 2); /* the big file's */
+    CHECK(st.n_frames > full + 4);
+    for (size_t i = 0; i < k; i++) {
+        if (sizes[i] != SMALL)
+            continue;
+        const fb_frame_entry *fe = &st.frames[fb_seek_table_find(&st, offsets[i])];
+        /* Its frame starts at most 128 KiB before it, or holds the big file's tail. */
+        CHECK(fe->d_offset + fe->d_size >= offsets[i] + SMALL || fe->d_size == 1024 * 1024 ||
+              offsets[i] - fe->d_offset < WRITER_SMALL_FRAME + 4096);
+        CHECK(offsets[i] - fe->d_offset < WRITER_SMALL_FRAME + 4096 || i == k - 1 ||
+              (i > 0 && sizes[i - 1] == BIG));
+    }
+    fb_seek_table_fini(&st);
+    close(fd);
+    CHECK(run("zstd -dcq '%s' | tar -tf - | wc -l | grep -qx %d", archive, N_SMALL + 1) == 0);
+    free(big);
+    free(archive);
+    fbtest_rmtree(dir);
+}
+
 int main(void)
 {
     RUN_TEST(test_options_validated);
@@ -1106,5 +1207,6 @@ int main(void)
     RUN_TEST(test_bad_entries_refused);
     RUN_TEST(test_many_frames_and_free_midway);
     RUN_TEST(test_add_data_same_bytes_as_libarchive);
+    RUN_TEST(test_small_files_start_frames);
     FBTEST_EXIT();
 }
