@@ -143,6 +143,9 @@ int fb_archive_reader_pread_spans(fb_archive_reader *r, size_t len, uint64_t off
 void fb_archive_spans_release(fb_archive_span *spans, size_t n);
 
 uint64_t fb_archive_reader_uncompressed_size(const fb_archive_reader *r);
+/* The stream offset where the frame holding stream offset off starts, by
+ * the seek table (the stream's size when off is past its end). */
+uint64_t fb_archive_reader_frame_start(const fb_archive_reader *r, uint64_t off);
 uint64_t fb_archive_reader_file_size(const fb_archive_reader *r);
 const fb_seek_table *fb_archive_reader_seek_table(const fb_archive_reader *r);
 

@@ -743,6 +743,13 @@ uint64_t fb_archive_reader_uncompressed_size(const fb_archive_reader *r)
     return r->table.d_size;
 }
 
+uint64_t fb_archive_reader_frame_start(const fb_archive_reader *r, uint64_t off)
+{
+    size_t i = fb_seek_table_find(&r->table, off);
+    return i < r->table.n_frames ? r->table.frames[i].d_offset
+                                 : fb_archive_reader_uncompressed_size(r);
+}
+
 uint64_t fb_archive_reader_file_size(const fb_archive_reader *r)
 {
     return r->file_size;

@@ -178,16 +178,17 @@ static int read_exact(fb_archive_reader *r, uint8_t *buf, size_t len, uint64_t o
 }
 
 /* The pax extended header that ends right where the ustar header at
- * header_off starts, if there is one: its data (malloc'd into *data). */
-static int find_pax(fb_archive_reader *r, uint64_t header_off, unsigned flags,
+ * header_off starts, if there is one, looked for no further back than
+ * floor: its data (malloc'd into *data). */
+static int find_pax(fb_archive_reader *r, uint64_t header_off, uint64_t floor, unsigned flags,
                     const char *label, const char *path, uint8_t **data, size_t *data_len,
                     fb_error *err)
 {
     *data = NULL;
     *data_len = 0;
     uint64_t span = FB_TAR_PAX_MAX + FB_TAR_BLOCK;
-    if (span > header_off)
-        span = header_off - header_off % FB_TAR_BLOCK;
+    if (span > header_off - floor)
+        span = (header_off - floor) - (header_off - floor) % FB_TAR_BLOCK;
     if (span < 2 * FB_TAR_BLOCK)
         return 0;
     uint8_t *buf = malloc((size_t)span);
@@ -262,25 +263,52 @@ int fb_tar_member_prove(fb_archive_reader *r, uint64_t data_offset, const char *
                        header_off, (unsigned)(uint8_t)h.typeflag);
     /* A pax header right before overrides the ustar fields (path, size),
      * as in every pax reader: it is always looked for, even when the
-     * ustar name already matches. */
+     * ustar name already matches.
+     *
+     * For a file whose bytes are checked against the manifest's SHA-256
+     * (FB_ARCHIVE_READ_CHECKED) it is first looked for within the frame
+     * that holds the header only: the writer starts a small file's frame
+     * right before its first header, and looking 64 KiB further back
+     * decoded the whole frame before (half of a small file's first read).
+     * Only when that finds no pax header and the ustar fields disagree
+     * with the manifest is the whole window read (a long path's pax header
+     * in the frame before, in an archive some other writer cut). A pax
+     * header further back that overrides fields which already agree is
+     * then not seen, and cannot change a byte served: those are checked
+     * against the digest. */
     size_t plen = strlen(path);
-    bool name_ok = h.name_len == plen && memcmp(h.name, path, plen) == 0;
-    bool size_ok = h.size_ok && h.size == size;
-    uint64_t got_size = h.size;
-    uint8_t *pax;
-    size_t pax_len;
-    rc = find_pax(r, header_off, flags, label, path, &pax, &pax_len, err);
-    if (rc)
-        return rc;
-    const uint8_t *v;
-    size_t vlen;
-    int found = pax ? fb_tar_pax_find(pax, pax_len, "path", &v, &vlen) : 0;
-    if (found == 1)
-        name_ok = vlen == plen && memcmp(v, path, plen) == 0;
-    int found_size = found >= 0 && pax ? fb_tar_pax_find(pax, pax_len, "size", &v, &vlen) : 0;
-    if (found_size == 1)
-        size_ok = parse_decimal(v, vlen, &got_size) && got_size == size;
-    free(pax);
+    bool ustar_name_ok = h.name_len == plen && memcmp(h.name, path, plen) == 0;
+    bool ustar_size_ok = h.size_ok && h.size == size;
+    uint64_t floor = (flags & FB_ARCHIVE_READ_CHECKED)
+                         ? fb_archive_reader_frame_start(r, header_off) : 0;
+    if (floor > header_off)
+        floor = 0;
+    bool name_ok, size_ok;
+    uint64_t got_size;
+    int found, found_size;
+    for (;;) {
+        name_ok = ustar_name_ok;
+        size_ok = ustar_size_ok;
+        got_size = h.size;
+        uint8_t *pax;
+        size_t pax_len;
+        rc = find_pax(r, header_off, floor, flags, label, path, &pax, &pax_len, err);
+        if (rc)
+            return rc;
+        const uint8_t *v;
+        size_t vlen;
+        found = pax ? fb_tar_pax_find(pax, pax_len, "path", &v, &vlen) : 0;
+        if (found == 1)
+            name_ok = vlen == plen && memcmp(v, path, plen) == 0;
+        found_size = found >= 0 && pax ? fb_tar_pax_find(pax, pax_len, "size", &v, &vlen) : 0;
+        if (found_size == 1)
+            size_ok = parse_decimal(v, vlen, &got_size) && got_size == size;
+        bool had_pax = pax != NULL;
+        free(pax);
+        if (floor == 0 || had_pax || (name_ok && size_ok))
+            break;
+        floor = 0;
+    }
     if (found < 0 || found_size < 0)
         return corrupt(err, label, path,
                        "malformed pax header before the tar header at offset %" PRIu64,

@@ -87,11 +87,16 @@ static fb_archive_reader *write_archive(const char *dir)
     return r;
 }
 
+/* The flags of the proof: 0, or those of a file whose bytes the mount
+ * checks against its digest (the pax header is then looked for in the
+ * header's frame first). */
+static unsigned prove_flags;
+
 static int prove(fb_archive_reader *r, uint64_t offset, const char *path, uint64_t size,
                  fb_error *err)
 {
     fb_error_clear(err);
-    return fb_tar_member_prove(r, offset, path, size, 0, "archive.tar.zst", err);
+    return fb_tar_member_prove(r, offset, path, size, prove_flags, "archive.tar.zst", err);
 }
 
 static void test_members_prove(void)
@@ -128,6 +133,61 @@ static void test_members_prove(void)
     CHECK_EQ_INT(prove(r, 100, "metadata.json", 40, &err), FB_ECORRUPT);
     CHECK(strstr(err.message, "does not follow a tar header block") != NULL);
     CHECK_EQ_INT(prove(r, UINT64_MAX - 511, "metadata.json", 40, &err), FB_ECORRUPT);
+    fb_archive_reader_free(r);
+    fbtest_rmtree(dir);
+}
+
+static void test_members_prove_checked(void)
+{
+    prove_flags = FB_ARCHIVE_READ_CHECKED | FB_ARCHIVE_READ_PROOF;
+    test_members_prove();
+    prove_flags = 0;
+}
+
+/* A long name's pax header in the frame before its ustar header (a frame
+ * boundary between the two, as another writer may cut): the proof of a
+ * checked file looks past its frame when the ustar name alone disagrees. */
+static void test_pax_header_in_previous_frame(void)
+{
+    char *dir = fbtest_tempdir();
+    char path[4096];
+    snprintf(path, sizeof path, "%s/archive.tar.zst", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    REQUIRE(fd >= 0);
+    fb_archive_writer_options o = {.level = 1, .frame_size = 65536, .threads = 1};
+    fb_archive_writer *w = NULL;
+    fb_error err;
+    REQUIRE(fb_archive_writer_new(fd, &o, &w, &err) == 0);
+    /* a.bin: one header and 64000 bytes; then the long name's pax header
+     * and its data (2 blocks) end at 65536, where its ustar header starts. */
+    static uint8_t data[64000];
+    fbtest_fill(data, sizeof data, 3, 1);
+    fb_entry_meta a = {.type = FB_ENTRY_FILE, .mode = 0644, .mtime = 1800000000,
+                       .size = sizeof data};
+    fb_entry_meta b = a;
+    b.size = 1000;
+    const char *long_name = LONG_DIR "/" LONG_DIR "/a-long-name.txt";
+    fb_archive_file_result ra, rb;
+    REQUIRE(fb_archive_writer_add_data(w, "a.bin", &a, data, &ra, &err) == 0);
+    REQUIRE(fb_archive_writer_add_data(w, long_name, &b, data, &rb, &err) == 0);
+    fb_archive_summary sum;
+    REQUIRE(fb_archive_writer_finish(w, &sum, &err) == 0);
+    fb_archive_writer_free(w);
+    REQUIRE(ra.offset == 512 && rb.offset == 65536 + 512);
+    fb_archive_reader *r = NULL;
+    REQUIRE(fb_archive_reader_open(fd, NULL, "archive.tar.zst", &r, &err) == 0);
+    CHECK_EQ_INT(fb_archive_reader_frame_start(r, 65536), 65536);
+    CHECK_EQ_INT(fb_archive_reader_frame_start(r, 65535), 0);
+    const unsigned flags[] = {0, FB_ARCHIVE_READ_CHECKED | FB_ARCHIVE_READ_PROOF};
+    for (size_t i = 0; i < 2; i++) {
+        prove_flags = flags[i];
+        CHECK_EQ_INT(prove(r, rb.offset, long_name, 1000, &err), 0);
+        CHECK_EQ_INT(prove(r, rb.offset, "a-long-name.txt", 1000, &err), FB_ECORRUPT);
+        CHECK(strstr(err.message, "belongs to another entry") != NULL);
+        CHECK_EQ_INT(prove(r, rb.offset, long_name, 999, &err), FB_ECORRUPT);
+        CHECK_EQ_INT(prove(r, ra.offset, "a.bin", sizeof data, &err), 0);
+    }
+    prove_flags = 0;
     fb_archive_reader_free(r);
     fbtest_rmtree(dir);
 }
@@ -259,6 +319,8 @@ int main(void)
     test_header_parse();
     test_pax_find();
     test_members_prove();
+    test_members_prove_checked();
+    test_pax_header_in_previous_frame();
     test_non_file_headers();
     return fbtest_failures ? 1 : 0;
 }
