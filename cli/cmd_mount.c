@@ -33,7 +33,10 @@ static const char mount_usage[] =
     "point. FUSE options are passed on: -f (foreground: serves until stopped),\n"
     "-d (debug), -s (single thread), -o allow_other, -o cache_size=MiB\n"
     "(decompressed-frame cache, default 64), -o meta_cache_size=MiB (backups'\n"
-    "metadata kept loaded, least recently used dropped first; default 32).\n"
+    "metadata kept loaded, least recently used dropped first; default 32),\n"
+    "-o manifest_cache=DIR (checked manifests kept in binary form, so a backup's\n"
+    "first touch parses no JSON; default $XDG_CACHE_HOME/flowloom-backup, else\n"
+    "~/.cache/flowloom-backup), -o no_manifest_cache.\n"
     "Stop it with '" CLI_PROG " umount <mountpoint>' (or Ctrl-C with -f).\n";
 
 static const char umount_usage[] =

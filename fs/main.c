@@ -2,7 +2,8 @@
  * of sessions -> backups -> files (SPEC "The mount").
  *
  * Option handling is libfuse's (fuse_parse_cmdline: -f, -d, -s, -o ...) plus
- * our own -o cache_size=MiB and -o meta_cache_size=MiB. The mount is always
+ * our own -o cache_size=MiB, -o meta_cache_size=MiB and the local manifest
+ * cache's -o manifest_cache=DIR / -o no_manifest_cache. The mount is always
  * ro,nosuid,nodev, and allow_other always brings default_permissions so the
  * kernel enforces the stored modes. Without -f the daemon forks after the
  * mount is live (fuse_daemonize after fuse_session_mount), so the parent
@@ -24,6 +25,7 @@
 #include <sys/resource.h>
 #include <syslog.h>
 
+#include "fb_manifest_cache.h"
 #include "fb_mount_paths.h"
 #include "fb_text.h"
 
@@ -32,6 +34,8 @@ struct fs_options {
     unsigned meta_cache_mib;
     int allow_other;
     int open_round_trips;
+    char *manifest_cache; /* -o manifest_cache=DIR */
+    int no_manifest_cache;
     char refused[32]; /* an option we never accept (rw, suid, dev) */
     int info;         /* --help or --version: no mount wanted */
     char *backups_dir;
@@ -44,6 +48,8 @@ static const struct fuse_opt option_spec[] = {
     {"cache_size=%u", offsetof(struct fs_options, cache_mib), 0},
     {"meta_cache_size=%u", offsetof(struct fs_options, meta_cache_mib), 0},
     {"open_round_trips", offsetof(struct fs_options, open_round_trips), 1},
+    {"manifest_cache=%s", offsetof(struct fs_options, manifest_cache), 0},
+    {"no_manifest_cache", offsetof(struct fs_options, no_manifest_cache), 1},
     FUSE_OPT_KEY("allow_other", KEY_ALLOW_OTHER),
     FUSE_OPT_KEY("rw", KEY_REFUSED),
     FUSE_OPT_KEY("suid", KEY_REFUSED),
@@ -101,7 +107,12 @@ static void usage(FILE *out, const char *prog)
             "    -o allow_other         let other users in (implies default_permissions)\n"
             "    -o open_round_trips    have the kernel ask at every open and close of a file\n"
             "                           (default: where it can go without, it does, and a\n"
-            "                           file is proven at its first read instead)\n",
+            "                           file is proven at its first read instead)\n"
+            "    -o manifest_cache=DIR  keep checked manifests in binary form under DIR, so\n"
+            "                           that a backup's first touch parses no JSON (default\n"
+            "                           $XDG_CACHE_HOME/flowloom-backup, else\n"
+            "                           ~/.cache/flowloom-backup)\n"
+            "    -o no_manifest_cache   read every manifest from its JSON\n",
             prog, FB_MOUNT_CACHE_DEFAULT_MIB, FB_MOUNT_META_CACHE_DEFAULT_MIB);
 }
 
@@ -183,6 +194,7 @@ static void startup_fini(fs_startup *s)
     free(s->opts.mountpoint);
     free(s->o.mountpoint);
     free(s->o.backups_dir);
+    free(s->o.manifest_cache);
     free(s->store_real);
     free(s->mount_opts);
     fuse_opt_free_args(&s->args);
@@ -366,7 +378,12 @@ int main(int argc, char *argv[])
     bool done = false;
     int status = read_command_line(&s, &done);
     if (!done) {
+        char *cache_dir = NULL;
+        if (!s.o.no_manifest_cache)
+            cache_dir = s.o.manifest_cache ? strdup(s.o.manifest_cache)
+                                           : fb_manifest_cache_default_dir();
         fb_mount_options mo = {
+            .manifest_cache_dir = cache_dir,
             .cache_bytes = (uint64_t)s.o.cache_mib * 1024 * 1024,
             .meta_cache_bytes = (uint64_t)s.o.meta_cache_mib * 1024 * 1024,
             .live_seconds = FS_LIVE_REFRESH,
@@ -377,6 +394,7 @@ int main(int argc, char *argv[])
         fb_error err;
         fb_error_clear(&err);
         int rc = fb_mount_tree_new(s.o.backups_dir, &mo, &tree, &err);
+        free(cache_dir);
         if (rc) {
             fprintf(stderr, "%s: %s\n", s.prog, err.message);
             status = fb_error_exit_status(rc);

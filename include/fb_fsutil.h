@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include "fb_error.h"
@@ -27,6 +28,10 @@ int fb_fsync_dir(int dirfd, const char *dir_name, fb_error *err);
  * Missing file is FB_ENOTFOUND. */
 int fb_read_file_at(int dirfd, const char *dir_name, const char *name, size_t cap, char **out,
                     size_t *out_len, fb_error *err);
+/* The same, and *st_out (may be NULL) is the fstat of the very file read:
+ * its identity, for a cache keyed by it. */
+int fb_read_file_at_stat(int dirfd, const char *dir_name, const char *name, size_t cap,
+                         char **out, size_t *out_len, struct stat *st_out, fb_error *err);
 
 /* write() all of buf, retrying on EINTR and short writes. Returns 0 or the
  * errno of the failure, a positive number: these raw helpers never return

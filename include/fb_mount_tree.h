@@ -66,6 +66,10 @@ typedef struct fb_mount_options {
     uint64_t cache_bytes; /* bound of the shared decompressed-frame cache */
     uint64_t meta_cache_bytes; /* bound of loaded backup contents; 0: none */
     double live_seconds;  /* how stale root/session listings may get; <= 0: always re-read */
+    /* The local manifest cache's directory (fb_manifest_cache.h); NULL:
+     * every manifest is parsed from its JSON. A directory that cannot be
+     * used is warned about, and the mount goes on without. */
+    const char *manifest_cache_dir;
     fb_warn_fn warn;      /* store warnings (index rebuilt, ...); may be NULL */
     void *warn_ctx;
 } fb_mount_options;
@@ -88,6 +92,8 @@ typedef struct fb_mount_stats {
     uint64_t meta_bytes;      /* estimated memory of the loaded contents */
     uint64_t meta_bytes_peak; /* the most meta_bytes has been */
     uint64_t janitor_wakeups; /* times the thread that expires kept files woke */
+    uint64_t manifest_cache_hits;   /* manifests loaded from the local cache */
+    uint64_t manifest_cache_misses; /* ... parsed from their JSON instead */
 } fb_mount_stats;
 
 /* The root of the store from backups_dir, which must be a

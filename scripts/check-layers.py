@@ -24,7 +24,7 @@ LAYERS = {
     "format": (1, ["json_strict", "json_prescan", "json_stream", "json_get", "json_write",
                    "json_fields", "manifest", "manifest_entry_fast", "manifest_read", "manifest_rules",
                    "manifest_write", "index", "config"]),
-    "store": (2, ["store", "retention", "scan", "live", "as_of"]),
+    "store": (2, ["store", "retention", "scan", "live", "as_of", "manifest_cache"]),
     "ops": (3, ["backup", "backup_validate", "backup_source", "verify", "verify_live", "verify_session", "diff", "restore",
                 "restore_extract", "restore_changes", "restore_layers", "restore_place",
                 "cleanup", "forget", "path_log"]),

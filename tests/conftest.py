@@ -11,6 +11,14 @@ import pytest
 from fbhelpers import FlowLoom, build_dir
 
 
+@pytest.fixture(autouse=True)
+def private_cache_home(tmp_path, monkeypatch):
+    """Each test's own $XDG_CACHE_HOME: the mount keeps its manifest cache
+    there (fb_manifest_cache.h), never in the home of whoever runs the
+    tests, and no test sees another's entries."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+
+
 @pytest.fixture(scope="session")
 def fb_bin():
     path = build_dir() / "cli" / "flowloom-backup"

@@ -135,6 +135,12 @@ fail_closed:
 int fb_read_file_at(int dirfd, const char *dir_name, const char *name, size_t cap, char **out,
                     size_t *out_len, fb_error *err)
 {
+    return fb_read_file_at_stat(dirfd, dir_name, name, cap, out, out_len, NULL, err);
+}
+
+int fb_read_file_at_stat(int dirfd, const char *dir_name, const char *name, size_t cap,
+                         char **out, size_t *out_len, struct stat *st_out, fb_error *err)
+{
     char shown[PATH_MAX];
     display_path(dir_name, name, shown, sizeof shown);
     *out = NULL;
@@ -167,6 +173,8 @@ int fb_read_file_at(int dirfd, const char *dir_name, const char *name, size_t ca
         return fb_error_set(err, FB_ECORRUPT, "%s is %lld bytes, over the limit of %zu bytes",
                             shown, (long long)st.st_size, cap);
     }
+    if (st_out)
+        *st_out = st;
 
     /* The file may grow or shrink after fstat: read until EOF, with room for
      * one byte past cap so growth over the limit is seen. */

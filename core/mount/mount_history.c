@@ -233,17 +233,18 @@ static int index_manifest(h_index *x, const fb_manifest *m, uint32_t src, const 
     return rc;
 }
 
-static int read_backups(h_index *x, const fb_store *store, const char *sid, const fb_index *idx,
+static int read_backups(h_index *x, const mt_view_load *l, const char *sid, const fb_index *idx,
                         fb_error *err)
 {
     if (!(x->sources = calloc(idx->n ? idx->n : 1, sizeof *x->sources)))
         return fb_error_set(err, FB_ENOMEM, "out of memory");
     int sfd = -1;
-    int rc = fb_store_open_session(store, sid, false, &sfd, err);
+    int rc = fb_store_open_session(l->store, sid, false, &sfd, err);
     for (size_t k = 0; rc == 0 && k < idx->n; k++) {
         fb_manifest m;
         fb_manifest_init(&m);
-        rc = fb_store_read_manifest(sfd, sid, idx->records[k].id, &m, err);
+        rc = fb_manifest_cache_read(l->manifest_cache, sfd, sid, idx->records[k].id, &m, NULL,
+                                    err);
         if (rc == 0) {
             mt_source *s = &x->sources[x->n_sources++];
             memcpy(s->id, idx->records[k].id, sizeof s->id);
@@ -412,7 +413,7 @@ int mt_history_load(const mt_view_load *l, mt_contents **out, fb_error *err)
                               l->session_id);
     }
     if (rc == 0)
-        rc = read_backups(&x, l->store, l->session_id, &idx, err);
+        rc = read_backups(&x, l, l->session_id, &idx, err);
     fb_index_fini(&idx);
     if (rc == 0 && !(c = calloc(1, sizeof *c)))
         rc = fb_error_set(err, FB_ENOMEM, "out of memory");

@@ -367,13 +367,17 @@ void fb_mount_nodes_free_all(fb_mount_tree *t)
 
 /* ------------------------------------------------------ loading a backup */
 
+/* *parsed: whether a parser's transient memory was freed on the way (not
+ * for a backup's manifest found in the manifest cache). */
 static int contents_load(fb_mount_tree *t, int kind, const uint8_t *sig, const char *sid,
                          const char *bid, int64_t created_at, uid_t uid, gid_t gid,
-                         mt_contents **out, fb_error *err)
+                         mt_contents **out, bool *parsed, fb_error *err)
 {
     *out = NULL;
+    *parsed = true;
     if (kind != MT_KIND_BACKUP) {
-        mt_view_load l = {.store = t->store, .session_id = sid, .backup_id = bid,
+        mt_view_load l = {.store = t->store, .manifest_cache = t->manifest_cache,
+                          .session_id = sid, .backup_id = bid,
                           .created_at = created_at, .uid = uid, .gid = gid};
         memcpy(l.sig, sig, sizeof l.sig);
         return kind == MT_KIND_ASOF ? mt_asof_load(&l, out, err) : mt_history_load(&l, out, err);
@@ -388,7 +392,9 @@ static int contents_load(fb_mount_tree *t, int kind, const uint8_t *sig, const c
     int sfd = -1;
     int rc = fb_store_open_session(t->store, sid, false, &sfd, err);
     if (rc == 0) {
-        rc = fb_store_read_manifest(sfd, sid, bid, &c->m, err);
+        bool hit = false;
+        rc = fb_manifest_cache_read(t->manifest_cache, sfd, sid, bid, &c->m, &hit, err);
+        *parsed = !hit;
         close(sfd);
     }
     if (rc == 0) {
@@ -450,7 +456,8 @@ static int backup_install_contents(fb_mount_tree *t, mt_backup *b, mt_contents *
 
 /* Hands freed heap pages back to the system: parsing a manifest leaves its
  * parser's memory freed in the heap, and evicted contents leave holes that
- * glibc would otherwise keep (the budget is meant as resident memory). */
+ * glibc would otherwise keep (the budget is meant as resident memory).
+ * Called after a load that parsed or evicted. */
 static void heap_trim(void)
 {
 #if defined(__GLIBC__) && !defined(MT_SANITIZED_HEAP)
@@ -487,10 +494,12 @@ int fb_mount_backup_ensure_loaded(fb_mount_tree *t, mt_backup *b, fb_error *err)
     /* Room first, for what b took at its last load, so that the peak is
      * the bound plus one parse rather than the bound plus one backup more. */
     mt_contents *evicted = evict_to_fit(t, b->meta_bytes);
+    bool trim = evicted != NULL, parsed;
     pthread_mutex_unlock(&t->lock);
     free_batch(evicted);
     mt_contents *c = NULL;
-    int rc = contents_load(t, kind, sig, sid, bid, created_at, uid, gid, &c, err);
+    int rc = contents_load(t, kind, sig, sid, bid, created_at, uid, gid, &c, &parsed, err);
+    trim = trim || parsed;
     pthread_mutex_lock(&t->lock);
     b->loading = false;
     pthread_cond_broadcast(&t->loaded_cond);
@@ -499,8 +508,12 @@ int fb_mount_backup_ensure_loaded(fb_mount_tree *t, mt_backup *b, fb_error *err)
     if (rc == 0 && (rc = backup_install_contents(t, b, c, err)) == 0)
         evicted = evict_to_fit(t, 0);
     pthread_mutex_unlock(&t->lock);
+    trim = trim || evicted != NULL;
     free_batch(evicted);
-    heap_trim();
+    /* A load from the manifest cache leaves no parser's memory behind:
+     * trimming then cost a tenth of it for nothing. */
+    if (trim)
+        heap_trim();
     pthread_mutex_lock(&t->lock);
     return rc;
 }

@@ -44,6 +44,14 @@ int fb_mount_tree_new(const char *backups_dir, const fb_mount_options *opts, fb_
         size_t bytes = opts->cache_bytes > SIZE_MAX ? SIZE_MAX : (size_t)opts->cache_bytes;
         rc = fb_frame_cache_new(bytes, &t->cache, err);
     }
+    if (rc == 0 && opts->manifest_cache_dir) {
+        fb_error cerr;
+        fb_error_clear(&cerr);
+        if (fb_manifest_cache_open(opts->manifest_cache_dir, &t->manifest_cache, &cerr) != 0 &&
+            opts->warn)
+            opts->warn(opts->warn_ctx, cerr.message);
+    }
+    t->opts.manifest_cache_dir = NULL; /* borrowed only during the call */
     /* What the first read would otherwise load while a user waits: the
      * hash implementation (OpenSSL's configuration) and the time zone. */
     fb_sha256_prepare();
@@ -66,6 +74,7 @@ void fb_mount_tree_free(fb_mount_tree *t)
     fb_mount_nodes_free_all(t);
     fb_frame_prefetcher_free(t->prefetch); /* its owners, the readers, are gone */
     fb_frame_cache_free(t->cache);
+    fb_manifest_cache_free(t->manifest_cache);
     fb_store_free(t->store);
     free(t->ranges);
     pthread_cond_destroy(&t->loaded_cond);
@@ -90,6 +99,11 @@ void fb_mount_tree_get_stats(fb_mount_tree *t, fb_mount_stats *out)
     out->meta_bytes = t->meta_bytes;
     out->meta_bytes_peak = t->meta_bytes_peak;
     out->janitor_wakeups = t->janitor_wakeups;
+    fb_manifest_cache_stats cs = {0};
+    if (t->manifest_cache)
+        fb_manifest_cache_get_stats(t->manifest_cache, &cs);
+    out->manifest_cache_hits = cs.hits;
+    out->manifest_cache_misses = cs.misses;
     pthread_mutex_unlock(&t->lock);
 }
 

@@ -33,6 +33,7 @@
 #include "fb_frame_cache.h"
 #include "fb_frame_prefetch.h"
 #include "fb_index.h"
+#include "fb_manifest_cache.h"
 #include "fb_mount_tree.h"
 #include "fb_store.h"
 #include "mount_contents_i.h"
@@ -150,6 +151,7 @@ struct fb_mount_tree {
     fb_store *store;
     int backups_fd; /* borrowed from store */
     fb_frame_cache *cache;
+    fb_manifest_cache *manifest_cache; /* NULL: none; used without the lock */
     /* Decodes ahead for every archive reader; made with the first one
      * (mount_files.c), under prefetch_lock (taken alone, or inside lock);
      * its thread starts with its first job. */

@@ -20,12 +20,14 @@
 #include <sys/types.h>
 
 #include "fb_index.h"
+#include "fb_manifest_cache.h"
 #include "fb_store.h"
 #include "mount_contents_i.h"
 
 /* What a view's loader needs (copied under the tree's lock, used without). */
 typedef struct mt_view_load {
     const fb_store *store;
+    fb_manifest_cache *manifest_cache; /* may be NULL */
     const char *session_id;
     const char *backup_id;  /* as-of: the backup; history: unused */
     int64_t created_at;     /* for implied directories */

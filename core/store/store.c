@@ -22,6 +22,7 @@
 #include "fb_hash.h"
 #include "fb_lock.h"
 #include "fb_text.h"
+#include "store_i.h"
 
 /* ---- finding the root and the current session ---- */
 
@@ -428,8 +429,7 @@ int fb_store_list_backup_dirs(int session_fd, char ***out, size_t *n_out, fb_err
                       n_out, err);
 }
 
-/* Opens <sid>/<backup_id>/ without following a symlink. */
-static int open_backup_dir(int session_fd, const char *session_id, const char *backup_id,
+int fb_store_open_backup_dir(int session_fd, const char *session_id, const char *backup_id,
                            int *fd_out, fb_error *err)
 {
     *fd_out = -1;
@@ -462,7 +462,7 @@ int fb_store_read_manifest(int session_fd, const char *session_id, const char *b
 {
     fb_manifest_init(out);
     int dfd;
-    int rc = open_backup_dir(session_fd, session_id, backup_id, &dfd, err);
+    int rc = fb_store_open_backup_dir(session_fd, session_id, backup_id, &dfd, err);
     if (rc)
         return rc;
     char source[FB_SESSION_ID_MAX + FB_BACKUP_ID_LEN + 32];
@@ -479,6 +479,18 @@ int fb_store_read_manifest(int session_fd, const char *session_id, const char *b
     free(json);
     if (rc)
         return rc;
+    rc = fb_store_manifest_names(out, session_id, backup_id, source, err);
+    if (rc) {
+        fb_manifest_fini(out);
+        fb_manifest_init(out);
+    }
+    return rc;
+}
+
+int fb_store_manifest_names(const fb_manifest *out, const char *session_id,
+                            const char *backup_id, const char *source, fb_error *err)
+{
+    int rc = 0;
     /* The manifest is only trusted for the backup whose directory holds it:
      * a copied or swapped manifest must not pass as this backup. */
     if (strcmp(out->backup_id, backup_id) != 0) {
@@ -492,10 +504,6 @@ int fb_store_read_manifest(int session_fd, const char *session_id, const char *b
                           fb_backup_type_name(out->type),
                           fb_backup_type_name(fb_backup_id_type(backup_id)));
     }
-    if (rc) {
-        fb_manifest_fini(out);
-        fb_manifest_init(out);
-    }
     return rc;
 }
 
@@ -503,7 +511,7 @@ int fb_store_open_archive(int session_fd, const char *backup_id, int *fd_out, fb
 {
     *fd_out = -1;
     int dfd;
-    int rc = open_backup_dir(session_fd, NULL, backup_id, &dfd, err);
+    int rc = fb_store_open_backup_dir(session_fd, NULL, backup_id, &dfd, err);
     if (rc)
         return rc;
     int fd = openat(dfd, FB_ARCHIVE_NAME, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);

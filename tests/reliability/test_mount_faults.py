@@ -325,16 +325,19 @@ def test_a16_symlink_to_etc_shadow_is_never_opened_by_the_daemon(fl, shared_tmp,
     # <root>/.flowloom/backups directory, and its own mountinfo, to refuse a
     # mountpoint where something is mounted already (before mounting only)
     mountinfo = re.compile(r"/proc/(self|\d+)/mountinfo")
+    # and its own manifest cache ($XDG_CACHE_HOME, this test's directory)
+    cache = os.path.join(os.environ["XDG_CACHE_HOME"], "flowloom-backup")
     outside = [(pid, p) for i, (pid, p) in enumerate(calls)
                if not (p in (store, os.path.dirname(store)) or p.startswith(store + "/")
-                       or p.startswith(ALLOWED)
+                       or p.startswith(ALLOWED) or p == cache or p.startswith(cache + "/")
                        or (i < at_mount and mountinfo.fullmatch(p)))]
     assert not outside, outside
     assert not [p for _, p in calls if os.path.basename(p) == "shadow"], calls
-    # after mounting, only the store, glibc's time zone file and libgcc_s
-    # (which glibc loads when a worker thread exits) are opened
+    # after mounting, only the store, its manifest cache, glibc's time zone
+    # file and libgcc_s (which glibc loads when a worker thread exits) are
+    # opened
     late = [p for _, p in calls[at_mount:]
-            if not (p == store or p.startswith(store + "/"))]
+            if not (p == store or p.startswith(store + "/") or p.startswith(cache + "/"))]
     assert all(p.startswith(LATE_ALLOWED) for p in late), late
     execs = [ln for ln in log.read_text().splitlines() if " execve(" in ln]
     assert len(execs) == 1, execs  # only strace's own start of the daemon
