@@ -649,24 +649,10 @@ int fb_manifest_cache_read(fb_manifest_cache *c, int session_fd, const char *ses
 
     /* A miss: manifest.json as fb_store_read_manifest reads it, keyed by
      * the identity of the very file read. */
-    char dir_name[FB_SESSION_ID_MAX + FB_BACKUP_ID_LEN + 8];
-    snprintf(dir_name, sizeof dir_name, "%s/%s", session_id, backup_id);
-    char *json = NULL;
-    size_t len = 0;
-    rc = fb_read_file_at_stat(dfd, dir_name, FB_MANIFEST_NAME, FB_MANIFEST_SIZE_MAX, &json, &len,
-                              &st, err);
+    rc = fb_store_parse_manifest_at(dfd, session_id, backup_id, out, &st, err);
     close(dfd);
     if (rc)
         return rc;
-    rc = fb_manifest_parse(json, len, source, out, err);
-    free(json);
-    if (rc == 0)
-        rc = fb_store_manifest_names(out, session_id, backup_id, source, err);
-    if (rc) {
-        fb_manifest_fini(out);
-        fb_manifest_init(out);
-        return rc;
-    }
     /* A file written within the clock's tick of this read could change
      * again without changing its key: only settled files are kept. */
     struct timespec now;

@@ -465,14 +465,23 @@ int fb_store_read_manifest(int session_fd, const char *session_id, const char *b
     int rc = fb_store_open_backup_dir(session_fd, session_id, backup_id, &dfd, err);
     if (rc)
         return rc;
+    rc = fb_store_parse_manifest_at(dfd, session_id, backup_id, out, NULL, err);
+    close(dfd);
+    return rc;
+}
+
+int fb_store_parse_manifest_at(int backup_fd, const char *session_id, const char *backup_id,
+                               fb_manifest *out, struct stat *st_out, fb_error *err)
+{
+    fb_manifest_init(out);
     char source[FB_SESSION_ID_MAX + FB_BACKUP_ID_LEN + 32];
     snprintf(source, sizeof source, "%s/%s/" FB_MANIFEST_NAME, session_id, backup_id);
     char dir_name[FB_SESSION_ID_MAX + FB_BACKUP_ID_LEN + 8];
     snprintf(dir_name, sizeof dir_name, "%s/%s", session_id, backup_id);
     char *json = NULL;
     size_t len = 0;
-    rc = fb_read_file_at(dfd, dir_name, FB_MANIFEST_NAME, FB_MANIFEST_SIZE_MAX, &json, &len, err);
-    close(dfd);
+    int rc = fb_read_file_at_stat(backup_fd, dir_name, FB_MANIFEST_NAME, FB_MANIFEST_SIZE_MAX,
+                                  &json, &len, st_out, err);
     if (rc)
         return rc;
     rc = fb_manifest_parse(json, len, source, out, err);

@@ -3,6 +3,8 @@
 #ifndef FB_STORE_I_H
 #define FB_STORE_I_H
 
+#include <sys/stat.h>
+
 #include "fb_manifest.h"
 
 /* Opens <sid>/<backup_id>/ of session_fd without following a symlink.
@@ -11,6 +13,13 @@
  * directory), FB_EIO. */
 int fb_store_open_backup_dir(int session_fd, const char *session_id, const char *backup_id,
                              int *fd_out, fb_error *err);
+
+/* Reads and strictly parses manifest.json of the backup directory
+ * backup_fd (session_id/backup_id, for messages and the id checks of
+ * fb_store_manifest_names): fb_store_read_manifest once the directory is
+ * open. *st_out (may be NULL) is the fstat of the very file read. */
+int fb_store_parse_manifest_at(int backup_fd, const char *session_id, const char *backup_id,
+                               fb_manifest *out, struct stat *st_out, fb_error *err);
 
 /* 0 when m names this backup: its backup_id, its session_id and its type;
  * FB_ECORRUPT naming source otherwise (a manifest copied into another
