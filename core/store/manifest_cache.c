@@ -552,14 +552,15 @@ static int cmp_used(const void *a, const void *b)
  * too. */
 static void cache_prune(fb_manifest_cache *c)
 {
-    int fd = dup(c->dfd);
+    /* Its own open of the directory: a dup would share c->dfd's offset
+     * with another thread's prune. */
+    int fd = openat(c->dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
     if (!d) {
         if (fd >= 0)
             close(fd);
         return;
     }
-    rewinddir(d);
     cached_file *files = NULL;
     size_t n = 0, cap = 0;
     uint64_t total = 0;
