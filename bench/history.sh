@@ -38,6 +38,8 @@ cli=$(abs_build "${FB_BUILD_DIR:-build}")/cli/flowloom-backup
 command -v fusermount3 >/dev/null || { echo "bench: needs fusermount3" >&2; exit 2; }
 
 work=$(mktemp -d /tmp/fb-hist.XXXXXX)
+# The mount's manifest cache (docs/mount.md) lives in the run's directory.
+export XDG_CACHE_HOME=$work/xdg-cache
 mnt=$work/mnt
 pid=
 cleanup() {
