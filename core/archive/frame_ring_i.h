@@ -1,5 +1,6 @@
 /* The frame ring of the archive writer: the tar stream is poured into frames
- * of exactly frame_size bytes (the last one shorter), each compressed as an
+ * of frame_size bytes (the last one shorter, and any the writer ends early
+ * with fb_frame_ring_end_frame), each compressed as an
  * independent zstd frame by a pool of worker threads, recorded in the seek
  * table and hashed in order, and written to the archive file in order by the
  * thread that fills the frames. A ring of (threads + 2) frame slots bounds
