@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <sys/stat.h>
 
+#include "fb_manifest_cache.h"
 #include "mount_fixture.h"
 
 /* -------------------------------------------------------------- tests */
@@ -827,6 +828,98 @@ static void test_entries_out_of_order(void)
     fbtest_rmtree(tmp);
 }
 
+typedef struct cache_warnings {
+    int count;
+    char last[FB_ERROR_MESSAGE_MAX];
+} cache_warnings;
+
+static void note_warning(void *ctx, const char *message)
+{
+    cache_warnings *w = ctx;
+    w->count++;
+    snprintf(w->last, sizeof w->last, "%s", message);
+}
+
+/* A tree with the manifest cache in dir (NULL: none), warnings counted. */
+static fb_mount_tree *open_cached_tree(const char *tmp, const char *dir, cache_warnings *w)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s/root/.flowloom/backups", tmp);
+    fb_mount_options o = {.cache_bytes = 1 << 20, .live_seconds = 10.0,
+                          .manifest_cache_dir = dir, .warn = note_warning, .warn_ctx = w};
+    fb_mount_tree *t = NULL;
+    fb_error err;
+    if (fb_mount_tree_new(p, &o, &t, &err) != 0) {
+        fprintf(stderr, "tree: %s\n", err.message);
+        return NULL;
+    }
+    return t;
+}
+
+/* The manifest cache through the tree: a second tree (a later mount)
+ * loads the backup from it, with the same listing and bytes; the history
+ * view reads through it too; an unusable directory is a warning and no
+ * cache; none asked, none used. */
+static void test_manifest_cache_serves_later_trees(void)
+{
+    char *tmp = setup_store();
+    REQUIRE(tmp);
+    sleep(FB_MANIFEST_CACHE_SETTLE_SECONDS); /* the manifests are settled */
+    usleep(200 * 1000);
+    char dir[4096], path[512], names[2][4096];
+    snprintf(dir, sizeof dir, "%s/cache", tmp);
+    snprintf(path, sizeof path, "sess-a/%s/artifacts/big.bin", ID_FULL);
+    uint8_t *bytes[2] = {NULL, NULL};
+    size_t len[2] = {0, 0};
+    fb_mount_stats st[2];
+    for (int k = 0; k < 2; k++) {
+        cache_warnings w = {0};
+        fb_mount_tree *t = open_cached_tree(tmp, dir, &w);
+        REQUIRE(t);
+        fb_mount_attr a;
+        char top[512];
+        snprintf(top, sizeof top, "sess-a/%s", ID_FULL);
+        REQUIRE(lookup_path(t, top, &a) == 0);
+        listing(t, a.st.st_ino, names[k], sizeof names[k]);
+        REQUIRE(lookup_path(t, path, &a) == 0);
+        CHECK_EQ_INT(read_all(t, a.st.st_ino, &bytes[k], &len[k]), 0);
+        CHECK_EQ_INT(w.count, 0);
+        fb_mount_tree_get_stats(t, &st[k]);
+        fb_mount_tree_free(t);
+    }
+    CHECK(st[0].manifest_cache_hits == 0 && st[0].manifest_cache_misses == 1);
+    CHECK(st[1].manifest_cache_hits == 1 && st[1].manifest_cache_misses == 0);
+    CHECK(strcmp(names[0], names[1]) == 0 && strstr(names[0], "artifacts") != NULL);
+    CHECK(len[0] == 200000 && len[1] == len[0] && memcmp(bytes[0], bytes[1], len[0]) == 0);
+    free(bytes[0]);
+    free(bytes[1]);
+
+    /* history/ loads every backup's manifest: the two of sess-a. */
+    cache_warnings w = {0};
+    fb_mount_tree *t = open_cached_tree(tmp, dir, &w);
+    REQUIRE(t);
+    fb_mount_attr a;
+    REQUIRE(lookup_path(t, "sess-a/history/state.json", &a) == 0);
+    fb_mount_stats hs;
+    fb_mount_tree_get_stats(t, &hs);
+    CHECK(hs.manifest_cache_hits == 1 && hs.manifest_cache_misses == 1);
+    fb_mount_tree_free(t);
+
+    /* Others may write into it: a warning, and the tree goes on without. */
+    char sub[4200];
+    snprintf(sub, sizeof sub, "%s/manifests", dir);
+    REQUIRE(chmod(sub, 0777) == 0);
+    t = open_cached_tree(tmp, dir, &w);
+    REQUIRE(t);
+    CHECK_EQ_INT(w.count, 1);
+    CHECK(strstr(w.last, "not private") != NULL);
+    REQUIRE(lookup_path(t, path, &a) == 0);
+    fb_mount_tree_get_stats(t, &hs);
+    CHECK(hs.manifest_cache_hits == 0 && hs.manifest_cache_misses == 0);
+    fb_mount_tree_free(t);
+    fbtest_rmtree(tmp);
+}
+
 int main(void)
 {
     RUN_TEST(test_store_root_and_mountpoint);
@@ -841,5 +934,6 @@ int main(void)
     RUN_TEST(test_budget_open_handles_pin);
     RUN_TEST(test_budget_kept_file_does_not_pin);
     RUN_TEST(test_budget_threads);
+    RUN_TEST(test_manifest_cache_serves_later_trees);
     FBTEST_EXIT();
 }
