@@ -234,18 +234,25 @@ static const char ID_FULL[] = "20270115T080000Z-full-aaaaaa";
 static const char ID_INCR[] = "20270115T090000Z-incr-bbbbbb";
 static const char ID_B[] = "20270115T070000Z-full-cccccc";
 
-static inline fb_mount_tree *open_tree(const char *tmp, double live, size_t cache)
+/* A tree on tmp's store with options o; NULL (the reason printed) if it
+ * cannot be made. */
+static inline fb_mount_tree *open_tree_with(const char *tmp, const fb_mount_options *o)
 {
     char p[4096];
     snprintf(p, sizeof p, "%s/root/.flowloom/backups", tmp);
-    fb_mount_options o = {.cache_bytes = cache, .live_seconds = live};
     fb_mount_tree *t = NULL;
     fb_error err;
-    if (fb_mount_tree_new(p, &o, &t, &err) != 0) {
+    if (fb_mount_tree_new(p, o, &t, &err) != 0) {
         fprintf(stderr, "tree: %s\n", err.message);
         return NULL;
     }
     return t;
+}
+
+static inline fb_mount_tree *open_tree(const char *tmp, double live, size_t cache)
+{
+    fb_mount_options o = {.cache_bytes = cache, .live_seconds = live};
+    return open_tree_with(tmp, &o);
 }
 
 /* Collects a listing's names (after "." and "..") joined by '|'. */

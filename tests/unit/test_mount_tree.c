@@ -534,17 +534,9 @@ static void budget_free(budget_store *bs)
 
 static fb_mount_tree *open_budget_tree(const budget_store *bs, uint64_t meta_bytes)
 {
-    char p[4096];
-    snprintf(p, sizeof p, "%s/root/.flowloom/backups", bs->tmp);
     fb_mount_options o = {.cache_bytes = 1 << 20, .live_seconds = 10.0,
                           .meta_cache_bytes = meta_bytes};
-    fb_mount_tree *t = NULL;
-    fb_error err;
-    if (fb_mount_tree_new(p, &o, &t, &err) != 0) {
-        fprintf(stderr, "tree: %s\n", err.message);
-        return NULL;
-    }
-    return t;
+    return open_tree_with(bs->tmp, &o);
 }
 
 /* The bytes entry i of backup k must read as (a hardlink reads its file's). */
@@ -843,17 +835,9 @@ static void note_warning(void *ctx, const char *message)
 /* A tree with the manifest cache in dir (NULL: none), warnings counted. */
 static fb_mount_tree *open_cached_tree(const char *tmp, const char *dir, cache_warnings *w)
 {
-    char p[4096];
-    snprintf(p, sizeof p, "%s/root/.flowloom/backups", tmp);
     fb_mount_options o = {.cache_bytes = 1 << 20, .live_seconds = 10.0,
                           .manifest_cache_dir = dir, .warn = note_warning, .warn_ctx = w};
-    fb_mount_tree *t = NULL;
-    fb_error err;
-    if (fb_mount_tree_new(p, &o, &t, &err) != 0) {
-        fprintf(stderr, "tree: %s\n", err.message);
-        return NULL;
-    }
-    return t;
+    return open_tree_with(tmp, &o);
 }
 
 /* The manifest cache through the tree: a second tree (a later mount)
