@@ -171,6 +171,14 @@ static fb_manifest_cache *open_cache(fixture *f)
     return c;
 }
 
+/* The entry a first read stores for backup 0: its bytes, *path its file. */
+static uint8_t *stored_entry(fixture *f, fb_manifest_cache *c, const char **path, size_t *len)
+{
+    free(read_via(c, f, f->ids[0], false));
+    *path = entry_of(f, f->ids[0]);
+    return slurp(*path, len);
+}
+
 static void test_miss_then_hit(void)
 {
     fixture f;
@@ -200,19 +208,19 @@ static void test_miss_then_hit(void)
 }
 
 /* A hit is what the entry says, not a reparse: an entry forged with a good
- * digest and a changed mtime is believed (it breaks no rule), which shows
- * the JSON was not read; the same forgery that breaks a rule is refused. */
+ * digest and a changed symlink target is believed (it breaks no rule),
+ * which shows the JSON was not read; forgeries that break a rule, and
+ * damage the digest catches, are refused. */
 static void test_forged_entries(void)
 {
     fixture f;
     fixture_init(&f);
     fb_manifest_cache *c = open_cache(&f);
-    free(read_via(c, &f, f.ids[0], false));
-    const char *path = entry_of(&f, f.ids[0]);
+    const char *path;
     size_t len;
-    uint8_t *orig = slurp(path, &len);
+    uint8_t *orig = stored_entry(&f, c, &path, &len);
 
-    /* The symlink target "../anywhere" becomes "../elsewhe": a rule-abiding
+    /* The symlink target "../anywhere" becomes "../elsewher": a rule-abiding
      * change, served from the entry. */
     uint8_t *buf = malloc(len);
     memcpy(buf, orig, len);
@@ -486,10 +494,9 @@ static void test_forgeries_are_manifests(void)
     fixture f;
     fixture_init(&f);
     fb_manifest_cache *c = open_cache(&f);
-    free(read_via(c, &f, f.ids[0], false));
-    const char *path = entry_of(&f, f.ids[0]);
+    const char *path;
     size_t len;
-    uint8_t *orig = slurp(path, &len);
+    uint8_t *orig = stored_entry(&f, c, &path, &len);
     uint8_t *buf = malloc(len);
     REQUIRE(buf);
     uint64_t rng = 99;
