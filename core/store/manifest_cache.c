@@ -492,43 +492,25 @@ static int cache_load(fb_manifest_cache *c, const cache_key *key, const char *si
 {
     char name[64];
     entry_name(key, name);
-    int fd = openat(c->dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-    if (fd < 0)
-        return 0;
-    struct stat st;
-    unsigned char *buf = NULL;
+    /* Read as any file of ours is (no symlink, a regular file, capped). */
+    char *buf = NULL;
     size_t len = 0;
-    int ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 &&
-             (uint64_t)st.st_size <= CACHE_ENTRY_MAX;
-    if (ok) {
-        len = (size_t)st.st_size;
-        buf = malloc(len);
-        ok = buf != NULL;
-        for (size_t got = 0; ok && got < len;) {
-            ssize_t r = pread(fd, buf + got, len - got, (off_t)got);
-            if (r < 0 && errno == EINTR)
-                continue;
-            ok = r > 0;
-            got += ok ? (size_t)r : 0;
-        }
-    }
     fb_error sub;
     fb_error_clear(&sub);
-    if (ok) {
-        ok = decode(buf, len, key, m, &sub) == 1 && fb_manifest_check(m, source, &sub) == 0 &&
+    if (fb_read_file_at(c->dfd, c->path, name, CACHE_ENTRY_MAX, &buf, &len, &sub) != 0)
+        return 0;
+    int ok = decode((const unsigned char *)buf, len, key, m, &sub) == 1 &&
+             fb_manifest_check(m, source, &sub) == 0 &&
              fb_store_manifest_names(m, sid, bid, source, &sub) == 0;
-        if (!ok)
-            atomic_fetch_add(&c->refused, 1);
-    }
-    /* Its mtime says when it was last used: the bound removes the oldest. */
-    if (ok)
-        (void)futimens(fd, NULL);
-    close(fd);
-    free(buf);
     if (!ok) {
+        atomic_fetch_add(&c->refused, 1);
         fb_manifest_fini(m);
         fb_manifest_init(m);
+    } else {
+        /* Its mtime says when it was last used: the bound removes the oldest. */
+        (void)utimensat(c->dfd, name, NULL, AT_SYMLINK_NOFOLLOW);
     }
+    free(buf);
     return ok;
 }
 
