@@ -11,6 +11,7 @@
 #ifndef FB_MANIFEST_H
 #define FB_MANIFEST_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -60,10 +61,20 @@ typedef struct fb_manifest {
     fb_manifest_entry *entries; /* owned, in archive order */
     size_t n_entries;
     size_t cap_entries;
+    /* Owned, NULL for most manifests: one allocation that holds strings of
+     * the manifest in place (entry paths and targets, note, tool_version),
+     * freed as a whole. A string inside it is not freed on its own. The
+     * local manifest cache decodes into one, which saves an allocation
+     * and a copy per entry. */
+    char *strings;
+    size_t strings_len;
 } fb_manifest;
 
 void fb_manifest_init(fb_manifest *m);
+/* Frees what m owns (each string, or the strings block as a whole). */
 void fb_manifest_fini(fb_manifest *m);
+/* True when s lies inside m's strings block (and is freed with it). */
+bool fb_manifest_in_strings(const fb_manifest *m, const char *s);
 
 /* Copies note (NULL clears it). */
 int fb_manifest_set_note(fb_manifest *m, const char *note, fb_error *err);

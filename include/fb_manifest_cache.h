@@ -9,13 +9,13 @@
  * changes its ctime; a replaced file is another inode. A file changed less
  * than FB_MANIFEST_CACHE_SETTLE_SECONDS ago is not cached (timestamps
  * come from a coarse clock: a write in the same tick as the read would
- * keep the key). Each entry carries a SHA-256 of itself against torn or
+ * keep the key). Each entry carries an XXH64 of itself against torn or
  * rotted files, and what it holds is checked again by every rule of
  * fb_manifest_parse (fb_manifest_check) when it loads: a damaged or forged
  * entry is a miss, never a manifest the JSON would have refused.
  *
  * Entries are written to a temporary name and renamed (not fsynced: a
- * torn entry fails its digest and is a miss). The directory is bounded:
+ * torn entry fails its checksum and is a miss). The directory is bounded:
  * past FB_MANIFEST_CACHE_BYTES_MAX the entries used longest ago go.
  *
  * Threads: one fb_manifest_cache may be used by any number of threads at
@@ -56,14 +56,16 @@ void fb_manifest_cache_set_bytes_max(fb_manifest_cache *c, uint64_t bytes);
  * manifest taken from c when c holds one for this very manifest.json, and
  * put into c otherwise (best effort: a cache that cannot be written only
  * counts a failure). c may be NULL: then it is fb_store_read_manifest.
- * *hit (may be NULL) tells whether c answered. */
+ * *hit (may be NULL) tells whether c answered. A manifest c answered
+ * holds its strings in one block (fb_manifest.strings); it is freed with
+ * fb_manifest_fini like any other. */
 int fb_manifest_cache_read(fb_manifest_cache *c, int session_fd, const char *session_id,
                            const char *backup_id, fb_manifest *out, bool *hit, fb_error *err);
 
 typedef struct fb_manifest_cache_stats {
     uint64_t hits;
     uint64_t misses;   /* no entry, a stale one or a refused one */
-    uint64_t refused;  /* entries that failed their digest or a rule */
+    uint64_t refused;  /* entries that failed their checksum or a rule */
     uint64_t stored;
     uint64_t store_failures;
     uint64_t pruned;   /* entries removed to stay under the bound */

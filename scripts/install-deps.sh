@@ -6,7 +6,7 @@ set -euo pipefail
 
 PACKAGES=(
     gcc libc6-dev pkg-config meson ninja-build          # build
-    libfuse3-dev libarchive-dev libcjson-dev libzstd-dev libssl-dev
+    libfuse3-dev libarchive-dev libcjson-dev libzstd-dev libssl-dev libxxhash-dev
     fuse3                                               # fusermount3 for mount/umount
     python3 python3-pytest tar zstd libarchive-tools jq rsync util-linux strace  # tests
     time                                                # /usr/bin/time: peak RSS in tests/reliability

@@ -1,9 +1,11 @@
-/* SHA-256 through OpenSSL EVP, plus the hex form used in manifests. */
+/* SHA-256 through OpenSSL EVP, XXH64 through libxxhash, plus the hex form
+ * used in manifests. */
 #include "fb_hash.h"
 
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <string.h>
+#include <xxhash.h>
 
 /* EVP_sha256() is an implicit fetch: OpenSSL 3 looks the algorithm up in
  * its provider store (locks, a hash lookup) on every EVP_DigestInit_ex. With
@@ -78,6 +80,40 @@ int fb_sha256_buffer(const void *data, size_t len, uint8_t out[FB_SHA256_LEN], f
     fb_sha256_final(&h, out);
     fb_sha256_fini(&h);
     return 0;
+}
+
+int fb_xxh64_init(fb_xxh64 *h, fb_error *err)
+{
+    XXH64_state_t *st = XXH64_createState();
+    if (!st)
+        return fb_error_set(err, FB_ENOMEM, "xxh64: out of memory");
+    XXH64_reset(st, 0);
+    h->state = st;
+    return 0;
+}
+
+void fb_xxh64_update(fb_xxh64 *h, const void *data, size_t len)
+{
+    if (len)
+        XXH64_update((XXH64_state_t *)h->state, data, len);
+}
+
+uint64_t fb_xxh64_digest(const fb_xxh64 *h)
+{
+    return XXH64_digest((const XXH64_state_t *)h->state);
+}
+
+void fb_xxh64_fini(fb_xxh64 *h)
+{
+    if (h && h->state) {
+        XXH64_freeState((XXH64_state_t *)h->state);
+        h->state = NULL;
+    }
+}
+
+uint64_t fb_xxh64_buffer(const void *data, size_t len)
+{
+    return XXH64(data, len, 0);
 }
 
 void fb_hex_encode(const uint8_t *in, size_t n, char *out)

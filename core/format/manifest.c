@@ -22,21 +22,37 @@ void fb_manifest_init(fb_manifest *m)
     m->format = FB_MANIFEST_FORMAT;
 }
 
+bool fb_manifest_in_strings(const fb_manifest *m, const char *s)
+{
+    /* As integers: comparing pointers into different objects is undefined. */
+    uintptr_t at = (uintptr_t)s, lo = (uintptr_t)m->strings;
+    return m->strings && s && at >= lo && at - lo < m->strings_len;
+}
+
+/* Frees s unless the strings block holds it. */
+static void free_string(const fb_manifest *m, char *s)
+{
+    if (!fb_manifest_in_strings(m, s))
+        free(s);
+}
+
 void fb_manifest_fini(fb_manifest *m)
 {
     if (!m)
         return;
     for (size_t i = 0; i < m->n_entries; i++) {
-        free(m->entries[i].path);
-        free(m->entries[i].target);
+        free_string(m, m->entries[i].path);
+        free_string(m, m->entries[i].target);
     }
     free(m->entries);
-    free(m->note);
-    free(m->tool_version);
+    free_string(m, m->note);
+    free_string(m, m->tool_version);
+    free(m->strings);
     fb_manifest_init(m);
 }
 
-static int set_string(char **dst, const char *src, const char *what, fb_error *err)
+static int set_string(fb_manifest *m, char **dst, const char *src, const char *what,
+                      fb_error *err)
 {
     char *copy = NULL;
     if (src) {
@@ -44,19 +60,19 @@ static int set_string(char **dst, const char *src, const char *what, fb_error *e
         if (!copy)
             return fb_error_set(err, FB_ENOMEM, "manifest: %s: out of memory", what);
     }
-    free(*dst);
+    free_string(m, *dst);
     *dst = copy;
     return 0;
 }
 
 int fb_manifest_set_note(fb_manifest *m, const char *note, fb_error *err)
 {
-    return set_string(&m->note, note, "note", err);
+    return set_string(m, &m->note, note, "note", err);
 }
 
 int fb_manifest_set_tool_version(fb_manifest *m, const char *version, fb_error *err)
 {
-    return set_string(&m->tool_version, version, "tool_version", err);
+    return set_string(m, &m->tool_version, version, "tool_version", err);
 }
 
 bool fb_manifest_totals_add(fb_manifest_totals *t, const fb_entry_meta *meta)

@@ -119,21 +119,27 @@ static uint64_t heap_cost(uint64_t n)
     return chunk < 32 ? 32 : chunk;
 }
 
+/* What string s costs on its own: nothing when absent or in the block. */
+static uint64_t string_cost(const fb_manifest *m, const char *s)
+{
+    return s && !fb_manifest_in_strings(m, s) ? heap_cost(strlen(s) + 1) : 0;
+}
+
 uint64_t mt_contents_bytes(const mt_contents *c)
 {
     const fb_manifest *m = &c->m;
     uint64_t total = heap_cost(sizeof *c);
     /* The records in use: spare capacity is untouched, so not resident. */
     total += heap_cost((uint64_t)m->n_entries * sizeof *m->entries);
+    /* Strings in the block are counted with it, once. */
+    if (m->strings)
+        total += heap_cost(m->strings_len);
     for (size_t i = 0; i < m->n_entries; i++) {
-        total += heap_cost(strlen(m->entries[i].path) + 1);
-        if (m->entries[i].target)
-            total += heap_cost(strlen(m->entries[i].target) + 1);
+        total += string_cost(m, m->entries[i].path);
+        total += string_cost(m, m->entries[i].target);
     }
-    if (m->note)
-        total += heap_cost(strlen(m->note) + 1);
-    if (m->tool_version)
-        total += heap_cost(strlen(m->tool_version) + 1);
+    total += string_cost(m, m->note);
+    total += string_cost(m, m->tool_version);
     /* The node array keeps the headroom mt_contents_build gave it. */
     total += heap_cost(((uint64_t)c->n_nodes + 16) * sizeof *c->nodes);
     total += heap_cost((uint64_t)(c->n_nodes ? c->n_nodes : 1) * sizeof *c->children);

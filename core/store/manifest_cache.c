@@ -24,7 +24,9 @@
 #include "store_i.h"
 
 #define CACHE_MAGIC "FBMCACHE"
-#define CACHE_VERSION 1u
+/* 2: strings stored with their NUL (decoded in place), an XXH64 trailer. */
+#define CACHE_VERSION 2u
+#define CACHE_DIGEST_LEN 8
 #define CACHE_SUBDIR "manifests"
 /* An entry is at most about the size of its JSON (names and digests in
  * binary, no keys): this bounds what is read before the digest says more. */
@@ -170,14 +172,14 @@ void fb_manifest_cache_get_stats(const fb_manifest_cache *c, fb_manifest_cache_s
 
 /* ------------------------------------------------------------ encoding */
 
-/* The entry as it is written: through a fixed buffer to fd, hashed on the
- * way, so that storing a manifest of 100,000 entries (10 MB) costs the
+/* The entry as it is written: through a fixed buffer to fd, checksummed on
+ * the way, so that storing a manifest of 100,000 entries (10 MB) costs the
  * daemon 64 KiB, not a copy of it. */
 #define OUT_CHUNK (64u * 1024)
 
 typedef struct out_buf {
     int fd;
-    fb_sha256 hash;
+    fb_xxh64 hash;
     unsigned char p[OUT_CHUNK];
     size_t len;
     uint64_t total;
@@ -188,7 +190,7 @@ static void flush(out_buf *b)
 {
     if (b->failed || b->len == 0)
         return;
-    fb_sha256_update(&b->hash, b->p, b->len);
+    fb_xxh64_update(&b->hash, b->p, b->len);
     if (fb_write_all(b->fd, b->p, b->len) != 0)
         b->failed = true;
     b->len = 0;
@@ -228,15 +230,17 @@ static void put_u64(out_buf *b, uint64_t v)
     put(b, &v, 8);
 }
 
+/* Its length, then its bytes and the NUL, so that the decoder can leave
+ * it where it lies. */
 static void put_str(out_buf *b, const char *s)
 {
     size_t n = strlen(s);
-    if (n > UINT32_MAX) {
+    if (n >= UINT32_MAX) {
         b->failed = true;
         return;
     }
     put_u32(b, (uint32_t)n);
-    put(b, s, n);
+    put(b, s, n + 1);
 }
 
 static void put_key(out_buf *b, const cache_key *k)
@@ -296,27 +300,26 @@ static void encode(out_buf *b, const cache_key *k, const fb_manifest *m)
             put_str(b, e->target);
     }
     flush(b);
-    uint8_t digest[FB_SHA256_LEN];
-    fb_sha256_final(&b->hash, digest);
-    if (!b->failed && fb_write_all(b->fd, digest, sizeof digest) != 0)
+    uint64_t digest = htole64(fb_xxh64_digest(&b->hash));
+    if (!b->failed && fb_write_all(b->fd, &digest, sizeof digest) != 0)
         b->failed = true;
 }
 
 /* ------------------------------------------------------------ decoding */
 
 typedef struct in_buf {
-    const unsigned char *p;
+    unsigned char *p;
     size_t len, at;
     bool bad;
 } in_buf;
 
-static const unsigned char *take(in_buf *b, size_t n)
+static unsigned char *take(in_buf *b, size_t n)
 {
     if (b->bad || n > b->len - b->at) {
         b->bad = true;
         return NULL;
     }
-    const unsigned char *p = b->p + b->at;
+    unsigned char *p = b->p + b->at;
     b->at += n;
     return p;
 }
@@ -345,8 +348,8 @@ static uint64_t get_u64(in_buf *b)
     return le64toh(v);
 }
 
-/* A string of at most max bytes without a NUL, malloc'd (NULL: bad or out
- * of memory, told apart by b->bad). */
+/* A string of at most max bytes, where it lies in the buffer: its length,
+ * its bytes (no NUL among them) and a NUL. NULL (b->bad set) otherwise. */
 static char *get_str(in_buf *b, size_t max)
 {
     uint32_t n = get_u32(b);
@@ -354,29 +357,21 @@ static char *get_str(in_buf *b, size_t max)
         b->bad = true;
         return NULL;
     }
-    const unsigned char *p = take(b, n);
-    if (!p || memchr(p, '\0', n)) {
+    unsigned char *p = take(b, (size_t)n + 1);
+    if (!p || p[n] != '\0' || strlen((const char *)p) != n) {
         b->bad = true;
         return NULL;
     }
-    char *s = malloc((size_t)n + 1);
-    if (s) {
-        memcpy(s, p, n);
-        s[n] = '\0';
-    }
-    return s;
+    return (char *)p;
 }
 
 /* A string into a fixed array of cap bytes (NUL included). */
 static void get_str_into(in_buf *b, char *dst, size_t cap)
 {
-    char *s = get_str(b, cap - 1);
+    const char *s = get_str(b, cap - 1);
     dst[0] = '\0';
     if (s)
         memcpy(dst, s, strlen(s) + 1);
-    else
-        b->bad = true;
-    free(s);
 }
 
 static void get_key(in_buf *b, cache_key *k)
@@ -391,7 +386,7 @@ static void get_key(in_buf *b, cache_key *k)
 }
 
 /* The smallest encoded entry: a one-byte path, no target, not a file. */
-#define ENTRY_ENCODED_MIN (4 + 1 + 1 + 12 + 8 + 4 + 8 + 1)
+#define ENTRY_ENCODED_MIN (4 + 2 + 1 + 12 + 8 + 4 + 8 + 1)
 
 static bool decode_entry(in_buf *b, fb_manifest_entry *e)
 {
@@ -418,19 +413,21 @@ static bool decode_entry(in_buf *b, fb_manifest_entry *e)
 }
 
 /* 1: the entry for key, decoded into m (not yet checked by the rules);
- * 0: another file's or damaged (a miss); FB_ENOMEM. */
-static int decode(const unsigned char *p, size_t len, const cache_key *want, fb_manifest *m,
+ * 0: another file's or damaged (a miss); FB_ENOMEM. Once its checksum
+ * holds, m takes buf over as its strings block (m->strings == buf), the
+ * strings left where they lie; before, buf stays the caller's. */
+static int decode(unsigned char *buf, size_t len, const cache_key *want, fb_manifest *m,
                   fb_error *err)
 {
-    if (len < 8 + 8 + FB_SHA256_LEN || memcmp(p, CACHE_MAGIC, 8) != 0)
+    if (len < 8 + 8 + CACHE_DIGEST_LEN || memcmp(buf, CACHE_MAGIC, 8) != 0)
         return 0;
-    uint8_t digest[FB_SHA256_LEN];
-    int rc = fb_sha256_buffer(p, len - FB_SHA256_LEN, digest, err);
-    if (rc < 0)
-        return rc;
-    if (memcmp(digest, p + len - FB_SHA256_LEN, FB_SHA256_LEN) != 0)
+    uint64_t digest;
+    memcpy(&digest, buf + len - CACHE_DIGEST_LEN, sizeof digest);
+    if (fb_xxh64_buffer(buf, len - CACHE_DIGEST_LEN) != le64toh(digest))
         return 0;
-    in_buf b = {.p = p, .len = len - FB_SHA256_LEN, .at = 8};
+    m->strings = (char *)buf;
+    m->strings_len = len;
+    in_buf b = {.p = buf, .len = len - CACHE_DIGEST_LEN, .at = 8};
     if (get_u32(&b) != CACHE_VERSION)
         return 0;
     (void)get_u32(&b);
@@ -447,11 +444,10 @@ static int decode(const unsigned char *p, size_t len, const cache_key *want, fb_
         b.bad = true;
     m->type = (fb_backup_type)type;
     m->created_at = (int64_t)get_u64(&b);
-    if (get_u8(&b) && !(m->note = get_str(&b, FB_MANIFEST_SIZE_MAX)) && !b.bad)
-        return fb_error_set(err, FB_ENOMEM, "out of memory");
+    if (get_u8(&b))
+        m->note = get_str(&b, FB_MANIFEST_SIZE_MAX);
     get_str_into(&b, m->base, sizeof m->base);
-    if (!(m->tool_version = get_str(&b, 4096)) && !b.bad)
-        return fb_error_set(err, FB_ENOMEM, "out of memory");
+    m->tool_version = get_str(&b, 4096);
     m->archive.size = get_u64(&b);
     const unsigned char *sha = take(&b, FB_SHA256_LEN);
     if (sha)
@@ -472,14 +468,9 @@ static int decode(const unsigned char *p, size_t len, const cache_key *want, fb_
             return fb_error_set(err, FB_ENOMEM, "out of memory");
         m->cap_entries = (size_t)n;
     }
-    for (size_t i = 0; i < n; i++) {
-        m->n_entries = i + 1; /* counted first, so fini frees a half-filled entry */
-        if (!decode_entry(&b, &m->entries[i])) {
-            if (!b.bad)
-                return fb_error_set(err, FB_ENOMEM, "out of memory");
-            return 0;
-        }
-    }
+    m->n_entries = (size_t)n;
+    for (size_t i = 0; i < n && !b.bad; i++)
+        decode_entry(&b, &m->entries[i]);
     return b.bad || b.at != b.len ? 0 : 1;
 }
 
@@ -499,8 +490,10 @@ static int cache_load(fb_manifest_cache *c, const cache_key *key, const char *si
     fb_error_clear(&sub);
     if (fb_read_file_at(c->dfd, c->path, name, CACHE_ENTRY_MAX, &buf, &len, &sub) != 0)
         return 0;
-    int ok = decode((const unsigned char *)buf, len, key, m, &sub) == 1 &&
-             fb_manifest_check(m, source, &sub) == 0 &&
+    int rc = decode((unsigned char *)buf, len, key, m, &sub);
+    if (m->strings != buf)
+        free(buf); /* not taken over: m owns it otherwise */
+    int ok = rc == 1 && fb_manifest_check(m, source, &sub) == 0 &&
              fb_store_manifest_names(m, sid, bid, source, &sub) == 0;
     if (!ok) {
         atomic_fetch_add(&c->refused, 1);
@@ -510,7 +503,6 @@ static int cache_load(fb_manifest_cache *c, const cache_key *key, const char *si
         /* Its mtime says when it was last used: the bound removes the oldest. */
         (void)utimensat(c->dfd, name, NULL, AT_SYMLINK_NOFOLLOW);
     }
-    free(buf);
     return ok;
 }
 
@@ -596,7 +588,7 @@ static void cache_store(fb_manifest_cache *c, const cache_key *key, const fb_man
     snprintf(temp, sizeof temp, ".tmp-%ld-%llu", (long)getpid(),
              (unsigned long long)atomic_fetch_add(&c->temp_seq, 1));
     out_buf *b = malloc(sizeof *b);
-    bool ok = b && fb_sha256_init(&b->hash, NULL) == 0;
+    bool ok = b && fb_xxh64_init(&b->hash, NULL) == 0;
     if (!ok) {
         free(b);
         atomic_fetch_add(&c->store_failures, 1);
@@ -618,7 +610,7 @@ static void cache_store(fb_manifest_cache *c, const cache_key *key, const fb_man
     } else {
         ok = false;
     }
-    fb_sha256_fini(&b->hash);
+    fb_xxh64_fini(&b->hash);
     free(b);
     atomic_fetch_add(ok ? &c->stored : &c->store_failures, 1);
     if (ok)

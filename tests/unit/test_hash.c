@@ -1,6 +1,6 @@
 /* SHA-256 and its hex form (core/base/hash.c): a known digest, the hex
  * round trip, and every byte that is not a lowercase hex digit refused in
- * every place of the 64. */
+ * every place of the 64; XXH64's known values, one-shot and streamed. */
 #include "fb_hash.h"
 #include "fbtest.h"
 
@@ -13,6 +13,26 @@ static void test_known_digest(void)
     REQUIRE(fb_sha256_buffer("abc", 3, d, &err) == 0);
     fb_hex_encode(d, sizeof d, hex);
     CHECK(strcmp(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad") == 0);
+}
+
+/* Values from xxhsum -H1 (xxHash's own tool). */
+static void test_xxh64_known_values(void)
+{
+    CHECK(fb_xxh64_buffer("", 0) == 0xef46db3751d8e999ULL);
+    CHECK(fb_xxh64_buffer("abc", 3) == 0x44bc2cf5ad770999ULL);
+    unsigned char big[768];
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = (unsigned char)i;
+    CHECK(fb_xxh64_buffer(big, sizeof big) == 0x8e03c838c596036fULL);
+    /* Streamed in uneven pieces: the same value. */
+    fb_xxh64 h;
+    fb_error err;
+    REQUIRE(fb_xxh64_init(&h, &err) == 0);
+    for (size_t at = 0, step = 1; at < sizeof big; at += step, step = step * 3 % 97 + 1)
+        fb_xxh64_update(&h, big + at, at + step <= sizeof big ? step : sizeof big - at);
+    CHECK(fb_xxh64_digest(&h) == 0x8e03c838c596036fULL);
+    fb_xxh64_fini(&h);
+    fb_xxh64_fini(&h); /* a second fini is harmless */
 }
 
 static void test_hex_round_trip_and_refusals(void)
@@ -56,6 +76,7 @@ static void test_hex_round_trip_and_refusals(void)
 int main(void)
 {
     RUN_TEST(test_known_digest);
+    RUN_TEST(test_xxh64_known_values);
     RUN_TEST(test_hex_round_trip_and_refusals);
     FBTEST_EXIT();
 }

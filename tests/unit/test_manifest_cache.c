@@ -144,11 +144,14 @@ static void spit(const char *path, const uint8_t *buf, size_t len)
     close(fd);
 }
 
-/* Rewrites the entry's trailing digest after an edit, as a forger would. */
+/* The entry's trailer: XXH64 of everything before it, little-endian. */
+#define DIGEST_LEN 8
+
+/* Rewrites the entry's trailing checksum after an edit, as a forger would. */
 static void reseal(uint8_t *buf, size_t len)
 {
-    fb_error err;
-    REQUIRE(fb_sha256_buffer(buf, len - FB_SHA256_LEN, buf + len - FB_SHA256_LEN, &err) == 0);
+    uint64_t d = htole64(fb_xxh64_buffer(buf, len - DIGEST_LEN));
+    memcpy(buf + len - DIGEST_LEN, &d, DIGEST_LEN);
 }
 
 static uint8_t *find_bytes(uint8_t *buf, size_t len, const char *s)
@@ -195,6 +198,27 @@ static void test_miss_then_hit(void)
     fb_manifest_cache *c2 = open_cache(&f);
     char *third = read_via(c2, &f, f.ids[0], true);
     CHECK(strcmp(third, want) == 0);
+
+    /* A hit leaves every string where the entry holds it (one block, no
+     * copy); the strings stay the manifest's to replace and free. */
+    fb_manifest m;
+    fb_error err;
+    bool hit = false;
+    REQUIRE(fb_manifest_cache_read(c2, f.sfd, SID, f.ids[0], &m, &hit, &err) == 0 && hit);
+    REQUIRE(m.strings && m.n_entries == 5);
+    for (size_t i = 0; i < m.n_entries; i++) {
+        CHECK(fb_manifest_in_strings(&m, m.entries[i].path));
+        CHECK(!m.entries[i].target || fb_manifest_in_strings(&m, m.entries[i].target));
+    }
+    CHECK(fb_manifest_in_strings(&m, m.note) && strcmp(m.note, "a note") == 0);
+    CHECK(fb_manifest_in_strings(&m, m.tool_version));
+    REQUIRE(fb_manifest_set_note(&m, "another note", &err) == 0);
+    CHECK(!fb_manifest_in_strings(&m, m.note) && strcmp(m.note, "another note") == 0);
+    fb_manifest_fini(&m);
+    /* The JSON reading keeps no block. */
+    REQUIRE(fb_manifest_cache_read(NULL, f.sfd, SID, f.ids[0], &m, &hit, &err) == 0);
+    CHECK(!m.strings && !fb_manifest_in_strings(&m, m.entries[0].path));
+    fb_manifest_fini(&m);
     fb_manifest_cache_stats s;
     fb_manifest_cache_get_stats(c, &s);
     CHECK(s.hits == 1 && s.misses == 1 && s.stored == 1 && s.refused == 0);
@@ -502,7 +526,7 @@ static void test_forgeries_are_manifests(void)
     uint64_t rng = 99;
     int accepted = 0, refused = 0;
     /* Past the magic, version and key (8 + 8 + 56 bytes), before the digest. */
-    size_t lo = 72, span = len - FB_SHA256_LEN - lo;
+    size_t lo = 72, span = len - DIGEST_LEN - lo;
     for (int round = 0; round < 3000; round++) {
         memcpy(buf, orig, len);
         int edits = 1 + (int)(fbtest_rand(&rng) % 3);
