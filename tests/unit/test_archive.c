@@ -183,7 +183,7 @@ static uint8_t *decompress_all(const uint8_t *f, size_t len, size_t expect, size
 
 /* archive_writer.c's SMALL_FRAME: a file smaller than this starts a frame
  * once the frame being filled holds this much. */
-#define WRITER_SMALL_FRAME (128u * 1024)
+#define WRITER_SMALL_FRAME (32u * 1024)
 
 /* Whether the tar stream of archive f has, at stream offset off, the
  * headers of a regular file smaller than WRITER_SMALL_FRAME (a pax header, then
@@ -1124,8 +1124,8 @@ static void test_add_data_same_bytes_as_libarchive(void)
     fbtest_rmtree(dir);
 }
 
-/* A small file starts a frame once the frame being filled holds 128 KiB:
- * every small file then lies in a frame of at most 128 KiB plus itself, and
+/* A small file starts a frame once the frame being filled holds 32 KiB:
+ * every small file then lies in a frame of at most 32 KiB plus itself, and
  * a large file still fills whole frames. */
 static void test_small_files_start_frames(void)
 {
