@@ -136,6 +136,12 @@ int fb_manifest_parse(const char *json, size_t len, const char *source, fb_manif
  * Returns 0 or FB_ECORRUPT naming source, the entry and the rule. */
 int fb_manifest_check(const fb_manifest *m, const char *source, fb_error *err);
 
+/* Tree order, the order the writer lists entries in: bytewise with '/'
+ * below every other byte (paths hold no NUL), an absent byte (the end of
+ * a path) first, so that a path is directly followed by everything below
+ * it: "a", "a/b", "a/c/d", "a-b". Returns <0, 0 or >0 as strcmp does. */
+int fb_manifest_tree_cmp(const char *a, size_t alen, const char *b, size_t blen);
+
 /* The indices of m's entries sorted by path (bytewise), so that lookups by
  * path stay O(log n) whatever the names: a malloc'd array of n_entries
  * (at least one slot), or NULL when out of memory. */

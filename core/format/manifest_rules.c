@@ -52,10 +52,7 @@ static size_t common_prefix(const char *a, const char *b, size_t n)
     return i;
 }
 
-/* Byte order with '/' below every other byte (paths hold no NUL), so a
- * path is directly followed by everything below it: "a", "a/b", "a/c/d",
- * "a-b". An absent byte (end of path) sorts first. */
-static int path_cmp(const char *a, size_t alen, const char *b, size_t blen)
+int fb_manifest_tree_cmp(const char *a, size_t alen, const char *b, size_t blen)
 {
     size_t n = alen < blen ? alen : blen;
     size_t i = common_prefix(a, b, n);
@@ -69,7 +66,7 @@ static int path_cmp(const char *a, size_t alen, const char *b, size_t blen)
 static int cmp_path_key(const void *a, const void *b)
 {
     const path_key *x = a, *y = b;
-    int c = path_cmp(x->p, x->len, y->p, y->len);
+    int c = fb_manifest_tree_cmp(x->p, x->len, y->p, y->len);
     return c ? c : (x->idx > y->idx) - (x->idx < y->idx);
 }
 
@@ -79,7 +76,7 @@ static long find_key(const path_key *keys, size_t count, const char *p, size_t n
     size_t lo = 0, hi = count;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        int c = path_cmp(keys[mid].p, keys[mid].len, p, n);
+        int c = fb_manifest_tree_cmp(keys[mid].p, keys[mid].len, p, n);
         if (c == 0)
             return (long)keys[mid].idx;
         if (c < 0)

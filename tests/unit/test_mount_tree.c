@@ -820,6 +820,107 @@ static void test_entries_out_of_order(void)
     fbtest_rmtree(tmp);
 }
 
+/* Listing, mode, size and link count of everything below path in t and
+ * in u, which must agree (inode numbers aside). */
+static void same_tree(fb_mount_tree *t, fb_mount_tree *u, const char *tp, const char *up)
+{
+    fb_mount_attr a, b;
+    REQUIRE(lookup_path(t, tp, &a) == 0 && lookup_path(u, up, &b) == 0);
+    CHECK_EQ_INT(a.st.st_mode, b.st.st_mode);
+    CHECK_EQ_INT(a.st.st_size, b.st.st_size);
+    CHECK_EQ_INT(a.st.st_nlink, b.st.st_nlink);
+    if (!S_ISDIR(a.st.st_mode))
+        return;
+    char la[4096], lb[4096];
+    listing(t, a.st.st_ino, la, sizeof la);
+    listing(u, b.st.st_ino, lb, sizeof lb);
+    CHECK(strcmp(la, lb) == 0);
+    for (char *save = NULL, *nm = strtok_r(la, "|", &save); nm; nm = strtok_r(NULL, "|", &save)) {
+        char ct[1024], cu[1024];
+        snprintf(ct, sizeof ct, "%s/%s", tp, nm);
+        snprintf(cu, sizeof cu, "%s/%s", up, nm);
+        same_tree(t, u, ct, cu);
+    }
+}
+
+/* A manifest in tree order with every parent listed (what the writer
+ * writes) is built without hashing (mount_contents.c); the same entries
+ * in another order, or with a parent left implied, go the general way.
+ * All three show the same tree. */
+static void test_tree_order_builds_as_any_order(void)
+{
+    char *tmp = fbtest_tempdir();
+    make_root(tmp);
+    static const spec_entry ordered[] = {
+        {"a", FB_ENTRY_DIR, 0755, 0, 0, NULL},
+        {"a/b", FB_ENTRY_DIR, 0750, 0, 0, NULL},
+        {"a/b/f.txt", FB_ENTRY_FILE, 0644, 100, 1, NULL},
+        {"a/b/h.txt", FB_ENTRY_HARDLINK, 0644, 100, 1, "a/b/f.txt"},
+        {"a/l", FB_ENTRY_SYMLINK, 0777, 0, 0, "b/f.txt"},
+        {"a-b", FB_ENTRY_FILE, 0600, 20, 2, NULL},
+        {"z", FB_ENTRY_DIR, 0700, 0, 0, NULL},
+    };
+    /* Hardlinks still follow their file (a rule of manifests). */
+    static const spec_entry shuffled[] = {
+        {"z", FB_ENTRY_DIR, 0700, 0, 0, NULL},
+        {"a-b", FB_ENTRY_FILE, 0600, 20, 2, NULL},
+        {"a/b/f.txt", FB_ENTRY_FILE, 0644, 100, 1, NULL},
+        {"a", FB_ENTRY_DIR, 0755, 0, 0, NULL},
+        {"a/l", FB_ENTRY_SYMLINK, 0777, 0, 0, "b/f.txt"},
+        {"a/b", FB_ENTRY_DIR, 0750, 0, 0, NULL},
+        {"a/b/h.txt", FB_ENTRY_HARDLINK, 0644, 100, 1, "a/b/f.txt"},
+    };
+    /* Tree order, but a/b implied. */
+    static const spec_entry implied[] = {
+        {"a", FB_ENTRY_DIR, 0755, 0, 0, NULL},
+        {"a/b/f.txt", FB_ENTRY_FILE, 0644, 100, 1, NULL},
+        {"a/b/h.txt", FB_ENTRY_HARDLINK, 0644, 100, 1, "a/b/f.txt"},
+    };
+    REQUIRE(write_backup(tmp, "sess-o", ID_FULL, 1, T0, ordered, 7) == 0);
+    REQUIRE(write_backup(tmp, "sess-s", ID_FULL, 1, T0, shuffled, 7) == 0);
+    REQUIRE(write_backup(tmp, "sess-i", ID_FULL, 1, T0, implied, 3) == 0);
+    fb_mount_tree *t = open_tree(tmp, 10.0, 1 << 20);
+    REQUIRE(t);
+    char po[128], ps[128], pi[128];
+    snprintf(po, sizeof po, "sess-o/%s", ID_FULL);
+    snprintf(ps, sizeof ps, "sess-s/%s", ID_FULL);
+    snprintf(pi, sizeof pi, "sess-i/%s", ID_FULL);
+    same_tree(t, t, po, ps);
+    fb_mount_attr a;
+    char names[256], path[256];
+    REQUIRE(lookup_path(t, po, &a) == 0);
+    listing(t, a.st.st_ino, names, sizeof names);
+    CHECK(strcmp(names, "a|a-b|z") == 0);
+    /* The file and its hardlink: one inode, two links. */
+    fb_mount_attr f, h;
+    snprintf(path, sizeof path, "%s/a/b/f.txt", po);
+    REQUIRE(lookup_path(t, path, &f) == 0);
+    snprintf(path, sizeof path, "%s/a/b/h.txt", po);
+    REQUIRE(lookup_path(t, path, &h) == 0);
+    CHECK(f.st.st_ino == h.st.st_ino && f.st.st_nlink == 2);
+    /* a: itself, its own entry in /, and b below it. */
+    snprintf(path, sizeof path, "%s/a", po);
+    REQUIRE(lookup_path(t, path, &a) == 0);
+    CHECK_EQ_INT(a.st.st_nlink, 3);
+    /* The implied a/b holds the same two names, one file. */
+    snprintf(path, sizeof path, "%s/a/b", pi);
+    REQUIRE(lookup_path(t, path, &a) == 0);
+    listing(t, a.st.st_ino, names, sizeof names);
+    CHECK(strcmp(names, "f.txt|h.txt") == 0);
+    snprintf(path, sizeof path, "%s/a/b/h.txt", pi);
+    REQUIRE(lookup_path(t, path, &h) == 0);
+    CHECK_EQ_INT(h.st.st_nlink, 2);
+    uint8_t *got = NULL;
+    size_t len = 0;
+    CHECK_EQ_INT(read_all(t, h.st.st_ino, &got, &len), 0);
+    uint8_t want[100];
+    content_of(&ordered[2], want);
+    CHECK(len == 100 && memcmp(got, want, 100) == 0);
+    free(got);
+    fb_mount_tree_free(t);
+    fbtest_rmtree(tmp);
+}
+
 typedef struct cache_warnings {
     int count;
     char last[FB_ERROR_MESSAGE_MAX];
@@ -909,6 +1010,7 @@ int main(void)
     RUN_TEST(test_store_root_and_mountpoint);
     RUN_TEST(test_tree_shape);
     RUN_TEST(test_entries_out_of_order);
+    RUN_TEST(test_tree_order_builds_as_any_order);
     RUN_TEST(test_reads);
     RUN_TEST(test_live_changes_and_forget);
     RUN_TEST(test_corruption);
