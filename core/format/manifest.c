@@ -199,16 +199,18 @@ const char *fb_manifest_path_problem(const char *p, size_t n)
         return "longer than 4096 bytes";
     if (p[0] == '/')
         return "absolute";
-    size_t start = 0;
-    for (size_t i = 0; i <= n; i++) {
-        if (i < n && p[i] != '/')
-            continue;
+    /* Component by component, memchr finding each '/': every path of every
+     * manifest goes through here. */
+    for (size_t start = 0;;) {
+        const char *slash = memchr(p + start, '/', n - start);
+        size_t i = slash ? (size_t)(slash - p) : n;
         size_t len = i - start;
         if (len == 0)
             return i == n ? "ends with '/'" : "has an empty component";
         if ((len == 1 && p[start] == '.') || (len == 2 && p[start] == '.' && p[start + 1] == '.'))
             return "has a '.' or '..' component";
+        if (i == n)
+            return NULL;
         start = i + 1;
     }
-    return NULL;
 }
