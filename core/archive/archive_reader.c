@@ -64,7 +64,18 @@ ZSTD_DCtx *fb_archive_dctx_acquire(fb_archive_reader *r)
     if (r->pool_n > 0)
         d = r->pool[--r->pool_n];
     pthread_mutex_unlock(&r->pool_lock);
+    if (!d && r->cache)
+        d = fb_frame_cache_dctx_take(r->cache);
     return d ? d : fb_archive_dctx_new();
+}
+
+int fb_archive_prepare(fb_frame_cache *cache, fb_error *err)
+{
+    ZSTD_DCtx *d = fb_archive_dctx_new();
+    if (!d)
+        return fb_error_set(err, FB_ENOMEM, "zstd: cannot make a decompression context");
+    fb_frame_cache_dctx_give(cache, d);
+    return 0;
 }
 
 void fb_archive_dctx_release(fb_archive_reader *r, ZSTD_DCtx *d)
@@ -401,8 +412,13 @@ void fb_archive_reader_free(fb_archive_reader *r)
         fb_frame_ref_release(r->own_cache, r->slot_ref);
         fb_frame_cache_free(r->own_cache);
     }
-    for (size_t i = 0; i < r->pool_n; i++)
-        ZSTD_freeDCtx(r->pool[i]);
+    /* Its contexts serve the next reader of the shared cache. */
+    for (size_t i = 0; i < r->pool_n; i++) {
+        if (r->cache)
+            fb_frame_cache_dctx_give(r->cache, r->pool[i]);
+        else
+            ZSTD_freeDCtx(r->pool[i]);
+    }
     pthread_mutex_destroy(&r->pool_lock);
     pthread_mutex_destroy(&r->slot_lock);
     pthread_mutex_destroy(&r->prove_lock);

@@ -23,6 +23,9 @@
  * next to the cache's bound, and one bound for every reader of the cache
  * however many archives are open. */
 #define SPARES_MAX 6u
+/* Decompression contexts kept between readers: as many as threads decode
+ * at once in the mount, give or take. */
+#define DCTX_SPARES_MAX 4u
 #define SPARE_BYTES_MAX (4u << 20)
 
 struct fb_frame_ref {
@@ -56,6 +59,9 @@ struct fb_frame_cache {
     size_t spare_len[SPARES_MAX];
     size_t n_spare;
     size_t spare_bytes;
+    /* Decompression contexts of readers gone (frame_cache_i.h). */
+    ZSTD_DCtx *spare_dctx[DCTX_SPARES_MAX];
+    size_t n_spare_dctx;
 };
 
 static size_t bucket_of(uint64_t key, uint32_t frame, size_t n_buckets)
@@ -172,9 +178,32 @@ void fb_frame_cache_free(fb_frame_cache *c)
     }
     for (size_t i = 0; i < c->n_spare; i++)
         free(c->spare[i]);
+    for (size_t i = 0; i < c->n_spare_dctx; i++)
+        ZSTD_freeDCtx(c->spare_dctx[i]);
     free(c->buckets);
     pthread_mutex_destroy(&c->lock);
     free(c);
+}
+
+ZSTD_DCtx *fb_frame_cache_dctx_take(fb_frame_cache *c)
+{
+    pthread_mutex_lock(&c->lock);
+    ZSTD_DCtx *d = c->n_spare_dctx ? c->spare_dctx[--c->n_spare_dctx] : NULL;
+    pthread_mutex_unlock(&c->lock);
+    return d;
+}
+
+void fb_frame_cache_dctx_give(fb_frame_cache *c, ZSTD_DCtx *d)
+{
+    if (!d)
+        return;
+    pthread_mutex_lock(&c->lock);
+    if (c->n_spare_dctx < DCTX_SPARES_MAX) {
+        c->spare_dctx[c->n_spare_dctx++] = d;
+        d = NULL;
+    }
+    pthread_mutex_unlock(&c->lock);
+    ZSTD_freeDCtx(d);
 }
 
 void fb_frame_cache_get_stats(fb_frame_cache *c, fb_frame_cache_stats *out)

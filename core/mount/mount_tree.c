@@ -53,9 +53,13 @@ int fb_mount_tree_new(const char *backups_dir, const fb_mount_options *opts, fb_
     }
     t->opts.manifest_cache_dir = NULL; /* borrowed only during the call */
     /* What the first read would otherwise load while a user waits: the
-     * hash implementation (OpenSSL's configuration) and the time zone. */
+     * hash implementation (OpenSSL's configuration), the time zone and a
+     * decompression context (not a byte of any backup: that is the first
+     * read's own work). */
     fb_sha256_prepare();
     tzset();
+    if (rc == 0 && t->cache)
+        (void)fb_archive_prepare(t->cache, NULL);
     if (rc) {
         fb_mount_tree_free(t);
         return rc;

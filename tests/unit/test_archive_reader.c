@@ -14,6 +14,7 @@
 #include "fb_archive_writer.h"
 #include "fb_hash.h"
 #include "fbtest.h"
+#include "frame_cache_i.h"
 
 #define NAME "archive.tar.zst"
 
@@ -335,6 +336,7 @@ static void test_sequential_cache_stats(void)
     fb_frame_cache *c;
     fb_error err;
     REQUIRE(fb_frame_cache_new(3 * FRAME, &c, &err) == 0);
+    REQUIRE(fb_archive_prepare(c, &err) == 0);
     fb_archive_reader *r = open_reader(path, c);
     REQUIRE(r);
     uint8_t buf[4096];
@@ -357,6 +359,12 @@ static void test_sequential_cache_stats(void)
     fb_archive_reader_free(r);
     fb_frame_cache_get_stats(c, &st);
     CHECK_EQ_INT(st.bytes, 0);
+    /* One reader, one thread: it decoded with the prepared context and gave
+     * it back to the cache for the next reader. */
+    ZSTD_DCtx *d = fb_frame_cache_dctx_take(c);
+    CHECK(d != NULL);
+    CHECK(fb_frame_cache_dctx_take(c) == NULL);
+    ZSTD_freeDCtx(d);
     fb_frame_cache_free(c);
     free(src);
     free(path);

@@ -1,9 +1,11 @@
 /* Tests of the decompressed-frame cache: hits and misses, the byte bound and
  * LRU order, references that outlive eviction, races between inserts, the
- * "cache nothing" mode, forgetting one archive, and many threads at once. */
+ * "cache nothing" mode, forgetting one archive, many threads at once, and
+ * the decompression contexts kept between readers. */
 #include <pthread.h>
 #include <stdbool.h>
 
+#include "fb_archive_reader.h"
 #include "fb_frame_cache.h"
 #include "fbtest.h"
 #include "frame_cache_i.h"
@@ -276,6 +278,37 @@ static void test_threads(void)
 /* A frame leaving the cache leaves its buffer for the next decode of the
  * same size, but never while a reader still holds the frame, and never
  * more than a few: the bytes a reader holds are never overwritten. */
+/* Contexts given back are taken again (the last first), at most four are
+ * kept (the rest freed, which ASan checks, as it checks those the cache
+ * frees with itself), and fb_archive_prepare leaves one ready. */
+static void test_spare_dctx(void)
+{
+    fb_frame_cache *c;
+    fb_error err;
+    REQUIRE(fb_frame_cache_new(1000, &c, &err) == 0);
+    CHECK(fb_frame_cache_dctx_take(c) == NULL);
+    REQUIRE(fb_archive_prepare(c, &err) == 0);
+    ZSTD_DCtx *ready = fb_frame_cache_dctx_take(c);
+    CHECK(ready != NULL);
+    CHECK(fb_frame_cache_dctx_take(c) == NULL);
+    ZSTD_DCtx *d[6];
+    d[0] = ready;
+    for (int i = 1; i < 6; i++)
+        REQUIRE((d[i] = ZSTD_createDCtx()) != NULL);
+    for (int i = 0; i < 6; i++)
+        fb_frame_cache_dctx_give(c, d[i]);
+    fb_frame_cache_dctx_give(c, NULL);
+    /* The first four given are kept; the last two were freed. */
+    for (int i = 3; i >= 0; i--)
+        CHECK(fb_frame_cache_dctx_take(c) == d[i]);
+    CHECK(fb_frame_cache_dctx_take(c) == NULL);
+    fb_frame_cache_dctx_give(c, d[0]);
+    fb_frame_cache_dctx_give(c, d[1]);
+    for (int i = 2; i < 4; i++)
+        ZSTD_freeDCtx(d[i]);
+    fb_frame_cache_free(c); /* frees d[0] and d[1] */
+}
+
 static void test_spare_buffers(void)
 {
     fb_frame_cache *c;
@@ -355,5 +388,6 @@ int main(void)
     RUN_TEST(test_many_entries);
     RUN_TEST(test_threads);
     RUN_TEST(test_spare_buffers);
+    RUN_TEST(test_spare_dctx);
     FBTEST_EXIT();
 }
