@@ -30,6 +30,17 @@ typedef struct fs_daemon {
     bool skip_opens;
 } fs_daemon;
 
+/* Workers fs_loop_run starts at most, whatever max_threads asks. */
+#define FS_LOOP_THREADS_MAX 64
+
+/* Serves se until an unmount, an error, or a signal that libfuse's
+ * handlers turn into fuse_session_exit (fs/loop.c): one worker reads and
+ * answers at a time, and more (up to max_threads) take the reading over
+ * while requests queue up or one takes long. Call from the thread that
+ * gets the signals; it only waits. Returns 0 for an unmount or a signal,
+ * else an errno value. */
+int fs_loop_run(struct fuse_session *se, unsigned max_threads);
+
 /* The lowlevel operations; userdata is an fs_daemon. */
 const struct fuse_lowlevel_ops *fs_ll_ops(void);
 

@@ -296,24 +296,11 @@ static int read_command_line(fs_startup *s, bool *done)
 static int run_loop(struct fuse_session *se, const struct fuse_cmdline_opts *opts,
                     const char *prog)
 {
-    int ret;
-    if (opts->singlethread) {
-        ret = fuse_session_loop(se);
-    } else {
-        struct fuse_loop_config *cfg = fuse_loop_cfg_create();
-        if (!cfg) {
-            fuse_log(FUSE_LOG_ERR, "%s: out of memory\n", prog);
-            return FB_EXIT_RUNTIME;
-        }
-        fuse_loop_cfg_set_clone_fd(cfg, (unsigned)opts->clone_fd);
-        if (opts->max_idle_threads != UINT_MAX)
-            fuse_loop_cfg_set_idle_threads(cfg, opts->max_idle_threads);
-        fuse_loop_cfg_set_max_threads(cfg, opts->max_threads);
-        ret = fuse_session_loop_mt(se, cfg);
-        fuse_loop_cfg_destroy(cfg);
-    }
-    /* The loop reports the signal that ended it; SIGTERM, SIGINT and SIGHUP
-     * (and an unmount, which reports 0) are a clean end. */
+    /* -s: libfuse's loop, one thread; else ours (fs/loop.c), which keeps a
+     * sequence of requests on one thread and spreads requests that queue. */
+    int ret = opts->singlethread ? fuse_session_loop(se) : fs_loop_run(se, opts->max_threads);
+    /* libfuse's loop reports the signal that ended it, ours 0; SIGTERM,
+     * SIGINT and SIGHUP (and an unmount, which reports 0) are a clean end. */
     if (ret == 0 || ret == SIGTERM || ret == SIGINT || ret == SIGHUP)
         return 0;
     fuse_log(FUSE_LOG_ERR, "%s: session ended with error %d\n", prog, ret);

@@ -560,6 +560,51 @@ def test_single_threaded_and_debug_options(populated, mounts):
     assert "LOOKUP" in m.log.read_text(errors="replace")
 
 
+@pytest.mark.slow
+def test_a_slow_request_does_not_hold_up_the_others(fl, mounts):
+    """fs/loop.c: one worker answers request after request, and a request
+    that takes long (the first listing of a backup of 100,000 entries,
+    parsed from its JSON) gives the reading over to another worker, so
+    another process's lookup is answered while the listing still loads.
+    With one thread (-s) it would wait for the whole load."""
+    big = fl.session("BIG", realistic=False)
+    (big / "metadata.json").write_text("{}\n")
+    for d in range(100):
+        sub = big / f"d{d:03d}"
+        sub.mkdir()
+        for i in range(1000):
+            (sub / f"f{i:04d}.json").write_text(f'{{"n": {i}}}\n')
+    big_id = fl.backup("full", sid="BIG")["id"]
+    fl.session("S1")
+    small_id = fl.backup("full", sid="S1")["id"]
+    m = mounts(fl.store, options=["-o", "no_manifest_cache"])
+    # The small backup is loaded first: its lookups then need no load.
+    assert os.stat(m.path("S1", small_id, "metadata.json")).st_size > 0
+    ends = {}
+
+    def list_big():
+        names = os.listdir(m.path("BIG", big_id))
+        ends["listing"] = time.monotonic()
+        ends["names"] = len(names)
+
+    t = threading.Thread(target=list_big)
+    listing_start = time.monotonic()
+    t.start()
+    time.sleep(0.01)  # the listing's load is under way (it takes 50 ms or more)
+    stat_start = time.monotonic()
+    st = os.stat(m.path("S1", small_id, "state.json"))
+    stat_took = time.monotonic() - stat_start
+    t.join(timeout=60)
+    assert not t.is_alive()
+    assert stat.S_ISREG(st.st_mode)
+    assert ends["names"] == 101
+    listing_took = ends["listing"] - listing_start
+    print(f"listing {listing_took * 1e3:.1f} ms, the stat meanwhile {stat_took * 1e3:.1f} ms")
+    # One thread answers the stat once the load is done: most of the
+    # listing's time. A second worker takes over after FS_LOOP_SLOW_MS.
+    assert stat_took < listing_took / 3
+
+
 def test_store_removed_while_mounted(populated, mounts):
     """F19: no crash, no hang; the mount answers and unmounts cleanly."""
     m = mounts(populated.store)
