@@ -83,6 +83,8 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
     conn->want &= ~(unsigned)FUSE_CAP_AUTO_INVAL_DATA;
     /* Nothing to lock: a read-only tree. Let the kernel handle locks locally. */
     conn->want &= ~(unsigned)(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
+    /* After fuse_daemonize's fork: the tree's thread can start now. */
+    fb_mount_tree_start(d->tree);
 }
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)

@@ -111,6 +111,12 @@ int fb_mount_tree_new(const char *backups_dir, const fb_mount_options *opts, fb_
                       fb_error *err);
 /* Accepts NULL. Every dir and file handle must be closed first. */
 void fb_mount_tree_free(fb_mount_tree *t);
+/* Starts the tree's helper thread (the janitor, which closes archives left
+ * idle) now rather than when the first file is closed, where its creation
+ * would delay the requests queued behind that close. Call once the process
+ * will not fork again (the daemon: when the kernel's INIT arrives); without
+ * it the thread starts when first needed. Thread-safe, idempotent. */
+void fb_mount_tree_start(fb_mount_tree *t);
 void fb_mount_tree_get_stats(fb_mount_tree *t, fb_mount_stats *out);
 
 /* Looks name up in directory parent. On success the node's kernel lookup count

@@ -316,6 +316,14 @@ static bool janitor_running(fb_mount_tree *t)
     return t->janitor_started;
 }
 
+void fb_mount_tree_start(fb_mount_tree *t)
+{
+    pthread_mutex_lock(&t->lock);
+    if (!t->janitor_failed)
+        (void)janitor_running(t);
+    pthread_mutex_unlock(&t->lock);
+}
+
 /* One file of a's less (t->lock held). The last one leaves a idle, in
  * place of the previous idle reader; returns the reader to free once the
  * lock is released (that previous one, or a itself), or NULL. */

@@ -1,6 +1,7 @@
 /* Unit tests of the FUSE-free mount model (core/mount/mount_tree.c): the tree the
  * daemon serves, built on real stores written with the archive writer,
  * manifest and index modules (mount_fixture.h). */
+#include <dirent.h>
 #include <pthread.h>
 #include <sys/stat.h>
 
@@ -169,6 +170,51 @@ static void test_tree_shape(void)
     CHECK_EQ_INT(fb_mount_tree_statfs(t, &sv, &err), 0);
     CHECK(sv.f_bsize > 0);
     fb_mount_tree_free(t);
+    fbtest_rmtree(tmp);
+}
+
+/* Threads of this process (entries of /proc/self/task). */
+static int task_count(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    if (!d)
+        fbtest_die("opendir /proc/self/task");
+    int n = 0;
+    for (struct dirent *de; (de = readdir(d)) != NULL;)
+        n += de->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+/* fb_mount_tree_start runs the janitor at once, once; freeing the tree
+ * ends it (and every other thread it started). A file read then leaves its
+ * archive idle for the janitor to close. */
+static void test_start_runs_the_janitor_once(void)
+{
+    char *tmp = setup_store();
+    REQUIRE(tmp);
+    int before = task_count();
+    fb_mount_tree *t = open_tree(tmp, 10.0, 256 * 1024);
+    REQUIRE(t);
+    CHECK_EQ_INT(task_count(), before);
+    fb_mount_tree_start(t);
+    CHECK_EQ_INT(task_count(), before + 1);
+    fb_mount_tree_start(t);
+    CHECK_EQ_INT(task_count(), before + 1);
+    fb_mount_attr a;
+    char path[512];
+    snprintf(path, sizeof path, "sess-a/%s/logs/run.log", ID_FULL);
+    REQUIRE(lookup_path(t, path, &a) == 0);
+    uint8_t *got = NULL;
+    size_t len = 0;
+    CHECK_EQ_INT(read_all(t, a.st.st_ino, &got, &len), 0);
+    free(got);
+    fb_mount_stats st;
+    fb_mount_tree_get_stats(t, &st);
+    CHECK_EQ_INT(st.idle_archives, 1);
+    /* (The read may have started the prefetch thread too.) */
+    fb_mount_tree_free(t);
+    CHECK_EQ_INT(task_count(), before);
     fbtest_rmtree(tmp);
 }
 
@@ -1012,6 +1058,7 @@ int main(void)
     RUN_TEST(test_entries_out_of_order);
     RUN_TEST(test_tree_order_builds_as_any_order);
     RUN_TEST(test_reads);
+    RUN_TEST(test_start_runs_the_janitor_once);
     RUN_TEST(test_live_changes_and_forget);
     RUN_TEST(test_corruption);
     RUN_TEST(test_concurrent_reads);
