@@ -560,6 +560,28 @@ def test_single_threaded_and_debug_options(populated, mounts):
     assert "LOOKUP" in m.log.read_text(errors="replace")
 
 
+def test_one_worker_with_max_threads_1(populated, mounts):
+    """-o max_threads=1: our loop with one worker and no watcher still
+    serves every request, also eight threads reading at once."""
+    m = mounts(populated.store, options=["-o", "max_threads=1"])
+    bid = populated.ids("S1", "full")[0]
+    entries = [e for e in populated.manifest("S1", bid)["entries"] if e["type"] == "file"]
+    results = {}
+
+    def worker(e):
+        results[e["path"]] = sha256_file(m.path("S1", bid, *e["path"].split("/")))
+
+    threads = [threading.Thread(target=worker, args=(e,)) for e in entries[:8]]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert all(results[e["path"]] == e["sha256"] for e in entries[:8])
+    tasks = len(os.listdir(f"/proc/{m.pid}/task"))
+    # main, the one worker, the tree's janitor and at most the prefetch thread
+    assert tasks <= 4, tasks
+
+
 @pytest.mark.slow
 def test_a_slow_request_does_not_hold_up_the_others(fl, mounts):
     """fs/loop.c: one worker answers request after request, and a request
