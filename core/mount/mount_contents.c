@@ -267,6 +267,13 @@ typedef struct tree_builder {
     bool in_tree_order; /* nodes are the entries alone, in tree order: no hash */
 } tree_builder;
 
+/* A path no tree can hold: empty, too long, absolute or ending in '/'
+ * (what else a path must not be, the manifest's rules refuse). */
+static bool path_unusable(const char *p, size_t len)
+{
+    return len == 0 || len > FB_PATH_MAX || p[0] == '/' || p[len - 1] == '/';
+}
+
 /* The node whose path is p[0..len), or MT_NONE. */
 static uint32_t node_find(const tree_builder *b, const char *p, size_t len)
 {
@@ -305,7 +312,7 @@ static bool link_in_tree_order(tree_builder *b)
     for (uint32_t i = 0; i < n && ok; i++) {
         const char *p = c->m.entries[i].path;
         size_t len = strlen(p);
-        if (len == 0 || len > FB_PATH_MAX || p[0] == '/' || p[len - 1] == '/' ||
+        if (path_unusable(p, len) ||
             (i > 0 && fb_manifest_tree_cmp(b->keys[i - 1].p, b->keys[i - 1].len, p, len) >= 0)) {
             ok = false;
             break;
@@ -347,7 +354,7 @@ static int index_paths(tree_builder *b, fb_error *err)
     for (size_t i = 0; i < n; i++) {
         const fb_manifest_entry *e = &c->m.entries[i];
         size_t len = strlen(e->path);
-        if (len == 0 || len > FB_PATH_MAX || e->path[0] == '/' || e->path[len - 1] == '/')
+        if (path_unusable(e->path, len))
             return fb_error_set(err, FB_ECORRUPT, "%s: entry %zu has a bad path", b->name, i);
         c->nodes[i] = (mt_node){.entry = (uint32_t)i, .target = (uint32_t)i};
         b->keys[i] = (mt_key){e->path, (uint32_t)len};
