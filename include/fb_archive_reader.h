@@ -29,8 +29,8 @@ typedef struct fb_archive_reader fb_archive_reader;
 /* Puts a decompression context in cache's spares now, for the first reader
  * of cache to take, rather than make one while a first read waits (zstd
  * allocates and sets up about 100 KB: 0.04 ms in a fresh process). Readers
- * of cache give theirs back there when freed. Returns 0 or FB_ENOMEM.
- * Thread-safe. */
+ * of cache take their contexts from there and give them back after each
+ * decode. Returns 0 or FB_ENOMEM. Thread-safe. */
 int fb_archive_prepare(fb_frame_cache *cache, fb_error *err);
 
 /* fd: an open archive; on success the reader owns it (closed by _free), on

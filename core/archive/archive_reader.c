@@ -57,15 +57,15 @@ ZSTD_DCtx *fb_archive_dctx_new(void)
     return d;
 }
 
+/* The cache r's frames go to: the shared one, else its own. */
+static fb_frame_cache *cache_of(const fb_archive_reader *r)
+{
+    return r->cache ? r->cache : r->own_cache;
+}
+
 ZSTD_DCtx *fb_archive_dctx_acquire(fb_archive_reader *r)
 {
-    ZSTD_DCtx *d = NULL;
-    pthread_mutex_lock(&r->pool_lock);
-    if (r->pool_n > 0)
-        d = r->pool[--r->pool_n];
-    pthread_mutex_unlock(&r->pool_lock);
-    if (!d && r->cache)
-        d = fb_frame_cache_dctx_take(r->cache);
+    ZSTD_DCtx *d = fb_frame_cache_dctx_take(cache_of(r));
     return d ? d : fb_archive_dctx_new();
 }
 
@@ -80,13 +80,7 @@ int fb_archive_prepare(fb_frame_cache *cache, fb_error *err)
 
 void fb_archive_dctx_release(fb_archive_reader *r, ZSTD_DCtx *d)
 {
-    pthread_mutex_lock(&r->pool_lock);
-    if (r->pool_n < DCTX_POOL_MAX) {
-        r->pool[r->pool_n++] = d;
-        d = NULL;
-    }
-    pthread_mutex_unlock(&r->pool_lock);
-    ZSTD_freeDCtx(d);
+    fb_frame_cache_dctx_give(cache_of(r), d);
 }
 
 /* ---- one frame ---- */
@@ -153,7 +147,7 @@ int fb_frame_decode_checked(const fb_frame_entry *f, bool has_checksums, const c
 static int load_frame(fb_archive_reader *r, size_t i, uint8_t **out, fb_error *err)
 {
     const fb_frame_entry *f = &r->table.frames[i];
-    fb_frame_cache *cache = r->cache ? r->cache : r->own_cache;
+    fb_frame_cache *cache = cache_of(r);
     *out = NULL;
     size_t in_size = 0;
     uint8_t *in = fb_frame_cache_scratch(cache, f->c_size, &in_size);
@@ -248,7 +242,7 @@ static fb_frame_ref *shared_lookup(fb_archive_reader *r, size_t i, bool *claimed
 static int get_frame(fb_archive_reader *r, size_t i, fb_frame_cache **owner, fb_frame_ref **ref,
                      fb_error *err)
 {
-    fb_frame_cache *cache = r->cache ? r->cache : r->own_cache;
+    fb_frame_cache *cache = cache_of(r);
     *owner = cache;
     *ref = NULL;
     bool claimed = false, tracked = false;
@@ -378,7 +372,6 @@ int fb_archive_reader_open(int fd, fb_frame_cache *cache, const char *name,
         free(r);
         return rc;
     }
-    pthread_mutex_init(&r->pool_lock, NULL);
     pthread_mutex_init(&r->slot_lock, NULL);
     pthread_mutex_init(&r->prove_lock, NULL);
     pthread_mutex_init(&r->pf_lock, NULL);
@@ -412,14 +405,6 @@ void fb_archive_reader_free(fb_archive_reader *r)
         fb_frame_ref_release(r->own_cache, r->slot_ref);
         fb_frame_cache_free(r->own_cache);
     }
-    /* Its contexts serve the next reader of the shared cache. */
-    for (size_t i = 0; i < r->pool_n; i++) {
-        if (r->cache)
-            fb_frame_cache_dctx_give(r->cache, r->pool[i]);
-        else
-            ZSTD_freeDCtx(r->pool[i]);
-    }
-    pthread_mutex_destroy(&r->pool_lock);
     pthread_mutex_destroy(&r->slot_lock);
     pthread_mutex_destroy(&r->prove_lock);
     pthread_mutex_destroy(&r->pf_lock);

@@ -17,10 +17,6 @@
 #include "fb_frame_prefetch.h"
 #include "seek_table_i.h"
 
-/* Idle decompression contexts kept for reuse; more threads than this still
- * work, they create and free their own. */
-#define DCTX_POOL_MAX 8
-
 /* Sequential streams a reader tells apart (files of one archive read at
  * once). */
 #define FB_ARCHIVE_STREAMS 8
@@ -43,10 +39,6 @@ struct fb_archive_reader {
     fb_seek_table table;
     fb_frame_cache *cache; /* borrowed, may be NULL */
     uint64_t key;
-
-    pthread_mutex_t pool_lock;
-    ZSTD_DCtx *pool[DCTX_POOL_MAX];
-    size_t pool_n;
 
     /* Without a shared cache, the last decoded frame is kept so sequential
      * small reads do not decode the same frame again and again. The frames
@@ -95,8 +87,10 @@ struct fb_archive_reader {
 /* A new decompression context with the window limit set (NULL: out of
  * memory), for a thread that keeps its own. */
 ZSTD_DCtx *fb_archive_dctx_new(void);
-/* A decompression context from r's pool, or a new one (NULL: out of
- * memory); give it back with fb_archive_dctx_release. Thread-safe. */
+/* A decompression context kept by r's frame cache (the shared one, else
+ * its own), or a new one (NULL: out of memory); give it back with
+ * fb_archive_dctx_release, which keeps it there for the next decode of any
+ * reader of that cache. Thread-safe. */
 ZSTD_DCtx *fb_archive_dctx_acquire(fb_archive_reader *r);
 void fb_archive_dctx_release(fb_archive_reader *r, ZSTD_DCtx *d);
 

@@ -23,9 +23,10 @@
  * next to the cache's bound, and one bound for every reader of the cache
  * however many archives are open. */
 #define SPARES_MAX 6u
-/* Decompression contexts kept between readers: as many as threads decode
- * at once in the mount, give or take. */
-#define DCTX_SPARES_MAX 4u
+/* Decompression contexts kept for the next decode: as many as threads
+ * decode at once in the mount, give or take; more still work, making and
+ * freeing their own. */
+#define DCTX_SPARES_MAX 8u
 #define SPARE_BYTES_MAX (4u << 20)
 
 struct fb_frame_ref {
@@ -59,7 +60,7 @@ struct fb_frame_cache {
     size_t spare_len[SPARES_MAX];
     size_t n_spare;
     size_t spare_bytes;
-    /* Decompression contexts of readers gone (frame_cache_i.h). */
+    /* Decompression contexts kept for the next decode (frame_cache_i.h). */
     ZSTD_DCtx *spare_dctx[DCTX_SPARES_MAX];
     size_t n_spare_dctx;
 };

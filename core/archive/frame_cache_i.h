@@ -21,10 +21,10 @@ void fb_frame_cache_buffer_return(fb_frame_cache *cache, uint8_t *data, size_t l
  * fb_frame_cache_buffer_return(cache, data, *size). NULL: out of memory. */
 uint8_t *fb_frame_cache_scratch(fb_frame_cache *cache, size_t need, size_t *size);
 
-/* Decompression contexts of readers gone, kept for the next reader (a
- * context is about 100 KB that zstd allocates and sets up: 0.04 ms of a
- * first read in a fresh process). take: a kept one, or NULL. give: kept
- * while there is room, else freed (d may be NULL). Thread-safe. */
+/* Decompression contexts kept for the next decode, of any reader of the
+ * cache (a context is about 100 KB that zstd allocates and sets up: 0.04
+ * ms of a first read in a fresh process). take: a kept one, or NULL. give:
+ * kept while there is room, else freed (d may be NULL). Thread-safe. */
 ZSTD_DCtx *fb_frame_cache_dctx_take(fb_frame_cache *cache);
 void fb_frame_cache_dctx_give(fb_frame_cache *cache, ZSTD_DCtx *d);
 

@@ -359,8 +359,8 @@ static void test_sequential_cache_stats(void)
     fb_archive_reader_free(r);
     fb_frame_cache_get_stats(c, &st);
     CHECK_EQ_INT(st.bytes, 0);
-    /* One reader, one thread: it decoded with the prepared context and gave
-     * it back to the cache for the next reader. */
+    /* One reader, one thread: every decode took the prepared context from
+     * the cache and gave it back there, for the next decode of any reader. */
     ZSTD_DCtx *d = fb_frame_cache_dctx_take(c);
     CHECK(d != NULL);
     CHECK(fb_frame_cache_dctx_take(c) == NULL);

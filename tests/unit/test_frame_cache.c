@@ -278,11 +278,12 @@ static void test_threads(void)
 /* A frame leaving the cache leaves its buffer for the next decode of the
  * same size, but never while a reader still holds the frame, and never
  * more than a few: the bytes a reader holds are never overwritten. */
-/* Contexts given back are taken again (the last first), at most four are
+/* Contexts given back are taken again (the last first), at most eight are
  * kept (the rest freed, which ASan checks, as it checks those the cache
  * frees with itself), and fb_archive_prepare leaves one ready. */
 static void test_spare_dctx(void)
 {
+    enum { KEPT = 8, GIVEN = 10 };
     fb_frame_cache *c;
     fb_error err;
     REQUIRE(fb_frame_cache_new(1000, &c, &err) == 0);
@@ -291,20 +292,20 @@ static void test_spare_dctx(void)
     ZSTD_DCtx *ready = fb_frame_cache_dctx_take(c);
     CHECK(ready != NULL);
     CHECK(fb_frame_cache_dctx_take(c) == NULL);
-    ZSTD_DCtx *d[6];
+    ZSTD_DCtx *d[GIVEN];
     d[0] = ready;
-    for (int i = 1; i < 6; i++)
+    for (int i = 1; i < GIVEN; i++)
         REQUIRE((d[i] = ZSTD_createDCtx()) != NULL);
-    for (int i = 0; i < 6; i++)
+    for (int i = 0; i < GIVEN; i++)
         fb_frame_cache_dctx_give(c, d[i]);
     fb_frame_cache_dctx_give(c, NULL);
-    /* The first four given are kept; the last two were freed. */
-    for (int i = 3; i >= 0; i--)
+    /* The first eight given are kept; the last two were freed. */
+    for (int i = KEPT - 1; i >= 0; i--)
         CHECK(fb_frame_cache_dctx_take(c) == d[i]);
     CHECK(fb_frame_cache_dctx_take(c) == NULL);
     fb_frame_cache_dctx_give(c, d[0]);
     fb_frame_cache_dctx_give(c, d[1]);
-    for (int i = 2; i < 4; i++)
+    for (int i = 2; i < KEPT; i++)
         ZSTD_freeDCtx(d[i]);
     fb_frame_cache_free(c); /* frees d[0] and d[1] */
 }
