@@ -97,7 +97,7 @@ static int push_frame_entry(fb_frame_ring *g, uint32_t c_size, uint32_t d_size,
 
 /* The in-order part of compressed frame `seq` (slot s, zstd result r):
  * its seek table entry and the archive hash. */
-static int hash_frame(fb_frame_ring *g, const fb_frame_slot *s, size_t r, uint64_t seq,
+static int hash_frame(fb_frame_ring *g, fb_frame_slot *s, size_t r, uint64_t seq,
                       fb_error *err)
 {
     if (ZSTD_isError(r))
@@ -117,6 +117,7 @@ static int hash_frame(fb_frame_ring *g, const fb_frame_slot *s, size_t r, uint64
     int rc = push_frame_entry(g, (uint32_t)r, (uint32_t)s->in_len, checksum, err);
     if (rc)
         return rc;
+    s->entry = g->frames[g->n_frames - 1];
     if (g->hash_output)
         fb_sha256_update(&g->out_hash, s->out, r);
     return 0;
@@ -237,13 +238,13 @@ static int write_hashed(fb_frame_ring *g, uint64_t until)
         rc = write_all(g, s->out, s->result);
         if (rc)
             return rc;
-        if (g->on_written) {
-            /* frames[] is grown by the hashing turn: read under mu. */
-            pthread_mutex_lock(&g->mu);
-            fb_frame_entry f = g->frames[g->written];
-            pthread_mutex_unlock(&g->mu);
-            g->on_written(g->written_ctx, g->written, f.c_size, f.d_size, f.checksum);
-        }
+        /* Not g->frames[written]: the hashing turn grows that array with
+         * realloc while it runs without mu, so it may move under us. The
+         * slot's copy is stable until the slot is refilled, which waits for
+         * this write. */
+        if (g->on_written)
+            g->on_written(g->written_ctx, g->written, s->entry.c_size, s->entry.d_size,
+                          s->entry.checksum);
         g->written++;
     }
     return 0;

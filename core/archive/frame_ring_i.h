@@ -36,6 +36,9 @@ typedef struct fb_frame_slot {
     uint8_t *out;     /* out_cap bytes */
     size_t result;    /* ZSTD_compress2's return value; guarded by mu */
     bool done;        /* compression finished; guarded by mu */
+    /* Its seek table entry, set by the hashing turn before it counts the
+     * frame hashed; the filling thread reads it once it sees that count. */
+    fb_frame_entry entry;
 } fb_frame_slot;
 
 typedef struct fb_frame_ring {
