@@ -6,9 +6,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -354,8 +356,28 @@ static int finish_stdout(int status)
     return status;
 }
 
+/* Under an address-space limit (ulimit -v, prlimit --as), one malloc arena.
+ * glibc gives a thread that meets contention an arena of its own, and
+ * reserves 64 MiB of address space for each (128 MiB while it aligns it):
+ * that reservation could leave a backup's other allocations a few KiB, and
+ * libarchive, which exits on a failed string allocation, then ended the
+ * run with "Fatal Internal Error in libarchive: Out of memory" and exit 1
+ * instead of our exit 5. Without a limit the arenas stay: one costs a
+ * backup 2% of its time (0.579 s against 0.568 s, 256 MiB session, five
+ * turns). */
+static void thrifty_malloc_under_a_limit(void)
+{
+#ifdef __GLIBC__
+    struct rlimit rl;
+    if (!getenv("MALLOC_ARENA_MAX") && getrlimit(RLIMIT_AS, &rl) == 0 &&
+        rl.rlim_cur != RLIM_INFINITY)
+        mallopt(M_ARENA_MAX, 1);
+#endif
+}
+
 int main(int argc, char **argv)
 {
+    thrifty_malloc_under_a_limit();
     /* A closed pipe must be an error we report, a full file system or
      * RLIMIT_FSIZE an EFBIG we clean up after, not a silent death. */
     signal(SIGPIPE, SIG_IGN);

@@ -17,7 +17,7 @@ import sys
 
 # module -> layer; a layer may use its own modules and any layer of lower rank.
 LAYERS = {
-    "base": (0, ["error", "text", "hash", "ids", "fsutil", "lock", "path_match"]),
+    "base": (0, ["error", "text", "hash", "ids", "fsutil", "lock", "path_match", "thread"]),
     "archive": (1, ["seek_table", "frame_cache", "frame_proof", "archive_writer",
                     "frame_ring", "hash_lane", "tar_plain", "archive_follow", "archive_reader", "archive_stream",
                     "frame_prefetch", "tar_header", "tar_check"]),

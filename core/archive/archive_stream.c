@@ -14,6 +14,7 @@
 #include "archive_reader_i.h"
 #include "fb_hash.h"
 #include "frame_cache_i.h"
+#include "thread_i.h"
 
 /* The stream hashes the seek table in pieces of this size. */
 #define TABLE_CHUNK (64u * 1024)
@@ -270,7 +271,7 @@ static void stream_start(fb_archive_stream *s)
 {
     s->started = true;
     for (unsigned k = 0; k < s->want_workers; k++) {
-        if (pthread_create(&s->workers[s->n_workers], NULL, stream_worker_main, s) != 0)
+        if (fb_thread_start(&s->workers[s->n_workers], stream_worker_main, s) != 0)
             break;
         s->n_workers++;
     }

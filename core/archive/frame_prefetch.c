@@ -3,6 +3,7 @@
  * serves has few cores and the reader it works ahead of needs one: a second
  * decoder would only compete with it. */
 #include "fb_frame_prefetch.h"
+#include "thread_i.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -90,7 +91,7 @@ bool fb_frame_prefetcher_enqueue(fb_frame_prefetcher *p, void *owner, void (*run
     for (size_t i = 0; i < p->n && !present; i++)
         present = p->queue[i].owner == owner;
     if (!present && !p->stop && !p->started)
-        p->started = pthread_create(&p->thread, NULL, prefetch_main, p) == 0;
+        p->started = fb_thread_start(&p->thread, prefetch_main, p) == 0;
     if (!present && !p->stop && p->started && p->n < PREFETCH_QUEUE_MAX) {
         p->queue[p->n++] = (job){owner, run};
         pthread_cond_signal(&p->work_cv);

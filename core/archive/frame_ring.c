@@ -1,6 +1,7 @@
 /* The frame ring of the archive writer: compression workers, the hashing
  * turn and the ordered output (see frame_ring_i.h). */
 #include "frame_ring_i.h"
+#include "thread_i.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -252,7 +253,7 @@ static int write_hashed(fb_frame_ring *g, uint64_t until)
 
 static int start_worker(fb_frame_ring *g)
 {
-    int e = pthread_create(&g->workers[g->n_started], NULL, worker_main, g);
+    int e = fb_thread_start(&g->workers[g->n_started], worker_main, g);
     if (e) {
         if (g->n_started)
             return 0; /* the ones running are enough to make progress */

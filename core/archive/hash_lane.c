@@ -5,6 +5,7 @@
  * once it is half empty, not after every range, so the two threads do not
  * hand each other the CPU for every 256 KiB. */
 #include "hash_lane_i.h"
+#include "thread_i.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -80,7 +81,7 @@ int fb_hash_lane_start(fb_hash_lane **out, fb_error *err)
     pthread_mutex_init(&l->mu, NULL);
     pthread_cond_init(&l->work_cv, NULL);
     pthread_cond_init(&l->done_cv, NULL);
-    int e = pthread_create(&l->thread, NULL, lane_main, l);
+    int e = fb_thread_start(&l->thread, lane_main, l);
     if (e) {
         pthread_cond_destroy(&l->done_cv);
         pthread_cond_destroy(&l->work_cv);

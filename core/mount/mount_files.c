@@ -12,6 +12,7 @@
 
 #include "mount_tree_i.h"
 #include "tar_header_i.h"
+#include "thread_i.h"
 
 /* Files up to this size are hashed when opened (fb_tar_member_prove_content):
  * the frames they lie in are decoded for the first read anyway. */
@@ -308,7 +309,7 @@ static bool janitor_running(fb_mount_tree *t)
         pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
         pthread_cond_init(&t->janitor_cond, &ca);
         pthread_condattr_destroy(&ca);
-        t->janitor_started = pthread_create(&t->janitor, NULL, janitor_main, t) == 0;
+        t->janitor_started = fb_thread_start(&t->janitor, janitor_main, t) == 0;
         if (!t->janitor_started)
             pthread_cond_destroy(&t->janitor_cond);
         t->janitor_failed = !t->janitor_started;

@@ -13,6 +13,7 @@
 #include "fb_fsutil.h"
 #include "fb_text.h"
 #include "live_i.h"
+#include "thread_i.h"
 
 void fb_src_cursor_init(fb_src_cursor *c, int root_fd)
 {
@@ -278,7 +279,7 @@ static bool lane_start(fb_prefetch_lane *l, unsigned index, const fb_scan_result
         return false;
     }
     l->sync_ready = true;
-    l->running = pthread_create(&l->thread, NULL, prefetch_main, l) == 0;
+    l->running = fb_thread_start(&l->thread, prefetch_main, l) == 0;
     return l->running;
 }
 

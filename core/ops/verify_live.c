@@ -19,6 +19,7 @@
 #include "fb_archive_follow.h"
 #include "fb_hash.h"
 #include "tar_check_i.h"
+#include "thread_i.h"
 
 /* JSON members of an incremental are parsed in memory (as verify does). */
 #define JSON_MEMBER_MAX (64u * 1024 * 1024)
@@ -231,7 +232,7 @@ int fb_live_check_start(int archive_rfd, const char *name, bool incremental,
     pthread_mutex_init(&v->mu, NULL);
     pthread_cond_init(&v->cv, NULL);
     fb_tar_source_init_follower(&v->src, v->follower, v->name);
-    int e = pthread_create(&v->thread, NULL, check_main, v);
+    int e = fb_thread_start(&v->thread, check_main, v);
     if (e) {
         fb_live_check_free(v);
         return fb_error_set(err, e == EAGAIN ? FB_ENOMEM : FB_EIO,
