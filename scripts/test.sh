@@ -16,7 +16,8 @@
 #                      under ptrace (the strace tests) and ASan cannot reserve
 #                      its shadow memory under `prlimit --as`;
 #     3. build-clang/  clang -Werror with -fsanitize=thread: the whole tree
-#                      builds, and the unit tests run under ThreadSanitizer;
+#                      builds, and the unit tests and tests/fuse (the
+#                      daemon's request loop) run under ThreadSanitizer;
 #                      any report fails the run (written to files, as for
 #                      ASan: build-clang/sanitizer-logs/);
 #     4. build-fuzz/   clang, -Dfuzz=true: every libFuzzer target of
@@ -240,6 +241,7 @@ if build "$CLANG_BUILD" clang -Db_sanitize=thread -Db_lundef=false; then
     chmod 1777 "$tsanlogs"
     export TSAN_OPTIONS="halt_on_error=0:second_deadlock_stack=1:log_exe_name=1:log_path=$tsanlogs/tsan"
     unit_tests "$CLANG_BUILD"
+    pytest_suites "$CLANG_BUILD" tests/fuse
     unset TSAN_OPTIONS
     count_sanitizer_reports "$tsanlogs"
 fi
