@@ -409,18 +409,22 @@ int fb_store_list_sessions(const fb_store *store, char ***out, size_t *n_out, fb
                       err);
 }
 
+/* A backup: a real directory (not a symlink) holding a regular
+ * manifest.json. Two stats, no descriptor: a listing of 100 backups is
+ * 200 system calls instead of 300. Were the directory swapped for a symlink
+ * between the two, the listing would name it, and every later open of it
+ * (O_NOFOLLOW) would refuse it. */
 static bool backup_dir_filter(int dirfd, const char *name, void *ctx)
 {
     (void)ctx;
-    if (!fb_backup_id_is_valid(name))
+    if (!fb_backup_id_is_valid(name) || !is_real_dir(dirfd, name))
         return false;
-    int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
+    char path[FB_BACKUP_ID_LEN + sizeof "/" FB_MANIFEST_NAME];
+    int n = snprintf(path, sizeof path, "%s/%s", name, FB_MANIFEST_NAME);
+    if (n < 0 || (size_t)n >= sizeof path)
         return false;
     struct stat st;
-    bool ok = fstatat(fd, FB_MANIFEST_NAME, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
-    close(fd);
-    return ok;
+    return fstatat(dirfd, path, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
 }
 
 int fb_store_list_backup_dirs(int session_fd, char ***out, size_t *n_out, fb_error *err)
