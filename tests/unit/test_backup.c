@@ -7,6 +7,7 @@
 #include "warns_fixture.h"
 
 #include <dirent.h>
+#include <ftw.h>
 #include <grp.h>
 #include <openssl/evp.h>
 #include <signal.h>
