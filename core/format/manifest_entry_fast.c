@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include "fb_hash.h"
-#include "json_strict_i.h" /* FB_JSON_INT_MAX */
+#include "json_plain_i.h"
 #include "manifest_i.h"
 
 enum {
@@ -55,18 +55,6 @@ typedef struct raw_entry {
     bool neg[K_COUNT];
 } raw_entry;
 
-static bool is_ws(char c)
-{
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
-}
-
-static size_t skip_ws(const char *t, size_t len, size_t i)
-{
-    while (i < len && is_ws(t[i]))
-        i++;
-    return i;
-}
-
 /* The key whose name is t[0..n) exactly, or -1. Every entry has ten
  * keys, so the lengths are compared before any byte. */
 static int key_of(const char *t, size_t n)
@@ -78,45 +66,6 @@ static int key_of(const char *t, size_t n)
     return -1;
 }
 
-/* A string without escapes whose opening quote is at t[i]: its content in
- * *s and *n, and the index past the closing quote, or 0. The pre-scan has
- * checked its bytes (UTF-8, no control characters), so they are taken as
- * they are, which is what cJSON makes of them too. */
-static size_t plain_string(const char *t, size_t len, size_t i, const char **s, size_t *n)
-{
-    if (i >= len || t[i] != '"')
-        return 0;
-    size_t start = ++i;
-    while (i < len && t[i] != '"' && t[i] != '\\')
-        i++;
-    if (i >= len || t[i] != '"')
-        return 0;
-    *s = t + start;
-    *n = i - start;
-    return i + 1;
-}
-
-/* An integer token at t[i] ('-'? digits, not followed by a fraction or an
- * exponent) of magnitude <= FB_JSON_INT_MAX: the index past it, or 0. */
-static size_t plain_integer(const char *t, size_t len, size_t i, uint64_t *v, bool *neg)
-{
-    *neg = i < len && t[i] == '-';
-    if (*neg)
-        i++;
-    size_t start = i;
-    uint64_t x = 0;
-    while (i < len && t[i] >= '0' && t[i] <= '9' && i - start < 17)
-        x = x * 10 + (uint64_t)(t[i++] - '0');
-    if (i == start || i - start > 16 || x > FB_JSON_INT_MAX)
-        return 0;
-    if ((t[start] == '0' && i - start > 1) || (*neg && x == 0))
-        return 0;
-    if (i < len && (t[i] == '.' || t[i] == 'e' || t[i] == 'E' || (t[i] >= '0' && t[i] <= '9')))
-        return 0;
-    *v = x;
-    return i;
-}
-
 /* The members of the object at t[off]: each known key once, strings or
  * integers as the key asks. The index past '}', or 0. */
 static size_t read_members(const char *t, size_t len, size_t off, raw_entry *r)
@@ -124,29 +73,29 @@ static size_t read_members(const char *t, size_t len, size_t off, raw_entry *r)
     size_t i = off;
     if (i >= len || t[i] != '{')
         return 0;
-    i = skip_ws(t, len, i + 1);
+    i = fb_json_plain_ws(t, len, i + 1);
     for (;;) {
         const char *kname;
         size_t klen;
-        if (!(i = plain_string(t, len, i, &kname, &klen)))
+        if (!(i = fb_json_plain_string(t, len, i, &kname, &klen)))
             return 0;
         int k = key_of(kname, klen);
         if (k < 0 || (r->seen & BIT(k)))
             return 0;
         r->seen |= BIT(k);
-        i = skip_ws(t, len, i);
+        i = fb_json_plain_ws(t, len, i);
         if (i >= len || t[i] != ':')
             return 0;
-        i = skip_ws(t, len, i + 1);
+        i = fb_json_plain_ws(t, len, i + 1);
         if (STRING_KEYS & BIT(k))
-            i = plain_string(t, len, i, &r->str[k], &r->str_len[k]);
+            i = fb_json_plain_string(t, len, i, &r->str[k], &r->str_len[k]);
         else
-            i = plain_integer(t, len, i, &r->num[k], &r->neg[k]);
+            i = fb_json_plain_integer(t, len, i, &r->num[k], &r->neg[k]);
         if (!i)
             return 0;
-        i = skip_ws(t, len, i);
+        i = fb_json_plain_ws(t, len, i);
         if (i < len && t[i] == ',') {
-            i = skip_ws(t, len, i + 1);
+            i = fb_json_plain_ws(t, len, i + 1);
             continue;
         }
         return i < len && t[i] == '}' ? i + 1 : 0;
