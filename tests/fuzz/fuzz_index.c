@@ -1,12 +1,42 @@
 /* Fuzz target: the strict index.json parser (fb_index_parse), input = the
  * bytes of an index. An accepted index must keep its promises (seq strictly
  * increasing, ids unique and found again) and survive a write/parse round
- * trip unchanged; a rejected one must say why with a documented code. */
+ * trip unchanged; a rejected one must say why with a documented code. The
+ * fast reading of the writer's text (index.c) must change nothing: without
+ * it, the same input gets the same verdict, the same message and, when
+ * accepted, the same index. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "fb_index.h"
 #include "fuzz_util.h"
+#include "index_i.h"
+
+/* The strict reading alone must agree with the parse that gave rc, err and
+ * idx (idx NULL when rc != 0). */
+static void index_check_without_fast(const uint8_t *data, size_t size, int rc,
+                                     const fb_error *err, const fb_index *idx)
+{
+    fb_index slow;
+    fb_error serr;
+    fb_error_clear(&serr);
+    int src = fb_index_parse_with((const char *)data, size, "index.json", false, &slow, &serr);
+    if (src != rc || (rc != 0 && strcmp(serr.message, err->message) != 0))
+        fz_fail("index: the fast reading changes the verdict: %d \"%s\" against %d \"%s\"", rc,
+                rc ? err->message : "", src, src ? serr.message : "");
+    if (rc == 0) {
+        char *a = NULL, *b = NULL;
+        size_t alen = 0, blen = 0;
+        if (fb_index_to_json(idx, &a, &alen, &serr) != 0 ||
+            fb_index_to_json(&slow, &b, &blen, &serr) != 0)
+            fz_fail("index: accepted but cannot be written back: %s", serr.message);
+        if (alen != blen || memcmp(a, b, alen) != 0)
+            fz_fail("index: the fast reading changes what was read");
+        free(a);
+        free(b);
+    }
+    fb_index_fini(&slow);
+}
 
 static void index_check_invariants(const fb_index *idx)
 {
@@ -31,6 +61,8 @@ int fuzz_index(const uint8_t *data, size_t size)
     fb_error err;
     fb_error_clear(&err);
     int rc = fb_index_parse((const char *)data, size, "index.json", &idx, &err);
+    if (rc != FB_ENOMEM)
+        index_check_without_fast(data, size, rc, &err, rc == 0 ? &idx : NULL);
     if (rc != 0) {
         fz_check_error("fb_index_parse", rc, &err, allowed);
         fb_index_fini(&idx);

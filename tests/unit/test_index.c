@@ -1,10 +1,12 @@
 /* Unit tests of fb_index: records from manifests in seq order, lookups,
  * the JSON round trip (also through jq), and strict-parse rejections
- * (duplicate ids, non-monotonic seq, ...). */
+ * (duplicate ids, non-monotonic seq, ...), and the fast reading of the
+ * writer's text against the strict one. */
 #include <sys/wait.h>
 
 #include "fb_index.h"
 #include "fbtest.h"
+#include "index_i.h"
 
 #define SID "session_12345_1640995200_abc123"
 #define F1 "20261201T031500Z-full-3fa9c2"
@@ -281,11 +283,154 @@ static void test_rejections(void)
     free(j);
 }
 
+static bool same_record(const fb_index_record *a, const fb_index_record *b)
+{
+    return strcmp(a->id, b->id) == 0 && a->seq == b->seq && a->type == b->type &&
+           a->created_at == b->created_at && strcmp(a->base, b->base) == 0 &&
+           a->files == b->files && a->bytes == b->bytes && a->stored_bytes == b->stored_bytes &&
+           memcmp(a->archive_sha256, b->archive_sha256, FB_SHA256_LEN) == 0 &&
+           ((!a->note && !b->note) || (a->note && b->note && strcmp(a->note, b->note) == 0));
+}
+
+/* The text parsed with and without the fast reading: the same code, the
+ * same message, the same records. Returns the code; frees json. */
+static int agree(char *json, int want_rc)
+{
+    if (!json)
+        return -1000;
+    fb_index f, s;
+    fb_error ef, es;
+    fb_error_clear(&ef);
+    fb_error_clear(&es);
+    size_t len = strlen(json);
+    int rf = fb_index_parse_with(json, len, "index.json", true, &f, &ef);
+    int rs = fb_index_parse_with(json, len, "index.json", false, &s, &es);
+    bool same = rf == rs && strcmp(ef.message, es.message) == 0 && f.n == s.n &&
+                strcmp(f.session_id, s.session_id) == 0;
+    for (size_t i = 0; same && i < f.n; i++)
+        same = same_record(&f.records[i], &s.records[i]);
+    if (!same || rf != want_rc)
+        fprintf(stderr, "  fast %d \"%s\", strict %d \"%s\", wanted %d, in:\n%s\n", rf, ef.message,
+                rs, es.message, want_rc, json);
+    fb_index_fini(&f);
+    fb_index_fini(&s);
+    free(json);
+    return same ? rf : -1000;
+}
+
+/* An index of the writer's plain values: 40 records, fulls and their
+ * incrementals, notes null, empty and plain. */
+static void build_plain(fb_index *idx)
+{
+    fb_index_init(idx, SID);
+    char base[FB_BACKUP_ID_LEN + 1] = "";
+    for (uint64_t seq = 1; seq <= 40; seq++) {
+        bool full = seq % 4 == 1;
+        char id[FB_BACKUP_ID_LEN + 1];
+        snprintf(id, sizeof id, "202612%02uT%02u1500Z-%s-%06x", (unsigned)(seq / 24 + 1),
+                 (unsigned)(seq % 24), full ? "full" : "incr", (unsigned)(seq * 7919));
+        fb_manifest m;
+        make_manifest(&m, id, seq, full ? FB_BACKUP_FULL : FB_BACKUP_INCREMENTAL,
+                      full ? NULL : base, seq % 3 == 0 ? NULL : seq % 3 == 1 ? "" : "plain note");
+        fb_error err;
+        CHECK_EQ_INT(fb_index_add_from_manifest(idx, &m, &err), 0);
+        fb_manifest_fini(&m);
+        if (full)
+            memcpy(base, id, sizeof base);
+    }
+}
+
+static void test_fast_reading_agrees_with_strict(void)
+{
+    fb_index idx;
+    fb_error err;
+    build_plain(&idx);
+    char *j = NULL;
+    size_t len = 0;
+    REQUIRE(fb_index_to_json(&idx, &j, &len, &err) == 0);
+
+    /* The writer's text is read fast, to the same records. */
+    fb_index fast;
+    CHECK_EQ_INT(fb_index_parse_fast(j, len, &fast), 1);
+    REQUIRE(fast.n == idx.n);
+    CHECK(strcmp(fast.session_id, SID) == 0);
+    size_t same = 0;
+    for (size_t i = 0; i < idx.n; i++)
+        same += same_record(&fast.records[i], &idx.records[i]);
+    CHECK_EQ_INT(same, idx.n);
+    fb_index_fini(&fast);
+    fb_index_fini(&idx);
+    CHECK_EQ_INT(agree(strdup(j), 0), 0);
+
+    const char *r1 = "\"id\": \"20261201T011500Z-full-001eef\"";
+    /* Accepted either way, some only by the strict reading. */
+    const char *ok[][2] = {
+        {"\"note\": \"plain note\"", "\"note\": \"with \\\"quotes\\\" \\u00e9\""},
+        {"\"note\": \"plain note\"", "\"note\": \"caf\xc3\xa9\""},
+        {"\"seq\": 1,", "\"seq\" :1 ,"},
+        {"\"id\": \"20261201T011500Z-full-001eef\",\n      \"seq\": 1,",
+         "\"seq\": 1, \"id\": \"20261201T011500Z-full-001eef\","},
+        {"  \"backups\": [", "  \"extra\": 1, \"backups\": ["},
+        {"\"bytes\": 9007199254740990,", "\"bytes\": 0,"},
+        {"\"base\": null,", "\"base\": null ,"},
+    };
+    /* Refused either way, with the same message. */
+    const char *bad[][2] = {
+        {"\"seq\": 2,", "\"seq\": 2, \"seq\": 3,"},
+        {"\"seq\": 2,", "\"seq\": 1,"},
+        {"\"seq\": 1,", "\"seq\": 0,"},
+        {"\"seq\": 1,", "\"seq\": -1,"},
+        {"\"files\": 3,", "\"files\": -3,"},
+        {"\"files\": 3,", "\"files\": 9007199254740993,"},
+        {"\"files\": 3,", "\"files\": 3e0,"},
+        {"\"files\": 3,", ""},
+        {"\"note\": \"\",", "\"note\": 5,"},
+        {"\"base\": null,", "\"base\": \"20261201T011500Z-full-001eef\","},
+        {"\"base\": \"20261201T011500Z-full-001eef\"", "\"base\": \"20261201T021500Z-incr-003dde\""},
+        {"\"type\": \"full\"", "\"type\": \"incremental\""},
+        {"\"type\": \"full\"", "\"type\": \"Full\""},
+        {"\"created_at\": \"", "\"created_at\": \"2026"},
+        {"\"archive_sha256\": \"10", "\"archive_sha256\": \"1A"},
+        {"\"archive_sha256\": \"10", "\"archive_sha256\": \"1"},
+        {r1, "\"id\": \"20261201T011500Z-full-001eeF\""},
+        {"\"id\": \"20261201T021500Z-incr-003dde\"", "\"id\": \"20261201T011500Z-full-001eef\""},
+        {"\"format\": 1,", "\"format\": 2,"},
+        {"\"format\": 1,", "\"format\": 1.0,"},
+        {"\"format\": 1,", "\"format\": 1, \"format\": 1,"},
+        {"\"session_id\": \"" SID "\"", "\"session_id\": \"a/b\""},
+        {"\"session_id\": \"" SID "\"", "\"session_id\": \"" SID "\", \"session_id\": \"x\""},
+        {"  \"backups\": [", "  \"backups\": {}, \"b\": ["},
+        {"\n}\n", "\n},\n"},
+        {"\n}\n", "\n} x\n"},
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+        CHECK_EQ_INT(agree(replace1(j, ok[i][0], ok[i][1]), 0), 0);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        CHECK_EQ_INT(agree(replace1(j, bad[i][0], bad[i][1]), FB_ECORRUPT), FB_ECORRUPT);
+    /* Every whitespace between tokens dropped: still the fast reading. */
+    char *compact = malloc(len + 1);
+    size_t k = 0;
+    bool in_string = false;
+    for (size_t i = 0; i < len; i++) {
+        if (j[i] == '"' && (i == 0 || j[i - 1] != '\\'))
+            in_string = !in_string;
+        if (in_string || (j[i] != ' ' && j[i] != '\n'))
+            compact[k++] = j[i];
+    }
+    compact[k] = '\0';
+    CHECK_EQ_INT(fb_index_parse_fast(compact, k, &fast), 1);
+    CHECK_EQ_INT(fast.n, 40);
+    fb_index_fini(&fast);
+    CHECK_EQ_INT(agree(compact, 0), 0);
+    free(j);
+}
+
 int main(void)
 {
     RUN_TEST(test_add_find_remove);
     RUN_TEST(test_record_matches);
     RUN_TEST(test_round_trip);
     RUN_TEST(test_rejections);
+    RUN_TEST(test_fast_reading_agrees_with_strict);
     FBTEST_EXIT();
 }
