@@ -440,21 +440,6 @@ static bool record_rules(const raw_record *r, fb_index_record *rec)
            fb_sha256_from_hex(buf, rec->archive_sha256) == 0;
 }
 
-static int record_slot(fb_index *idx)
-{
-    if (idx->n < idx->cap)
-        return 0;
-    size_t cap = idx->cap ? idx->cap * 2 : 16, bytes;
-    fb_index_record *r = NULL;
-    if (!__builtin_mul_overflow(cap, sizeof *r, &bytes))
-        r = realloc(idx->records, bytes);
-    if (!r)
-        return FB_ENOMEM;
-    idx->records = r;
-    idx->cap = cap;
-    return 0;
-}
-
 static int cmp_id_ptr(const void *a, const void *b)
 {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
@@ -487,7 +472,7 @@ static size_t read_records(const char *t, size_t len, size_t i, fb_index *idx)
     if (i < len && t[i] == ']')
         return i + 1;
     for (;;) {
-        if (record_slot(idx))
+        if (reserve(idx, NULL))
             return (size_t)-1;
         fb_index_record *rec = &idx->records[idx->n];
         memset(rec, 0, sizeof *rec);
