@@ -21,6 +21,10 @@ bool fb_backup_id_has_shape(const char *id);
 bool fb_backup_id_is_valid(const char *id);
 /* Type encoded in a valid id. */
 fb_backup_type fb_backup_id_type(const char *id);
+/* The base rule of a backup of this type: base "" (none), or the valid id
+ * of a full backup when the backup is incremental. A full backup has no
+ * base. */
+bool fb_backup_base_is_allowed(fb_backup_type type, const char *base);
 /* New id for time now: "YYYYMMDDTHHMMSSZ-full-3fa9c2" with random hex. */
 int fb_backup_id_generate(int64_t now, fb_backup_type type, char out[FB_BACKUP_ID_LEN + 1],
                           fb_error *err);

@@ -118,6 +118,14 @@ fb_backup_type fb_backup_id_type(const char *id)
     return FB_BACKUP_INCREMENTAL;
 }
 
+bool fb_backup_base_is_allowed(fb_backup_type type, const char *base)
+{
+    if (!base || !base[0])
+        return true;
+    return type == FB_BACKUP_INCREMENTAL && fb_backup_id_is_valid(base) &&
+           fb_backup_id_type(base) == FB_BACKUP_FULL;
+}
+
 int fb_backup_id_generate(int64_t now, fb_backup_type type, char out[FB_BACKUP_ID_LEN + 1],
                           fb_error *err)
 {

@@ -1,8 +1,6 @@
 /* Core's helper threads, started with a small stack (see thread_i.h). */
 #include "thread_i.h"
 
-#include <errno.h>
-
 int fb_thread_start(pthread_t *thread, void *(*fn)(void *), void *arg)
 {
     pthread_attr_t attr;

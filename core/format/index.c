@@ -427,12 +427,13 @@ static bool record_rules(const raw_record *r, fb_index_record *rec)
     if (!plain_copy(r->str[R_CREATED_AT], r->str_len[R_CREATED_AT], buf, sizeof buf) ||
         fb_rfc3339_parse(buf, &rec->created_at) < 0)
         return false;
-    if (!(r->null & R_BIT(R_BASE))) {
-        if (!plain_copy(r->str[R_BASE], r->str_len[R_BASE], rec->base, sizeof rec->base) ||
-            !fb_backup_id_is_valid(rec->base) || rec->type == FB_BACKUP_FULL ||
-            fb_backup_id_type(rec->base) != FB_BACKUP_FULL)
-            return false;
-    }
+    /* null is none; an empty string is refused (not a valid id) by the
+     * strict reading too */
+    if (!(r->null & R_BIT(R_BASE)) &&
+        (r->str_len[R_BASE] == 0 ||
+         !plain_copy(r->str[R_BASE], r->str_len[R_BASE], rec->base, sizeof rec->base) ||
+         !fb_backup_base_is_allowed(rec->type, rec->base)))
+        return false;
     rec->files = r->num[R_FILES];
     rec->bytes = r->num[R_BYTES];
     rec->stored_bytes = r->num[R_STORED_BYTES];

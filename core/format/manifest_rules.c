@@ -298,8 +298,7 @@ static int header_problem(const fb_manifest *m, const char *source, fb_error *er
         why = "type disagrees with backup_id";
     else if (!m->tool_version)
         why = "no tool_version";
-    else if (m->base[0] && (m->type == FB_BACKUP_FULL || !fb_backup_id_is_valid(m->base) ||
-                            fb_backup_id_type(m->base) != FB_BACKUP_FULL))
+    else if (!fb_backup_base_is_allowed(m->type, m->base))
         why = "base is not the id of a full backup, or a full backup has one";
     else if (m->archive.size > FB_JSON_INT_MAX || m->archive.frame_size < 1 ||
              m->archive.frame_size > FB_JSON_INT_MAX || m->archive.frames > FB_JSON_INT_MAX ||

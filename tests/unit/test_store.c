@@ -131,6 +131,15 @@ static void test_backup_id_rules(void)
     CHECK(!fb_backup_id_has_shape(NULL));
     CHECK(fb_backup_id_type("20261201T031500Z-full-3fa9c2") == FB_BACKUP_FULL);
     CHECK(fb_backup_id_type("20261201T031500Z-incr-3fa9c2") == FB_BACKUP_INCREMENTAL);
+    /* the base rule: none for a full backup, a full one's id for an incremental */
+    CHECK(fb_backup_base_is_allowed(FB_BACKUP_FULL, ""));
+    CHECK(fb_backup_base_is_allowed(FB_BACKUP_INCREMENTAL, ""));
+    CHECK(fb_backup_base_is_allowed(FB_BACKUP_INCREMENTAL, NULL));
+    CHECK(fb_backup_base_is_allowed(FB_BACKUP_INCREMENTAL, "20261201T031500Z-full-3fa9c2"));
+    CHECK(!fb_backup_base_is_allowed(FB_BACKUP_FULL, "20261201T031500Z-full-3fa9c2"));
+    CHECK(!fb_backup_base_is_allowed(FB_BACKUP_INCREMENTAL, "20261201T031500Z-incr-3fa9c2"));
+    CHECK(!fb_backup_base_is_allowed(FB_BACKUP_INCREMENTAL, "20261301T031500Z-full-3fa9c2"));
+    CHECK(!fb_backup_base_is_allowed(FB_BACKUP_INCREMENTAL, "../x"));
 
     char a[FB_BACKUP_ID_LEN + 1], b[FB_BACKUP_ID_LEN + 1];
     fb_error err;
