@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "fb_error.h"
+#include "fb_hash.h"
 #include "fb_types.h"
 
 typedef struct fb_archive_writer fb_archive_writer;
@@ -41,11 +42,17 @@ typedef struct fb_archive_writer_options {
      * writer then skips its own SHA-256 of the output, and the summary's
      * sha256 is left zero. */
     bool no_output_hash;
+    /* Also take each file's XXH3-128 fingerprint (the result's
+     * fingerprint), for a caller that reads the files back and compares. */
+    bool file_fingerprints;
 } fb_archive_writer_options;
 
 typedef struct fb_archive_file_result {
     uint64_t offset; /* where the file's data starts in the uncompressed tar stream */
     uint8_t sha256[FB_SHA256_LEN]; /* of the bytes stored */
+    /* XXH3-128 of the same bytes, canonical form (fb_hash.h); zero unless
+     * the options ask for file_fingerprints. */
+    uint8_t fingerprint[FB_XXH128_LEN];
 } fb_archive_file_result;
 
 typedef struct fb_archive_summary {

@@ -116,6 +116,52 @@ uint64_t fb_xxh64_buffer(const void *data, size_t len)
     return XXH64(data, len, 0);
 }
 
+int fb_xxh128_init(fb_xxh128 *h, fb_error *err)
+{
+    XXH3_state_t *st = XXH3_createState();
+    if (!st)
+        return fb_error_set(err, FB_ENOMEM, "xxh128: out of memory");
+    XXH3_128bits_reset(st);
+    h->state = st;
+    return 0;
+}
+
+void fb_xxh128_reset(fb_xxh128 *h)
+{
+    XXH3_128bits_reset((XXH3_state_t *)h->state);
+}
+
+void fb_xxh128_update(fb_xxh128 *h, const void *data, size_t len)
+{
+    if (len)
+        XXH3_128bits_update((XXH3_state_t *)h->state, data, len);
+}
+
+static void xxh128_out(XXH128_hash_t v, uint8_t out[FB_XXH128_LEN])
+{
+    XXH128_canonical_t c;
+    XXH128_canonicalFromHash(&c, v);
+    memcpy(out, c.digest, FB_XXH128_LEN);
+}
+
+void fb_xxh128_digest(const fb_xxh128 *h, uint8_t out[FB_XXH128_LEN])
+{
+    xxh128_out(XXH3_128bits_digest((const XXH3_state_t *)h->state), out);
+}
+
+void fb_xxh128_fini(fb_xxh128 *h)
+{
+    if (h && h->state) {
+        XXH3_freeState((XXH3_state_t *)h->state);
+        h->state = NULL;
+    }
+}
+
+void fb_xxh128_buffer(const void *data, size_t len, uint8_t out[FB_XXH128_LEN])
+{
+    xxh128_out(XXH3_128bits(data, len), out);
+}
+
 void fb_hex_encode(const uint8_t *in, size_t n, char *out)
 {
     static const char digits[] = "0123456789abcdef";

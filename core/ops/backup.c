@@ -75,6 +75,14 @@ static int source_parent(backup_run *r, fb_src_cursor *cur, const char *path, in
     return rc;
 }
 
+/* The live check holds the file just added to the manifest against the
+ * fingerprint the writer took of its bytes. */
+static void keep_fingerprint(backup_run *r, const fb_archive_file_result *res)
+{
+    if (r->fingerprints)
+        memcpy(r->fingerprints[r->m.n_entries - 1], res->fingerprint, FB_XXH128_LEN);
+}
+
 /* Stores one regular file whose scan stat is expect. Returns 0 (stored, its
  * manifest entry appended), 1 (skipped with a warning), or an error. */
 static int store_file(backup_run *r, fb_src_cursor *cur, fb_archive_writer *w, const char *path,
@@ -144,6 +152,7 @@ static int store_file(backup_run *r, fb_src_cursor *cur, fb_archive_writer *w, c
     rc = fb_manifest_add_entry(&r->m, path, &meta, res.sha256, res.offset, NULL, r->err);
     if (rc < 0)
         return rc;
+    keep_fingerprint(r, &res);
     r->done_bytes += meta.size;
     fb_backup_progress(r, "write", r->done_bytes, r->file_bytes);
     return 0;
@@ -171,6 +180,7 @@ static int store_prefetched(backup_run *r, fb_archive_writer *w, const char *pat
     rc = fb_manifest_add_entry(&r->m, path, &meta, res.sha256, res.offset, NULL, r->err);
     if (rc < 0)
         return rc;
+    keep_fingerprint(r, &res);
     r->done_bytes += meta.size;
     fb_backup_progress(r, "write", r->done_bytes, r->file_bytes);
     return 0;
@@ -281,7 +291,7 @@ static int write_entries(backup_run *r, fb_archive_writer *w)
         }
         }
         if (r->live)
-            fb_live_check_entries(r->live, r->m.entries, r->m.n_entries);
+            fb_live_check_entries(r->live, r->m.entries, r->fingerprints, r->m.n_entries);
     }
     fb_prefetch_stop(pf);
     free(pf);
@@ -394,16 +404,20 @@ static int build(backup_run *r)
              FB_ARCHIVE_NAME);
     if (req->verify)
         fb_backup_start_live_check(r);
+    if (r->live && !(r->fingerprints = calloc(r->scan.n ? r->scan.n : 1, FB_XXH128_LEN)))
+        return fb_error_set(r->err, FB_ENOMEM, "out of memory");
     fb_archive_writer_options wo = {
         .name = archive_name,
         .level = req->config->level,
         .frame_size = req->config->frame_size,
         .threads = req->config->threads,
         .cancel = req->cancel,
-        /* The live check reads every byte back and hashes the file there. */
+        /* The live check reads every byte back: it hashes the archive
+         * there, and holds each file against the writer's fingerprint. */
         .on_written = r->live || req->frame_written ? fb_backup_frame_written : NULL,
         .written_ctx = r,
         .no_output_hash = r->live != NULL,
+        .file_fingerprints = r->live != NULL,
     };
     fb_archive_writer *w = NULL;
     rc = fb_archive_writer_new(r->archive_fd, &wo, &w, r->err);
@@ -653,6 +667,7 @@ int fb_backup_run(fb_store *store, const fb_backup_request *req, fb_backup_resul
 
     /* Stopped before the manifest it reads is freed. */
     fb_live_check_free(r->live);
+    free(r->fingerprints);
     if (r->archive_rfd >= 0)
         close(r->archive_rfd);
     if (r->archive_fd >= 0)

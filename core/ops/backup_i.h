@@ -39,6 +39,10 @@ typedef struct backup_run {
     /* The validation that follows the writer (verify_live_i.h), when it
      * could be started: it reads the archive back through archive_rfd. */
     fb_live_check *live;
+    /* With the live check: the writer's XXH3-128 of each file entry's
+     * bytes, fingerprints[i] beside m.entries[i] (zero for other entries);
+     * reserved like the entries and never moved while the check runs. */
+    uint8_t (*fingerprints)[FB_XXH128_LEN];
     int archive_rfd;
     uint64_t written_bytes; /* of archive_fd, for the frame_written hook */
     bool live_passed;

@@ -54,8 +54,9 @@ int fb_backup_end_live_check(backup_run *r, fb_archive_summary *sum)
 {
     fb_backup_progress(r, "validate", 0, sum->compressed_size);
     uint64_t frames = 0;
-    int rc = fb_live_check_end(r->live, r->m.entries, r->m.n_entries, sum->compressed_size,
-                               r->req->cancel, sum->sha256, &frames, r->err);
+    int rc = fb_live_check_end(r->live, r->m.entries, r->fingerprints, r->m.n_entries,
+                               sum->compressed_size, r->req->cancel, sum->sha256, &frames,
+                               r->err);
     if (rc == FB_EINTERRUPTED)
         return fb_backup_check_cancel(r);
     if (rc == 0 && frames != sum->frames)

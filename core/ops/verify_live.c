@@ -35,6 +35,7 @@ struct fb_live_check {
     pthread_mutex_t mu;
     pthread_cond_t cv;  /* entries published, the end, abort, or the check finished */
     const fb_manifest_entry *entries; /* guarded by mu */
+    const uint8_t (*fingerprints)[FB_XXH128_LEN]; /* guarded by mu, beside entries */
     size_t n_entries;   /* guarded by mu */
     bool writer_done;   /* guarded by mu: n_entries is final */
     bool aborted;       /* guarded by mu */
@@ -45,15 +46,15 @@ struct fb_live_check {
 
     pthread_t thread;
     bool running; /* the thread was started and not joined */
-    fb_sha256 file_hash; /* the check thread's, reset per file */
-    bool hash_live;
+    fb_xxh128 file_fp; /* the check thread's, reset per file */
+    bool sync_live;    /* mu and cv were initialised */
 };
 
-/* One entry's data as read back: its size, SHA-256 and, for a JSON member
- * that must parse, its bytes. */
+/* One entry's data as read back: its size, fingerprint and, for a JSON
+ * member that must parse, its bytes. */
 typedef struct entry_data {
     uint64_t got;
-    uint8_t digest[FB_SHA256_LEN];
+    uint8_t fingerprint[FB_XXH128_LEN];
     char *json;
 } entry_data;
 
@@ -63,7 +64,7 @@ static bool ends_with_json(const char *p)
     return n >= 5 && memcmp(p + n - 5, ".json", 5) == 0;
 }
 
-/* Reads and hashes the data of the entry whose header libarchive just
+/* Reads and fingerprints the data of the entry whose header libarchive just
  * read (no holes; for a JSON member of an incremental, kept to be parsed). */
 static int read_data(fb_live_check *v, struct archive *a, struct archive_entry *ae,
                      entry_data *d, fb_error *err)
@@ -80,9 +81,7 @@ static int read_data(fb_live_check *v, struct archive *a, struct archive_entry *
         if (!d->json)
             return fb_error_set(err, FB_ENOMEM, "%s: out of memory", v->name);
     }
-    int rc = fb_sha256_reset(&v->file_hash, err);
-    if (rc < 0)
-        return rc;
+    fb_xxh128_reset(&v->file_fp);
     for (;;) {
         const void *buf;
         size_t len;
@@ -97,19 +96,20 @@ static int read_data(fb_live_check *v, struct archive *a, struct archive_entry *
         if (size < 0 || len > (uint64_t)size - d->got)
             return fb_tar_corrupt(err, v->name, path ? path : "?",
                                   "more data in the archive than its header says");
-        fb_sha256_update(&v->file_hash, buf, len);
+        fb_xxh128_update(&v->file_fp, buf, len);
         if (d->json)
             memcpy(d->json + d->got, buf, len);
         d->got += len;
     }
-    fb_sha256_final(&v->file_hash, d->digest);
+    fb_xxh128_digest(&v->file_fp, d->fingerprint);
     return 0;
 }
 
 /* Waits until manifest entry idx is published and copies it (its strings
- * stay the manifest's). 1: the writing ended with fewer entries. */
-static int wait_entry(fb_live_check *v, size_t idx, fb_manifest_entry *e, size_t *n_final,
-                      fb_error *err)
+ * stay the manifest's) and its fingerprint (fp may be NULL). 1: the writing
+ * ended with fewer entries. */
+static int wait_entry(fb_live_check *v, size_t idx, fb_manifest_entry *e,
+                      uint8_t fp[FB_XXH128_LEN], size_t *n_final, fb_error *err)
 {
     pthread_mutex_lock(&v->mu);
     while (!v->aborted && !v->writer_done && v->n_entries <= idx) {
@@ -118,8 +118,11 @@ static int wait_entry(fb_live_check *v, size_t idx, fb_manifest_entry *e, size_t
         v->waiting = false;
     }
     bool aborted = v->aborted, have = v->n_entries > idx;
-    if (have)
+    if (have) {
         *e = v->entries[idx];
+        if (fp)
+            memcpy(fp, v->fingerprints[idx], FB_XXH128_LEN);
+    }
     *n_final = v->n_entries;
     pthread_mutex_unlock(&v->mu);
     if (aborted)
@@ -136,8 +139,9 @@ static int check_one(fb_live_check *v, struct archive *a, struct archive_entry *
     entry_data d = {0};
     int rc = read_data(v, a, ae, &d, err);
     fb_manifest_entry e;
+    uint8_t fp[FB_XXH128_LEN];
     size_t n = 0;
-    if (rc == 0 && (rc = wait_entry(v, idx, &e, &n, err)) == 1)
+    if (rc == 0 && (rc = wait_entry(v, idx, &e, fp, &n, err)) == 1)
         rc = fb_error_set(err, FB_ECORRUPT, "%s: archive has more entries than the manifest's %zu",
                           v->name, n);
     if (rc == 0)
@@ -146,9 +150,9 @@ static int check_one(fb_live_check *v, struct archive *a, struct archive_entry *
         uint64_t want = e.meta.type == FB_ENTRY_FILE ? e.meta.size : 0;
         if (d.got != want)
             rc = fb_tar_corrupt(err, v->name, e.path, "content size differs from the manifest");
-        else if (e.meta.type == FB_ENTRY_FILE &&
-                 memcmp(d.digest, e.sha256, FB_SHA256_LEN) != 0)
-            rc = fb_tar_corrupt(err, v->name, e.path, "content sha256 mismatch");
+        else if (e.meta.type == FB_ENTRY_FILE && memcmp(d.fingerprint, fp, sizeof fp) != 0)
+            rc = fb_tar_corrupt(err, v->name, e.path,
+                                "content differs from the bytes read (XXH3-128 mismatch)");
         else if (d.json)
             rc = fb_tar_json_check(v->name, e.path, d.json, (size_t)d.got, err);
     }
@@ -180,7 +184,7 @@ static int walk(fb_live_check *v, fb_error *err)
     /* Every entry the manifest ends up with must have been in the archive. */
     fb_manifest_entry e;
     size_t n = 0;
-    rc = wait_entry(v, idx, &e, &n, err);
+    rc = wait_entry(v, idx, &e, NULL, &n, err);
     if (rc < 0)
         return rc;
     if (rc == 0)
@@ -223,14 +227,15 @@ int fb_live_check_start(int archive_rfd, const char *name, bool incremental,
     char label[FB_ERROR_MESSAGE_MAX];
     snprintf(label, sizeof label, "%s: %s", name, FB_ARCHIVE_NAME);
     int rc = fb_archive_follower_new(archive_rfd, label, &v->follower, err);
-    if (rc == 0 && (rc = fb_sha256_init(&v->file_hash, err)) == 0)
-        v->hash_live = true;
+    if (rc == 0)
+        rc = fb_xxh128_init(&v->file_fp, err);
     if (rc < 0) {
         fb_live_check_free(v);
         return rc;
     }
     pthread_mutex_init(&v->mu, NULL);
     pthread_cond_init(&v->cv, NULL);
+    v->sync_live = true;
     fb_tar_source_init_follower(&v->src, v->follower, v->name);
     int e = fb_thread_start(&v->thread, check_main, v);
     if (e) {
@@ -250,10 +255,12 @@ void fb_live_check_written(void *ctx, uint64_t index, uint32_t c_size, uint32_t 
     fb_archive_follower_written(v->follower, index, c_size, d_size, checksum);
 }
 
-void fb_live_check_entries(fb_live_check *v, const fb_manifest_entry *entries, size_t n)
+void fb_live_check_entries(fb_live_check *v, const fb_manifest_entry *entries,
+                           const uint8_t (*fingerprints)[FB_XXH128_LEN], size_t n)
 {
     pthread_mutex_lock(&v->mu);
     v->entries = entries;
+    v->fingerprints = fingerprints;
     v->n_entries = n;
     if (v->waiting)
         pthread_cond_signal(&v->cv);
@@ -274,12 +281,14 @@ static void stop(fb_live_check *v)
     v->running = false;
 }
 
-int fb_live_check_end(fb_live_check *v, const fb_manifest_entry *entries, size_t n,
-                      uint64_t file_size, const fb_cancel *cancel,
+int fb_live_check_end(fb_live_check *v, const fb_manifest_entry *entries,
+                      const uint8_t (*fingerprints)[FB_XXH128_LEN], size_t n, uint64_t file_size,
+                      const fb_cancel *cancel,
                       uint8_t sha256[FB_SHA256_LEN], uint64_t *frames, fb_error *err)
 {
     pthread_mutex_lock(&v->mu);
     v->entries = entries;
+    v->fingerprints = fingerprints;
     v->n_entries = n;
     v->writer_done = true;
     pthread_cond_broadcast(&v->cv);
@@ -319,8 +328,8 @@ void fb_live_check_free(fb_live_check *v)
     if (!v)
         return;
     stop(v);
-    if (v->hash_live) {
-        fb_sha256_fini(&v->file_hash);
+    fb_xxh128_fini(&v->file_fp);
+    if (v->sync_live) {
         pthread_cond_destroy(&v->cv);
         pthread_mutex_destroy(&v->mu);
     }

@@ -554,6 +554,9 @@ static void test_tree_roundtrip_and_interop(void)
         uint8_t digest[FB_SHA256_LEN];
         fb_sha256_buffer(d, e[i].size, digest, NULL);
         CHECK(memcmp(digest, e[i].res.sha256, FB_SHA256_LEN) == 0);
+        /* No fingerprint unless asked for. */
+        static const uint8_t no_fp[FB_XXH128_LEN];
+        CHECK(memcmp(e[i].res.fingerprint, no_fp, FB_XXH128_LEN) == 0);
         free(d);
     }
 
@@ -769,6 +772,7 @@ static fb_archive_writer *open_writer(const char *archive, int *afd, uint64_t fr
         return NULL;
     fb_archive_writer_options o = opts_of(3, frame, threads);
     o.name = archive;
+    o.file_fingerprints = true;
     fb_archive_writer *w = NULL;
     fb_error err;
     if (fb_archive_writer_new(*afd, &o, &w, &err) != 0) {
@@ -996,6 +1000,11 @@ static void test_many_frames_and_free_midway(void)
         CHECK(fb_archive_writer_add_file(w, "big2", &m, fd, &res2, &err) == 0);
         close(fd);
         CHECK(memcmp(res.sha256, res2.sha256, FB_SHA256_LEN) == 0);
+        /* The fingerprint taken beside the SHA-256, on the lane too. */
+        uint8_t fp[FB_XXH128_LEN];
+        fb_xxh128_buffer(data, size, fp);
+        CHECK(memcmp(fp, res.fingerprint, FB_XXH128_LEN) == 0);
+        CHECK(memcmp(fp, res2.fingerprint, FB_XXH128_LEN) == 0);
         if (complete) {
             fb_archive_summary sum;
             CHECK(fb_archive_writer_finish(w, &sum, &err) == 0);
@@ -1115,6 +1124,12 @@ static void test_add_data_same_bytes_as_libarchive(void)
     for (size_t i = 0; i < n; i++) {
         CHECK_EQ_INT(ra[i].offset, rb[i].offset);
         CHECK(memcmp(ra[i].sha256, rb[i].sha256, FB_SHA256_LEN) == 0);
+        /* Both ways take the same fingerprint, that of the bytes. */
+        uint8_t data[16384], fp[FB_XXH128_LEN];
+        fbtest_fill(data, (size_t)data_cases[i].size, (uint32_t)i, 1);
+        fb_xxh128_buffer(data, (size_t)data_cases[i].size, fp);
+        CHECK(memcmp(fp, ra[i].fingerprint, FB_XXH128_LEN) == 0);
+        CHECK(memcmp(fp, rb[i].fingerprint, FB_XXH128_LEN) == 0);
     }
     /* And the archive reads back with the system's tar. */
     CHECK(run("zstd -dcq '%s' | tar -tf - >/dev/null 2>&1", b) == 0);

@@ -1,7 +1,9 @@
 /* Unit tests of fb_verify_backup_dir and fb_verify_index_record: a real
  * backup passes; copies of it with a flipped byte, a truncated, missing or
  * symlinked archive, and manifests that disagree with the archive in one
- * field each fail with FB_ECORRUPT and a message naming the problem. */
+ * field each fail with FB_ECORRUPT and a message naming the problem. Also
+ * the validation that follows the writer (verify_live_i.h), replayed on a
+ * finished archive. */
 #include "fbtest.h"
 
 #include <stdbool.h>
@@ -10,9 +12,12 @@
 #include "fb_backup.h"
 #include "fb_config.h"
 #include "fb_fsutil.h"
+#include "fb_hash.h"
 #include "fb_index.h"
+#include "fb_seek_table.h"
 #include "fb_store.h"
 #include "fb_verify.h"
+#include "verify_live_i.h"
 
 #define SID "vsess"
 #define NOW 1790000000
@@ -609,6 +614,78 @@ static void test_session(void)
     teardown(&f);
 }
 
+/* The validation that follows the writer, replayed on the fixture's
+ * archive frame by frame as the writer would report it: with the XXH3-128
+ * of each file's bytes it passes and gives the archive's SHA-256; with one
+ * file's fingerprint off by a bit (as if a byte had changed between the
+ * writer's read and the compression) it fails naming that file, although
+ * every frame, header and SHA-256 in the manifest is right. */
+static void test_live_check_holds_files_to_fingerprints(void)
+{
+    fixture f;
+    REQUIRE(setup(&f));
+    fb_manifest m;
+    read_manifest(&f, f.full, &m);
+    uint8_t(*fps)[FB_XXH128_LEN] = calloc(m.n_entries, FB_XXH128_LEN);
+    REQUIRE(fps);
+    size_t files = 0;
+    for (size_t i = 0; i < m.n_entries; i++) {
+        if (m.entries[i].meta.type != FB_ENTRY_FILE)
+            continue;
+        size_t len = (size_t)m.entries[i].meta.size;
+        uint8_t *data = malloc(len ? len : 1);
+        int fd = openat(f.sfd, m.entries[i].path, O_RDONLY);
+        REQUIRE(data && fd >= 0 && read(fd, data, len) == (ssize_t)len);
+        close(fd);
+        fb_xxh128_buffer(data, len, fps[i]);
+        free(data);
+        files++;
+    }
+    CHECK(files >= 5);
+    size_t bad = entry_index(&m, "logs/run.log");
+    char path[128];
+    snprintf(path, sizeof path, "%s/" FB_ARCHIVE_NAME, f.full);
+    for (int turn = 0; turn < 2; turn++) {
+        if (turn == 1)
+            fps[bad][7] ^= 0x10;
+        int afd = openat(f.sess, path, O_RDONLY);
+        REQUIRE(afd >= 0);
+        struct stat st;
+        REQUIRE(fstat(afd, &st) == 0);
+        fb_error err;
+        fb_seek_table t;
+        fb_seek_table_init(&t);
+        REQUIRE(fb_seek_table_read_fd(afd, (uint64_t)st.st_size, "archive", &t, &err) == 0);
+        CHECK(t.n_frames >= 4); /* 64 KiB frames: the 200 KiB log spans several */
+        fb_live_check *v = NULL;
+        REQUIRE(fb_live_check_start(afd, SID "/backup", false, &v, &err) == 0);
+        fb_live_check_entries(v, m.entries, fps, m.n_entries / 2);
+        for (size_t k = 0; k < t.n_frames; k++)
+            fb_live_check_written(v, k, t.frames[k].c_size, t.frames[k].d_size,
+                                  t.frames[k].checksum);
+        uint8_t sha[FB_SHA256_LEN];
+        uint64_t frames = 0;
+        int rc = fb_live_check_end(v, m.entries, fps, m.n_entries, (uint64_t)st.st_size, NULL,
+                                   sha, &frames, &err);
+        if (turn == 0) {
+            CHECK_EQ_INT(rc, 0);
+            CHECK(frames == t.n_frames);
+            CHECK(memcmp(sha, m.archive.sha256, FB_SHA256_LEN) == 0);
+        } else {
+            CHECK_EQ_INT(rc, FB_ECORRUPT);
+            CHECK(msg_has(&err, "logs/run.log") &&
+                  msg_has(&err, "content differs from the bytes read"));
+            fprintf(stderr, "  (%s)\n", err.message);
+        }
+        fb_live_check_free(v);
+        fb_seek_table_fini(&t);
+        close(afd);
+    }
+    free(fps);
+    fb_manifest_fini(&m);
+    teardown(&f);
+}
+
 int main(void)
 {
     RUN_TEST(test_good_backup_passes);
@@ -619,5 +696,6 @@ int main(void)
     RUN_TEST(test_index_record);
     RUN_TEST(test_session);
     RUN_TEST(test_session_progress);
+    RUN_TEST(test_live_check_holds_files_to_fingerprints);
     FBTEST_EXIT();
 }
