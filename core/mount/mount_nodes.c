@@ -454,14 +454,22 @@ static int backup_install_contents(fb_mount_tree *t, mt_backup *b, mt_contents *
 #endif
 #endif
 
+/* Free heap under which a trim is not worth it (see heap_trim). */
+#define HEAP_TRIM_MIN ((size_t)16 << 20)
+
 /* Hands freed heap pages back to the system: parsing a manifest leaves its
  * parser's memory freed in the heap, and evicted contents leave holes that
  * glibc would otherwise keep (the budget is meant as resident memory).
- * Called after a load that parsed or evicted. */
+ * Called after a load that parsed or evicted. Only when more than
+ * HEAP_TRIM_MIN is free: the pages a smaller trim gives back are the ones
+ * the next frames are decoded into (the daemon writes its first heap at
+ * start for them, fs/main.c), and after a small manifest was parsed the
+ * next 24 MiB read faulted 1,500 of them in again. */
 static void heap_trim(void)
 {
 #if defined(__GLIBC__) && !defined(MT_SANITIZED_HEAP)
-    malloc_trim(0);
+    if (mallinfo2().fordblks > HEAP_TRIM_MIN)
+        malloc_trim(0);
 #endif
 }
 
