@@ -780,6 +780,24 @@ def minor_faults(pid):
     return int(stat[stat.rindex(")") + 2:].split()[7])
 
 
+def faults_with_and_without_warm_heap(fl, mounts, monkeypatch, read):
+    """(warm, cold): the page faults read(mount) counts in a fresh mount of
+    fl.store, with the heap the daemon writes at start (fs/main.c,
+    set_up_malloc) and without it (MALLOC_TRIM_THRESHOLD_ set: malloc left to
+    the C library). A first mount comes before both, so that both load the
+    backup's contents the same way (from the manifest cache if it fills)."""
+    def faults(name):
+        m = mounts(fl.store, name=name)
+        n = read(m)
+        m.stop()
+        return n
+
+    faults("prime")
+    warm = faults("warm")
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", str(128 * 1024))
+    return warm, faults("cold")
+
+
 def test_sequential_read_decodes_into_heap_already_in_memory(fl, mounts, fbfs_bin, monkeypatch):
     """A sequential read of a file of many 1 MiB frames decodes each frame,
     and the frames ahead, into buffers that are recycled only a few frames
@@ -797,20 +815,14 @@ def test_sequential_read_decodes_into_heap_already_in_memory(fl, mounts, fbfs_bi
     (sdir / "big.bin").write_bytes(data)
     bid = fl.backup("full", sid="SEQ")["id"]
 
-    def read_faults(name):
-        m = mounts(fl.store, name=name)
+    def read(m):
         path = pathlib.Path(m.path("SEQ", bid, "big.bin"))
         os.listdir(path.parent)
         before = minor_faults(m.pid)
         assert path.read_bytes() == data
-        faults = minor_faults(m.pid) - before
-        m.stop()
-        return faults
+        return minor_faults(m.pid) - before
 
-    read_faults("prime")  # fills the manifest cache: both turns below load it
-    warm = read_faults("warm")
-    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", str(128 * 1024))
-    cold = read_faults("cold")
+    warm, cold = faults_with_and_without_warm_heap(fl, mounts, monkeypatch, read)
     print(f"minor faults reading 24 MiB: {warm} with the heap written at start, {cold} without")
     assert cold > 1000, cold
     assert warm * 10 < cold, (warm, cold)
@@ -836,18 +848,12 @@ def test_first_read_finds_the_daemon_heap_already_in_memory(fl, mounts, fbfs_bin
     rel = ("steps", "s10", "step-042.json")
     want = json.dumps({"step": 1042}) + "\n"
 
-    def first_read_faults(name):
-        m = mounts(fl.store, name=name)
+    def read(m):
         before = minor_faults(m.pid)
         assert pathlib.Path(m.path("MANY", bid, *rel)).read_text() == want
-        faults = minor_faults(m.pid) - before
-        m.stop()
-        return faults
+        return minor_faults(m.pid) - before
 
-    first_read_faults("prime")  # fills the manifest cache: both turns below load it
-    warm = first_read_faults("warm")
-    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", str(128 * 1024))
-    cold = first_read_faults("cold")
+    warm, cold = faults_with_and_without_warm_heap(fl, mounts, monkeypatch, read)
     print(f"minor faults of the first read: {warm} with the heap written at start, "
           f"{cold} without")
     assert warm * 2 < cold, (warm, cold)
