@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "fb_hash.h"
+#include "file_digest_i.h"
 #include "frame_ring_i.h"
 #include "hash_lane_i.h"
 #include "tar_plain_i.h"
@@ -57,16 +58,10 @@ struct fb_archive_writer {
 
     fb_frame_ring ring;
     bool ring_ready;
-    /* The calling thread's digest of each file, reset per file: a context
+    /* The calling thread's digests of each file, reset per file: a context
      * allocated per file cost ~0.04 s per 100,000 small files. */
-    fb_sha256 file_hash;
+    fb_file_digest file_digest;
     bool file_hash_ready;
-    /* With file_fingerprints: each file's XXH3-128, always taken on the
-     * calling thread, as the bytes are read (state NULL: none taken). A
-     * large file's SHA-256 is the hash lane's; where compression is cheap
-     * (the binaries of the bench session) that lane is the busiest thread,
-     * and the fingerprint on it made the backup ~10 ms longer. */
-    fb_xxh128 file_fp;
     /* Hashes large files beside the reads (hash_lane_i.h); NULL: the
      * calling thread hashes them. */
     fb_hash_lane *lane;
@@ -209,12 +204,12 @@ int fb_archive_writer_new(int fd, const fb_archive_writer_options *opts, fb_arch
         fb_archive_writer_free(w);
         return FB_ENOMEM;
     }
-    if (fb_sha256_init(&w->file_hash, err)) {
+    if (fb_sha256_init(&w->file_digest.sha, err)) {
         fb_archive_writer_free(w);
         return FB_ENOMEM;
     }
     w->file_hash_ready = true;
-    if (opts->file_fingerprints && fb_xxh128_init(&w->file_fp, err)) {
+    if (opts->file_fingerprints && fb_xxh128_init(&w->file_digest.fp, err)) {
         fb_archive_writer_free(w);
         return FB_ENOMEM;
     }
@@ -275,8 +270,8 @@ void fb_archive_writer_free(fb_archive_writer *w)
     }
     archive_entry_free(w->entry);
     if (w->file_hash_ready)
-        fb_sha256_fini(&w->file_hash);
-    fb_xxh128_fini(&w->file_fp);
+        fb_sha256_fini(&w->file_digest.sha);
+    fb_xxh128_fini(&w->file_digest.fp);
     if (w->c_locale)
         freelocale(w->c_locale);
     free(w->name);
@@ -482,16 +477,16 @@ static int small_file_frame(fb_archive_writer *w, const fb_entry_meta *meta, fb_
 /* Starts the digests of the next file. */
 static int digest_reset(fb_archive_writer *w, fb_error *err)
 {
-    if (w->file_fp.state)
-        fb_xxh128_reset(&w->file_fp);
-    return fb_sha256_reset(&w->file_hash, err);
+    if (w->file_digest.fp.state)
+        fb_xxh128_reset(&w->file_digest.fp);
+    return fb_sha256_reset(&w->file_digest.sha, err);
 }
 
 static void digest_final(fb_archive_writer *w, fb_archive_file_result *res)
 {
-    fb_sha256_final(&w->file_hash, res->sha256);
-    if (w->file_fp.state)
-        fb_xxh128_digest(&w->file_fp, res->fingerprint);
+    fb_sha256_final(&w->file_digest.sha, res->sha256);
+    if (w->file_digest.fp.state)
+        fb_xxh128_digest(&w->file_digest.fp, res->fingerprint);
     else
         memset(res->fingerprint, 0, sizeof res->fingerprint);
 }
@@ -504,7 +499,7 @@ int fb_archive_writer_add_file(fb_archive_writer *w, const char *path, const fb_
         rc = small_file_frame(w, meta, err);
     if (rc)
         return rc;
-    fb_sha256 *h = &w->file_hash;
+    fb_file_digest *h = &w->file_digest;
     fb_hash_lane *lane = NULL;
     rc = digest_reset(w, err);
     if (rc)
@@ -557,9 +552,7 @@ int fb_archive_writer_add_file(fb_archive_writer *w, const char *path, const fb_
         if (lane)
             fb_hash_lane_push(lane, dst, (size_t)got, w->ring.d_total);
         else
-            fb_sha256_update(h, dst, (size_t)got);
-        if (w->file_fp.state)
-            fb_xxh128_update(&w->file_fp, dst, (size_t)got);
+            fb_file_digest_update(h, dst, (size_t)got);
         la_ssize_t n = archive_write_data(w->ar, dst, (size_t)got);
         if (n != got || w->failed) {
             archive_failed(w, path, "writing file data");
@@ -631,9 +624,7 @@ int fb_archive_writer_add_data(fb_archive_writer *w, const char *path, const fb_
         if ((rc = end_entry(w, path, err)))
             return rc;
     }
-    fb_sha256_update(&w->file_hash, data, len);
-    if (w->file_fp.state)
-        fb_xxh128_update(&w->file_fp, data, len);
+    fb_file_digest_update(&w->file_digest, data, len);
     if (res) {
         res->offset = offset;
         digest_final(w, res);

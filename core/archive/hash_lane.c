@@ -30,7 +30,7 @@ struct fb_hash_lane {
     lane_range q[LANE_QUEUE];
     size_t head, tail;      /* guarded by mu: q[head % N .. tail % N) queued */
     bool busy;              /* guarded by mu: the lane hashes q[head] right now */
-    fb_sha256 *h;           /* the file hashed; the lane's between begin and drain */
+    fb_file_digest *d;      /* the file digested; the lane's between begin and drain */
     bool lane_sleeping;     /* guarded by mu */
     bool writer_waiting;    /* guarded by mu */
     size_t wait_count;      /* guarded by mu: the writer waits for at most this many queued... */
@@ -58,10 +58,10 @@ static void *lane_main(void *arg)
         if (l->stop)
             break;
         lane_range r = l->q[l->head % LANE_QUEUE];
-        fb_sha256 *h = l->h;
+        fb_file_digest *d = l->d;
         l->busy = true;
         pthread_mutex_unlock(&l->mu);
-        fb_sha256_update(h, r.p, r.len);
+        fb_file_digest_update(d, r.p, r.len);
         pthread_mutex_lock(&l->mu);
         l->busy = false;
         l->head++;
@@ -107,11 +107,11 @@ static void wait_for(fb_hash_lane *l, size_t count, uint64_t d)
     }
 }
 
-void fb_hash_lane_begin(fb_hash_lane *l, fb_sha256 *h)
+void fb_hash_lane_begin(fb_hash_lane *l, fb_file_digest *d)
 {
     pthread_mutex_lock(&l->mu);
     wait_for(l, 0, UINT64_MAX); /* the previous file is done with */
-    l->h = h;
+    l->d = d;
     pthread_mutex_unlock(&l->mu);
 }
 
@@ -138,7 +138,7 @@ void fb_hash_lane_drain(fb_hash_lane *l)
 {
     pthread_mutex_lock(&l->mu);
     wait_for(l, 0, UINT64_MAX);
-    l->h = NULL;
+    l->d = NULL;
     pthread_mutex_unlock(&l->mu);
 }
 

@@ -1,4 +1,5 @@
-/* The hash lane: a helper thread that computes a file's SHA-256 over the
+/* The hash lane: a helper thread that computes a file's digests
+ * (file_digest_i.h: SHA-256, and the fingerprint when one is taken) over the
  * byte ranges the archive writer reads into its frames, in order, while the
  * writer reads the next ones. Without it the writing thread reads and
  * hashes one after the other, and where compression is cheap (zeros,
@@ -16,7 +17,7 @@
 #include <stdint.h>
 
 #include "fb_error.h"
-#include "fb_hash.h"
+#include "file_digest_i.h"
 
 typedef struct fb_hash_lane fb_hash_lane;
 
@@ -24,9 +25,9 @@ typedef struct fb_hash_lane fb_hash_lane;
  * writer hashes on its own thread. */
 int fb_hash_lane_start(fb_hash_lane **out, fb_error *err);
 
-/* The ranges pushed from now on belong to the file hashed in h, which the
- * lane owns until fb_hash_lane_drain returns. */
-void fb_hash_lane_begin(fb_hash_lane *l, fb_sha256 *h);
+/* The ranges pushed from now on belong to the file digested in d, which
+ * the lane owns until fb_hash_lane_drain returns. */
+void fb_hash_lane_begin(fb_hash_lane *l, fb_file_digest *d);
 /* Hashes len bytes at p (tar stream offsets [d_start, d_start + len)); p
  * must stay valid and unchanged until the lane is past it. Waits only when
  * the lane is far behind. */
