@@ -141,17 +141,23 @@ int fb_frame_decode_checked(const fb_frame_entry *f, bool has_checksums, const c
 }
 
 /* Reads and decodes frame i into a buffer of d_size bytes from the frame
- * cache (fb_frame_cache_buffer), which *out then owns. The compressed
- * bytes are read into a spare of the cache too (fb_frame_cache_scratch):
- * one bound for all readers, however many archives are open. */
+ * cache (fb_frame_cache_buffer), which *out then owns. A frame of raw
+ * blocks is read straight into it (fb_frame_read_raw); any other, the
+ * compressed bytes are read into a spare of the cache (fb_frame_cache_scratch:
+ * one bound for all readers, however many archives are open) and decoded. */
 static int load_frame(fb_archive_reader *r, size_t i, uint8_t **out, fb_error *err)
 {
     const fb_frame_entry *f = &r->table.frames[i];
     fb_frame_cache *cache = cache_of(r);
     *out = NULL;
+    uint8_t *data = fb_frame_cache_buffer(cache, f->d_size);
+    if (data && fb_frame_read_raw(r->fd, f, r->table.has_checksums, data)) {
+        atomic_store_explicit(&r->decoded[i], 1, memory_order_release);
+        *out = data;
+        return 0;
+    }
     size_t in_size = 0;
     uint8_t *in = fb_frame_cache_scratch(cache, f->c_size, &in_size);
-    uint8_t *data = fb_frame_cache_buffer(cache, f->d_size);
     ZSTD_DCtx *dctx = fb_archive_dctx_acquire(r);
     int rc = 0;
     if (!in || !data || !dctx) {

@@ -1,15 +1,18 @@
 /* Frame proof (see frame_proof_i.h): the zstd frame format's header and
  * block headers, read by hand so that a frame's extent and content size are
- * known from a few bytes, without decompressing it. Field layout: RFC 8878,
- * sections 3.1.1 (frame header) and 3.1.1.2 (blocks). */
+ * known from a few bytes, without decompressing it; and a frame of raw
+ * blocks read straight into its buffer. Field layout: RFC 8878, sections
+ * 3.1.1 (frame header) and 3.1.1.2 (blocks). */
 #include "frame_proof_i.h"
 
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <sys/uio.h>
 
 #include <zstd.h>
 
+#include "fb_hash.h"
 #include "seek_table_i.h"
 
 /* Largest block content a frame may carry (Block_Maximum_Size, 128 KiB). */
@@ -109,6 +112,16 @@ static int parse_frame_header(const uint8_t *in, size_t len, size_t i, const cha
     return 0;
 }
 
+/* The 3-byte block header: last-block flag, type (0 raw, 1 RLE, 2
+ * compressed, 3 reserved) and size. */
+static uint32_t block_header(const uint8_t *bh, bool *last, unsigned *type)
+{
+    uint32_t v = (uint32_t)bh[0] | (uint32_t)bh[1] << 8 | (uint32_t)bh[2] << 16;
+    *last = v & 1u;
+    *type = (v >> 1) & 3u;
+    return v >> 3;
+}
+
 int fb_frame_prove(int fd, const fb_seek_table *t, size_t i, const char *name, fb_error *err)
 {
     const fb_frame_entry *f = &t->frames[i];
@@ -148,10 +161,9 @@ int fb_frame_prove(int fd, const fb_seek_table *t, size_t i, const char *name, f
         rc = fb_pread_exact(fd, bh, sizeof bh, pos, name, what, err);
         if (rc)
             return rc;
-        uint32_t v = (uint32_t)bh[0] | (uint32_t)bh[1] << 8 | (uint32_t)bh[2] << 16;
-        bool last = v & 1u;
-        unsigned type = (v >> 1) & 3u;
-        uint32_t size = v >> 3;
+        bool last;
+        unsigned type;
+        uint32_t size = block_header(bh, &last, &type);
         if (type == 3)
             return fb_error_set(err, FB_ECORRUPT, "%s: frame %zu: reserved block type", name, i);
         if (size > BLOCK_SIZE_MAX)
@@ -176,4 +188,58 @@ int fb_frame_prove(int fd, const fb_seek_table *t, size_t i, const char *name, f
                             " bytes, seek table says %" PRIu32,
                             name, i, pos + tail - f->c_offset, f->c_size);
     return 0;
+}
+
+bool fb_frame_read_raw(int fd, const fb_frame_entry *f, bool has_checksums, uint8_t *out)
+{
+    if (!has_checksums || f->d_size == 0)
+        return false;
+    size_t nb = ((size_t)f->d_size + BLOCK_SIZE_MAX - 1) / BLOCK_SIZE_MAX;
+    if (nb > FB_FRAME_RAW_BLOCKS_MAX)
+        return false;
+    /* Everything but the frame header, if every block is raw and full. */
+    uint64_t fixed = (uint64_t)f->d_size + nb * BLOCK_HEADER_SIZE + CHECKSUM_SIZE;
+    if (f->c_size <= fixed || f->c_size - fixed < 6 || f->c_size - fixed > FRAME_HEADER_MAX)
+        return false;
+    size_t hdr = (size_t)(f->c_size - fixed);
+    uint8_t head[FRAME_HEADER_MAX], bh[FB_FRAME_RAW_BLOCKS_MAX][BLOCK_HEADER_SIZE];
+    uint8_t sum[CHECKSUM_SIZE];
+    struct iovec iov[2 * FB_FRAME_RAW_BLOCKS_MAX + 2];
+    size_t n = 0;
+    iov[n++] = (struct iovec){.iov_base = head, .iov_len = hdr};
+    for (size_t k = 0; k < nb; k++) {
+        size_t len = k + 1 < nb ? BLOCK_SIZE_MAX : f->d_size - k * BLOCK_SIZE_MAX;
+        iov[n++] = (struct iovec){.iov_base = bh[k], .iov_len = BLOCK_HEADER_SIZE};
+        iov[n++] = (struct iovec){.iov_base = out + k * BLOCK_SIZE_MAX, .iov_len = len};
+    }
+    iov[n++] = (struct iovec){.iov_base = sum, .iov_len = CHECKSUM_SIZE};
+    /* Short, interrupted or failed: the decoder's way reads it again and
+     * says what went wrong. */
+    if (preadv(fd, iov, (int)n, (off_t)f->c_offset) != (ssize_t)f->c_size)
+        return false;
+
+    /* What the decoder would accept of this frame, and nothing else: a
+     * single-segment frame (its window is its content, so no block can
+     * exceed it) without a dictionary, declaring the table's content size
+     * and a checksum, in exactly hdr bytes... */
+    size_t header_size = 0;
+    uint64_t fcs = 0;
+    bool has_checksum = false;
+    fb_error ignored;
+    if (parse_frame_header(head, hdr, 0, "", &header_size, &fcs, &has_checksum, &ignored) ||
+        fb_frame_header_check(head, hdr, 0, "", &ignored) || header_size != hdr ||
+        fcs != f->d_size || !has_checksum || !(head[4] & 0x20) || (head[4] & 0x03))
+        return false;
+    /* ...whose blocks are all raw, full up to the last, which says so... */
+    for (size_t k = 0; k < nb; k++) {
+        bool last;
+        unsigned type;
+        uint32_t size = block_header(bh[k], &last, &type);
+        size_t len = k + 1 < nb ? BLOCK_SIZE_MAX : f->d_size - k * BLOCK_SIZE_MAX;
+        if (type != 0 || size != len || last != (k + 1 == nb))
+            return false;
+    }
+    /* ...and whose content is what its checksum and the table say. */
+    uint32_t want = get_le32(sum);
+    return want == f->checksum && (uint32_t)fb_xxh64_buffer(out, f->d_size) == want;
 }

@@ -15,6 +15,7 @@
 #ifndef FB_FRAME_PROOF_I_H
 #define FB_FRAME_PROOF_I_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -38,5 +39,22 @@ int fb_frame_header_check(const uint8_t *in, size_t len, size_t i, const char *n
  * or extent cannot be known without decoding it), FB_EIO. Any thread
  * (pread only). */
 int fb_frame_prove(int fd, const fb_seek_table *t, size_t i, const char *name, fb_error *err);
+
+/* Frames of at most this many blocks (8 MiB) are read by fb_frame_read_raw. */
+#define FB_FRAME_RAW_BLOCKS_MAX 64
+
+/* A frame of incompressible data, which zstd stores as raw blocks (each a
+ * 3-byte header and up to 128 KiB as is), read with one preadv straight
+ * into out (f->d_size bytes): the decoder's copy out of the compressed
+ * bytes is saved (8% of the daemon's CPU reading 24 MiB of random bytes
+ * through the mount, 16.1 -> 14.8 ms). Returns true only when out holds the
+ * frame's content and the frame is one the decoder accepts with the same
+ * content: a single-segment frame header without a dictionary declaring
+ * f->d_size and a checksum, raw blocks of 128 KiB up to the last (flagged
+ * last), the checksum the table's, the content's XXH64 the checksum, all
+ * in exactly f->c_size bytes. Otherwise false, whatever out then holds
+ * (the caller decodes the frame the usual way, which reports any damage
+ * or I/O error). Any thread (pread only). */
+bool fb_frame_read_raw(int fd, const fb_frame_entry *f, bool has_checksums, uint8_t *out);
 
 #endif
