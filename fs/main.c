@@ -182,13 +182,16 @@ static void print_serving(const char *prog, const char *store_path, const char *
 #define HEAP_WARM (12 * 1024 * 1024)
 #define HEAP_WARM_PIECE (256 * 1024)
 
-static void set_up_malloc(void)
+/* Sets up malloc as above; returns the free heap the mount tree must leave
+ * untrimmed (fb_mount_options.heap_keep_bytes), 0 when malloc is left to
+ * the C library. */
+static uint64_t set_up_malloc(void)
 {
 #ifdef __GLIBC__
     if (!getenv("MALLOC_ARENA_MAX"))
         mallopt(M_ARENA_MAX, 1);
     if (getenv("MALLOC_MMAP_THRESHOLD_") || getenv("MALLOC_TRIM_THRESHOLD_"))
-        return;
+        return 0;
     mallopt(M_MMAP_THRESHOLD, HEAP_BUFFER_MAX);
     mallopt(M_TRIM_THRESHOLD, HEAP_KEEP);
     /* In pieces below the mmap threshold, so that they come from the heap,
@@ -205,6 +208,9 @@ static void set_up_malloc(void)
     }
     for (size_t i = n; i-- > 0;)
         free(piece[i]);
+    return HEAP_KEEP;
+#else
+    return 0;
 #endif
 }
 
@@ -396,7 +402,7 @@ out:
 
 int main(int argc, char *argv[])
 {
-    set_up_malloc();
+    uint64_t heap_keep = set_up_malloc();
     fs_startup s = {
         .prog = "flowloom-backupfs",
         .args = FUSE_ARGS_INIT(argc, argv),
@@ -415,6 +421,7 @@ int main(int argc, char *argv[])
             .cache_bytes = (uint64_t)s.o.cache_mib * 1024 * 1024,
             .meta_cache_bytes = (uint64_t)s.o.meta_cache_mib * 1024 * 1024,
             .live_seconds = FS_LIVE_REFRESH,
+            .heap_keep_bytes = heap_keep,
             .warn = fs_log_warning,
             .warn_ctx = NULL,
         };

@@ -70,6 +70,12 @@ typedef struct fb_mount_options {
      * every manifest is parsed from its JSON. A directory that cannot be
      * used is warned about, and the mount goes on without. */
     const char *manifest_cache_dir;
+    /* Free heap left in place after a load that parsed or evicted: the
+     * heap is handed back to the system (malloc_trim) only when more than
+     * this is free. 0: whenever such a load freed anything. A program that
+     * keeps heap in memory for its buffers (the daemon writes its first
+     * heap at start) passes at least that much, or the trim undoes it. */
+    uint64_t heap_keep_bytes;
     fb_warn_fn warn;      /* store warnings (index rebuilt, ...); may be NULL */
     void *warn_ctx;
 } fb_mount_options;

@@ -190,6 +190,13 @@ int fb_frame_prove(int fd, const fb_seek_table *t, size_t i, const char *name, f
     return 0;
 }
 
+/* Content length of block k of the nb a raw frame of f->d_size bytes has:
+ * full blocks, then what is left. */
+static size_t raw_block_len(const fb_frame_entry *f, size_t nb, size_t k)
+{
+    return k + 1 < nb ? BLOCK_SIZE_MAX : f->d_size - k * BLOCK_SIZE_MAX;
+}
+
 bool fb_frame_read_raw(int fd, const fb_frame_entry *f, bool has_checksums, uint8_t *out)
 {
     if (!has_checksums || f->d_size == 0)
@@ -208,7 +215,7 @@ bool fb_frame_read_raw(int fd, const fb_frame_entry *f, bool has_checksums, uint
     size_t n = 0;
     iov[n++] = (struct iovec){.iov_base = head, .iov_len = hdr};
     for (size_t k = 0; k < nb; k++) {
-        size_t len = k + 1 < nb ? BLOCK_SIZE_MAX : f->d_size - k * BLOCK_SIZE_MAX;
+        size_t len = raw_block_len(f, nb, k);
         iov[n++] = (struct iovec){.iov_base = bh[k], .iov_len = BLOCK_HEADER_SIZE};
         iov[n++] = (struct iovec){.iov_base = out + k * BLOCK_SIZE_MAX, .iov_len = len};
     }
@@ -235,8 +242,7 @@ bool fb_frame_read_raw(int fd, const fb_frame_entry *f, bool has_checksums, uint
         bool last;
         unsigned type;
         uint32_t size = block_header(bh[k], &last, &type);
-        size_t len = k + 1 < nb ? BLOCK_SIZE_MAX : f->d_size - k * BLOCK_SIZE_MAX;
-        if (type != 0 || size != len || last != (k + 1 == nb))
+        if (type != 0 || size != raw_block_len(f, nb, k) || last != (k + 1 == nb))
             return false;
     }
     /* ...and whose content is what its checksum and the table say. */

@@ -454,22 +454,21 @@ static int backup_install_contents(fb_mount_tree *t, mt_backup *b, mt_contents *
 #endif
 #endif
 
-/* Free heap under which a trim is not worth it (see heap_trim). */
-#define HEAP_TRIM_MIN ((size_t)16 << 20)
-
 /* Hands freed heap pages back to the system: parsing a manifest leaves its
  * parser's memory freed in the heap, and evicted contents leave holes that
  * glibc would otherwise keep (the budget is meant as resident memory).
  * Called after a load that parsed or evicted. Only when more than
- * HEAP_TRIM_MIN is free: the pages a smaller trim gives back are the ones
- * the next frames are decoded into (the daemon writes its first heap at
- * start for them, fs/main.c), and after a small manifest was parsed the
- * next 24 MiB read faulted 1,500 of them in again. */
-static void heap_trim(void)
+ * opts.heap_keep_bytes is free: the pages a smaller trim gives back are the
+ * ones the daemon's next frames are decoded into (it writes its first heap
+ * at start for them, fs/main.c); after a small manifest was parsed the next
+ * 24 MiB read faulted 1,500 of them in again. */
+static void heap_trim(const fb_mount_tree *t)
 {
 #if defined(__GLIBC__) && !defined(MT_SANITIZED_HEAP)
-    if (mallinfo2().fordblks > HEAP_TRIM_MIN)
+    if (mallinfo2().fordblks > t->opts.heap_keep_bytes)
         malloc_trim(0);
+#else
+    (void)t;
 #endif
 }
 
@@ -521,7 +520,7 @@ int fb_mount_backup_ensure_loaded(fb_mount_tree *t, mt_backup *b, fb_error *err)
     /* A load from the manifest cache leaves no parser's memory behind:
      * trimming then cost a tenth of it for nothing. */
     if (trim)
-        heap_trim();
+        heap_trim(t);
     pthread_mutex_lock(&t->lock);
     return rc;
 }
